@@ -1,0 +1,299 @@
+"""The pure decision: what an authorization request requires and what the user must prove next.
+
+No Flask, no I/O: every "is this authentication enough?" question is answered here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from idp.auth.policy import (
+    KNOWLEDGE,
+    METHOD_ORDER,
+    Amr,
+    AssurancePolicy,
+    Capability,
+    Level,
+    Method,
+    amr_claim,
+)
+
+
+@dataclass(frozen=True)
+class Proof:
+    """One method performed at one time, with the amr values it earned."""
+
+    method: Method
+    amr: frozenset[Amr]
+    at: float
+
+
+@dataclass(frozen=True)
+class AuthState:
+    """Who is signing in and what they proved; the latest proof per method is kept."""
+
+    subject: str
+    proofs: tuple[Proof, ...] = ()
+
+    def with_proof(self, proof: Proof) -> AuthState:
+        kept = tuple(existing for existing in self.proofs if existing.method != proof.method)
+        return replace(self, proofs=(*kept, proof))
+
+
+@dataclass(frozen=True)
+class Account:
+    """What the pipeline knows of the user: whether they may sign in and which methods they have."""
+
+    subject: str
+    active: bool
+    capabilities: frozenset[Capability]
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """Acceptable levels in preference order; the last is the floor unless the request is essential."""
+
+    acceptable: tuple[str, ...]
+    essential: bool
+    max_age: int | None
+    force_login: bool
+    interactive: bool
+    requested_at: float
+
+
+@dataclass(frozen=True)
+class Done:
+    acr: str
+    amr: tuple[Amr, ...]
+    auth_time: int
+
+
+@dataclass(frozen=True)
+class NeedPassword:
+    """Start (or restart) with the first factor: password, or a passkey standing alone."""
+
+
+@dataclass(frozen=True)
+class NeedFactor:
+    methods: tuple[Method, ...]
+    level: str
+
+
+@dataclass(frozen=True)
+class NeedEnrolment:
+    methods: tuple[Method, ...]
+    level: str
+
+
+@dataclass(frozen=True)
+class Fail:
+    error: str
+    description: str
+
+
+Step = Done | NeedPassword | NeedFactor | NeedEnrolment | Fail
+
+
+class RequestRejected(Exception):
+    """The authorization request's authentication parameters are unusable (an OAuth error)."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+# -- requirement -----------------------------------------------------------------------------
+
+
+def requirement_for(
+    *,
+    policy: AssurancePolicy,
+    scopes: Sequence[str],
+    acr_values: str | None,
+    claims: str | None,
+    max_age: str | None,
+    prompt: str | None,
+    client_default_acr_values: Sequence[str],
+    client_default_max_age: int | None,
+    now: float,
+) -> Requirement:
+    """Combine request, scope policy and client defaults; the strictest of them wins."""
+    requested, essential = _requested_acr(claims, acr_values)
+    if not requested:
+        requested = list(client_default_acr_values)
+    known = [level for level in map(policy.resolve, requested) if level is not None]
+    if essential and not known:
+        raise RequestRejected(
+            "unmet_authentication_requirements", f"none of the essential acr values {requested} is offered"
+        )
+    floor = policy.strongest(
+        [policy.minimum]
+        + [rule.acr for scope in scopes if (rule := policy.scope_rules.get(scope)) and rule.acr]
+        + [level for level in map(policy.resolve, client_default_acr_values) if level is not None][:1]
+    )
+    floor_rank = policy.level(floor).rank
+    acceptable = [level for level in dict.fromkeys(known) if policy.level(level).rank >= floor_rank]
+    if not essential or not acceptable:
+        acceptable.append(floor)
+    ages = [_max_age(max_age), client_default_max_age] + [
+        rule.max_age for scope in scopes if (rule := policy.scope_rules.get(scope))
+    ]
+    prompts = (prompt or "").split()
+    return Requirement(
+        acceptable=tuple(dict.fromkeys(acceptable)),
+        essential=essential,
+        max_age=min((age for age in ages if age is not None), default=None),
+        force_login="login" in prompts,
+        interactive="none" not in prompts,
+        requested_at=now,
+    )
+
+
+def _requested_acr(claims: str | None, acr_values: str | None) -> tuple[list[str], bool]:
+    """acr from the claims parameter (OIDC Core 5.5.1.1) wins over acr_values (3.1.2.1)."""
+    if claims:
+        try:
+            document = json.loads(claims)
+        except ValueError:
+            raise RequestRejected("invalid_request", "the claims parameter is not valid JSON") from None
+        if not isinstance(document, dict):
+            raise RequestRejected("invalid_request", "the claims parameter must be a JSON object")
+        for member in ("id_token", "userinfo"):
+            section = document.get(member)
+            acr = section.get("acr") if isinstance(section, dict) else None
+            if isinstance(acr, dict):
+                values = acr.get("values", [acr["value"]] if "value" in acr else [])
+                if not isinstance(values, list) or not all(isinstance(value, str) for value in values):
+                    raise RequestRejected("invalid_request", "acr values in claims must be strings")
+                return values, acr.get("essential") is True
+    return (acr_values or "").split(), False
+
+
+def _max_age(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise RequestRejected("invalid_request", "max_age must be a non-negative integer")
+    return int(raw)
+
+
+# -- decision --------------------------------------------------------------------------------
+
+
+def next_step(
+    state: AuthState | None,
+    account: Account | None,
+    requirement: Requirement,
+    policy: AssurancePolicy,
+    now: float,
+) -> Step:
+    """Done when a requested level is met; otherwise the one thing the user must do next."""
+    if state is None or account is None or account.subject != state.subject:
+        return NeedPassword() if requirement.interactive else _login_required()
+    if not account.active:
+        return Fail("access_denied", "the account is disabled")
+    floor = requirement.acceptable[-1]
+    for name in requirement.acceptable:
+        level = policy.level(name)
+        proofs = _valid_proofs(state, level, requirement, now)
+        done = _satisfied(level, proofs, requirement)
+        if done is not None:
+            return done
+        ask = _what_to_ask(level, proofs, account, requirement)
+        if ask is not None:
+            return ask if requirement.interactive else _login_required()
+    if not requirement.interactive:
+        return _login_required()
+    if requirement.essential:
+        return Fail("unmet_authentication_requirements", f"the account cannot reach {' or '.join(requirement.acceptable)}")
+    return NeedEnrolment(methods=policy.enrol_at_sign_in, level=floor)
+
+
+def apply_proof(state: AuthState | None, subject: str, proof: Proof) -> AuthState:
+    """Record a verified proof; a proof for another subject starts a new state."""
+    if state is None or state.subject != subject:
+        return AuthState(subject=subject, proofs=(proof,))
+    return state.with_proof(proof)
+
+
+def _login_required() -> Fail:
+    return Fail("login_required", "no session satisfies the request")
+
+
+def _valid_proofs(state: AuthState, level: Level, requirement: Requirement, now: float) -> tuple[Proof, ...]:
+    """Proofs young enough for the level's ttl, and made during this request when login is forced."""
+    not_before = max(now - level.ttl, requirement.requested_at if requirement.force_login else 0.0)
+    return tuple(proof for proof in state.proofs if proof.at >= not_before)
+
+
+def _fresh_enough(used: Sequence[Proof], requirement: Requirement) -> bool:
+    """max_age (OIDC Core 3.1.2.1): the newest proof is no older than max_age at request time."""
+    if requirement.max_age is None:
+        return True
+    return max(proof.at for proof in used) >= requirement.requested_at - requirement.max_age
+
+
+def _proven(proofs: Sequence[Proof]) -> frozenset[Amr]:
+    return frozenset().union(*(proof.amr for proof in proofs))
+
+
+def _satisfied(level: Level, proofs: tuple[Proof, ...], requirement: Requirement) -> Done | None:
+    """The way of reaching `level` that was completed most recently, if any is complete and fresh."""
+    proven = _proven(proofs)
+    complete = [
+        used
+        for way in level.satisfied_by
+        if way <= proven
+        and _fresh_enough(used := [proof for proof in proofs if proof.amr & way], requirement)
+    ]
+    if not complete:
+        return None
+    used = max(complete, key=lambda candidate: max(proof.at for proof in candidate))
+    return Done(
+        acr=level.name,
+        amr=amr_claim(_proven(used), frozenset(proof.method for proof in used)),
+        auth_time=int(max(proof.at for proof in used)),
+    )
+
+
+def _what_to_ask(
+    level: Level, proofs: tuple[Proof, ...], account: Account, requirement: Requirement
+) -> NeedPassword | NeedFactor | None:
+    """The cheapest completion of the level that the account can perform, or None."""
+    proven = _proven(proofs)
+    completions = [_missing(way, proven) for way in level.satisfied_by]
+    performable = [missing for missing in completions if _performable(missing, account)]
+    if not performable:
+        return None
+    cheapest = min(_steps(missing) for missing in performable)
+    options = [missing for missing in performable if _steps(missing) == cheapest]
+    if any(Amr.PWD in missing for missing in options):
+        return NeedPassword()
+    offered = {
+        capability.method
+        for missing in options
+        for capability in account.capabilities
+        if missing <= capability.amr
+    }
+    return NeedFactor(methods=tuple(m for m in METHOD_ORDER if m in offered), level=level.name)
+
+
+def _missing(way: frozenset[Amr], proven: frozenset[Amr]) -> frozenset[Amr]:
+    """What is left to prove for `way`; a complete but stale way re-proves its possession factor."""
+    missing = way - proven
+    if missing:
+        return missing
+    return way - KNOWLEDGE or way
+
+
+def _performable(missing: frozenset[Amr], account: Account) -> bool:
+    """Knowledge can always be asked for; the rest must come from one method the account has."""
+    rest = missing - KNOWLEDGE
+    return not rest or any(rest <= capability.amr for capability in account.capabilities)
+
+
+def _steps(missing: frozenset[Amr]) -> int:
+    return int(Amr.PWD in missing) + int(bool(missing - KNOWLEDGE))

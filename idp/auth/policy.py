@@ -1,0 +1,108 @@
+"""Assurance vocabulary as data: amr values (RFC 8176), sign-in methods, acr levels and scope rules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from idp.config import Settings
+
+
+class Amr(StrEnum):
+    """Authentication Method Reference values, RFC 8176 (email as Okta uses it)."""
+
+    PWD = "pwd"
+    OTP = "otp"
+    EMAIL = "email"
+    HWK = "hwk"
+    SWK = "swk"
+    USER = "user"
+    MFA = "mfa"
+
+
+class Method(StrEnum):
+    """What a user proves in one step on one hosted page."""
+
+    PASSWORD = "password"
+    WEBAUTHN = "webauthn"
+    TOTP = "totp"
+    EMAIL_CODE = "email_code"
+    RECOVERY_CODE = "recovery_code"
+
+
+# The order in which the pages offer second factors: phishing-resistant first.
+METHOD_ORDER: tuple[Method, ...] = tuple(Method)
+KNOWLEDGE = frozenset({Amr.PWD})
+
+
+@dataclass(frozen=True)
+class Capability:
+    """A method the account can perform and the amr values it yields when performed."""
+
+    method: Method
+    amr: frozenset[Amr]
+
+
+@dataclass(frozen=True)
+class Level:
+    name: str
+    rank: int
+    satisfied_by: tuple[frozenset[Amr], ...]
+    ttl: int
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScopeRule:
+    acr: str | None
+    max_age: int | None
+
+
+@dataclass(frozen=True)
+class AssurancePolicy:
+    """Levels weakest first; `minimum` is the floor every user sign-in reaches."""
+
+    levels: tuple[Level, ...]
+    minimum: str
+    scope_rules: Mapping[str, ScopeRule] = field(default_factory=dict)
+    enrol_at_sign_in: tuple[Method, ...] = (Method.TOTP,)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AssurancePolicy:
+        levels = tuple(
+            Level(
+                name=name,
+                rank=rank,
+                satisfied_by=tuple(frozenset(Amr(value) for value in way) for way in level.satisfied_by),
+                ttl=level.ttl,
+                aliases=level.aliases,
+            )
+            for rank, (name, level) in enumerate(settings.assurance.levels.items())
+        )
+        rules = {scope: ScopeRule(rule.acr, rule.max_age) for scope, rule in settings.scopes.items()}
+        return cls(levels=levels, minimum=settings.assurance.minimum, scope_rules=rules)
+
+    def level(self, name: str) -> Level:
+        return next(level for level in self.levels if level.name == name)
+
+    def resolve(self, acr_value: str) -> str | None:
+        """The level a requested acr value names (directly or by alias), or None when unknown."""
+        for level in self.levels:
+            if acr_value == level.name or acr_value in level.aliases:
+                return level.name
+        return None
+
+    def strongest(self, names: list[str]) -> str:
+        return max(names, key=lambda name: self.level(name).rank)
+
+    @property
+    def acr_values_supported(self) -> list[str]:
+        return [value for level in self.levels for value in (level.name, *level.aliases)]
+
+
+def amr_claim(proven: frozenset[Amr], methods: frozenset[Method]) -> tuple[Amr, ...]:
+    """The amr claim for what was proven: `mfa` when two methods or a user-verified key were used."""
+    multi_factor = len(methods) >= 2 or (Amr.USER in proven and bool(proven & {Amr.HWK, Amr.SWK}))
+    values = proven | {Amr.MFA} if multi_factor else proven
+    return tuple(value for value in Amr if value in values)

@@ -1,0 +1,225 @@
+"""Settings: TOML -> frozen, validated settings; the only reader of the file and the environment."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+CONFIG_ENV = "IDP_CONFIG"
+PositiveSeconds = Annotated[int, Field(gt=0)]
+SUPPORTED_DATABASES = ("sqlite", "postgresql")
+AMR_VALUES = frozenset({"pwd", "otp", "email", "hwk", "swk", "user", "mfa"})
+SigningAlg = Literal["RS256", "ES256"]
+
+
+class ConfigError(Exception):
+    """A configuration problem, told in one line naming the key and the reason."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class DatabaseSettings(_Section):
+    url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _known_dialect(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(f"not a database URL: {value!r}") from None
+        if url.get_backend_name() not in SUPPORTED_DATABASES:
+            raise ValueError(
+                f"unsupported database {url.get_backend_name()!r}; use sqlite:/// or postgresql+psycopg://"
+            )
+        return value
+
+
+class RedisSettings(_Section):
+    url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix://, or be empty for the embedded store")
+        return value
+
+
+class KeySettings(_Section):
+    directory: str = "keys"
+    algorithm: SigningAlg = "ES256"
+
+
+class PasswordSettings(_Section):
+    memory_cost: Annotated[int, Field(ge=8192)] = 19456
+    time_cost: Annotated[int, Field(ge=1)] = 2
+    parallelism: Annotated[int, Field(ge=1)] = 1
+    min_length: Annotated[int, Field(ge=8)] = 12
+
+
+class SessionSettings(_Section):
+    lifetime: PositiveSeconds = 43200
+    cookie_name: str = "idp_session"
+
+
+class TokenSettings(_Section):
+    access_token_lifetime: PositiveSeconds = 600
+    id_token_lifetime: PositiveSeconds = 600
+    refresh_token_lifetime: PositiveSeconds = 2592000
+    code_lifetime: Annotated[int, Field(gt=0, le=600)] = 60
+    sign_in_lifetime: PositiveSeconds = 900
+
+
+class TotpSettings(_Section):
+    issuer_name: str = "idp"
+    drift_steps: Annotated[int, Field(ge=0, le=2)] = 1
+
+
+class LevelSettings(_Section):
+    """One acr level: the combinations of amr values that reach it and how long it lasts."""
+
+    satisfied_by: tuple[tuple[str, ...], ...]
+    ttl: PositiveSeconds
+    aliases: tuple[str, ...] = ()
+
+    @field_validator("satisfied_by")
+    @classmethod
+    def _known_amr(cls, ways: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...]:
+        if not ways:
+            raise ValueError("needs at least one combination of amr values")
+        for way in ways:
+            unknown = set(way) - AMR_VALUES
+            if unknown or not way:
+                raise ValueError(f"unknown amr values {sorted(unknown)}; known: {sorted(AMR_VALUES)}")
+        return ways
+
+
+def _default_levels() -> dict[str, LevelSettings]:
+    return {
+        "mfa": LevelSettings(
+            satisfied_by=(("pwd", "otp"), ("pwd", "hwk"), ("pwd", "swk"), ("hwk", "user"), ("swk", "user")),
+            ttl=43200,
+            aliases=("http://schemas.openid.net/pape/policies/2007/06/multi-factor",),
+        ),
+        "phr": LevelSettings(
+            satisfied_by=(("pwd", "hwk"), ("pwd", "swk"), ("hwk", "user"), ("swk", "user")),
+            ttl=900,
+        ),
+        "phrh": LevelSettings(satisfied_by=(("pwd", "hwk"), ("hwk", "user")), ttl=900),
+    }
+
+
+class AssuranceSettings(_Section):
+    """acr levels, weakest first; `minimum` is what every sign-in must reach."""
+
+    minimum: str = "mfa"
+    levels: dict[str, LevelSettings] = Field(default_factory=_default_levels)
+
+    @model_validator(mode="after")
+    def _minimum_is_a_level(self) -> AssuranceSettings:
+        if self.minimum not in self.levels:
+            raise ValueError(f"minimum {self.minimum!r} is not one of the levels {list(self.levels)}")
+        return self
+
+
+class ScopePolicy(_Section):
+    acr: str | None = None
+    max_age: Annotated[int, Field(ge=0)] | None = None
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(gt=0, lt=65536)] = 8000
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+    engine: Literal["gunicorn", "granian"] = "gunicorn"
+
+
+class Settings(_Section):
+    issuer: str = "http://localhost:8000"
+    instance_dir: str = "instance"
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    keys: KeySettings = KeySettings()
+    passwords: PasswordSettings = PasswordSettings()
+    sessions: SessionSettings = SessionSettings()
+    tokens: TokenSettings = TokenSettings()
+    totp: TotpSettings = TotpSettings()
+    assurance: AssuranceSettings = AssuranceSettings()
+    scopes: dict[str, ScopePolicy] = Field(default_factory=dict)
+    server: ServerSettings = ServerSettings()
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_is_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL")
+        if parts.query or parts.fragment or value.endswith("/"):
+            raise ValueError("must have no query, fragment or trailing slash (OIDC Discovery 4.3)")
+        return value
+
+    @model_validator(mode="after")
+    def _scope_levels_exist(self) -> Settings:
+        for scope, policy in self.scopes.items():
+            if policy.acr is not None and policy.acr not in self.assurance.levels:
+                raise ValueError(f"scopes.{scope}.acr: {policy.acr!r} is not a configured level")
+        return self
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{Path(self.instance_dir).resolve() / 'idp.sqlite3'}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.issuer.startswith("https://")
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read the TOML file named by `path`, else by IDP_CONFIG, else use the built-in defaults."""
+    chosen = path or os.environ.get(CONFIG_ENV)
+    raw: dict[str, Any] = {}
+    if chosen:
+        try:
+            raw = tomllib.loads(Path(chosen).read_text(encoding="utf-8"))
+        except OSError as error:
+            raise ConfigError(f"config file {chosen}: {error.strerror}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config file {chosen}: not valid TOML ({error})") from None
+    return settings_from_mapping(raw)
+
+
+def settings_from_mapping(raw: dict[str, Any]) -> Settings:
+    """Validate a parsed TOML document; the first problem becomes one ConfigError line."""
+    try:
+        return Settings.model_validate(_lists_to_tuples(raw))
+    except ValidationError as error:
+        first = error.errors()[0]
+        if first["type"] == "extra_forbidden":
+            reason = "unknown key"
+        elif first["type"] == "value_error":
+            reason = str(first["ctx"]["error"])
+        else:
+            reason = first["msg"]
+        key = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"config error: {key}: {reason}" if key else f"config error: {reason}") from None
+
+
+def _lists_to_tuples(value: Any) -> Any:
+    """TOML arrays arrive as lists; frozen settings hold tuples (strict mode accepts only those)."""
+    if isinstance(value, dict):
+        return {key: _lists_to_tuples(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return tuple(_lists_to_tuples(item) for item in value)
+    return value

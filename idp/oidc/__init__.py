@@ -1,0 +1,1 @@
+"""OpenID Connect: authlib wiring, grants, claims and signing keys."""

@@ -1,0 +1,1 @@
+"""Durable (SQLAlchemy) and ephemeral (Redis or embedded) storage."""

@@ -1,0 +1,141 @@
+"""Repositories over one SQLAlchemy session; they never commit (the unit of work does)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from idp.store.tables import AuditEvent, Client, Factor, RefreshToken, User
+
+
+class Users:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get(self, user_id: str) -> User | None:
+        return self._session.get(User, user_id)
+
+    def by_username(self, username: str) -> User | None:
+        return self._session.scalars(select(User).where(User.username == username)).one_or_none()
+
+    def add(self, user: User) -> None:
+        self._session.add(user)
+        self._session.flush()
+
+    def all(self) -> Sequence[User]:
+        return self._session.scalars(select(User).order_by(User.username)).all()
+
+
+class Factors:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def of_user(self, user_id: str, kind: str | None = None) -> Sequence[Factor]:
+        query = select(Factor).where(Factor.user_id == user_id)
+        if kind is not None:
+            query = query.where(Factor.kind == kind)
+        return self._session.scalars(query.order_by(Factor.created_at)).all()
+
+    def add(self, factor: Factor) -> None:
+        self._session.add(factor)
+        self._session.flush()
+
+    def remove_all(self, user_id: str) -> int:
+        result = self._session.execute(delete(Factor).where(Factor.user_id == user_id))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def mark_used(self, factor_id: str, at: int) -> None:
+        self._session.execute(update(Factor).where(Factor.id == factor_id).values(last_used_at=at))
+
+
+class Clients:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get(self, client_id: str) -> Client | None:
+        return self._session.get(Client, client_id)
+
+    def add(self, client: Client) -> None:
+        self._session.add(client)
+        self._session.flush()
+
+    def all(self) -> Sequence[Client]:
+        return self._session.scalars(select(Client).order_by(Client.created_at)).all()
+
+
+class RefreshTokens:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add(self, token: RefreshToken) -> None:
+        self._session.add(token)
+        self._session.flush()
+
+    def get(self, token_hash: str) -> RefreshToken | None:
+        return self._session.get(RefreshToken, token_hash)
+
+    def claim_for_rotation(self, token_hash: str) -> bool:
+        """Mark the token rotated; True only for the one caller that found it current (atomic)."""
+        result = self._session.execute(
+            update(RefreshToken)
+            .where(
+                RefreshToken.token_hash == token_hash,
+                RefreshToken.rotated.is_(False),
+                RefreshToken.revoked.is_(False),
+            )
+            .values(rotated=True)
+        )
+        return int(result.rowcount) == 1  # type: ignore[attr-defined]
+
+    def revoke_family(self, family_id: str) -> None:
+        self._session.execute(
+            update(RefreshToken).where(RefreshToken.family_id == family_id).values(revoked=True)
+        )
+
+
+class Audit:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def record(self, event: AuditEvent) -> None:
+        self._session.add(event)
+
+    def of_user(self, user_id: str, limit: int = 50) -> Sequence[AuditEvent]:
+        query = (
+            select(AuditEvent)
+            .where(AuditEvent.user_id == user_id)
+            .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+            .limit(limit)
+        )
+        return self._session.scalars(query).all()
+
+
+@dataclass(frozen=True)
+class DurableStore:
+    """The repositories of one unit of work."""
+
+    users: Users
+    factors: Factors
+    clients: Clients
+    refresh_tokens: RefreshTokens
+    audit: Audit
+
+    @classmethod
+    def over(cls, session: Session) -> DurableStore:
+        return cls(
+            Users(session), Factors(session), Clients(session), RefreshTokens(session), Audit(session)
+        )
+
+
+def audit_event(
+    event: str, outcome: str, *, at: int, user_id: str | None = None, client_id: str | None = None,
+    ip: str | None = None, user_agent: str | None = None, detail: dict[str, Any] | None = None,
+) -> AuditEvent:
+    return AuditEvent(
+        event=event, outcome=outcome, at=at, user_id=user_id, client_id=client_id, ip=ip,
+        user_agent=(user_agent or "")[:400] or None, detail=detail or {},
+    )

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from idp.auth.policy import (
     KNOWLEDGE,
@@ -297,3 +298,33 @@ def _performable(missing: frozenset[Amr], account: Account) -> bool:
 
 def _steps(missing: frozenset[Amr]) -> int:
     return int(Amr.PWD in missing) + int(bool(missing - KNOWLEDGE))
+
+
+# -- serialization (sessions and pending requests hold these as JSON) -----------------------------
+
+
+def state_to_json(state: AuthState) -> dict[str, object]:
+    return {
+        "subject": state.subject,
+        "proofs": [
+            {"method": proof.method.value, "amr": sorted(proof.amr), "at": proof.at} for proof in state.proofs
+        ],
+    }
+
+
+def state_from_json(data: dict[str, Any]) -> AuthState:
+    return AuthState(
+        subject=data["subject"],
+        proofs=tuple(
+            Proof(method=Method(item["method"]), amr=frozenset(Amr(v) for v in item["amr"]), at=item["at"])
+            for item in data["proofs"]
+        ),
+    )
+
+
+def requirement_to_json(requirement: Requirement) -> dict[str, object]:
+    return asdict(requirement)
+
+
+def requirement_from_json(data: dict[str, Any]) -> Requirement:
+    return Requirement(**{**data, "acceptable": tuple(data["acceptable"])})

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from joserfc.jwk import ECKey, RSAKey
+from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from idp.keyfiles import write_private
 
@@ -29,6 +29,7 @@ class KeyRing:
 
     keys: tuple[SigningKey, ...]
     jwks_json: bytes
+    public_key_set: KeySet
 
     @classmethod
     def load(cls, directory: Path) -> KeyRing:
@@ -36,7 +37,11 @@ class KeyRing:
         documents.sort(key=lambda document: document.get("iat", 0), reverse=True)
         keys = tuple(_import(document) for document in documents)
         public = {"keys": [key.as_dict(private=False) for key in keys]}
-        return cls(keys=keys, jwks_json=json.dumps(public, separators=(",", ":")).encode())
+        return cls(
+            keys=keys,
+            jwks_json=json.dumps(public, separators=(",", ":")).encode(),
+            public_key_set=KeySet.import_key_set(public),
+        )
 
     def signing_key(self, alg: str) -> SigningKey:
         for key in self.keys:

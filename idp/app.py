@@ -1,0 +1,109 @@
+"""create_app(settings): open the stores, wire the authorization server, register the blueprints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask, Response, render_template
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.exc import OperationalError
+
+from idp.auth.passwords import Passwords
+from idp.auth.policy import AssurancePolicy
+from idp.auth.sessions import ServerSessionInterface
+from idp.auth.totp import Totp
+from idp.config import Settings
+from idp.oidc.keys import KeyRing
+from idp.oidc.server import build_server
+from idp.oidc.tokens import TokenService
+from idp.secrets import SecretBox, load_session_secret
+from idp.store.database import Database, DatabaseUnavailable
+from idp.store.ephemeral import StoreUnavailable, open_ephemeral_store
+from idp.views import home, logout, oidc, signin, wellknown
+from idp.web import EXTENSION, Services, install_unit_of_work
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+def open_services(settings: Settings) -> Services:
+    keys_dir = Path(settings.keys.directory)
+    ephemeral = open_ephemeral_store(settings.redis.url, Path(settings.instance_dir))
+    keyring = KeyRing.load(keys_dir)
+    return Services(
+        settings=settings,
+        policy=AssurancePolicy.from_settings(settings),
+        database=Database(settings.database_url),
+        ephemeral=ephemeral,
+        keyring=keyring,
+        tokens=TokenService(
+            issuer=settings.issuer, keyring=keyring, algorithm=settings.keys.algorithm, ephemeral=ephemeral,
+            access_token_lifetime=settings.tokens.access_token_lifetime,
+        ),
+        passwords=Passwords(settings.passwords),
+        totp=Totp(ephemeral=ephemeral, issuer_name=settings.totp.issuer_name, drift_steps=settings.totp.drift_steps),
+        secret_box=SecretBox(keys_dir),
+    )
+
+
+def create_app(settings: Settings) -> Flask:
+    found = open_services(settings)
+    app = Flask(
+        __name__,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+    )
+    app.config.update(
+        SECRET_KEY=load_session_secret(Path(settings.keys.directory)),
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        WTF_CSRF_TIME_LIMIT=settings.tokens.sign_in_lifetime,
+        WTF_CSRF_SSL_STRICT=settings.secure_cookies,
+    )
+    app.extensions[EXTENSION] = found
+    app.extensions["authlib.server"] = build_server()
+    app.extensions["idp.published"] = wellknown.publish(
+        settings.issuer, found.policy.acr_values_supported, found.keyring.jwks_json
+    )
+    app.session_interface = ServerSessionInterface(
+        store=found.ephemeral, lifetime=settings.sessions.lifetime, cookie_name=settings.sessions.cookie_name,
+        secure=settings.secure_cookies,
+    )
+    csrf = CSRFProtect(app)
+    for view in (oidc.authorize, oidc.token, oidc.revoke, oidc.introspect, oidc.userinfo, logout.end_session):
+        csrf.exempt(view)
+    for module in (wellknown, oidc, signin, logout, home):
+        app.register_blueprint(module.blueprint)
+    install_unit_of_work(app)
+    _install_failure_pages(app)
+    _install_security_headers(app, hsts=settings.secure_cookies)
+    return app
+
+
+def _install_failure_pages(app: Flask) -> None:
+    """A store that cannot be reached fails the request closed, with a plain page and no partial state."""
+
+    def unavailable(_error: Exception) -> Response:
+        body = render_template("error.html", title="Temporarily unavailable",
+                               message="The sign-in service cannot reach its storage. Please try again shortly.")
+        return Response(body, status=503, headers={"Retry-After": "5"})
+
+    for kind in (StoreUnavailable, DatabaseUnavailable, OperationalError):
+        app.register_error_handler(kind, unavailable)
+
+
+def _install_security_headers(app: Flask, *, hsts: bool) -> None:
+    @app.after_request
+    def headers(response: Response) -> Response:
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+        )
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if hsts:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response

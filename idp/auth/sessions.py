@@ -1,0 +1,79 @@
+"""Server-side sessions in the ephemeral store; the cookie holds only a random id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from typing import Any
+
+from flask import Flask, Request, Response
+from flask.sessions import SessionInterface, SessionMixin
+from werkzeug.datastructures import CallbackDict
+
+from idp.store.ephemeral import EphemeralStore
+
+
+class ServerSession(CallbackDict[str, Any], SessionMixin):
+    def __init__(self, initial: dict[str, Any] | None = None, session_id: str | None = None) -> None:
+        def on_update(_: CallbackDict[str, Any]) -> None:
+            self.modified = True
+
+        super().__init__(initial or {}, on_update)
+        self.session_id = session_id
+        self.previous_id: str | None = None
+        self.modified = False
+
+    def regenerate(self) -> None:
+        """Give the session a new id (at sign-in), so a planted id never becomes authenticated."""
+        self.previous_id = self.previous_id or self.session_id
+        self.session_id = None
+        self.modified = True
+
+    def end(self) -> None:
+        self.clear()
+        self.regenerate()
+
+
+class ServerSessionInterface(SessionInterface):
+    def __init__(self, *, store: EphemeralStore, lifetime: int, cookie_name: str, secure: bool) -> None:
+        self._store = store
+        self._lifetime = lifetime
+        self._cookie_name = cookie_name
+        self._secure = secure
+
+    def open_session(self, app: Flask, request: Request) -> ServerSession:
+        session_id = request.cookies.get(self._cookie_name)
+        if session_id and len(session_id) <= 64:
+            raw = self._store.get(_key(session_id))
+            if raw is not None:
+                return ServerSession(json.loads(raw), session_id)
+        return ServerSession()
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        assert isinstance(session, ServerSession)
+        if session.previous_id:
+            self._store.delete(_key(session.previous_id))
+        if not session.modified:
+            return
+        if not session:
+            if session.session_id:
+                self._store.delete(_key(session.session_id))
+            response.delete_cookie(self._cookie_name, path="/")
+            return
+        session.session_id = session.session_id or secrets.token_urlsafe(32)
+        payload = json.dumps(dict(session), separators=(",", ":")).encode()
+        self._store.put(_key(session.session_id), payload, ttl=self._lifetime)
+        response.set_cookie(
+            self._cookie_name,
+            session.session_id,
+            max_age=self._lifetime,
+            httponly=True,
+            secure=self._secure,
+            samesite="Lax",
+            path="/",
+        )
+
+
+def _key(session_id: str) -> str:
+    return "session:" + hashlib.sha256(session_id.encode()).hexdigest()

@@ -1,0 +1,68 @@
+"""The authlib authorization server, wired to our grants, clients and token service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+
+from idp.oidc.clients import RegisteredClient
+from idp.oidc.grants import (
+    AuthorizationCodeGrant,
+    ClientCredentialsGrant,
+    OpenIDConnectCode,
+    RefreshTokenGrant,
+    S256CodeChallenge,
+    TokenIntrospection,
+    TokenRevocation,
+    save_token,
+)
+from idp.web import durable_store, services
+
+
+class StoredAuthorizationRequest(OAuth2Request):  # type: ignore[misc]
+    """An authorization request replayed from its stored parameters after the user signed in."""
+
+    def __init__(self, uri: str, params: dict[str, str]) -> None:
+        super().__init__("GET", uri, headers={})
+        self.payload = BasicOAuth2Payload(params)
+        self._params = params
+
+    @property
+    def args(self) -> dict[str, str]:
+        return self._params
+
+    @property
+    def form(self) -> dict[str, str]:
+        return {}
+
+
+class ProviderServer(AuthorizationServer):  # type: ignore[misc]
+    def create_oauth2_request(self, request: Any) -> OAuth2Request:
+        if isinstance(request, OAuth2Request):
+            return request
+        return super().create_oauth2_request(request)
+
+
+def query_client(client_id: str) -> RegisteredClient | None:
+    if not isinstance(client_id, str) or len(client_id) > 64:
+        return None
+    row = durable_store().clients.get(client_id)
+    return None if row is None else RegisteredClient(row)
+
+
+def generate_token(**kwargs: Any) -> dict[str, Any]:
+    return services().tokens.generate(**kwargs)
+
+
+def build_server() -> ProviderServer:
+    server = ProviderServer(query_client=query_client, save_token=save_token)
+    server.register_token_generator("default", generate_token)
+    server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDConnectCode()])
+    server.register_grant(RefreshTokenGrant)
+    server.register_grant(ClientCredentialsGrant)
+    server.register_endpoint(TokenRevocation)
+    server.register_endpoint(TokenIntrospection)
+    return server

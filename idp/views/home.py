@@ -1,0 +1,14 @@
+"""The provider's own front page: who is signed in here, and a way to sign out."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+
+from idp.views import flow
+
+blueprint = Blueprint("home", __name__)
+
+
+@blueprint.route("/")
+def index() -> str:
+    return render_template("home.html", user=flow.signed_in_user())

@@ -1,0 +1,173 @@
+"""Protocol endpoints: authorization (begin and resume), token, userinfo, revocation, introspection, logout."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from authlib.oauth2 import OAuth2Error
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from idp.auth.pipeline import Done, Fail, NeedEnrolment, NeedFactor, NeedPassword, RequestRejected, requirement_for
+from idp.auth.sessions import ServerSession
+from idp.oidc.claims import user_claims
+from idp.oidc.server import ProviderServer, StoredAuthorizationRequest
+from idp.oidc.tokens import Authentication, GrantSubject, new_grant_id
+from idp.views import flow
+from idp.views.delivery import RESPONSE_MODES, deliver_error
+from idp.web import audit, durable_store, services
+
+blueprint = Blueprint("oidc", __name__)
+
+
+def authorization_server() -> ProviderServer:
+    server: ProviderServer = current_app.extensions["authlib.server"]
+    return server
+
+
+@blueprint.route("/authorize", methods=["GET", "POST"])
+def authorize() -> BaseResponse:
+    """Validate the request (authlib), fix what it requires (pipeline), then sign the user in."""
+    server = authorization_server()
+    end_user = flow.signed_in_user()
+    try:
+        grant = server.get_consent_grant(end_user=end_user)
+    except OAuth2Error as error:
+        return _protocol_error(error)
+    payload = grant.request.payload
+    redirect_uri: str = payload.redirect_uri or grant.client.get_default_redirect_uri()
+    response_mode = payload.data.get("response_mode")
+    if response_mode is not None and response_mode not in RESPONSE_MODES:
+        return deliver_error(
+            redirect_uri, error="invalid_request", description="response_mode must be query or form_post",
+            state=payload.state, response_mode="query",
+        )
+    client = grant.client.row
+    try:
+        requirement = requirement_for(
+            policy=services().policy,
+            scopes=(grant.request.scope or "").split(),
+            acr_values=payload.data.get("acr_values"),
+            claims=payload.data.get("claims"),
+            max_age=payload.data.get("max_age"),
+            prompt=payload.data.get("prompt"),
+            client_default_acr_values=client.default_acr_values,
+            client_default_max_age=client.default_max_age,
+            now=time.time(),
+        )
+    except RequestRejected as rejected:
+        return deliver_error(
+            redirect_uri, error=rejected.error, description=rejected.description, state=payload.state,
+            response_mode=response_mode,
+        )
+    pending = flow.stash(
+        {key: str(value) for key, value in payload.data.items()},
+        client_id=client.client_id, client_name=client.name, redirect_uri=redirect_uri, requirement=requirement,
+    )
+    return _continue(pending)
+
+
+@blueprint.route("/authorize/resume/<pending_id>")
+def resume(pending_id: str) -> BaseResponse:
+    pending = flow.load_pending(pending_id)
+    if pending is None:
+        return _expired()
+    return _continue(pending)
+
+
+def _continue(pending: flow.PendingAuthorization) -> BaseResponse:
+    """Issue the code when the pipeline says Done; otherwise send the user to the one page it asks for."""
+    step, user = flow.decide(pending)
+    if isinstance(step, Done):
+        assert user is not None
+        return _issue_code(pending, step, user)
+    if isinstance(step, Fail):
+        flow.finish_pending(pending)
+        audit("sign_in", "failure", user_id=user.id if user else None, client_id=pending.client_id,
+              detail={"error": step.error})
+        if step.error == "access_denied" and isinstance(session, ServerSession):
+            session.end()
+        return deliver_error(
+            pending.redirect_uri, error=step.error, description=step.description,
+            state=pending.params.get("state"), response_mode=pending.params.get("response_mode"),
+        )
+    page = {
+        NeedPassword: "signin.password",
+        NeedFactor: "signin.factor",
+        NeedEnrolment: "signin.enrol_totp",
+    }[type(step)]
+    return redirect(url_for(page, pending_id=pending.id))
+
+
+def _issue_code(pending: flow.PendingAuthorization, done: Done, user: Any) -> BaseResponse:
+    if not flow.finish_pending(pending):
+        return _expired()
+    authentication = Authentication(acr=done.acr, amr=tuple(done.amr), auth_time=done.auth_time, sid=flow.session_sid())
+    subject = GrantSubject(user=user, authentication=authentication, grant_id=new_grant_id())
+    stored = StoredAuthorizationRequest(url_for("oidc.authorize", _external=True), pending.params)
+    server = authorization_server()
+    try:
+        grant = server.get_authorization_grant(stored)
+    except OAuth2Error as error:
+        return _protocol_error(error)
+    response: BaseResponse = server.create_authorization_response(stored, grant_user=subject, grant=grant)
+    audit("sign_in", "success", user_id=user.id, client_id=pending.client_id,
+          detail={"acr": done.acr, "amr": list(done.amr), "auth_time": done.auth_time})
+    return response
+
+
+def _protocol_error(error: OAuth2Error) -> BaseResponse:
+    """Errors with a validated redirect URI go to the client; the rest are shown here (RFC 6749 4.1.2.1)."""
+    if error.redirect_uri:
+        return deliver_error(
+            error.redirect_uri, error=error.error, description=error.description or error.error,
+            state=error.state, response_mode=request.values.get("response_mode"),
+        )
+    return Response(
+        render_template("error.html", title="This sign-in link is not valid", message=error.description or error.error),
+        status=400,
+    )
+
+
+def _expired() -> BaseResponse:
+    message = "This sign-in has expired or was already completed. Return to the application and start again."
+    return Response(render_template("error.html", title="Sign-in expired", message=message), status=400)
+
+
+@blueprint.route("/token", methods=["POST"])
+def token() -> BaseResponse:
+    response: BaseResponse = authorization_server().create_token_response()
+    return response
+
+
+@blueprint.route("/revoke", methods=["POST"])
+def revoke() -> BaseResponse:
+    response: BaseResponse = authorization_server().create_endpoint_response("revocation")
+    return response
+
+
+@blueprint.route("/introspect", methods=["POST"])
+def introspect() -> BaseResponse:
+    response: BaseResponse = authorization_server().create_endpoint_response("introspection")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.route("/userinfo", methods=["GET", "POST"])
+def userinfo() -> BaseResponse:
+    """OIDC Core 5.3: claims for the bearer of a valid access token with the openid scope."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    claims = services().tokens.verify_access_token(token.strip()) if scheme.lower() == "bearer" else None
+    if claims is None or "openid" not in str(claims.get("scope", "")).split() or "grant_id" not in claims:
+        return Response(
+            '{"error":"invalid_token"}', status=401, mimetype="application/json",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    user = durable_store().users.get(claims["sub"])
+    if user is None or user.disabled:
+        abort(401)
+    response = current_app.json.response(user_claims(user, claims["scope"]))
+    response.headers["Cache-Control"] = "no-store"
+    return response

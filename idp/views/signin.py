@@ -1,0 +1,143 @@
+"""Hosted sign-in pages: each verifies one factor, records the proof, and hands back to the pipeline."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from flask import Blueprint, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response
+
+from idp.auth.pipeline import NeedEnrolment, NeedFactor, NeedPassword, Step
+from idp.auth.policy import Amr, Method
+from idp.store.tables import Factor
+from idp.views import flow
+from idp.web import audit, durable_store, services
+
+blueprint = Blueprint("signin", __name__, url_prefix="/signin")
+
+WRONG_CREDENTIALS = "The username or password is not right."
+WRONG_CODE = "That code is not valid. Each code works once; wait for the next one and try again."
+MAX_INPUT = 1024
+
+
+def _resume(pending: flow.PendingAuthorization) -> Response:
+    return redirect(url_for("oidc.resume", pending_id=pending.id))
+
+
+def _pending_or_none(pending_id: str) -> flow.PendingAuthorization | None:
+    return flow.load_pending(pending_id)
+
+
+def _expired() -> Response:
+    message = "This sign-in has expired or was already completed. Return to the application and start again."
+    return Response(render_template("error.html", title="Sign-in expired", message=message), status=400)
+
+
+def _field(name: str) -> str:
+    return request.form.get(name, "")[:MAX_INPUT]
+
+
+@blueprint.route("/<pending_id>", methods=["GET", "POST"])
+def password(pending_id: str) -> Response:
+    pending = _pending_or_none(pending_id)
+    if pending is None:
+        return _expired()
+    step, _user = flow.decide(pending)
+    if not isinstance(step, NeedPassword):
+        return _resume(pending)
+    if request.method == "GET":
+        return _password_page(pending)
+    username, password = _field("username").strip(), _field("password")
+    store = durable_store()
+    user = store.users.by_username(username)
+    usable = user is not None and not user.disabled
+    check = services().passwords.verify(stored_hash=user.password_hash if usable and user else None, password=password)
+    if not check.valid or user is None:
+        audit("sign_in", "failure", user_id=user.id if user else None, client_id=pending.client_id,
+              detail={"step": "password"})
+        return _password_page(pending, error=WRONG_CREDENTIALS, username=username, status=401)
+    if check.new_hash is not None:
+        user.password_hash = check.new_hash
+    flow.record_proof(user, Method.PASSWORD, frozenset({Amr.PWD}))
+    return _resume(pending)
+
+
+def _password_page(pending: flow.PendingAuthorization, *, error: str | None = None, username: str = "",
+                   status: int = 200) -> Response:
+    body = render_template("signin_password.html", pending=pending, error=error, username=username)
+    return Response(body, status=status)
+
+
+@blueprint.route("/<pending_id>/factor", methods=["GET", "POST"])
+def factor(pending_id: str) -> Response:
+    pending = _pending_or_none(pending_id)
+    if pending is None:
+        return _expired()
+    step, user = flow.decide(pending)
+    if not isinstance(step, NeedFactor) or Method.TOTP not in step.methods or user is None:
+        return _resume(pending)
+    if request.method == "GET":
+        return _factor_page(pending, step)
+    code = _field("code").replace(" ", "")
+    now = time.time()
+    secret_box = services().secret_box
+    for candidate in flow.factor_of(user, "totp"):
+        assert candidate.secret is not None
+        secret = secret_box.open(candidate.secret).decode()
+        if services().totp.verify(factor_id=candidate.id, secret=secret, code=code, now=now):
+            durable_store().factors.mark_used(candidate.id, int(now))
+            flow.record_proof(user, Method.TOTP, frozenset({Amr.OTP}))
+            return _resume(pending)
+    audit("sign_in", "failure", user_id=user.id, client_id=pending.client_id, detail={"step": "totp"})
+    return _factor_page(pending, step, error=WRONG_CODE, status=401)
+
+
+def _factor_page(pending: flow.PendingAuthorization, step: Step, *, error: str | None = None,
+                 status: int = 200) -> Response:
+    body = render_template("signin_totp.html", pending=pending, step=step, error=error)
+    return Response(body, status=status)
+
+
+@blueprint.route("/<pending_id>/enrol/totp", methods=["GET", "POST"])
+def enrol_totp(pending_id: str) -> Response:
+    """MFA is mandatory: a user without a second factor sets up TOTP inside the same sign-in."""
+    pending = _pending_or_none(pending_id)
+    if pending is None:
+        return _expired()
+    step, user = flow.decide(pending)
+    if not isinstance(step, NeedEnrolment) or Method.TOTP not in step.methods or user is None:
+        return _resume(pending)
+    totp = services().totp
+    key = f"enrol:{pending.id}"
+    draft = session.get(key)
+    if draft is None:
+        draft = {"factor_id": str(uuid.uuid4()), "secret": totp.new_enrolment(user.username).secret}
+        session[key] = draft
+    enrolment = totp.enrolment_for(draft["secret"], user.username)
+    if request.method == "GET":
+        return _enrol_page(pending, enrolment)
+    name = _field("name").strip()[:100] or "Authenticator app"
+    now = time.time()
+    if not totp.verify(factor_id=draft["factor_id"], secret=enrolment.secret, code=_field("code").replace(" ", ""), now=now):
+        audit("factor_enrolment", "failure", user_id=user.id, client_id=pending.client_id, detail={"kind": "totp"})
+        return _enrol_page(pending, enrolment, error=WRONG_CODE, status=401)
+    durable_store().factors.add(
+        Factor(
+            id=draft["factor_id"], user_id=user.id, kind="totp", name=name,
+            secret=services().secret_box.seal(enrolment.secret.encode()), data={}, created_at=int(now),
+            last_used_at=int(now),
+        )
+    )
+    session.pop(key, None)
+    audit("factor_enrolment", "success", user_id=user.id, client_id=pending.client_id, detail={"kind": "totp"})
+    flow.record_proof(user, Method.TOTP, frozenset({Amr.OTP}))
+    return _resume(pending)
+
+
+def _enrol_page(pending: flow.PendingAuthorization, enrolment: object, *, error: str | None = None,
+                status: int = 200) -> Response:
+    body = render_template("enrol_totp.html", pending=pending, enrolment=enrolment, error=error)
+    response = Response(body, status=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response

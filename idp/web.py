@@ -1,0 +1,88 @@
+"""Request-scoped access to the provider's services: one unit of work per request, and the audit log."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, current_app, g, request
+from sqlalchemy.orm import Session
+
+from idp.auth.passwords import Passwords
+from idp.auth.policy import AssurancePolicy
+from idp.auth.totp import Totp
+from idp.config import Settings
+from idp.oidc.keys import KeyRing
+from idp.oidc.tokens import TokenService
+from idp.secrets import SecretBox
+from idp.store.database import Database
+from idp.store.durable import DurableStore, audit_event
+from idp.store.ephemeral import EphemeralStore
+
+EXTENSION = "idp"
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    policy: AssurancePolicy
+    database: Database
+    ephemeral: EphemeralStore
+    keyring: KeyRing
+    tokens: TokenService
+    passwords: Passwords
+    totp: Totp
+    secret_box: SecretBox
+
+
+def services() -> Services:
+    found: Services = current_app.extensions[EXTENSION]
+    return found
+
+
+def durable_store() -> DurableStore:
+    """The repositories of this request's unit of work, opened on first use."""
+    if "durable" not in g:
+        session = services().database.open_session()
+        g.db_session = session
+        g.durable = DurableStore.over(session)
+    store: DurableStore = g.durable
+    return store
+
+
+def audit(
+    event: str, outcome: str, *, user_id: str | None = None, client_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Record an audit event in this request's unit of work; never pass a secret in `detail`."""
+    durable_store().audit.record(
+        audit_event(
+            event, outcome, at=int(time.time()), user_id=user_id, client_id=client_id,
+            ip=request.remote_addr, user_agent=request.user_agent.string, detail=detail,
+        )
+    )
+
+
+def install_unit_of_work(app: Flask) -> None:
+    """Commit before the response leaves (so a failed commit is a failed request); roll back on error."""
+
+    @app.after_request
+    def commit(response: Any) -> Any:
+        session: Session | None = g.pop("db_session", None)
+        if session is not None:
+            try:
+                if response.status_code < 500:
+                    session.commit()
+                else:
+                    session.rollback()
+            finally:
+                session.close()
+        return response
+
+    @app.teardown_request
+    def rollback(_error: BaseException | None) -> None:
+        session: Session | None = g.pop("db_session", None)
+        if session is not None:
+            session.rollback()
+            session.close()

@@ -1,0 +1,6 @@
+"""The WSGI application for production servers: settings from IDP_CONFIG (or the defaults)."""
+
+from idp.app import create_app
+from idp.config import load_settings
+
+app = create_app(load_settings())

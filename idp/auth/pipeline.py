@@ -203,9 +203,9 @@ def next_step(
         done = _satisfied(level, proofs, requirement)
         if done is not None:
             return done
-        ask = _what_to_ask(level, proofs, account, requirement)
+        ask = _what_to_ask(level, proofs, account, requirement) if requirement.interactive else None
         if ask is not None:
-            return ask if requirement.interactive else _login_required()
+            return ask
     if not requirement.interactive:
         return _login_required()
     if requirement.essential:

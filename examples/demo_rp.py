@@ -1,0 +1,112 @@
+"""A small relying party: delegates login to the provider (code + PKCE) and shows the ID token's claims.
+
+Run by `idp demo`; settings come from the environment: DEMO_ISSUER, DEMO_CLIENT_ID, DEMO_PORT.
+Standard library plus flask and joserfc, so it reads like any other client would.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from flask import Flask, redirect, render_template_string, request, session
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+ISSUER = os.environ.get("DEMO_ISSUER", "http://localhost:8000")
+CLIENT_ID = os.environ["DEMO_CLIENT_ID"]
+PORT = int(os.environ.get("DEMO_PORT", "8001"))
+BASE = f"http://localhost:{PORT}"
+REDIRECT_URI = f"{BASE}/callback"
+
+app = Flask(__name__)
+app.secret_key = secrets.token_bytes(32)
+app.config["SESSION_COOKIE_NAME"] = "demo_rp"
+
+PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Demo app</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem">
+<h1>Demo console app</h1>
+{% if claims %}
+  <p id="signed-in">Signed in as <strong>{{ claims.get('preferred_username', claims.sub) }}</strong>
+  with <strong id="acr">{{ claims.acr }}</strong> ({{ ', '.join(claims.amr) }}).</p>
+  <h2>ID token claims</h2><pre id="claims">{{ pretty }}</pre>
+  <p><a href="/logout">Sign out</a></p>
+{% else %}
+  <p>This app delegates sign-in to the identity provider at {{ issuer }}.</p>
+  <p><a id="login" href="/login">Sign in</a></p>
+{% endif %}
+{% if error %}<p role="alert" style="color:#b3261e">{{ error }}</p>{% endif %}
+</body></html>"""
+
+
+def _metadata() -> dict[str, Any]:
+    with urllib.request.urlopen(f"{ISSUER}/.well-known/openid-configuration", timeout=5) as response:  # noqa: S310
+        return dict(json.load(response))
+
+
+@app.route("/")
+def index() -> str:
+    claims = session.get("claims")
+    pretty = json.dumps(claims, indent=2, sort_keys=True) if claims else ""
+    return render_template_string(PAGE, claims=claims, pretty=pretty, issuer=ISSUER, error=request.args.get("error"))
+
+
+@app.route("/login")
+def login() -> Any:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    session["flow"] = {"state": secrets.token_urlsafe(16), "nonce": secrets.token_urlsafe(16), "verifier": verifier}
+    params = {
+        "response_type": "code", "client_id": CLIENT_ID, "redirect_uri": REDIRECT_URI, "scope": "openid profile",
+        "state": session["flow"]["state"], "nonce": session["flow"]["nonce"],
+        "code_challenge": challenge, "code_challenge_method": "S256",
+    }
+    return redirect(f"{_metadata()['authorization_endpoint']}?{urllib.parse.urlencode(params)}")
+
+
+@app.route("/callback")
+def callback() -> Any:
+    flow = session.pop("flow", None)
+    if flow is None or request.args.get("state") != flow["state"]:
+        return redirect("/?error=state+mismatch")
+    if request.args.get("iss") != ISSUER:
+        return redirect("/?error=wrong+issuer")
+    if "error" in request.args:
+        return redirect("/?" + urllib.parse.urlencode({"error": request.args.get("error_description", request.args["error"])}))
+    metadata = _metadata()
+    body = urllib.parse.urlencode({
+        "grant_type": "authorization_code", "code": request.args["code"], "redirect_uri": REDIRECT_URI,
+        "client_id": CLIENT_ID, "code_verifier": flow["verifier"],
+    }).encode()
+    with urllib.request.urlopen(metadata["token_endpoint"], data=body, timeout=5) as response:  # noqa: S310
+        tokens = json.load(response)
+    with urllib.request.urlopen(metadata["jwks_uri"], timeout=5) as response:  # noqa: S310
+        keys = KeySet.import_key_set(json.load(response))
+    token = jwt.decode(tokens["id_token"], keys, algorithms=["RS256", "ES256"])
+    claims = dict(token.claims)
+    registry = jwt.JWTClaimsRegistry(iss={"essential": True, "value": ISSUER}, nonce={"essential": True, "value": flow["nonce"]})
+    registry.validate(claims)
+    if CLIENT_ID not in (claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]):
+        return redirect("/?error=wrong+audience")
+    session["claims"] = claims
+    session["id_token"] = tokens["id_token"]
+    return redirect("/")
+
+
+@app.route("/logout")
+def logout() -> Any:
+    id_token = session.pop("id_token", "")
+    session.clear()
+    params = {"id_token_hint": id_token, "post_logout_redirect_uri": f"{BASE}/"}
+    return redirect(f"{_metadata()['end_session_endpoint']}?{urllib.parse.urlencode(params)}")
+
+
+if __name__ == "__main__":
+    app.run(host="127.0.0.1", port=PORT)

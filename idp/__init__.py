@@ -1,0 +1,1 @@
+"""An OpenID Connect provider that issues tokens only after multi-factor authentication."""

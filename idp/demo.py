@@ -1,0 +1,78 @@
+"""`idp demo`: the provider on its embedded defaults beside a demo relying party, ready to click through."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from idp.auth.passwords import Passwords
+from idp.config import CONFIG_ENV, Settings
+from idp.oidc.clients import register_client
+from idp.store.database import Database
+from idp.store.durable import DurableStore
+from idp.store.tables import User
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEMO_RP = PROJECT_ROOT / "examples" / "demo_rp.py"
+DEMO_PORT = 8001
+DEMO_USER = "demo"
+
+
+def ensure_demo_records(settings: Settings) -> dict[str, str]:
+    """A demo user (no second factor yet: the first sign-in enrols TOTP) and a public demo client."""
+    record = Path(settings.instance_dir) / "demo.json"
+    if record.exists():
+        return dict(json.loads(record.read_text()))
+    password = secrets.token_urlsafe(9)
+    base = f"http://localhost:{DEMO_PORT}"
+    client = register_client(
+        name="Demo console app", redirect_uris=[f"{base}/callback"], public=True, grant_types=[],
+        scope="openid profile email", post_logout_redirect_uris=[f"{base}/"],
+    ).client
+    database = Database(settings.database_url)
+    with database.unit_of_work() as session:
+        store = DurableStore.over(session)
+        if store.users.by_username(DEMO_USER) is None:
+            store.users.add(User(
+                id=str(uuid.uuid4()), username=DEMO_USER, email="demo@example.com",
+                password_hash=Passwords(settings.passwords).hash(password), disabled=False,
+                created_at=int(time.time()),
+            ))
+        store.clients.add(client)
+    database.engine.dispose()
+    details = {"username": DEMO_USER, "password": password, "client_id": client.client_id}
+    record.write_text(json.dumps(details))
+    record.chmod(0o600)
+    return details
+
+
+def run_demo(settings: Settings, *, config_path: str | None) -> None:
+    details = ensure_demo_records(settings)
+    environment = {**os.environ, "DEMO_ISSUER": settings.issuer, "DEMO_CLIENT_ID": details["client_id"],
+                   "DEMO_PORT": str(DEMO_PORT)}
+    if config_path:
+        environment[CONFIG_ENV] = config_path
+    provider = subprocess.Popen([sys.executable, "-m", "idp", "serve"], env=environment)  # noqa: S603
+    relying_party = subprocess.Popen([sys.executable, str(DEMO_RP)], env=environment)  # noqa: S603
+    print(
+        f"\n  Provider:  {settings.issuer}\n"
+        f"  Demo app:  http://localhost:{DEMO_PORT}   <- open this in a browser\n"
+        f"  Sign in as '{details['username']}' with password '{details['password']}';\n"
+        "  the first sign-in sets up an authenticator app (TOTP). Ctrl-C stops both.\n",
+        flush=True,
+    )
+    try:
+        provider.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in (relying_party, provider):
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)

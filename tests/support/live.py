@@ -1,0 +1,77 @@
+"""A real provider process for end-to-end tests: `idp init` + `idp serve` on a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class LiveProvider:
+    issuer: str
+    config: Path
+    process: subprocess.Popen[bytes]
+
+    def idp(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the CLI against this provider's settings."""
+        return subprocess.run(  # noqa: S603
+            [sys.executable, "-m", "idp", "--config", str(self.config), *args],
+            input=stdin, capture_output=True, text=True, check=False,
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def write_config(directory: Path, *, port: int, database_url: str = "", redis_url: str = "", extra: str = "") -> Path:
+    config = directory / "idp.toml"
+    config.write_text(
+        f'issuer = "http://127.0.0.1:{port}"\n'
+        f'instance_dir = "{directory / "instance"}"\n'
+        f'[database]\nurl = "{database_url}"\n'
+        f'[redis]\nurl = "{redis_url}"\n'
+        f'[keys]\ndirectory = "{directory / "keys"}"\n'
+        # Tests sign in many times: keep argon2id cheap here (the default is OWASP's).
+        "[passwords]\nmemory_cost = 8192\ntime_cost = 1\n"
+        f"[server]\nworkers = 2\n{extra}"
+    )
+    return config
+
+
+def start_provider(directory: Path, *, database_url: str = "", redis_url: str = "", extra: str = "") -> LiveProvider:
+    port = free_port()
+    config = write_config(directory, port=port, database_url=database_url, redis_url=redis_url, extra=extra)
+    init = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "idp", "--config", str(config), "init"], capture_output=True, text=True, check=False
+    )
+    assert init.returncode == 0, init.stderr
+    process = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "idp", "--config", str(config), "serve", "--port", str(port)],
+        env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    provider = LiveProvider(issuer=f"http://127.0.0.1:{port}", config=config, process=process)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"idp serve exited: {process.stderr.read().decode() if process.stderr else ''}")
+        try:
+            if requests.get(f"{provider.issuer}/health", timeout=1).status_code == 200:
+                return provider
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    provider.stop()
+    raise AssertionError("idp serve did not become healthy within 30 s")

@@ -55,18 +55,29 @@ def _metadata() -> dict[str, Any]:
 def index() -> str:
     claims = session.get("claims")
     pretty = json.dumps(claims, indent=2, sort_keys=True) if claims else ""
-    return render_template_string(PAGE, claims=claims, pretty=pretty, issuer=ISSUER, error=request.args.get("error"))
+    return render_template_string(
+        PAGE, claims=claims, pretty=pretty, issuer=ISSUER, error=request.args.get("error")
+    )
 
 
 @app.route("/login")
 def login() -> Any:
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    session["flow"] = {"state": secrets.token_urlsafe(16), "nonce": secrets.token_urlsafe(16), "verifier": verifier}
+    session["flow"] = {
+        "state": secrets.token_urlsafe(16),
+        "nonce": secrets.token_urlsafe(16),
+        "verifier": verifier,
+    }
     params = {
-        "response_type": "code", "client_id": CLIENT_ID, "redirect_uri": REDIRECT_URI, "scope": "openid profile",
-        "state": session["flow"]["state"], "nonce": session["flow"]["nonce"],
-        "code_challenge": challenge, "code_challenge_method": "S256",
+        "response_type": "code",
+        "client_id": CLIENT_ID,
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid profile",
+        "state": session["flow"]["state"],
+        "nonce": session["flow"]["nonce"],
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
     }
     return redirect(f"{_metadata()['authorization_endpoint']}?{urllib.parse.urlencode(params)}")
 
@@ -79,19 +90,29 @@ def callback() -> Any:
     if request.args.get("iss") != ISSUER:
         return redirect("/?error=wrong+issuer")
     if "error" in request.args:
-        return redirect("/?" + urllib.parse.urlencode({"error": request.args.get("error_description", request.args["error"])}))
+        return redirect(
+            "/?"
+            + urllib.parse.urlencode({"error": request.args.get("error_description", request.args["error"])})
+        )
     metadata = _metadata()
-    body = urllib.parse.urlencode({
-        "grant_type": "authorization_code", "code": request.args["code"], "redirect_uri": REDIRECT_URI,
-        "client_id": CLIENT_ID, "code_verifier": flow["verifier"],
-    }).encode()
+    body = urllib.parse.urlencode(
+        {
+            "grant_type": "authorization_code",
+            "code": request.args["code"],
+            "redirect_uri": REDIRECT_URI,
+            "client_id": CLIENT_ID,
+            "code_verifier": flow["verifier"],
+        }
+    ).encode()
     with urllib.request.urlopen(metadata["token_endpoint"], data=body, timeout=5) as response:  # noqa: S310
         tokens = json.load(response)
     with urllib.request.urlopen(metadata["jwks_uri"], timeout=5) as response:  # noqa: S310
         keys = KeySet.import_key_set(json.load(response))
     token = jwt.decode(tokens["id_token"], keys, algorithms=["RS256", "ES256"])
     claims = dict(token.claims)
-    registry = jwt.JWTClaimsRegistry(iss={"essential": True, "value": ISSUER}, nonce={"essential": True, "value": flow["nonce"]})
+    registry = jwt.JWTClaimsRegistry(
+        iss={"essential": True, "value": ISSUER}, nonce={"essential": True, "value": flow["nonce"]}
+    )
     registry.validate(claims)
     if CLIENT_ID not in (claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]):
         return redirect("/?error=wrong+audience")

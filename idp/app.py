@@ -37,11 +37,16 @@ def open_services(settings: Settings) -> Services:
         ephemeral=ephemeral,
         keyring=keyring,
         tokens=TokenService(
-            issuer=settings.issuer, keyring=keyring, algorithm=settings.keys.algorithm, ephemeral=ephemeral,
+            issuer=settings.issuer,
+            keyring=keyring,
+            algorithm=settings.keys.algorithm,
+            ephemeral=ephemeral,
             access_token_lifetime=settings.tokens.access_token_lifetime,
         ),
         passwords=Passwords(settings.passwords),
-        totp=Totp(ephemeral=ephemeral, issuer_name=settings.totp.issuer_name, drift_steps=settings.totp.drift_steps),
+        totp=Totp(
+            ephemeral=ephemeral, issuer_name=settings.totp.issuer_name, drift_steps=settings.totp.drift_steps
+        ),
         secret_box=SecretBox(keys_dir),
     )
 
@@ -65,7 +70,9 @@ def create_app(settings: Settings) -> Flask:
         settings.issuer, found.policy.acr_values_supported, found.keyring.jwks_json
     )
     app.session_interface = ServerSessionInterface(
-        store=found.ephemeral, lifetime=settings.sessions.lifetime, cookie_name=settings.sessions.cookie_name,
+        store=found.ephemeral,
+        lifetime=settings.sessions.lifetime,
+        cookie_name=settings.sessions.cookie_name,
         secure=settings.secure_cookies,
     )
     csrf = CSRFProtect(app)
@@ -83,8 +90,11 @@ def _install_failure_pages(app: Flask) -> None:
     """A store that cannot be reached fails the request closed, with a plain page and no partial state."""
 
     def unavailable(_error: Exception) -> Response:
-        body = render_template("error.html", title="Temporarily unavailable",
-                               message="The sign-in service cannot reach its storage. Please try again shortly.")
+        body = render_template(
+            "error.html",
+            title="Temporarily unavailable",
+            message="The sign-in service cannot reach its storage. Please try again shortly.",
+        )
         return Response(body, status=503, headers={"Retry-After": "5"})
 
     for kind in (StoreUnavailable, DatabaseUnavailable, OperationalError):

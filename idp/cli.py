@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from idp.auth.passwords import Passwords
 from idp.config import CONFIG_ENV, ConfigError, Settings, load_settings
 from idp.oidc.clients import GRANT_TYPES, ClientRegistrationError, register_client
-from idp.oidc.keys import ALGORITHMS, KeyringError, KeyRing, ensure_keys, generate_key, retire_key
+from idp.oidc.keys import ALGORITHMS, KeyRing, KeyringError, ensure_keys, generate_key, retire_key
 from idp.secrets import SecretsMissing, ensure_secrets
 from idp.store.database import Database
 from idp.store.durable import DurableStore, audit_event
@@ -90,8 +90,12 @@ def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
     if len(password) < settings.passwords.min_length:
         raise UsageError(f"the password must have at least {settings.passwords.min_length} characters")
     user = User(
-        id=str(uuid.uuid4()), username=args.username, email=args.email,
-        password_hash=Passwords(settings.passwords).hash(password), disabled=False, created_at=int(time.time()),
+        id=str(uuid.uuid4()),
+        username=args.username,
+        email=args.email,
+        password_hash=Passwords(settings.passwords).hash(password),
+        disabled=False,
+        created_at=int(time.time()),
     )
     with _store(settings) as store:
         if store.users.by_username(args.username) is not None:
@@ -133,7 +137,9 @@ def cmd_users_reset_mfa(settings: Settings, args: argparse.Namespace) -> None:
         user = _user(store, args.username)
         removed = store.factors.remove_all(user.id)
         store.audit.record(
-            audit_event("mfa_reset", "success", at=int(time.time()), user_id=user.id, detail={"removed": removed})
+            audit_event(
+                "mfa_reset", "success", at=int(time.time()), user_id=user.id, detail={"removed": removed}
+            )
         )
     print(f"removed {removed} factor(s) of {args.username}; they enrol again at their next sign-in")
 
@@ -150,7 +156,10 @@ def _user(store: DurableStore, username: str) -> User:
 
 def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
     created = register_client(
-        name=args.name, redirect_uris=args.redirect_uri, public=args.public, grant_types=args.grant_type,
+        name=args.name,
+        redirect_uris=args.redirect_uri,
+        public=args.public,
+        grant_types=args.grant_type,
         scope=" ".join(args.scope) if args.scope else "openid profile email",
         post_logout_redirect_uris=args.post_logout_redirect_uri,
         id_token_signed_response_alg=args.id_token_alg,
@@ -217,7 +226,9 @@ class _store:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="idp", description="OpenID Connect provider with mandatory MFA")
-    parser.add_argument("--config", help=f"TOML settings file (default: ${CONFIG_ENV}, else built-in defaults)")
+    parser.add_argument(
+        "--config", help=f"TOML settings file (default: ${CONFIG_ENV}, else built-in defaults)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("init", help="create the schema, signing keys and secrets (idempotent)").set_defaults(
@@ -229,11 +240,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int)
     serve.add_argument("--engine", choices=["gunicorn", "granian"])
     serve.set_defaults(handler=cmd_serve)
-    commands.add_parser("demo", help="init, create a demo user and client, run the provider and a demo app").set_defaults(
-        handler=cmd_demo
-    )
+    commands.add_parser(
+        "demo", help="init, create a demo user and client, run the provider and a demo app"
+    ).set_defaults(handler=cmd_demo)
 
-    users = commands.add_parser("users", help="manage users").add_subparsers(dest="action", required=True, metavar="ACTION")
+    users = commands.add_parser("users", help="manage users").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
     create = users.add_parser("create", help="create a user (password from stdin or a prompt)")
     create.add_argument("username")
     create.add_argument("--email")
@@ -262,7 +275,9 @@ def _parser() -> argparse.ArgumentParser:
     client_create.set_defaults(handler=cmd_clients_create)
     clients.add_parser("list", help="list clients").set_defaults(handler=cmd_clients_list)
 
-    keys = commands.add_parser("keys", help="manage signing keys").add_subparsers(dest="action", required=True, metavar="ACTION")
+    keys = commands.add_parser("keys", help="manage signing keys").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
     rotate = keys.add_parser("rotate", help="add a new active key (per algorithm); old keys stay published")
     rotate.add_argument("--alg", action="append", choices=ALGORITHMS)
     rotate.set_defaults(handler=cmd_keys_rotate)

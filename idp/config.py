@@ -53,7 +53,9 @@ class RedisSettings(_Section):
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
         if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must start with redis://, rediss:// or unix://, or be empty for the embedded store")
+            raise ValueError(
+                "must start with redis://, rediss:// or unix://, or be empty for the embedded store"
+            )
         return value
 
 

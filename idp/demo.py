@@ -33,18 +33,27 @@ def ensure_demo_records(settings: Settings) -> dict[str, str]:
     password = secrets.token_urlsafe(9)
     base = f"http://localhost:{DEMO_PORT}"
     client = register_client(
-        name="Demo console app", redirect_uris=[f"{base}/callback"], public=True, grant_types=[],
-        scope="openid profile email", post_logout_redirect_uris=[f"{base}/"],
+        name="Demo console app",
+        redirect_uris=[f"{base}/callback"],
+        public=True,
+        grant_types=[],
+        scope="openid profile email",
+        post_logout_redirect_uris=[f"{base}/"],
     ).client
     database = Database(settings.database_url)
     with database.unit_of_work() as session:
         store = DurableStore.over(session)
         if store.users.by_username(DEMO_USER) is None:
-            store.users.add(User(
-                id=str(uuid.uuid4()), username=DEMO_USER, email="demo@example.com",
-                password_hash=Passwords(settings.passwords).hash(password), disabled=False,
-                created_at=int(time.time()),
-            ))
+            store.users.add(
+                User(
+                    id=str(uuid.uuid4()),
+                    username=DEMO_USER,
+                    email="demo@example.com",
+                    password_hash=Passwords(settings.passwords).hash(password),
+                    disabled=False,
+                    created_at=int(time.time()),
+                )
+            )
         store.clients.add(client)
     database.engine.dispose()
     details = {"username": DEMO_USER, "password": password, "client_id": client.client_id}
@@ -55,11 +64,15 @@ def ensure_demo_records(settings: Settings) -> dict[str, str]:
 
 def run_demo(settings: Settings, *, config_path: str | None) -> None:
     details = ensure_demo_records(settings)
-    environment = {**os.environ, "DEMO_ISSUER": settings.issuer, "DEMO_CLIENT_ID": details["client_id"],
-                   "DEMO_PORT": str(DEMO_PORT)}
+    environment = {
+        **os.environ,
+        "DEMO_ISSUER": settings.issuer,
+        "DEMO_CLIENT_ID": details["client_id"],
+        "DEMO_PORT": str(DEMO_PORT),
+    }
     if config_path:
         environment[CONFIG_ENV] = config_path
-    provider = subprocess.Popen([sys.executable, "-m", "idp", "serve"], env=environment)  # noqa: S603
+    provider = subprocess.Popen([sys.executable, "-m", "idp", "serve"], env=environment)
     relying_party = subprocess.Popen([sys.executable, str(DEMO_RP)], env=environment)  # noqa: S603
     print(
         f"\n  Provider:  {settings.issuer}\n"

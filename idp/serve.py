@@ -8,7 +8,9 @@ from typing import Any
 from idp.config import CONFIG_ENV, Settings
 
 
-def serve(settings: Settings, *, host: str, port: int, workers: int, engine: str, config_path: str | None) -> None:
+def serve(
+    settings: Settings, *, host: str, port: int, workers: int, engine: str, config_path: str | None
+) -> None:
     """Run until stopped; SIGTERM drains in-flight requests (graceful shutdown)."""
     if config_path:
         os.environ[CONFIG_ENV] = str(config_path)

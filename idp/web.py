@@ -52,14 +52,24 @@ def durable_store() -> DurableStore:
 
 
 def audit(
-    event: str, outcome: str, *, user_id: str | None = None, client_id: str | None = None,
+    event: str,
+    outcome: str,
+    *,
+    user_id: str | None = None,
+    client_id: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
     """Record an audit event in this request's unit of work; never pass a secret in `detail`."""
     durable_store().audit.record(
         audit_event(
-            event, outcome, at=int(time.time()), user_id=user_id, client_id=client_id,
-            ip=request.remote_addr, user_agent=request.user_agent.string, detail=detail,
+            event,
+            outcome,
+            at=int(time.time()),
+            user_id=user_id,
+            client_id=client_id,
+            ip=request.remote_addr,
+            user_agent=request.user_agent.string,
+            detail=detail,
         )
     )
 

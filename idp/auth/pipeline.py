@@ -209,7 +209,10 @@ def next_step(
     if not requirement.interactive:
         return _login_required()
     if requirement.essential:
-        return Fail("unmet_authentication_requirements", f"the account cannot reach {' or '.join(requirement.acceptable)}")
+        return Fail(
+            "unmet_authentication_requirements",
+            f"the account cannot reach {' or '.join(requirement.acceptable)}",
+        )
     return NeedEnrolment(methods=policy.enrol_at_sign_in, level=floor)
 
 

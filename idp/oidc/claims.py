@@ -9,8 +9,20 @@ from authlib.oauth2.rfc6749 import scope_to_list
 from idp.store.tables import User
 
 CLAIMS_SUPPORTED = [
-    "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
-    "preferred_username", "name", "email", "email_verified",
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "acr",
+    "amr",
+    "sid",
+    "preferred_username",
+    "name",
+    "email",
+    "email_verified",
 ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Request, grants
 from authlib.oauth2.rfc7009 import RevocationEndpoint
@@ -91,7 +91,7 @@ class IssuedToken:
 class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
     """RFC 7636 with S256 only (RFC 9700 2.1.1), required for public clients."""
 
-    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    SUPPORTED_CODE_CHALLENGE_METHOD: ClassVar[list[str]] = ["S256"]
     DEFAULT_CODE_CHALLENGE_METHOD = "S256"
 
     def validate_code_challenge(self, grant: grants.BaseGrant, redirect_uri: str) -> None:
@@ -104,7 +104,7 @@ class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
 
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = [*CONFIDENTIAL_AUTH_METHODS, "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [*CONFIDENTIAL_AUTH_METHODS, "none"]
 
     def create_authorization_response(self, redirect_uri: str, grant_user: Any) -> tuple[int, Any, Any]:
         """Deliver the code with `iss` (RFC 9207) by the requested response_mode (query or form_post)."""
@@ -132,7 +132,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         )
         found = services()
         found.ephemeral.put(
-            f"code:{digest(code)}", json.dumps(asdict(issued)).encode(), ttl=found.settings.tokens.code_lifetime
+            f"code:{digest(code)}",
+            json.dumps(asdict(issued)).encode(),
+            ttl=found.settings.tokens.code_lifetime,
         )
 
     def query_authorization_code(self, code: str, client: RegisteredClient) -> IssuedCode | None:
@@ -197,7 +199,7 @@ class OpenIDConnectCode(OpenIDCode):  # type: ignore[misc]
 class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     """Rotation with reuse detection (RFC 9700 4.14.2): an old token revokes its whole family."""
 
-    TOKEN_ENDPOINT_AUTH_METHODS = [*CONFIDENTIAL_AUTH_METHODS, "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [*CONFIDENTIAL_AUTH_METHODS, "none"]
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token: str) -> IssuedToken | None:
@@ -217,14 +219,16 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         if user is None or user.disabled or refresh_token.authentication is None:
             return None
         assert refresh_token.grant_id is not None
-        return GrantSubject(user=user, authentication=refresh_token.authentication, grant_id=refresh_token.grant_id)
+        return GrantSubject(
+            user=user, authentication=refresh_token.authentication, grant_id=refresh_token.grant_id
+        )
 
     def revoke_old_credential(self, refresh_token: IssuedToken) -> None:
         """Already marked rotated by authenticate_refresh_token, in this unit of work."""
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = CONFIDENTIAL_AUTH_METHODS
 
 
 def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
@@ -299,7 +303,7 @@ def find_token(token: str, hint: str | None) -> IssuedToken | None:
 
 
 class TokenRevocation(RevocationEndpoint):  # type: ignore[misc]
-    CLIENT_AUTH_METHODS = [*CONFIDENTIAL_AUTH_METHODS, "none"]
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = [*CONFIDENTIAL_AUTH_METHODS, "none"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
         return find_token(token_string, token_type_hint)
@@ -313,7 +317,7 @@ class TokenRevocation(RevocationEndpoint):  # type: ignore[misc]
 
 
 class TokenIntrospection(IntrospectionEndpoint):  # type: ignore[misc]
-    CLIENT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = CONFIDENTIAL_AUTH_METHODS
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
         return find_token(token_string, token_type_hint)

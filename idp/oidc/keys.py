@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
@@ -40,7 +40,7 @@ class KeyRing:
         return cls(
             keys=keys,
             jwks_json=json.dumps(public, separators=(",", ":")).encode(),
-            public_key_set=KeySet.import_key_set(public),
+            public_key_set=KeySet.import_key_set(public),  # type: ignore[arg-type]
         )
 
     def signing_key(self, alg: str) -> SigningKey:
@@ -50,14 +50,14 @@ class KeyRing:
         raise KeyringError(f"no {alg} signing key; run 'idp init' or 'idp keys rotate --alg {alg}'")
 
 
-def _import(document: dict[str, object]) -> SigningKey:
+def _import(document: dict[str, Any]) -> SigningKey:
     document = {name: value for name, value in document.items() if name != "iat"}
     return ECKey.import_key(document) if document["kty"] == "EC" else RSAKey.import_key(document)
 
 
 def generate_key(directory: Path, alg: Algorithm) -> str:
     """Write a new private JWK for `alg` (it becomes that algorithm's active key); return its kid."""
-    parameters = {"alg": alg, "use": "sig"}
+    parameters: Any = {"alg": alg, "use": "sig"}
     key: SigningKey = (
         ECKey.generate_key("P-256", parameters=parameters, auto_kid=True)
         if alg == "ES256"

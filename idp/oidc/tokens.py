@@ -59,7 +59,12 @@ def digest(token: str) -> str:
 
 class TokenService:
     def __init__(
-        self, *, issuer: str, keyring: KeyRing, algorithm: str, ephemeral: EphemeralStore,
+        self,
+        *,
+        issuer: str,
+        keyring: KeyRing,
+        algorithm: str,
+        ephemeral: EphemeralStore,
         access_token_lifetime: int,
     ) -> None:
         self._issuer = issuer
@@ -69,8 +74,14 @@ class TokenService:
         self.access_token_lifetime = access_token_lifetime
 
     def generate(
-        self, *, grant_type: str, client: Any, user: GrantSubject | None = None, scope: str | None = None,
-        expires_in: int | None = None, include_refresh_token: bool = True,
+        self,
+        *,
+        grant_type: str,
+        client: Any,
+        user: GrantSubject | None = None,
+        scope: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
     ) -> dict[str, Any]:
         """authlib's token generator hook: one JWT access token, and a refresh token for users."""
         now = int(time.time())

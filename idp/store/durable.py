@@ -126,16 +126,27 @@ class DurableStore:
 
     @classmethod
     def over(cls, session: Session) -> DurableStore:
-        return cls(
-            Users(session), Factors(session), Clients(session), RefreshTokens(session), Audit(session)
-        )
+        return cls(Users(session), Factors(session), Clients(session), RefreshTokens(session), Audit(session))
 
 
 def audit_event(
-    event: str, outcome: str, *, at: int, user_id: str | None = None, client_id: str | None = None,
-    ip: str | None = None, user_agent: str | None = None, detail: dict[str, Any] | None = None,
+    event: str,
+    outcome: str,
+    *,
+    at: int,
+    user_id: str | None = None,
+    client_id: str | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> AuditEvent:
     return AuditEvent(
-        event=event, outcome=outcome, at=at, user_id=user_id, client_id=client_id, ip=ip,
-        user_agent=(user_agent or "")[:400] or None, detail=detail or {},
+        event=event,
+        outcome=outcome,
+        at=at,
+        user_id=user_id,
+        client_id=client_id,
+        ip=ip,
+        user_agent=(user_agent or "")[:400] or None,
+        detail=detail or {},
     )

@@ -116,15 +116,15 @@ class EmbeddedStore:
         )
 
     def get(self, key: str) -> bytes | None:
-        row = self._connection().execute(
-            "SELECT value FROM entries WHERE key = ? AND expires_at > ?", (key, time.time())
-        ).fetchone()
+        row = (
+            self._connection()
+            .execute("SELECT value FROM entries WHERE key = ? AND expires_at > ?", (key, time.time()))
+            .fetchone()
+        )
         return None if row is None else bytes(row[0])
 
     def take(self, key: str) -> bytes | None:
-        row = self._write(
-            "DELETE FROM entries WHERE key = ? RETURNING value, expires_at", (key,)
-        ).fetchone()
+        row = self._write("DELETE FROM entries WHERE key = ? RETURNING value, expires_at", (key,)).fetchone()
         if row is None or row[1] <= time.time():
             return None
         return bytes(row[0])

@@ -10,7 +10,9 @@ from idp.web import services
 RESPONSE_MODES = ("query", "form_post")
 
 
-def deliver(redirect_uri: str, params: list[tuple[str, str]], response_mode: str | None) -> tuple[int, str, list[tuple[str, str]]]:
+def deliver(
+    redirect_uri: str, params: list[tuple[str, str]], response_mode: str | None
+) -> tuple[int, str, list[tuple[str, str]]]:
     """The response that carries `params` and the issuer (RFC 9207) to a validated redirect URI."""
     params = [*params, ("iss", services().settings.issuer)]
     if response_mode == "form_post":

@@ -69,14 +69,21 @@ class PendingAuthorization:
         return cls(**{**data, "requirement": requirement_from_json(data["requirement"])})
 
 
-def stash(params: dict[str, str], *, client_id: str, client_name: str, redirect_uri: str,
-          requirement: Requirement) -> PendingAuthorization:
+def stash(
+    params: dict[str, str], *, client_id: str, client_name: str, redirect_uri: str, requirement: Requirement
+) -> PendingAuthorization:
     pending = PendingAuthorization(
-        id=secrets.token_urlsafe(24), params=params, client_id=client_id, client_name=client_name,
-        redirect_uri=redirect_uri, requirement=requirement,
+        id=secrets.token_urlsafe(24),
+        params=params,
+        client_id=client_id,
+        client_name=client_name,
+        redirect_uri=redirect_uri,
+        requirement=requirement,
     )
     found = services()
-    found.ephemeral.put(PENDING_PREFIX + pending.id, pending.to_json(), ttl=found.settings.tokens.sign_in_lifetime)
+    found.ephemeral.put(
+        PENDING_PREFIX + pending.id, pending.to_json(), ttl=found.settings.tokens.sign_in_lifetime
+    )
     return pending
 
 

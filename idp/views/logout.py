@@ -27,7 +27,13 @@ def _hinted_audience(id_token_hint: str) -> str | None:
     if token.claims.get("iss") != services().settings.issuer:
         return None
     audience = token.claims.get("aud")
-    return audience[0] if isinstance(audience, list) and audience else audience if isinstance(audience, str) else None
+    return (
+        audience[0]
+        if isinstance(audience, list) and audience
+        else audience
+        if isinstance(audience, str)
+        else None
+    )
 
 
 class LogoutRefused(Exception):
@@ -42,7 +48,9 @@ def _return_address(client_id: str | None) -> str | None:
         return None
     row = durable_store().clients.get(client_id) if client_id else None
     if row is None or not RegisteredClient(row).check_post_logout_redirect_uri(target):
-        raise LogoutRefused("The address to return to after signing out is not registered for this application.")
+        raise LogoutRefused(
+            "The address to return to after signing out is not registered for this application."
+        )
     return add_params_to_uri(target, [("state", values["state"])]) if values.get("state") else target
 
 
@@ -59,7 +67,11 @@ def end_session() -> BaseResponse:
         return _refuse(str(refused))
     if hinted is None:
         # Without an ID token proving the RP sent the user, ask before ending the session (spec 2).
-        fields = {name: values[name] for name in ("client_id", "post_logout_redirect_uri", "state") if values.get(name)}
+        fields = {
+            name: values[name]
+            for name in ("client_id", "post_logout_redirect_uri", "state")
+            if values.get(name)
+        }
         return Response(render_template("logout_confirm.html", fields=fields))
     return _sign_out(target)
 
@@ -85,4 +97,6 @@ def _sign_out(target: str | None) -> BaseResponse:
 
 
 def _refuse(message: str) -> Response:
-    return Response(render_template("error.html", title="Cannot sign out this way", message=message), status=400)
+    return Response(
+        render_template("error.html", title="Cannot sign out this way", message=message), status=400
+    )

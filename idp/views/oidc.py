@@ -1,4 +1,4 @@
-"""Protocol endpoints: authorization (begin and resume), token, userinfo, revocation, introspection, logout."""
+"""Protocol endpoints: authorization (begin and resume), token, userinfo, revocation, introspection."""
 
 from __future__ import annotations
 
@@ -6,10 +6,28 @@ import time
 from typing import Any
 
 from authlib.oauth2 import OAuth2Error
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from werkzeug.wrappers import Response as BaseResponse
 
-from idp.auth.pipeline import Done, Fail, NeedEnrolment, NeedFactor, NeedPassword, RequestRejected, requirement_for
+from idp.auth.pipeline import (
+    Done,
+    Fail,
+    NeedEnrolment,
+    NeedFactor,
+    NeedPassword,
+    RequestRejected,
+    requirement_for,
+)
 from idp.auth.sessions import ServerSession
 from idp.oidc.claims import user_claims
 from idp.oidc.server import ProviderServer, StoredAuthorizationRequest
@@ -40,8 +58,11 @@ def authorize() -> BaseResponse:
     response_mode = payload.data.get("response_mode")
     if response_mode is not None and response_mode not in RESPONSE_MODES:
         return deliver_error(
-            redirect_uri, error="invalid_request", description="response_mode must be query or form_post",
-            state=payload.state, response_mode="query",
+            redirect_uri,
+            error="invalid_request",
+            description="response_mode must be query or form_post",
+            state=payload.state,
+            response_mode="query",
         )
     client = grant.client.row
     try:
@@ -58,12 +79,18 @@ def authorize() -> BaseResponse:
         )
     except RequestRejected as rejected:
         return deliver_error(
-            redirect_uri, error=rejected.error, description=rejected.description, state=payload.state,
+            redirect_uri,
+            error=rejected.error,
+            description=rejected.description,
+            state=payload.state,
             response_mode=response_mode,
         )
     pending = flow.stash(
         {key: str(value) for key, value in payload.data.items()},
-        client_id=client.client_id, client_name=client.name, redirect_uri=redirect_uri, requirement=requirement,
+        client_id=client.client_id,
+        client_name=client.name,
+        redirect_uri=redirect_uri,
+        requirement=requirement,
     )
     return _continue(pending)
 
@@ -84,13 +111,21 @@ def _continue(pending: flow.PendingAuthorization) -> BaseResponse:
         return _issue_code(pending, step, user)
     if isinstance(step, Fail):
         flow.finish_pending(pending)
-        audit("sign_in", "failure", user_id=user.id if user else None, client_id=pending.client_id,
-              detail={"error": step.error})
+        audit(
+            "sign_in",
+            "failure",
+            user_id=user.id if user else None,
+            client_id=pending.client_id,
+            detail={"error": step.error},
+        )
         if step.error == "access_denied" and isinstance(session, ServerSession):
             session.end()
         return deliver_error(
-            pending.redirect_uri, error=step.error, description=step.description,
-            state=pending.params.get("state"), response_mode=pending.params.get("response_mode"),
+            pending.redirect_uri,
+            error=step.error,
+            description=step.description,
+            state=pending.params.get("state"),
+            response_mode=pending.params.get("response_mode"),
         )
     page = {
         NeedPassword: "signin.password",
@@ -103,7 +138,9 @@ def _continue(pending: flow.PendingAuthorization) -> BaseResponse:
 def _issue_code(pending: flow.PendingAuthorization, done: Done, user: Any) -> BaseResponse:
     if not flow.finish_pending(pending):
         return _expired()
-    authentication = Authentication(acr=done.acr, amr=tuple(done.amr), auth_time=done.auth_time, sid=flow.session_sid())
+    authentication = Authentication(
+        acr=done.acr, amr=tuple(done.amr), auth_time=done.auth_time, sid=flow.session_sid()
+    )
     subject = GrantSubject(user=user, authentication=authentication, grant_id=new_grant_id())
     stored = StoredAuthorizationRequest(url_for("oidc.authorize", _external=True), pending.params)
     server = authorization_server()
@@ -112,8 +149,13 @@ def _issue_code(pending: flow.PendingAuthorization, done: Done, user: Any) -> Ba
     except OAuth2Error as error:
         return _protocol_error(error)
     response: BaseResponse = server.create_authorization_response(stored, grant_user=subject, grant=grant)
-    audit("sign_in", "success", user_id=user.id, client_id=pending.client_id,
-          detail={"acr": done.acr, "amr": list(done.amr), "auth_time": done.auth_time})
+    audit(
+        "sign_in",
+        "success",
+        user_id=user.id,
+        client_id=pending.client_id,
+        detail={"acr": done.acr, "amr": list(done.amr), "auth_time": done.auth_time},
+    )
     return response
 
 
@@ -121,11 +163,16 @@ def _protocol_error(error: OAuth2Error) -> BaseResponse:
     """Errors with a validated redirect URI go to the client; the rest are shown here (RFC 6749 4.1.2.1)."""
     if error.redirect_uri:
         return deliver_error(
-            error.redirect_uri, error=error.error, description=error.description or error.error,
-            state=error.state, response_mode=request.values.get("response_mode"),
+            error.redirect_uri,
+            error=error.error,
+            description=error.description or error.error,
+            state=error.state,
+            response_mode=request.values.get("response_mode"),
         )
     return Response(
-        render_template("error.html", title="This sign-in link is not valid", message=error.description or error.error),
+        render_template(
+            "error.html", title="This sign-in link is not valid", message=error.description or error.error
+        ),
         status=400,
     )
 
@@ -161,13 +208,18 @@ def userinfo() -> BaseResponse:
     scheme, _, token = header.partition(" ")
     claims = services().tokens.verify_access_token(token.strip()) if scheme.lower() == "bearer" else None
     if claims is None or "openid" not in str(claims.get("scope", "")).split() or "grant_id" not in claims:
-        return Response(
-            '{"error":"invalid_token"}', status=401, mimetype="application/json",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        )
+        return _invalid_token()
     user = durable_store().users.get(claims["sub"])
     if user is None or user.disabled:
-        abort(401)
-    response = current_app.json.response(user_claims(user, claims["scope"]))
+        return _invalid_token()
+    response = jsonify(user_claims(user, claims["scope"]))
     response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _invalid_token() -> BaseResponse:
+    """RFC 6750 3.1: the bearer token is missing, expired, revoked or otherwise unusable."""
+    response = jsonify(error="invalid_token")
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     return response

@@ -52,10 +52,17 @@ def password(pending_id: str) -> Response:
     store = durable_store()
     user = store.users.by_username(username)
     usable = user is not None and not user.disabled
-    check = services().passwords.verify(stored_hash=user.password_hash if usable and user else None, password=password)
+    check = services().passwords.verify(
+        stored_hash=user.password_hash if usable and user else None, password=password
+    )
     if not check.valid or user is None:
-        audit("sign_in", "failure", user_id=user.id if user else None, client_id=pending.client_id,
-              detail={"step": "password"})
+        audit(
+            "sign_in",
+            "failure",
+            user_id=user.id if user else None,
+            client_id=pending.client_id,
+            detail={"step": "password"},
+        )
         return _password_page(pending, error=WRONG_CREDENTIALS, username=username, status=401)
     if check.new_hash is not None:
         user.password_hash = check.new_hash
@@ -63,8 +70,9 @@ def password(pending_id: str) -> Response:
     return _resume(pending)
 
 
-def _password_page(pending: flow.PendingAuthorization, *, error: str | None = None, username: str = "",
-                   status: int = 200) -> Response:
+def _password_page(
+    pending: flow.PendingAuthorization, *, error: str | None = None, username: str = "", status: int = 200
+) -> Response:
     body = render_template("signin_password.html", pending=pending, error=error, username=username)
     return Response(body, status=status)
 
@@ -93,8 +101,9 @@ def factor(pending_id: str) -> Response:
     return _factor_page(pending, step, error=WRONG_CODE, status=401)
 
 
-def _factor_page(pending: flow.PendingAuthorization, step: Step, *, error: str | None = None,
-                 status: int = 200) -> Response:
+def _factor_page(
+    pending: flow.PendingAuthorization, step: Step, *, error: str | None = None, status: int = 200
+) -> Response:
     body = render_template("signin_totp.html", pending=pending, step=step, error=error)
     return Response(body, status=status)
 
@@ -119,24 +128,40 @@ def enrol_totp(pending_id: str) -> Response:
         return _enrol_page(pending, enrolment)
     name = _field("name").strip()[:100] or "Authenticator app"
     now = time.time()
-    if not totp.verify(factor_id=draft["factor_id"], secret=enrolment.secret, code=_field("code").replace(" ", ""), now=now):
-        audit("factor_enrolment", "failure", user_id=user.id, client_id=pending.client_id, detail={"kind": "totp"})
+    if not totp.verify(
+        factor_id=draft["factor_id"], secret=enrolment.secret, code=_field("code").replace(" ", ""), now=now
+    ):
+        audit(
+            "factor_enrolment",
+            "failure",
+            user_id=user.id,
+            client_id=pending.client_id,
+            detail={"kind": "totp"},
+        )
         return _enrol_page(pending, enrolment, error=WRONG_CODE, status=401)
     durable_store().factors.add(
         Factor(
-            id=draft["factor_id"], user_id=user.id, kind="totp", name=name,
-            secret=services().secret_box.seal(enrolment.secret.encode()), data={}, created_at=int(now),
+            id=draft["factor_id"],
+            user_id=user.id,
+            kind="totp",
+            name=name,
+            secret=services().secret_box.seal(enrolment.secret.encode()),
+            data={},
+            created_at=int(now),
             last_used_at=int(now),
         )
     )
     session.pop(key, None)
-    audit("factor_enrolment", "success", user_id=user.id, client_id=pending.client_id, detail={"kind": "totp"})
+    audit(
+        "factor_enrolment", "success", user_id=user.id, client_id=pending.client_id, detail={"kind": "totp"}
+    )
     flow.record_proof(user, Method.TOTP, frozenset({Amr.OTP}))
     return _resume(pending)
 
 
-def _enrol_page(pending: flow.PendingAuthorization, enrolment: object, *, error: str | None = None,
-                status: int = 200) -> Response:
+def _enrol_page(
+    pending: flow.PendingAuthorization, enrolment: object, *, error: str | None = None, status: int = 200
+) -> Response:
     body = render_template("enrol_totp.html", pending=pending, enrolment=enrolment, error=error)
     response = Response(body, status=status)
     response.headers["Cache-Control"] = "no-store"

@@ -102,8 +102,10 @@ class LevelSettings(_Section):
         if not ways:
             raise ValueError("needs at least one combination of amr values")
         for way in ways:
+            if not way:
+                raise ValueError("a combination of amr values is empty")
             unknown = set(way) - AMR_VALUES
-            if unknown or not way:
+            if unknown:
                 raise ValueError(f"unknown amr values {sorted(unknown)}; known: {sorted(AMR_VALUES)}")
         return ways
 

@@ -40,7 +40,7 @@ class KeyRing:
         return cls(
             keys=keys,
             jwks_json=json.dumps(public, separators=(",", ":")).encode(),
-            public_key_set=KeySet.import_key_set(public),  # type: ignore[arg-type]
+            public_key_set=KeySet.import_key_set(public) if keys else KeySet([]),  # type: ignore[arg-type]
         )
 
     def signing_key(self, alg: str) -> SigningKey:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
-from werkzeug.wrappers import Response
+from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 
 from idp.auth.pipeline import NeedEnrolment, NeedFactor, NeedPassword, Step
 from idp.auth.policy import Amr, Method

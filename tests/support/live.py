@@ -27,9 +27,12 @@ class LiveProvider:
 
     def idp(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the CLI against this provider's settings."""
-        return subprocess.run(  # noqa: S603
+        return subprocess.run(
             [sys.executable, "-m", "idp", "--config", str(self.config), *args],
-            input=stdin, capture_output=True, text=True, check=False,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
         )
 
     def stop(self) -> None:
@@ -37,7 +40,9 @@ class LiveProvider:
         self.process.wait(timeout=30)
 
 
-def write_config(directory: Path, *, port: int, database_url: str = "", redis_url: str = "", extra: str = "") -> Path:
+def write_config(
+    directory: Path, *, port: int, database_url: str = "", redis_url: str = "", extra: str = ""
+) -> Path:
     config = directory / "idp.toml"
     config.write_text(
         f'issuer = "http://127.0.0.1:{port}"\n'
@@ -52,22 +57,30 @@ def write_config(directory: Path, *, port: int, database_url: str = "", redis_ur
     return config
 
 
-def start_provider(directory: Path, *, database_url: str = "", redis_url: str = "", extra: str = "") -> LiveProvider:
+def start_provider(
+    directory: Path, *, database_url: str = "", redis_url: str = "", extra: str = ""
+) -> LiveProvider:
     port = free_port()
     config = write_config(directory, port=port, database_url=database_url, redis_url=redis_url, extra=extra)
-    init = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "idp", "--config", str(config), "init"], capture_output=True, text=True, check=False
+    init = subprocess.run(
+        [sys.executable, "-m", "idp", "--config", str(config), "init"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert init.returncode == 0, init.stderr
-    process = subprocess.Popen(  # noqa: S603
+    log = (directory / "idp-serve.log").open("wb")
+    process = subprocess.Popen(
         [sys.executable, "-m", "idp", "--config", str(config), "serve", "--port", str(port)],
-        env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ},
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     provider = LiveProvider(issuer=f"http://127.0.0.1:{port}", config=config, process=process)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"idp serve exited: {process.stderr.read().decode() if process.stderr else ''}")
+            raise AssertionError(f"idp serve exited: {(directory / 'idp-serve.log').read_text()}")
         try:
             if requests.get(f"{provider.issuer}/health", timeout=1).status_code == 200:
                 return provider

@@ -1,0 +1,278 @@
+"""The durable repositories, on SQLite and on PostgreSQL, each test in a fresh migrated schema."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
+
+from idp.store.database import Database, DatabaseUnavailable
+from idp.store.durable import DurableStore, audit_event
+from idp.store.tables import Client, Factor, RefreshToken, User
+
+ALICE, BOB = "00000000-0000-0000-0000-00000000a11c", "00000000-0000-0000-0000-000000000b0b"
+
+
+def _user(user_id: str, username: str, **fields: Any) -> User:
+    return User(
+        id=user_id, username=username, password_hash="$argon2id$stub", created_at=1000, **fields
+    )
+
+
+def _factor(factor_id: str, user_id: str, kind: str, created_at: int) -> Factor:
+    return Factor(id=factor_id, user_id=user_id, kind=kind, name=factor_id, created_at=created_at)
+
+
+def _client(client_id: str, created_at: int = 1000) -> Client:
+    return Client(
+        client_id=client_id,
+        name=f"App {client_id}",
+        redirect_uris=[f"https://{client_id}.example/cb"],
+        grant_types=["authorization_code", "refresh_token"],
+        scope="openid email",
+        default_acr_values=["phr"],
+        created_at=created_at,
+    )
+
+
+def _refresh_token(token_hash: str, family_id: str) -> RefreshToken:
+    return RefreshToken(
+        token_hash=token_hash,
+        family_id=family_id,
+        client_id="app",
+        user_id=ALICE,
+        scope="openid",
+        authentication={"amr": ["pwd", "hwk"], "acr": "phr", "auth_time": 1000},
+        issued_at=1000,
+        expires_at=2000,
+    )
+
+
+@pytest.fixture
+def with_alice_and_bob(database: Database) -> Database:
+    with database.unit_of_work() as session:
+        store = DurableStore.over(session)
+        store.users.add(_user(ALICE, "alice", email="alice@example.com"))
+        store.users.add(_user(BOB, "bob"))
+    return database
+
+
+def test_users_are_added_and_found(with_alice_and_bob: Database) -> None:
+    with with_alice_and_bob.unit_of_work() as session:
+        users = DurableStore.over(session).users
+        alice = users.get(ALICE)
+        by_name = users.by_username("bob")
+        missing = users.by_username("carol")
+        everyone = [user.username for user in users.all()]
+
+    assert alice is not None and alice.username == "alice" and alice.email == "alice@example.com"
+    assert alice.disabled is False
+    assert by_name is not None and by_name.id == BOB
+    assert missing is None
+    assert everyone == ["alice", "bob"]
+
+
+def test_a_taken_username_raises_integrity_error(with_alice_and_bob: Database) -> None:
+    with pytest.raises(IntegrityError), with_alice_and_bob.unit_of_work() as session:
+        DurableStore.over(session).users.add(_user("00000000-0000-0000-0000-00000000ca01", "alice"))
+
+    with with_alice_and_bob.unit_of_work() as session:
+        assert [user.id for user in DurableStore.over(session).users.all()] == [ALICE, BOB]
+
+
+def test_a_factor_of_an_unknown_user_raises_integrity_error(database: Database) -> None:
+    with pytest.raises(IntegrityError), database.unit_of_work() as session:
+        DurableStore.over(session).factors.add(_factor("totp-1", "no-such-user", "totp", 1))
+
+
+@pytest.fixture
+def with_factors(with_alice_and_bob: Database) -> Database:
+    with with_alice_and_bob.unit_of_work() as session:
+        factors = DurableStore.over(session).factors
+        factors.add(_factor("key-new", ALICE, "webauthn", created_at=30))
+        factors.add(_factor("totp", ALICE, "totp", created_at=20))
+        factors.add(_factor("key-old", ALICE, "webauthn", created_at=10))
+        factors.add(_factor("bob-totp", BOB, "totp", created_at=5))
+    return with_alice_and_bob
+
+
+FACTOR_QUERIES = [
+    pytest.param(
+        ALICE, None, ["key-old", "totp", "key-new"], id="all of alice's factors, oldest first"
+    ),
+    pytest.param(
+        ALICE, "webauthn", ["key-old", "key-new"], id="only her webauthn keys, not her totp"
+    ),
+    pytest.param(ALICE, "email", [], id="none because she enrolled no email factor"),
+    pytest.param(BOB, "totp", ["bob-totp"], id="bob's totp only, not alice's"),
+]
+
+
+@pytest.mark.parametrize(("user_id", "kind", "expected"), FACTOR_QUERIES)
+def test_factors_of_user_by_kind(
+    with_factors: Database, user_id: str, kind: str | None, expected: list[str]
+) -> None:
+    with with_factors.unit_of_work() as session:
+        found = DurableStore.over(session).factors.of_user(user_id, kind)
+
+        assert [factor.id for factor in found] == expected
+
+
+def test_remove_all_removes_only_that_users_factors(with_factors: Database) -> None:
+    with with_factors.unit_of_work() as session:
+        assert DurableStore.over(session).factors.remove_all(ALICE) == 3
+
+    with with_factors.unit_of_work() as session:
+        factors = DurableStore.over(session).factors
+        assert factors.of_user(ALICE) == []
+        assert [factor.id for factor in factors.of_user(BOB)] == ["bob-totp"]
+
+
+def test_mark_used_records_the_time(with_factors: Database) -> None:
+    with with_factors.unit_of_work() as session:
+        DurableStore.over(session).factors.mark_used("totp", at=4242)
+
+    with with_factors.unit_of_work() as session:
+        used = {
+            factor.id: factor.last_used_at
+            for factor in DurableStore.over(session).factors.of_user(ALICE)
+        }
+
+    assert used == {"key-old": None, "totp": 4242, "key-new": None}
+
+
+def test_clients_are_added_and_found(database: Database) -> None:
+    with database.unit_of_work() as session:
+        clients = DurableStore.over(session).clients
+        clients.add(_client("later", created_at=2000))
+        clients.add(_client("app", created_at=1000))
+
+    with database.unit_of_work() as session:
+        clients = DurableStore.over(session).clients
+        app = clients.get("app")
+        missing = clients.get("nobody")
+        in_order = [client.client_id for client in clients.all()]
+
+    assert app is not None
+    assert app.redirect_uris == ["https://app.example/cb"]
+    assert app.grant_types == ["authorization_code", "refresh_token"]
+    assert app.post_logout_redirect_uris == []
+    assert app.default_acr_values == ["phr"]
+    assert app.id_token_signed_response_alg == "RS256"
+    assert app.secret_hash is None
+    assert missing is None
+    assert in_order == ["app", "later"]
+
+
+@pytest.fixture
+def with_tokens(with_alice_and_bob: Database) -> Database:
+    with with_alice_and_bob.unit_of_work() as session:
+        store = DurableStore.over(session)
+        store.clients.add(_client("app"))
+        store.refresh_tokens.add(_refresh_token("first", family_id="family-1"))
+        store.refresh_tokens.add(_refresh_token("second", family_id="family-1"))
+        store.refresh_tokens.add(_refresh_token("other", family_id="family-2"))
+    return with_alice_and_bob
+
+
+def _claim(database: Database, token_hash: str) -> bool:
+    with database.unit_of_work() as session:
+        return DurableStore.over(session).refresh_tokens.claim_for_rotation(token_hash)
+
+
+def test_claim_for_rotation_succeeds_once(with_tokens: Database) -> None:
+    assert _claim(with_tokens, "first") is True
+    assert _claim(with_tokens, "first") is False
+    assert _claim(with_tokens, "second") is True
+    assert _claim(with_tokens, "unknown") is False
+
+    with with_tokens.unit_of_work() as session:
+        token = DurableStore.over(session).refresh_tokens.get("first")
+        assert token is not None and token.rotated and not token.revoked
+        assert token.authentication == {"amr": ["pwd", "hwk"], "acr": "phr", "auth_time": 1000}
+
+
+def test_claim_for_rotation_has_one_winner_among_racing_sessions(with_tokens: Database) -> None:
+    racers = 6
+    start = threading.Barrier(racers)
+
+    def race(_: int) -> bool:
+        with with_tokens.unit_of_work() as session:
+            start.wait(timeout=10)
+            return DurableStore.over(session).refresh_tokens.claim_for_rotation("first")
+
+    with ThreadPoolExecutor(racers) as pool:
+        results = list(pool.map(race, range(racers)))
+
+    assert results.count(True) == 1, results
+
+
+def test_revoke_family_revokes_every_token_of_that_family_only(with_tokens: Database) -> None:
+    with with_tokens.unit_of_work() as session:
+        DurableStore.over(session).refresh_tokens.revoke_family("family-1")
+
+    assert _claim(with_tokens, "second") is False, "a revoked token cannot be rotated"
+    assert _claim(with_tokens, "other") is True
+    with with_tokens.unit_of_work() as session:
+        tokens = DurableStore.over(session).refresh_tokens
+        revoked = {
+            name: token.revoked
+            for name in ("first", "second", "other")
+            if (token := tokens.get(name))
+        }
+    assert revoked == {"first": True, "second": True, "other": False}
+
+
+def test_audit_of_user_is_newest_first(with_alice_and_bob: Database) -> None:
+    with with_alice_and_bob.unit_of_work() as session:
+        audit = DurableStore.over(session).audit
+        for at, event in [(100, "login"), (300, "logout"), (200, "factor_added"), (300, "token")]:
+            audit.record(audit_event(event, "success", at=at, user_id=ALICE, ip="192.0.2.1"))
+        audit.record(
+            audit_event("login", "failure", at=400, user_id=BOB, detail={"reason": "password"})
+        )
+
+    with with_alice_and_bob.unit_of_work() as session:
+        audit = DurableStore.over(session).audit
+        alices = [(event.at, event.event) for event in audit.of_user(ALICE)]
+        latest_two = [event.event for event in audit.of_user(ALICE, limit=2)]
+        (bobs,) = audit.of_user(BOB)
+
+    assert alices == [(300, "token"), (300, "logout"), (200, "factor_added"), (100, "login")]
+    assert latest_two == ["token", "logout"]
+    assert (bobs.outcome, bobs.detail, bobs.ip) == ("failure", {"reason": "password"}, None)
+
+
+def test_audit_event_truncates_the_user_agent() -> None:
+    assert audit_event("login", "success", at=1, user_agent="x" * 1000).user_agent == "x" * 400
+    assert audit_event("login", "success", at=1, user_agent="").user_agent is None
+
+
+def test_migrate_is_idempotent(with_alice_and_bob: Database) -> None:
+    with_alice_and_bob.migrate()
+    with_alice_and_bob.migrate()
+
+    tables = set(inspect(with_alice_and_bob.engine).get_table_names())
+    assert {
+        "users",
+        "factors",
+        "clients",
+        "refresh_tokens",
+        "audit_events",
+        "alembic_version",
+    } <= tables
+    with with_alice_and_bob.unit_of_work() as session:
+        assert DurableStore.over(session).users.get(ALICE) is not None
+
+
+def test_ping_answers(database: Database) -> None:
+    database.ping()
+
+
+def test_ping_of_an_unreachable_database_raises_database_unavailable() -> None:
+    with pytest.raises(DatabaseUnavailable):
+        Database("postgresql+psycopg://postgres@127.0.0.1:1/test").ping()

@@ -1,0 +1,210 @@
+"""The EphemeralStore contract, run against every backend: Redis and the embedded SQLite file."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+
+import pytest
+
+from idp.store.ephemeral import (
+    EmbeddedStore,
+    EphemeralStore,
+    RedisStore,
+    StoreUnavailable,
+    open_ephemeral_store,
+)
+
+PAST_ONE_SECOND = 1.2  # sleep this long to outlive ttl=1
+
+
+def test_put_then_get(ephemeral_store: EphemeralStore) -> None:
+    ephemeral_store.put("code:a", b"\x00first\xff", ttl=60)
+    ephemeral_store.put("code:b", b"second", ttl=60)
+
+    assert ephemeral_store.get("code:a") == b"\x00first\xff"
+    assert ephemeral_store.get("code:b") == b"second"
+    assert ephemeral_store.get("code:c") is None
+
+
+def test_put_replaces_the_value(ephemeral_store: EphemeralStore) -> None:
+    ephemeral_store.put("state", b"old", ttl=60)
+    ephemeral_store.put("state", b"new", ttl=60)
+
+    assert ephemeral_store.get("state") == b"new"
+
+
+def test_get_does_not_consume(ephemeral_store: EphemeralStore) -> None:
+    ephemeral_store.put("state", b"kept", ttl=60)
+
+    assert ephemeral_store.get("state") == b"kept"
+    assert ephemeral_store.get("state") == b"kept"
+
+
+def test_entries_expire_after_their_ttl(ephemeral_store: EphemeralStore) -> None:
+    ephemeral_store.put("short", b"gone soon", ttl=1)
+    ephemeral_store.put("taken-late", b"gone soon", ttl=1)
+    ephemeral_store.put("long", b"still here", ttl=60)
+    assert ephemeral_store.get("short") == b"gone soon"
+
+    time.sleep(PAST_ONE_SECOND)
+
+    assert ephemeral_store.get("short") is None
+    assert ephemeral_store.take("taken-late") is None
+    assert ephemeral_store.get("long") == b"still here"
+
+
+def test_take_returns_the_value_once(ephemeral_store: EphemeralStore) -> None:
+    ephemeral_store.put("code", b"grant", ttl=60)
+
+    assert ephemeral_store.take("code") == b"grant"
+    assert ephemeral_store.take("code") is None
+    assert ephemeral_store.get("code") is None
+    assert ephemeral_store.take("never-put") is None
+
+
+def test_take_has_one_winner_among_racing_threads(ephemeral_store: EphemeralStore) -> None:
+    racers, rounds = 8, 10
+    for round_ in range(rounds):
+        ephemeral_store.put(f"code:{round_}", f"grant {round_}".encode(), ttl=60)
+    start = threading.Barrier(racers)
+
+    def race(round_: int) -> bytes | None:
+        start.wait(timeout=10)
+        return ephemeral_store.take(f"code:{round_}")
+
+    with ThreadPoolExecutor(racers) as pool:
+        for round_ in range(rounds):
+            results = list(pool.map(race, [round_] * racers))
+            winners = [result for result in results if result is not None]
+            assert winners == [f"grant {round_}".encode()], f"round {round_}: {results}"
+
+
+def test_incr_counts_from_one(ephemeral_store: EphemeralStore) -> None:
+    counts = [ephemeral_store.incr("failures:alice", ttl=60) for _ in range(3)]
+
+    assert counts == [1, 2, 3]
+    assert ephemeral_store.incr("failures:bob", ttl=60) == 1
+
+
+def test_incr_keeps_the_ttl_of_the_first_increment(ephemeral_store: EphemeralStore) -> None:
+    assert ephemeral_store.incr("failures", ttl=1) == 1
+    assert ephemeral_store.incr("failures", ttl=60) == 2  # must not extend the window
+
+    time.sleep(PAST_ONE_SECOND)
+
+    assert ephemeral_store.incr("failures", ttl=60) == 1
+
+
+def test_incr_is_atomic_among_racing_threads(ephemeral_store: EphemeralStore) -> None:
+    threads, each = 8, 25
+
+    def count(_: int) -> list[int]:
+        return [ephemeral_store.incr("failures", ttl=60) for _ in range(each)]
+
+    with ThreadPoolExecutor(threads) as pool:
+        seen = [value for values in pool.map(count, range(threads)) for value in values]
+
+    assert sorted(seen) == list(range(1, threads * each + 1))
+
+
+def test_delete(ephemeral_store: EphemeralStore) -> None:
+    ephemeral_store.put("session", b"s", ttl=60)
+    ephemeral_store.put("other", b"o", ttl=60)
+    ephemeral_store.incr("counter", ttl=60)
+
+    ephemeral_store.delete("session")
+    ephemeral_store.delete("counter")
+    ephemeral_store.delete("never-put")
+
+    assert ephemeral_store.get("session") is None
+    assert ephemeral_store.get("other") == b"o"
+    assert ephemeral_store.incr("counter", ttl=60) == 1
+
+
+def test_ping_answers(ephemeral_store: EphemeralStore) -> None:
+    ephemeral_store.ping()
+
+
+UNREACHABLE: list[tuple[str, Callable[[EphemeralStore], object]]] = [
+    ("ping", lambda store: store.ping()),
+    ("put", lambda store: store.put("k", b"v", ttl=60)),
+    ("get", lambda store: store.get("k")),
+    ("take", lambda store: store.take("k")),
+    ("incr", lambda store: store.incr("k", ttl=60)),
+]
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        pytest.param(call, id=f"{name} fails because nothing listens on the port")
+        for name, call in UNREACHABLE
+    ],
+)
+def test_unreachable_redis_raises_store_unavailable(
+    operation: Callable[[EphemeralStore], object],
+) -> None:
+    store = RedisStore("redis://127.0.0.1:1/0")
+
+    with pytest.raises(StoreUnavailable):
+        operation(store)
+
+
+def test_open_picks_redis_when_a_url_is_configured(redis_url: str, tmp_path: Path) -> None:
+    assert isinstance(open_ephemeral_store(redis_url, tmp_path), RedisStore)
+    embedded = open_ephemeral_store("", tmp_path / "instance")
+    assert isinstance(embedded, EmbeddedStore)
+    assert (tmp_path / "instance" / "ephemeral.sqlite3").is_file()
+
+
+# The embedded store promises the same across the processes of one node: they share one file.
+
+
+def test_embedded_instances_on_one_file_share_entries(tmp_path: Path) -> None:
+    path = tmp_path / "ephemeral.sqlite3"
+    first, second = EmbeddedStore(path), EmbeddedStore(path)
+
+    first.put("code", b"grant", ttl=60)
+    first.incr("failures", ttl=60)
+
+    assert second.get("code") == b"grant"
+    assert second.incr("failures", ttl=60) == 2
+    assert second.take("code") == b"grant"
+    assert first.get("code") is None
+    assert first.take("code") is None
+
+
+def _take_all(path: Path, keys: list[str], start: Barrier, results: Queue[list[str]]) -> None:
+    store = EmbeddedStore(path)
+    start.wait(timeout=30)
+    results.put([key for key in keys if store.take(key) is not None])
+
+
+def test_embedded_take_has_one_winner_across_processes(tmp_path: Path) -> None:
+    path = tmp_path / "ephemeral.sqlite3"
+    store = EmbeddedStore(path)
+    keys = [f"code:{number}" for number in range(300)]
+    for key in keys:
+        store.put(key, key.encode(), ttl=60)
+    context = multiprocessing.get_context("spawn")  # no SQLite connection crosses a fork
+    start, results = context.Barrier(2), context.Queue()
+    workers = [
+        context.Process(target=_take_all, args=(path, keys, start, results)) for _ in range(2)
+    ]
+
+    for worker in workers:
+        worker.start()
+    won = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=10)
+
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    assert sorted(won[0] + won[1]) == sorted(keys), "every key is taken exactly once"
+    assert all(store.get(key) is None for key in keys)

@@ -7,6 +7,7 @@ from pathlib import Path
 from flask import Flask, Response, render_template
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import InternalServerError
 
 from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
@@ -23,6 +24,7 @@ from idp.views import home, logout, oidc, signin, wellknown
 from idp.web import EXTENSION, Services, install_unit_of_work
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STORE_FAILURES = (StoreUnavailable, DatabaseUnavailable, OperationalError)
 MAX_REQUEST_BYTES = 64 * 1024
 
 
@@ -97,8 +99,15 @@ def _install_failure_pages(app: Flask) -> None:
         )
         return Response(body, status=503, headers={"Retry-After": "5"})
 
-    for kind in (StoreUnavailable, DatabaseUnavailable, OperationalError):
+    for kind in STORE_FAILURES:
         app.register_error_handler(kind, unavailable)
+
+    @app.errorhandler(InternalServerError)
+    def internal_error(error: InternalServerError) -> Response | InternalServerError:
+        """Failures while opening the session reach Flask before the handlers above."""
+        if isinstance(error.original_exception, STORE_FAILURES):
+            return unavailable(error.original_exception)
+        return error
 
 
 def _install_security_headers(app: Flask, *, hsts: bool) -> None:

@@ -1,0 +1,128 @@
+"""An in-process provider on embedded stores, and a browser-like driver for its hosted pages."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pyotp
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from idp.app import create_app
+from idp.auth.passwords import Passwords
+from idp.cli import initialize
+from idp.config import Settings, settings_from_mapping
+from idp.oidc.clients import register_client
+from idp.store.durable import DurableStore
+from idp.store.tables import User
+from idp.web import services
+
+REDIRECT_URI = "http://localhost:9999/callback"
+CHEAP_ARGON2 = {"memory_cost": 8192, "time_cost": 1}
+
+
+def make_settings(directory: Path, **overrides: Any) -> Settings:
+    raw: dict[str, Any] = {
+        "instance_dir": str(directory / "instance"),
+        "keys": {"directory": str(directory / "keys")},
+        "passwords": dict(CHEAP_ARGON2),
+    }
+    for key, value in overrides.items():
+        raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
+    return settings_from_mapping(raw)
+
+
+def make_app(directory: Path, **overrides: Any) -> Flask:
+    settings = make_settings(directory, **overrides)
+    initialize(settings, report=lambda _line: None)
+    return create_app(settings)
+
+
+def add_user(app: Flask, username: str, password: str, *, disabled: bool = False) -> str:
+    with app.app_context():
+        found = services()
+        with found.database.unit_of_work() as session:
+            user = User(
+                id=str(uuid.uuid4()),
+                username=username,
+                email=f"{username}@example.com",
+                password_hash=Passwords(found.settings.passwords).hash(password),
+                disabled=disabled,
+                created_at=int(time.time()),
+            )
+            DurableStore.over(session).users.add(user)
+    return user.id
+
+
+def add_client(app: Flask) -> tuple[str, str]:
+    created = register_client(
+        name="Test app", redirect_uris=[REDIRECT_URI], public=False, grant_types=[], scope="openid profile"
+    )
+    with app.app_context(), services().database.unit_of_work() as session:
+        DurableStore.over(session).clients.add(created.client)
+    assert created.secret is not None
+    return created.client.client_id, created.secret
+
+
+def csrf_token(page: TestResponse) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
+    assert found, "the page has no CSRF token"
+    return found.group(1)
+
+
+@dataclass
+class Browser:
+    """Follows the hosted pages the way a person would, one form at a time."""
+
+    client: FlaskClient
+    client_id: str
+
+    def authorize(self, **extra: str) -> TestResponse:
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        params = {
+            "response_type": "code",
+            "client_id": self.client_id,
+            "redirect_uri": REDIRECT_URI,
+            "scope": "openid profile",
+            "state": "xyz",
+            "nonce": "n-1",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            **extra,
+        }
+        return self.follow(self.client.get("/authorize", query_string=params))
+
+    def follow(self, response: TestResponse) -> TestResponse:
+        """Follow redirects inside the provider; stop at the client's redirect URI."""
+        while response.status_code == 302 and response.location.startswith("/"):
+            response = self.client.get(response.location)
+        return response
+
+    def submit(self, page: TestResponse, **fields: str) -> TestResponse:
+        action = re.search(r'<form method="post" action="([^"]+)"', page.get_data(as_text=True))
+        assert action, "the page has no form"
+        return self.follow(self.client.post(action.group(1), data={"csrf_token": csrf_token(page), **fields}))
+
+    def sign_in_with_enrolment(self, username: str, password: str) -> tuple[TestResponse, str]:
+        """Password, then TOTP enrolment from the page; returns the client's redirect and the secret."""
+        enrol = self.submit(self.authorize(), username=username, password=password)
+        secret = re.search(r'id="secret">([A-Z2-7]+)<', enrol.get_data(as_text=True))
+        assert secret, "expected the TOTP enrolment page"
+        done = self.submit(enrol, code=pyotp.TOTP(secret.group(1)).now(), name="phone")
+        return done, secret.group(1)
+
+
+def code_from(response: TestResponse) -> str:
+    assert response.status_code == 302 and response.location.startswith(REDIRECT_URI), response.location
+    return parse_qs(urlsplit(response.location).query)["code"][0]

@@ -1,0 +1,199 @@
+"""The `idp` command as an operator meets it: one-line errors with exit code 2, users, clients, keys."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet
+from support.app import make_app
+from support.live import write_config
+
+from idp.config import Settings, load_settings
+
+PASSWORD = "a long enough password\n"
+
+
+def idp(config: Path | None, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    prefix = ["--config", str(config)] if config else []
+    return subprocess.run(
+        [sys.executable, "-m", "idp", *prefix, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = write_config(tmp_path, port=8000)
+    assert idp(path, "init").returncode == 0
+    return path
+
+
+def test_help_lists_every_command() -> None:
+    shown = idp(None, "--help").stdout
+    for command in ("init", "serve", "demo", "users", "clients", "keys"):
+        assert command in shown
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('issuer = "http://x"\n[databse]\nurl = ""\n', "config error: databse: unknown key"),
+        ('[database]\nurl = "nonsense://"\n', "config error: database.url: unsupported database 'nonsense'"),
+        ("[passwords]\nmemory_cost = 10\n", "config error: passwords.memory_cost:"),
+        ("issuer = \n", "not valid TOML"),
+    ],
+    ids=[
+        "fails because of a typo in a key",
+        "fails because the database URL is nonsense",
+        "fails because argon2 memory is impossible",
+        "fails because the file is not TOML",
+    ],
+)
+def test_bad_config_stops_with_one_line_and_creates_nothing(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        f'instance_dir = "{tmp_path / "instance"}"\n{content}'.replace('issuer = "http://x"\n', "")
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "idp", "--config", str(config), "init"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bad.toml"]
+
+
+def test_init_is_idempotent(config: Path) -> None:
+    again = idp(config, "init")
+    assert again.returncode == 0 and "created" not in again.stdout
+
+
+def test_user_lifecycle(config: Path) -> None:
+    assert (
+        idp(
+            config, "users", "create", "alice", "--email", "a@example.com", "--password-stdin", stdin=PASSWORD
+        ).returncode
+        == 0
+    )
+    duplicate = idp(config, "users", "create", "alice", "--password-stdin", stdin=PASSWORD)
+    assert duplicate.returncode == 2 and "already exists" in duplicate.stderr
+    short = idp(config, "users", "create", "bob", "--password-stdin", stdin="short\n")
+    assert short.returncode == 2 and "at least 12 characters" in short.stderr
+    assert idp(config, "users", "disable", "alice").returncode == 0
+    assert "alice\ta@example.com\tdisabled\tfactors: none" in idp(config, "users", "list").stdout
+    missing = idp(config, "users", "reset-mfa", "nobody")
+    assert missing.returncode == 2 and "no user named 'nobody'" in missing.stderr
+    assert PASSWORD.strip() not in (duplicate.stderr + duplicate.stdout)
+
+
+def test_password_without_terminal_or_stdin_flag_is_refused(config: Path) -> None:
+    refused = idp(config, "users", "create", "carol", stdin="")
+    assert refused.returncode == 2 and "--password-stdin" in refused.stderr
+
+
+def test_client_secret_is_shown_once_and_stored_hashed(config: Path) -> None:
+    created = json.loads(
+        idp(
+            config,
+            "clients",
+            "create",
+            "--name",
+            "Console",
+            "--redirect-uri",
+            "https://console.example.com/cb",
+            "--json",
+        ).stdout
+    )
+    public = json.loads(
+        idp(
+            config,
+            "clients",
+            "create",
+            "--name",
+            "SPA",
+            "--public",
+            "--redirect-uri",
+            "http://localhost:3000/cb",
+            "--json",
+        ).stdout
+    )
+    assert created["client_secret"] and "client_secret" not in public
+    listing = idp(config, "clients", "list").stdout
+    assert created["client_id"] in listing and created["client_secret"] not in listing
+    database = (config.parent / "instance" / "idp.sqlite3").read_bytes()
+    assert created["client_secret"].encode() not in database
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--redirect-uri", "http://console.example.com/cb"], "plain http is allowed only for localhost"),
+        (["--redirect-uri", "https://console.example.com/cb#frag"], "no fragment"),
+        ([], "authorization_code needs at least one --redirect-uri"),
+        (["--public", "--grant-type", "client_credentials"], "a public client cannot use client_credentials"),
+    ],
+    ids=[
+        "fails because http is not localhost",
+        "fails because of a fragment",
+        "fails because there is no redirect URI",
+        "fails because a public client has no secret",
+    ],
+)
+def test_client_registration_refusals(config: Path, args: list[str], message: str) -> None:
+    grant = [] if "--grant-type" in args or args else ["--grant-type", "authorization_code"]
+    refused = idp(config, "clients", "create", "--name", "X", *args, *grant)
+    assert refused.returncode == 2 and message in refused.stderr
+
+
+def test_rotated_key_signs_after_restart_and_the_old_one_stays_published(
+    tmp_path: Path, config: Path
+) -> None:
+    settings = load_settings(config)
+    old = set(_jwks(settings))
+    rotated = idp(config, "keys", "rotate", "--alg", "ES256")
+    assert rotated.returncode == 0
+    new_kid = rotated.stdout.split()[4].rstrip(";")
+    app = make_app(tmp_path, keys={"directory": settings.keys.directory})  # the restart
+    published = app.test_client().get("/jwks.json").get_json()
+    assert {key["kid"] for key in published["keys"]} == old | {new_kid}
+    with app.app_context():
+        from idp.web import services
+
+        token = services().tokens.generate(grant_type="client_credentials", client=_Client())["access_token"]
+    assert jwt.decode(token, KeySet.import_key_set(published)).header["kid"] == new_kid
+
+
+def test_active_key_cannot_be_retired_but_an_old_one_can(config: Path) -> None:
+    settings = load_settings(config)
+    old_es256 = next(kid for kid, alg in _jwks(settings).items() if alg == "ES256")
+    refused = idp(config, "keys", "retire", old_es256)
+    assert refused.returncode == 2 and "active" in refused.stderr
+    idp(config, "keys", "rotate", "--alg", "ES256")
+    assert idp(config, "keys", "retire", old_es256).returncode == 0
+    assert old_es256 not in _jwks(settings)
+
+
+def _jwks(settings: Settings) -> dict[str, str]:
+    from idp.oidc.keys import KeyRing
+
+    public = json.loads(KeyRing.load(Path(settings.keys.directory)).jwks_json)
+    assert all("d" not in key for key in public["keys"])
+    return {key["kid"]: key["alg"] for key in public["keys"]}
+
+
+class _Client:
+    def get_client_id(self) -> str:
+        return "machine"

@@ -6,6 +6,7 @@ import time
 import uuid
 
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
 from idp.auth.pipeline import NeedEnrolment, NeedFactor, NeedPassword, Step
 from idp.auth.policy import Amr, Method
@@ -20,7 +21,7 @@ WRONG_CODE = "That code is not valid. Each code works once; wait for the next on
 MAX_INPUT = 1024
 
 
-def _resume(pending: flow.PendingAuthorization) -> Response:
+def _resume(pending: flow.PendingAuthorization) -> BaseResponse:
     return redirect(url_for("oidc.resume", pending_id=pending.id))
 
 
@@ -28,7 +29,7 @@ def _pending_or_none(pending_id: str) -> flow.PendingAuthorization | None:
     return flow.load_pending(pending_id)
 
 
-def _expired() -> Response:
+def _expired() -> BaseResponse:
     message = "This sign-in has expired or was already completed. Return to the application and start again."
     return Response(render_template("error.html", title="Sign-in expired", message=message), status=400)
 
@@ -38,7 +39,7 @@ def _field(name: str) -> str:
 
 
 @blueprint.route("/<pending_id>", methods=["GET", "POST"])
-def password(pending_id: str) -> Response:
+def password(pending_id: str) -> BaseResponse:
     pending = _pending_or_none(pending_id)
     if pending is None:
         return _expired()
@@ -71,13 +72,13 @@ def password(pending_id: str) -> Response:
 
 def _password_page(
     pending: flow.PendingAuthorization, *, error: str | None = None, username: str = "", status: int = 200
-) -> Response:
+) -> BaseResponse:
     body = render_template("signin_password.html", pending=pending, error=error, username=username)
     return Response(body, status=status)
 
 
 @blueprint.route("/<pending_id>/factor", methods=["GET", "POST"])
-def factor(pending_id: str) -> Response:
+def factor(pending_id: str) -> BaseResponse:
     pending = _pending_or_none(pending_id)
     if pending is None:
         return _expired()
@@ -102,13 +103,13 @@ def factor(pending_id: str) -> Response:
 
 def _factor_page(
     pending: flow.PendingAuthorization, step: Step, *, error: str | None = None, status: int = 200
-) -> Response:
+) -> BaseResponse:
     body = render_template("signin_totp.html", pending=pending, step=step, error=error)
     return Response(body, status=status)
 
 
 @blueprint.route("/<pending_id>/enrol/totp", methods=["GET", "POST"])
-def enrol_totp(pending_id: str) -> Response:
+def enrol_totp(pending_id: str) -> BaseResponse:
     """MFA is mandatory: a user without a second factor sets up TOTP inside the same sign-in."""
     pending = _pending_or_none(pending_id)
     if pending is None:
@@ -160,7 +161,7 @@ def enrol_totp(pending_id: str) -> Response:
 
 def _enrol_page(
     pending: flow.PendingAuthorization, enrolment: object, *, error: str | None = None, status: int = 200
-) -> Response:
+) -> BaseResponse:
     body = render_template("enrol_totp.html", pending=pending, enrolment=enrolment, error=error)
     response = Response(body, status=status)
     response.headers["Cache-Control"] = "no-store"

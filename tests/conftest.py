@@ -26,9 +26,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-def _require(
-    service: str, url: str, env: str, check: Callable[[], object], error: type[Exception]
-) -> None:
+def _require(service: str, url: str, env: str, check: Callable[[], object], error: type[Exception]) -> None:
     """Fail (never skip) every test that needs a service which does not answer."""
     try:
         check()

@@ -27,8 +27,12 @@ DEMO_RP = REPO_ROOT / "examples" / "demo_rp.py"
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 DESKTOP = ViewportSize(width=1280, height=800)
 PHONE = ViewportSize(width=390, height=844)
@@ -49,8 +53,16 @@ def demo_app(provider: LiveProvider, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     base = f"http://localhost:{port}"
     registered = provider.idp(
-        "clients", "create", "--name", "Demo console app", "--public",
-        "--redirect-uri", f"{base}/callback", "--post-logout-redirect-uri", f"{base}/", "--json",
+        "clients",
+        "create",
+        "--name",
+        "Demo console app",
+        "--public",
+        "--redirect-uri",
+        f"{base}/callback",
+        "--post-logout-redirect-uri",
+        f"{base}/",
+        "--json",
     )
     assert registered.returncode == 0, registered.stderr
     client_id = json.loads(registered.stdout)["client_id"]
@@ -58,9 +70,14 @@ def demo_app(provider: LiveProvider, tmp_path: Path) -> Iterator[str]:
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, str(DEMO_RP)],
-            env={**os.environ, "DEMO_ISSUER": provider.issuer, "DEMO_CLIENT_ID": client_id,
-                 "DEMO_PORT": str(port)},
-            stdout=output, stderr=subprocess.STDOUT,
+            env={
+                **os.environ,
+                "DEMO_ISSUER": provider.issuer,
+                "DEMO_CLIENT_ID": client_id,
+                "DEMO_PORT": str(port),
+            },
+            stdout=output,
+            stderr=subprocess.STDOUT,
         )
     try:
         _wait_until_answering(f"{base}/", process, log)
@@ -110,7 +127,12 @@ def test_signs_in_enrols_totp_and_lands_on_demo_app(
     provider: LiveProvider, demo_app: str, page: Page
 ) -> None:
     created = provider.idp(
-        "users", "create", USERNAME, "--email", "carol@example.com", "--password-stdin",
+        "users",
+        "create",
+        USERNAME,
+        "--email",
+        "carol@example.com",
+        "--password-stdin",
         stdin=f"{PASSWORD}\n",
     )
     assert created.returncode == 0, created.stderr

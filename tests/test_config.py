@@ -186,17 +186,13 @@ def test_reads_the_toml_file_given(tmp_path: Path) -> None:
     _assert_is_the_example(load_settings(_write_config(tmp_path)))
 
 
-def test_reads_the_file_named_by_idp_config(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_reads_the_file_named_by_idp_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(CONFIG_ENV, str(_write_config(tmp_path)))
 
     _assert_is_the_example(load_settings())
 
 
-def test_the_path_given_wins_over_idp_config(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_path_given_wins_over_idp_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "missing.toml"))
 
     _assert_is_the_example(load_settings(_write_config(tmp_path)))
@@ -205,9 +201,7 @@ def test_the_path_given_wins_over_idp_config(
 UNREADABLE = [
     pytest.param(None, "missing.toml", id="fails because the file does not exist"),
     pytest.param("issuer = \n", "not valid TOML", id="fails because the file is not TOML"),
-    pytest.param(
-        '[server]\nport = "80"\n', "server.port", id="fails because a value in the file is invalid"
-    ),
+    pytest.param('[server]\nport = "80"\n', "server.port", id="fails because a value in the file is invalid"),
 ]
 
 

@@ -18,9 +18,7 @@ ALICE, BOB = "00000000-0000-0000-0000-00000000a11c", "00000000-0000-0000-0000-00
 
 
 def _user(user_id: str, username: str, **fields: Any) -> User:
-    return User(
-        id=user_id, username=username, password_hash="$argon2id$stub", created_at=1000, **fields
-    )
+    return User(id=user_id, username=username, password_hash="$argon2id$stub", created_at=1000, **fields)
 
 
 def _factor(factor_id: str, user_id: str, kind: str, created_at: int) -> Factor:
@@ -101,12 +99,8 @@ def with_factors(with_alice_and_bob: Database) -> Database:
 
 
 FACTOR_QUERIES = [
-    pytest.param(
-        ALICE, None, ["key-old", "totp", "key-new"], id="all of alice's factors, oldest first"
-    ),
-    pytest.param(
-        ALICE, "webauthn", ["key-old", "key-new"], id="only her webauthn keys, not her totp"
-    ),
+    pytest.param(ALICE, None, ["key-old", "totp", "key-new"], id="all of alice's factors, oldest first"),
+    pytest.param(ALICE, "webauthn", ["key-old", "key-new"], id="only her webauthn keys, not her totp"),
     pytest.param(ALICE, "email", [], id="none because she enrolled no email factor"),
     pytest.param(BOB, "totp", ["bob-totp"], id="bob's totp only, not alice's"),
 ]
@@ -138,8 +132,7 @@ def test_mark_used_records_the_time(with_factors: Database) -> None:
 
     with with_factors.unit_of_work() as session:
         used = {
-            factor.id: factor.last_used_at
-            for factor in DurableStore.over(session).factors.of_user(ALICE)
+            factor.id: factor.last_used_at for factor in DurableStore.over(session).factors.of_user(ALICE)
         }
 
     assert used == {"key-old": None, "totp": 4242, "key-new": None}
@@ -220,9 +213,7 @@ def test_revoke_family_revokes_every_token_of_that_family_only(with_tokens: Data
     with with_tokens.unit_of_work() as session:
         tokens = DurableStore.over(session).refresh_tokens
         revoked = {
-            name: token.revoked
-            for name in ("first", "second", "other")
-            if (token := tokens.get(name))
+            name: token.revoked for name in ("first", "second", "other") if (token := tokens.get(name))
         }
     assert revoked == {"first": True, "second": True, "other": False}
 
@@ -232,9 +223,7 @@ def test_audit_of_user_is_newest_first(with_alice_and_bob: Database) -> None:
         audit = DurableStore.over(session).audit
         for at, event in [(100, "login"), (300, "logout"), (200, "factor_added"), (300, "token")]:
             audit.record(audit_event(event, "success", at=at, user_id=ALICE, ip="192.0.2.1"))
-        audit.record(
-            audit_event("login", "failure", at=400, user_id=BOB, detail={"reason": "password"})
-        )
+        audit.record(audit_event("login", "failure", at=400, user_id=BOB, detail={"reason": "password"}))
 
     with with_alice_and_bob.unit_of_work() as session:
         audit = DurableStore.over(session).audit

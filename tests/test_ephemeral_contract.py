@@ -195,9 +195,7 @@ def test_embedded_take_has_one_winner_across_processes(tmp_path: Path) -> None:
         store.put(key, key.encode(), ttl=60)
     context = multiprocessing.get_context("spawn")  # no SQLite connection crosses a fork
     start, results = context.Barrier(2), context.Queue()
-    workers = [
-        context.Process(target=_take_all, args=(path, keys, start, results)) for _ in range(2)
-    ]
+    workers = [context.Process(target=_take_all, args=(path, keys, start, results)) for _ in range(2)]
 
     for worker in workers:
         worker.start()

@@ -44,9 +44,7 @@ def _published_kids(directory: Path) -> list[str]:
     "exists",
     [
         pytest.param(False, id="into a directory it creates"),
-        pytest.param(
-            True, id="into an existing directory without keys, like the repository's keys/"
-        ),
+        pytest.param(True, id="into an existing directory without keys, like the repository's keys/"),
     ],
 )
 def test_ensure_keys_creates_one_private_key_per_algorithm(keys_dir: Path, exists: bool) -> None:
@@ -144,23 +142,15 @@ def rotated_keys(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 
 REFUSED_RETIREMENTS = [
-    pytest.param(
-        "active", "is the active ES256 key", id="fails because the key is the active ES256 key"
-    ),
-    pytest.param(
-        "only-rs256", "is the active RS256 key", id="fails because it is the only RS256 key"
-    ),
+    pytest.param("active", "is the active ES256 key", id="fails because the key is the active ES256 key"),
+    pytest.param("only-rs256", "is the active RS256 key", id="fails because it is the only RS256 key"),
     pytest.param("no-such-kid", "no key with kid", id="fails because no key has that kid"),
-    pytest.param(
-        "outside", "no key with kid", id="fails because the kid climbs out of the directory"
-    ),
+    pytest.param("outside", "no key with kid", id="fails because the kid climbs out of the directory"),
 ]
 
 
 @pytest.mark.parametrize(("which", "expected"), REFUSED_RETIREMENTS)
-def test_retire_refuses(
-    rotated_keys: tuple[Path, dict[str, str]], which: str, expected: str
-) -> None:
+def test_retire_refuses(rotated_keys: tuple[Path, dict[str, str]], which: str, expected: str) -> None:
     directory, kids = rotated_keys
     before = _files(directory)
 

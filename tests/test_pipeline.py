@@ -46,8 +46,12 @@ HAS_SECURITY_KEY = Capability(Method.WEBAUTHN, frozenset({Amr.HWK, Amr.USER}))
 
 
 def requirement(
-    acceptable: tuple[str, ...] = ("mfa",), *, essential: bool = False, max_age: int | None = None,
-    force_login: bool = False, interactive: bool = True,
+    acceptable: tuple[str, ...] = ("mfa",),
+    *,
+    essential: bool = False,
+    max_age: int | None = None,
+    force_login: bool = False,
+    interactive: bool = True,
 ) -> Requirement:
     return Requirement(acceptable, essential, max_age, force_login, interactive, requested_at=NOW)
 
@@ -72,59 +76,178 @@ class Case:
 
 CASES = [
     Case("no session asks for the password", None, account(HAS_TOTP), requirement(), NeedPassword()),
-    Case("no session with prompt=none fails login_required", None, account(HAS_TOTP),
-         requirement(interactive=False), Fail("login_required", "no session satisfies the request")),
-    Case("session of another subject is no session", AuthState("other", (PASSWORD, TOTP)), account(HAS_TOTP),
-         requirement(), NeedPassword()),
-    Case("disabled user is refused", state(PASSWORD, TOTP), account(HAS_TOTP, active=False), requirement(),
-         Fail("access_denied", "the account is disabled")),
-    Case("password alone asks for TOTP", state(PASSWORD), account(HAS_TOTP), requirement(),
-         NeedFactor((Method.TOTP,), "mfa")),
-    Case("password alone offers every second factor, passkey first", state(PASSWORD),
-         account(HAS_TOTP, HAS_RECOVERY, HAS_PASSKEY), requirement(),
-         NeedFactor((Method.WEBAUTHN, Method.TOTP, Method.RECOVERY_CODE), "mfa")),
-    Case("password without any second factor enrols TOTP", state(PASSWORD), account(), requirement(),
-         NeedEnrolment((Method.TOTP,), "mfa")),
-    Case("password and TOTP reach mfa", state(PASSWORD, TOTP), account(HAS_TOTP), requirement(),
-         Done("mfa", (Amr.PWD, Amr.OTP, Amr.MFA), int(TOTP.at))),
-    Case("a user-verified passkey alone reaches mfa", state(SYNCED_PASSKEY), account(HAS_PASSKEY), requirement(),
-         Done("mfa", (Amr.SWK, Amr.USER, Amr.MFA), int(SYNCED_PASSKEY.at))),
-    Case("prompt=none with password only fails login_required", state(PASSWORD), account(HAS_TOTP),
-         requirement(interactive=False), Fail("login_required", "no session satisfies the request")),
-    Case("prompt=login discards earlier proofs", state(PASSWORD, TOTP), account(HAS_TOTP),
-         requirement(force_login=True), NeedPassword()),
-    Case("max_age exceeded re-proves the second factor only", state(PASSWORD, TOTP), account(HAS_TOTP),
-         requirement(max_age=10), NeedFactor((Method.TOTP,), "mfa")),
-    Case("max_age within the limit is done", state(PASSWORD, TOTP), account(HAS_TOTP), requirement(max_age=300),
-         Done("mfa", (Amr.PWD, Amr.OTP, Amr.MFA), int(TOTP.at))),
-    Case("max_age=0 always re-proves", state(PASSWORD, TOTP), account(HAS_TOTP), requirement(max_age=0),
-         NeedFactor((Method.TOTP,), "mfa")),
-    Case("a fresh TOTP after the request satisfies max_age=0",
-         state(PASSWORD, Proof(Method.TOTP, frozenset({Amr.OTP}), NOW + 5)), account(HAS_TOTP),
-         requirement(max_age=0), Done("mfa", (Amr.PWD, Amr.OTP, Amr.MFA), int(NOW + 5)), now=NOW + 6),
-    Case("phr after password and TOTP asks only for the passkey", state(PASSWORD, TOTP),
-         account(HAS_TOTP, HAS_PASSKEY), requirement(("phr", "mfa")), NeedFactor((Method.WEBAUTHN,), "phr")),
-    Case("voluntary phr without a passkey settles for mfa", state(PASSWORD, TOTP), account(HAS_TOTP),
-         requirement(("phr", "mfa")), Done("mfa", (Amr.PWD, Amr.OTP, Amr.MFA), int(TOTP.at))),
-    Case("essential phr without a passkey is unmet", state(PASSWORD, TOTP), account(HAS_TOTP),
-         requirement(("phr",), essential=True),
-         Fail("unmet_authentication_requirements", "the account cannot reach phr")),
-    Case("password and passkey reach phr", state(PASSWORD, TOTP, SYNCED_PASSKEY), account(HAS_TOTP, HAS_PASSKEY),
-         requirement(("phr", "mfa")), Done("phr", (Amr.PWD, Amr.SWK, Amr.USER, Amr.MFA), int(SYNCED_PASSKEY.at))),
-    Case("a synced passkey does not reach phrh", state(PASSWORD, SYNCED_PASSKEY), account(HAS_PASSKEY),
-         requirement(("phrh",), essential=True),
-         Fail("unmet_authentication_requirements", "the account cannot reach phrh")),
-    Case("a device-bound key reaches phrh", state(PASSWORD, SECURITY_KEY), account(HAS_SECURITY_KEY),
-         requirement(("phrh",), essential=True),
-         Done("phrh", (Amr.PWD, Amr.HWK, Amr.USER, Amr.MFA), int(SECURITY_KEY.at))),
-    Case("phr decays after its ttl back to mfa", state(PASSWORD, TOTP, SYNCED_PASSKEY),
-         account(HAS_TOTP, HAS_PASSKEY), requirement(("phr", "mfa"), interactive=False),
-         Done("mfa", (Amr.PWD, Amr.SWK, Amr.USER, Amr.MFA), int(SYNCED_PASSKEY.at)), now=NOW + 20 * 60),
-    Case("a decayed phr is asked for again when interaction is allowed", state(PASSWORD, TOTP, SYNCED_PASSKEY),
-         account(HAS_TOTP, HAS_PASSKEY), requirement(("phr", "mfa")), NeedFactor((Method.WEBAUTHN,), "phr"),
-         now=NOW + 20 * 60),
-    Case("mfa decays after its ttl and asks for the password", state(PASSWORD, TOTP), account(HAS_TOTP),
-         requirement(), NeedPassword(), now=NOW + 13 * 3600),
+    Case(
+        "no session with prompt=none fails login_required",
+        None,
+        account(HAS_TOTP),
+        requirement(interactive=False),
+        Fail("login_required", "no session satisfies the request"),
+    ),
+    Case(
+        "session of another subject is no session",
+        AuthState("other", (PASSWORD, TOTP)),
+        account(HAS_TOTP),
+        requirement(),
+        NeedPassword(),
+    ),
+    Case(
+        "disabled user is refused",
+        state(PASSWORD, TOTP),
+        account(HAS_TOTP, active=False),
+        requirement(),
+        Fail("access_denied", "the account is disabled"),
+    ),
+    Case(
+        "password alone asks for TOTP",
+        state(PASSWORD),
+        account(HAS_TOTP),
+        requirement(),
+        NeedFactor((Method.TOTP,), "mfa"),
+    ),
+    Case(
+        "password alone offers every second factor, passkey first",
+        state(PASSWORD),
+        account(HAS_TOTP, HAS_RECOVERY, HAS_PASSKEY),
+        requirement(),
+        NeedFactor((Method.WEBAUTHN, Method.TOTP, Method.RECOVERY_CODE), "mfa"),
+    ),
+    Case(
+        "password without any second factor enrols TOTP",
+        state(PASSWORD),
+        account(),
+        requirement(),
+        NeedEnrolment((Method.TOTP,), "mfa"),
+    ),
+    Case(
+        "a proof by a factor the account no longer has stops counting",
+        state(PASSWORD, TOTP),
+        account(),
+        requirement(),
+        NeedEnrolment((Method.TOTP,), "mfa"),
+    ),
+    Case(
+        "password and TOTP reach mfa",
+        state(PASSWORD, TOTP),
+        account(HAS_TOTP),
+        requirement(),
+        Done("mfa", (Amr.PWD, Amr.OTP, Amr.MFA), int(TOTP.at)),
+    ),
+    Case(
+        "a user-verified passkey alone reaches mfa",
+        state(SYNCED_PASSKEY),
+        account(HAS_PASSKEY),
+        requirement(),
+        Done("mfa", (Amr.SWK, Amr.USER, Amr.MFA), int(SYNCED_PASSKEY.at)),
+    ),
+    Case(
+        "prompt=none with password only fails login_required",
+        state(PASSWORD),
+        account(HAS_TOTP),
+        requirement(interactive=False),
+        Fail("login_required", "no session satisfies the request"),
+    ),
+    Case(
+        "prompt=login discards earlier proofs",
+        state(PASSWORD, TOTP),
+        account(HAS_TOTP),
+        requirement(force_login=True),
+        NeedPassword(),
+    ),
+    Case(
+        "max_age exceeded re-proves the second factor only",
+        state(PASSWORD, TOTP),
+        account(HAS_TOTP),
+        requirement(max_age=10),
+        NeedFactor((Method.TOTP,), "mfa"),
+    ),
+    Case(
+        "max_age within the limit is done",
+        state(PASSWORD, TOTP),
+        account(HAS_TOTP),
+        requirement(max_age=300),
+        Done("mfa", (Amr.PWD, Amr.OTP, Amr.MFA), int(TOTP.at)),
+    ),
+    Case(
+        "max_age=0 always re-proves",
+        state(PASSWORD, TOTP),
+        account(HAS_TOTP),
+        requirement(max_age=0),
+        NeedFactor((Method.TOTP,), "mfa"),
+    ),
+    Case(
+        "a fresh TOTP after the request satisfies max_age=0",
+        state(PASSWORD, Proof(Method.TOTP, frozenset({Amr.OTP}), NOW + 5)),
+        account(HAS_TOTP),
+        requirement(max_age=0),
+        Done("mfa", (Amr.PWD, Amr.OTP, Amr.MFA), int(NOW + 5)),
+        now=NOW + 6,
+    ),
+    Case(
+        "phr after password and TOTP asks only for the passkey",
+        state(PASSWORD, TOTP),
+        account(HAS_TOTP, HAS_PASSKEY),
+        requirement(("phr", "mfa")),
+        NeedFactor((Method.WEBAUTHN,), "phr"),
+    ),
+    Case(
+        "voluntary phr without a passkey settles for mfa",
+        state(PASSWORD, TOTP),
+        account(HAS_TOTP),
+        requirement(("phr", "mfa")),
+        Done("mfa", (Amr.PWD, Amr.OTP, Amr.MFA), int(TOTP.at)),
+    ),
+    Case(
+        "essential phr without a passkey is unmet",
+        state(PASSWORD, TOTP),
+        account(HAS_TOTP),
+        requirement(("phr",), essential=True),
+        Fail("unmet_authentication_requirements", "the account cannot reach phr"),
+    ),
+    Case(
+        "password and passkey reach phr",
+        state(PASSWORD, TOTP, SYNCED_PASSKEY),
+        account(HAS_TOTP, HAS_PASSKEY),
+        requirement(("phr", "mfa")),
+        Done("phr", (Amr.PWD, Amr.SWK, Amr.USER, Amr.MFA), int(SYNCED_PASSKEY.at)),
+    ),
+    Case(
+        "a synced passkey does not reach phrh",
+        state(PASSWORD, SYNCED_PASSKEY),
+        account(HAS_PASSKEY),
+        requirement(("phrh",), essential=True),
+        Fail("unmet_authentication_requirements", "the account cannot reach phrh"),
+    ),
+    Case(
+        "a device-bound key reaches phrh",
+        state(PASSWORD, SECURITY_KEY),
+        account(HAS_SECURITY_KEY),
+        requirement(("phrh",), essential=True),
+        Done("phrh", (Amr.PWD, Amr.HWK, Amr.USER, Amr.MFA), int(SECURITY_KEY.at)),
+    ),
+    Case(
+        "phr decays after its ttl back to mfa",
+        state(PASSWORD, TOTP, SYNCED_PASSKEY),
+        account(HAS_TOTP, HAS_PASSKEY),
+        requirement(("phr", "mfa"), interactive=False),
+        Done("mfa", (Amr.PWD, Amr.SWK, Amr.USER, Amr.MFA), int(SYNCED_PASSKEY.at)),
+        now=NOW + 20 * 60,
+    ),
+    Case(
+        "a decayed phr is asked for again when interaction is allowed",
+        state(PASSWORD, TOTP, SYNCED_PASSKEY),
+        account(HAS_TOTP, HAS_PASSKEY),
+        requirement(("phr", "mfa")),
+        NeedFactor((Method.WEBAUTHN,), "phr"),
+        now=NOW + 20 * 60,
+    ),
+    Case(
+        "mfa decays after its ttl and asks for the password",
+        state(PASSWORD, TOTP),
+        account(HAS_TOTP),
+        requirement(),
+        NeedPassword(),
+        now=NOW + 13 * 3600,
+    ),
 ]
 
 
@@ -157,28 +280,45 @@ def _claims(values: list[str], essential: bool) -> str:
 
 REQUIREMENT_CASES = [
     RequirementCase("nothing requested means the minimum", requirement()),
-    RequirementCase("acr_values in preference order keep the floor last", requirement(("phr", "mfa")),
-                    acr_values="phr"),
+    RequirementCase(
+        "acr_values in preference order keep the floor last", requirement(("phr", "mfa")), acr_values="phr"
+    ),
     RequirementCase("the PAPE alias names mfa", requirement(("mfa",)), acr_values=MFA_URI),
     RequirementCase("unknown voluntary values are ignored", requirement(("mfa",)), acr_values="gold"),
-    RequirementCase("essential claims keep only what was asked", requirement(("phrh", "phr"), essential=True),
-                    claims=_claims(["phrh", "phr"], True)),
-    RequirementCase("voluntary claims keep the floor", requirement(("phr", "mfa")), claims=_claims(["phr"], False)),
+    RequirementCase(
+        "essential claims keep only what was asked",
+        requirement(("phrh", "phr"), essential=True),
+        claims=_claims(["phrh", "phr"], True),
+    ),
+    RequirementCase(
+        "voluntary claims keep the floor", requirement(("phr", "mfa")), claims=_claims(["phr"], False)
+    ),
     RequirementCase("max_age is read", requirement(max_age=300), max_age="300"),
-    RequirementCase("the smallest max_age of request and client wins", requirement(max_age=60), max_age="300",
-                    client_max_age=60),
+    RequirementCase(
+        "the smallest max_age of request and client wins",
+        requirement(max_age=60),
+        max_age="300",
+        client_max_age=60,
+    ),
     RequirementCase("prompt=login forces login", requirement(force_login=True), prompt="login"),
     RequirementCase("prompt=none is not interactive", requirement(interactive=False), prompt="none"),
-    RequirementCase("client default acr applies when the request names none", requirement(("phr",)),
-                    client_acr=("phr",)),
+    RequirementCase(
+        "client default acr applies when the request names none", requirement(("phr",)), client_acr=("phr",)
+    ),
 ]
 
 
 @pytest.mark.parametrize("case", REQUIREMENT_CASES, ids=[case.id for case in REQUIREMENT_CASES])
 def test_requirement_for(case: RequirementCase) -> None:
     found = requirement_for(
-        policy=POLICY, scopes=case.scopes, acr_values=case.acr_values, claims=case.claims, max_age=case.max_age,
-        prompt=case.prompt, client_default_acr_values=case.client_acr, client_default_max_age=case.client_max_age,
+        policy=POLICY,
+        scopes=case.scopes,
+        acr_values=case.acr_values,
+        claims=case.claims,
+        max_age=case.max_age,
+        prompt=case.prompt,
+        client_default_acr_values=case.client_acr,
+        client_default_max_age=case.client_max_age,
         now=NOW,
     )
     assert found == case.expected
@@ -186,8 +326,15 @@ def test_requirement_for(case: RequirementCase) -> None:
 
 def test_scope_policy_raises_the_floor_and_bounds_max_age() -> None:
     found = requirement_for(
-        policy=SCOPED, scopes=["openid", "payments:write"], acr_values="mfa", claims=None, max_age=None,
-        prompt=None, client_default_acr_values=[], client_default_max_age=None, now=NOW,
+        policy=SCOPED,
+        scopes=["openid", "payments:write"],
+        acr_values="mfa",
+        claims=None,
+        max_age=None,
+        prompt=None,
+        client_default_acr_values=[],
+        client_default_max_age=None,
+        now=NOW,
     )
     assert found == requirement(("phr",), max_age=300)
 
@@ -214,8 +361,15 @@ def test_scope_policy_raises_the_floor_and_bounds_max_age() -> None:
 def test_requirement_for_rejects(claims: str | None, max_age: str | None, error: str) -> None:
     with pytest.raises(RequestRejected) as rejected:
         requirement_for(
-            policy=POLICY, scopes=["openid"], acr_values=None, claims=claims, max_age=max_age, prompt=None,
-            client_default_acr_values=[], client_default_max_age=None, now=NOW,
+            policy=POLICY,
+            scopes=["openid"],
+            acr_values=None,
+            claims=claims,
+            max_age=max_age,
+            prompt=None,
+            client_default_acr_values=[],
+            client_default_max_age=None,
+            now=NOW,
         )
     assert rejected.value.error == error
 

@@ -196,6 +196,7 @@ def next_step(
         return NeedPassword() if requirement.interactive else _login_required()
     if not account.active:
         return Fail("access_denied", "the account is disabled")
+    state = _still_held(state, account)
     floor = requirement.acceptable[-1]
     for name in requirement.acceptable:
         level = policy.level(name)
@@ -221,6 +222,12 @@ def apply_proof(state: AuthState | None, subject: str, proof: Proof) -> AuthStat
     if state is None or state.subject != subject:
         return AuthState(subject=subject, proofs=(proof,))
     return state.with_proof(proof)
+
+
+def _still_held(state: AuthState, account: Account) -> AuthState:
+    """Proofs by a method the account no longer has (a removed or reset factor) stop counting."""
+    held = {capability.method for capability in account.capabilities} | {Method.PASSWORD}
+    return replace(state, proofs=tuple(proof for proof in state.proofs if proof.method in held))
 
 
 def _login_required() -> Fail:

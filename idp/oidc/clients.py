@@ -122,7 +122,7 @@ class RegisteredClient(ClientMixin):  # type: ignore[misc]
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         if self.is_public:
-            return method == "none" and endpoint in ("token", "revoke")
+            return method == "none" and endpoint in ("token", "revocation")
         return method in ("client_secret_basic", "client_secret_post")
 
     def check_response_type(self, response_type: str) -> bool:

@@ -140,7 +140,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
     def query_authorization_code(self, code: str, client: RegisteredClient) -> IssuedCode | None:
         """Take the code atomically; a second use revokes what the first one issued (RFC 6749 4.1.2)."""
         context = services()
-        raw = context.ephemeral.take(f"code:{digest(code)}")
+        key = f"code:{digest(code)}"
+        stored = context.ephemeral.get(key)
+        if stored is not None and json.loads(stored)["client_id"] != client.get_client_id():
+            return None  # presented by another client: refused, and left for the one it was issued to
+        raw = context.ephemeral.take(key)
         if raw is None:
             spent = context.ephemeral.get(f"code-spent:{digest(code)}")
             if spent is not None:
@@ -150,7 +154,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         context.ephemeral.put(
             f"code-spent:{digest(code)}", issued.grant_id.encode(), ttl=context.tokens.access_token_lifetime
         )
-        return issued if issued.client_id == client.get_client_id() else None
+        return issued
 
     def delete_authorization_code(self, authorization_code: IssuedCode) -> None:
         """Nothing left to delete: query_authorization_code took the code."""
@@ -207,6 +211,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         row = store.refresh_tokens.get(digest(refresh_token))
         if row is None or row.revoked or row.client_id != self.request.client.get_client_id():
             return None
+        if not _user_may_hold_tokens(row.user_id):
+            revoke_grant(row.family_id, reason="account disabled")
+            return None
         if row.rotated or not store.refresh_tokens.claim_for_rotation(row.token_hash):
             revoke_grant(row.family_id, reason="refresh token reused")
             return None
@@ -252,6 +259,11 @@ def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
     )
 
 
+def _user_may_hold_tokens(user_id: str) -> bool:
+    user = durable().users.get(user_id)
+    return user is not None and not user.disabled
+
+
 def revoke_grant(grant_id: str, *, reason: str) -> None:
     """Revoke every refresh and access token of one grant."""
     durable().refresh_tokens.revoke_family(grant_id)
@@ -273,26 +285,37 @@ def refresh_token_view(row: RefreshToken) -> IssuedToken:
     )
 
 
-def find_token(token: str, hint: str | None) -> IssuedToken | None:
-    """Look a token up as an access token (JWT) or a current refresh token."""
-    claims = services().tokens.verify_access_token(token) if token.count(".") == 2 else None
-    if claims is not None:
-        authentication = (
-            Authentication(claims["acr"], tuple(claims["amr"]), claims["auth_time"], claims["sid"])
-            if "acr" in claims
-            else None
-        )
-        return IssuedToken(
-            kind="access_token",
-            client_id=claims["client_id"],
-            subject=claims["sub"],
-            scope=claims.get("scope", ""),
-            issued_at=claims["iat"],
-            expires_at=claims["exp"],
-            authentication=authentication,
-            grant_id=claims.get("grant_id"),
-            claims=claims,
-        )
+def find_token(token: str) -> IssuedToken | None:
+    """An access token (JWT) or a current refresh token, of an account that may still hold tokens."""
+    found = _find_access_token(token) if token.count(".") == 2 else _find_refresh_token(token)
+    if found is None or (found.authentication is not None and not _user_may_hold_tokens(found.subject)):
+        return None
+    return found
+
+
+def _find_access_token(token: str) -> IssuedToken | None:
+    claims = services().tokens.verify_access_token(token)
+    if claims is None:
+        return None
+    authentication = (
+        Authentication(claims["acr"], tuple(claims["amr"]), claims["auth_time"], claims["sid"])
+        if "acr" in claims
+        else None
+    )
+    return IssuedToken(
+        kind="access_token",
+        client_id=claims["client_id"],
+        subject=claims["sub"],
+        scope=claims.get("scope", ""),
+        issued_at=claims["iat"],
+        expires_at=claims["exp"],
+        authentication=authentication,
+        grant_id=claims.get("grant_id"),
+        claims=claims,
+    )
+
+
+def _find_refresh_token(token: str) -> IssuedToken | None:
     row = durable().refresh_tokens.get(digest(token))
     if row is None or row.revoked or row.rotated:
         return None
@@ -306,7 +329,7 @@ class TokenRevocation(RevocationEndpoint):  # type: ignore[misc]
     CLIENT_AUTH_METHODS: ClassVar[list[str]] = [*CONFIDENTIAL_AUTH_METHODS, "none"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
-        return find_token(token_string, token_type_hint)
+        return find_token(token_string)
 
     def revoke_token(self, token: IssuedToken, request: OAuth2Request) -> None:
         """Revoking a refresh token ends its grant; revoking an access token ends that token."""
@@ -320,7 +343,7 @@ class TokenIntrospection(IntrospectionEndpoint):  # type: ignore[misc]
     CLIENT_AUTH_METHODS: ClassVar[list[str]] = CONFIDENTIAL_AUTH_METHODS
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
-        return find_token(token_string, token_type_hint)
+        return find_token(token_string)
 
     def check_permission(self, token: IssuedToken, client: RegisteredClient, request: OAuth2Request) -> bool:
         """Any authenticated confidential client (a resource server) may introspect."""

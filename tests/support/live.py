@@ -84,7 +84,7 @@ def start_provider(
         try:
             if requests.get(f"{provider.issuer}/health", timeout=1).status_code == 200:
                 return provider
-        except requests.ConnectionError:
+        except requests.RequestException:
             time.sleep(0.2)
     provider.stop()
     raise AssertionError("idp serve did not become healthy within 30 s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from flask import Flask, Response, render_template
@@ -13,6 +14,7 @@ from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
 from idp.auth.sessions import ServerSessionInterface
 from idp.auth.totp import Totp
+from idp.auth.webauthn import Ceremonies, RelyingParty
 from idp.config import Settings
 from idp.oidc.keys import KeyRing
 from idp.oidc.server import build_server
@@ -20,7 +22,7 @@ from idp.oidc.tokens import TokenService
 from idp.secrets import SecretBox, load_session_secret
 from idp.store.database import Database, DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable, open_ephemeral_store
-from idp.views import home, logout, oidc, signin, wellknown
+from idp.views import account, home, logout, oidc, signin, wellknown
 from idp.web import EXTENSION, Services, install_unit_of_work
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +50,13 @@ def open_services(settings: Settings) -> Services:
         passwords=Passwords(settings.passwords),
         totp=Totp(
             ephemeral=ephemeral, issuer_name=settings.totp.issuer_name, drift_steps=settings.totp.drift_steps
+        ),
+        ceremonies=Ceremonies(
+            relying_party=RelyingParty(
+                id=settings.rp_id, name=settings.webauthn.rp_name, origin=settings.origin
+            ),
+            ephemeral=ephemeral,
+            challenge_ttl=settings.webauthn.challenge_ttl,
         ),
         secret_box=SecretBox(keys_dir),
     )
@@ -80,12 +89,17 @@ def create_app(settings: Settings) -> Flask:
     csrf = CSRFProtect(app)
     for view in (oidc.authorize, oidc.token, oidc.revoke, oidc.introspect, oidc.userinfo, logout.end_session):
         csrf.exempt(view)
-    for module in (wellknown, oidc, signin, logout, home):
+    for module in (wellknown, oidc, signin, logout, home, account):
         app.register_blueprint(module.blueprint)
+    app.add_template_filter(_datetime, "datetime")
     install_unit_of_work(app)
     _install_failure_pages(app)
     _install_security_headers(app, hsts=settings.secure_cookies)
     return app
+
+
+def _datetime(timestamp: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
 
 
 def _install_failure_pages(app: Flask) -> None:

@@ -89,6 +89,20 @@ class TotpSettings(_Section):
     drift_steps: Annotated[int, Field(ge=0, le=2)] = 1
 
 
+class WebAuthnSettings(_Section):
+    """Passkeys and security keys; the RP ID defaults to the issuer's host name."""
+
+    rp_id: str = ""
+    rp_name: str = "idp"
+    challenge_ttl: Annotated[int, Field(ge=30, le=900)] = 300
+
+
+class AccountSettings(_Section):
+    """Changes on the account pages need an MFA sign-in no older than this (seconds)."""
+
+    reauthentication_max_age: Annotated[int, Field(ge=0)] = 300
+
+
 class LevelSettings(_Section):
     """One acr level: the combinations of amr values that reach it and how long it lasts."""
 
@@ -160,6 +174,8 @@ class Settings(_Section):
     sessions: SessionSettings = SessionSettings()
     tokens: TokenSettings = TokenSettings()
     totp: TotpSettings = TotpSettings()
+    webauthn: WebAuthnSettings = WebAuthnSettings()
+    account: AccountSettings = AccountSettings()
     assurance: AssuranceSettings = AssuranceSettings()
     scopes: dict[str, ScopePolicy] = Field(default_factory=dict)
     server: ServerSettings = ServerSettings()
@@ -184,6 +200,15 @@ class Settings(_Section):
     @property
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{Path(self.instance_dir).resolve() / 'idp.sqlite3'}"
+
+    @property
+    def origin(self) -> str:
+        parts = urlsplit(self.issuer)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def rp_id(self) -> str:
+        return self.webauthn.rp_id or str(urlsplit(self.issuer).hostname)
 
     @property
     def secure_cookies(self) -> bool:

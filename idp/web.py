@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
 from idp.auth.totp import Totp
+from idp.auth.webauthn import Ceremonies
 from idp.config import Settings
 from idp.oidc.keys import KeyRing
 from idp.oidc.tokens import TokenService
@@ -33,6 +34,7 @@ class Services:
     tokens: TokenService
     passwords: Passwords
     totp: Totp
+    ceremonies: Ceremonies
     secret_box: SecretBox
 
 

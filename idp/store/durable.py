@@ -40,16 +40,26 @@ class Factors:
             query = query.where(Factor.kind == kind)
         return self._session.scalars(query.order_by(Factor.created_at)).all()
 
+    def by_lookup_key(self, lookup_key: str) -> Factor | None:
+        return self._session.scalars(select(Factor).where(Factor.lookup_key == lookup_key)).one_or_none()
+
     def add(self, factor: Factor) -> None:
         self._session.add(factor)
         self._session.flush()
+
+    def remove(self, user_id: str, factor_id: str) -> bool:
+        result = self._session.execute(
+            delete(Factor).where(Factor.user_id == user_id, Factor.id == factor_id)
+        )
+        return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
     def remove_all(self, user_id: str) -> int:
         result = self._session.execute(delete(Factor).where(Factor.user_id == user_id))
         return int(result.rowcount)  # type: ignore[attr-defined]
 
-    def mark_used(self, factor_id: str, at: int) -> None:
-        self._session.execute(update(Factor).where(Factor.id == factor_id).values(last_used_at=at))
+    def mark_used(self, factor_id: str, at: int, data: dict[str, Any] | None = None) -> None:
+        values: dict[str, Any] = {"last_used_at": at} if data is None else {"last_used_at": at, "data": data}
+        self._session.execute(update(Factor).where(Factor.id == factor_id).values(**values))
 
 
 class Clients:

@@ -33,6 +33,8 @@ class Factor(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
     name: Mapped[str] = mapped_column(String(100))
+    # Finds a factor without knowing its user: a digest of a WebAuthn credential id.
+    lookup_key: Mapped[str | None] = mapped_column(String(80), unique=True, index=True)
     secret: Mapped[bytes | None] = mapped_column(LargeBinary)
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[int] = mapped_column(Integer)

@@ -9,10 +9,10 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from flask import session
 
+from idp.auth.factors import capabilities_of
 from idp.auth.pipeline import (
     Account,
     AuthState,
@@ -26,7 +26,7 @@ from idp.auth.pipeline import (
     state_from_json,
     state_to_json,
 )
-from idp.auth.policy import Amr, Capability, Method
+from idp.auth.policy import Amr, Method
 from idp.auth.sessions import ServerSession
 from idp.store.tables import Factor, User
 from idp.web import durable_store, services
@@ -35,14 +35,14 @@ AUTH_KEY = "auth"
 SID_KEY = "sid"
 PENDING_PREFIX = "authz:"
 
-FACTOR_CAPABILITIES: dict[str, Capability] = {
-    "totp": Capability(Method.TOTP, frozenset({Amr.OTP})),
-}
-
 
 @dataclass(frozen=True)
 class PendingAuthorization:
-    """A validated authorization request waiting for the user to prove enough."""
+    """A validated authorization request (or a page of the provider's own) waiting for enough proof.
+
+    `return_to` is set for the provider's own pages: when done, the user goes back there instead of
+    a code being issued to a client.
+    """
 
     id: str
     params: dict[str, str]
@@ -50,6 +50,7 @@ class PendingAuthorization:
     client_name: str
     redirect_uri: str
     requirement: Requirement
+    return_to: str | None = None
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -60,6 +61,7 @@ class PendingAuthorization:
                 "client_name": self.client_name,
                 "redirect_uri": self.redirect_uri,
                 "requirement": requirement_to_json(self.requirement),
+                "return_to": self.return_to,
             }
         ).encode()
 
@@ -70,7 +72,13 @@ class PendingAuthorization:
 
 
 def stash(
-    params: dict[str, str], *, client_id: str, client_name: str, redirect_uri: str, requirement: Requirement
+    params: dict[str, str],
+    *,
+    client_id: str,
+    client_name: str,
+    redirect_uri: str,
+    requirement: Requirement,
+    return_to: str | None = None,
 ) -> PendingAuthorization:
     pending = PendingAuthorization(
         id=secrets.token_urlsafe(24),
@@ -79,6 +87,7 @@ def stash(
         client_name=client_name,
         redirect_uri=redirect_uri,
         requirement=requirement,
+        return_to=return_to,
     )
     found = services()
     found.ephemeral.put(
@@ -133,10 +142,6 @@ def load_account(user: User | None) -> Account | None:
     return Account(subject=user.id, active=not user.disabled, capabilities=capabilities_of(factors))
 
 
-def capabilities_of(factors: Any) -> frozenset[Capability]:
-    return frozenset(FACTOR_CAPABILITIES[f.kind] for f in factors if f.kind in FACTOR_CAPABILITIES)
-
-
 def signed_in_user() -> User | None:
     state = current_state()
     return None if state is None else durable_store().users.get(state.subject)
@@ -144,9 +149,13 @@ def signed_in_user() -> User | None:
 
 def decide(pending: PendingAuthorization) -> tuple[Step, User | None]:
     """Ask the pipeline what this pending authorization needs now."""
+    return decide_requirement(pending.requirement)
+
+
+def decide_requirement(requirement: Requirement) -> tuple[Step, User | None]:
     user = signed_in_user()
     found = services()
-    step = next_step(current_state(), load_account(user), pending.requirement, found.policy, time.time())
+    step = next_step(current_state(), load_account(user), requirement, found.policy, time.time())
     return step, user
 
 

@@ -26,6 +26,7 @@ from idp.auth.pipeline import (
     NeedFactor,
     NeedPassword,
     RequestRejected,
+    Step,
     requirement_for,
 )
 from idp.auth.sessions import ServerSession
@@ -106,6 +107,8 @@ def resume(pending_id: str) -> BaseResponse:
 def _continue(pending: flow.PendingAuthorization) -> BaseResponse:
     """Issue the code when the pipeline says Done; otherwise send the user to the one page it asks for."""
     step, user = flow.decide(pending)
+    if pending.return_to is not None:
+        return _continue_to_own_page(pending, step)
     if isinstance(step, Done):
         assert user is not None
         return _issue_code(pending, step, user)
@@ -127,12 +130,29 @@ def _continue(pending: flow.PendingAuthorization) -> BaseResponse:
             state=pending.params.get("state"),
             response_mode=pending.params.get("response_mode"),
         )
+    return _page_for(pending, step)
+
+
+def _page_for(pending: flow.PendingAuthorization, step: Step) -> BaseResponse:
     page = {
         NeedPassword: "signin.password",
         NeedFactor: "signin.factor",
         NeedEnrolment: "signin.enrol_totp",
     }[type(step)]
     return redirect(url_for(page, pending_id=pending.id))
+
+
+def _continue_to_own_page(pending: flow.PendingAuthorization, step: Step) -> BaseResponse:
+    """A provider page (the account pages) asked for this sign-in: go back there when done."""
+    assert pending.return_to is not None
+    if isinstance(step, Done):
+        flow.finish_pending(pending)
+        return redirect(pending.return_to)
+    if isinstance(step, Fail):
+        flow.finish_pending(pending)
+        body = render_template("error.html", title="You cannot continue", message=step.description)
+        return Response(body, status=403)
+    return _page_for(pending, step)
 
 
 def _issue_code(pending: flow.PendingAuthorization, done: Done, user: Any) -> BaseResponse:

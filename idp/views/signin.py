@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from idp.auth.pipeline import NeedEnrolment, NeedFactor, NeedPassword, Step
 from idp.auth.policy import Amr, Method
 from idp.store.tables import Factor
-from idp.views import flow
+from idp.views import flow, passkeys
 from idp.web import audit, durable_store, services
 
 blueprint = Blueprint("signin", __name__, url_prefix="/signin")
@@ -83,9 +83,9 @@ def factor(pending_id: str) -> BaseResponse:
     if pending is None:
         return _expired()
     step, user = flow.decide(pending)
-    if not isinstance(step, NeedFactor) or Method.TOTP not in step.methods or user is None:
+    if not isinstance(step, NeedFactor) or user is None:
         return _resume(pending)
-    if request.method == "GET":
+    if request.method == "GET" or Method.TOTP not in step.methods:
         return _factor_page(pending, step)
     code = _field("code").replace(" ", "")
     now = time.time()
@@ -104,8 +104,35 @@ def factor(pending_id: str) -> BaseResponse:
 def _factor_page(
     pending: flow.PendingAuthorization, step: Step, *, error: str | None = None, status: int = 200
 ) -> BaseResponse:
-    body = render_template("signin_totp.html", pending=pending, step=step, error=error)
+    body = render_template("signin_factor.html", pending=pending, step=step, error=error, Method=Method)
     return Response(body, status=status)
+
+
+@blueprint.route("/<pending_id>/passkey/options", methods=["POST"])
+def passkey_options(pending_id: str) -> BaseResponse:
+    """Options for a passkey alone (usernameless, user verification required) or as a second factor."""
+    pending = _pending_or_none(pending_id)
+    if pending is None:
+        return passkeys.json_error("This sign-in has expired. Return to the application and start again.")
+    step, user = flow.decide(pending)
+    usage = passkeys.usage_for(step, user)
+    if usage is None:
+        return passkeys.json_error("A passkey is not what this sign-in needs now.", status=409)
+    return passkeys.begin_authentication(usage)
+
+
+@blueprint.route("/<pending_id>/passkey", methods=["POST"])
+def passkey(pending_id: str) -> BaseResponse:
+    pending = _pending_or_none(pending_id)
+    if pending is None:
+        return passkeys.json_error("This sign-in has expired. Return to the application and start again.")
+    step, user = flow.decide(pending)
+    usage = passkeys.usage_for(step, user)
+    if usage is None:
+        return passkeys.json_error("A passkey is not what this sign-in needs now.", status=409)
+    return passkeys.finish_authentication(
+        usage, client_id=pending.client_id, next_url=url_for("oidc.resume", pending_id=pending.id)
+    )
 
 
 @blueprint.route("/<pending_id>/enrol/totp", methods=["GET", "POST"])

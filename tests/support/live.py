@@ -41,11 +41,17 @@ class LiveProvider:
 
 
 def write_config(
-    directory: Path, *, port: int, database_url: str = "", redis_url: str = "", extra: str = ""
+    directory: Path,
+    *,
+    port: int,
+    database_url: str = "",
+    redis_url: str = "",
+    extra: str = "",
+    host: str = "127.0.0.1",
 ) -> Path:
     config = directory / "idp.toml"
     config.write_text(
-        f'issuer = "http://127.0.0.1:{port}"\n'
+        f'issuer = "http://{host}:{port}"\n'
         f'instance_dir = "{directory / "instance"}"\n'
         f'[database]\nurl = "{database_url}"\n'
         f'[redis]\nurl = "{redis_url}"\n'
@@ -58,10 +64,18 @@ def write_config(
 
 
 def start_provider(
-    directory: Path, *, database_url: str = "", redis_url: str = "", extra: str = ""
+    directory: Path,
+    *,
+    database_url: str = "",
+    redis_url: str = "",
+    extra: str = "",
+    host: str = "127.0.0.1",
 ) -> LiveProvider:
+    """`host` names the issuer; WebAuthn needs a domain (localhost), not an IP address."""
     port = free_port()
-    config = write_config(directory, port=port, database_url=database_url, redis_url=redis_url, extra=extra)
+    config = write_config(
+        directory, port=port, database_url=database_url, redis_url=redis_url, extra=extra, host=host
+    )
     init = subprocess.run(
         [sys.executable, "-m", "idp", "--config", str(config), "init"],
         capture_output=True,
@@ -76,7 +90,7 @@ def start_provider(
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    provider = LiveProvider(issuer=f"http://127.0.0.1:{port}", config=config, process=process)
+    provider = LiveProvider(issuer=f"http://{host}:{port}", config=config, process=process)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:

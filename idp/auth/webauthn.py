@@ -1,0 +1,261 @@
+"""WebAuthn ceremonies (py_webauthn) with single-use challenges in the ephemeral store."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from webauthn import (
+    generate_authentication_options,
+    generate_registration_options,
+    options_to_json,
+    verify_authentication_response,
+    verify_registration_response,
+)
+from webauthn.helpers import (
+    base64url_to_bytes,
+    bytes_to_base64url,
+    parse_authentication_credential_json,
+)
+from webauthn.helpers.exceptions import (
+    InvalidAuthenticationResponse,
+    InvalidCBORData,
+    InvalidJSONStructure,
+    InvalidRegistrationResponse,
+)
+from webauthn.helpers.structs import (
+    AuthenticatorSelectionCriteria,
+    AuthenticatorTransport,
+    CredentialDeviceType,
+    PublicKeyCredentialDescriptor,
+    ResidentKeyRequirement,
+    UserVerificationRequirement,
+)
+
+from idp.auth.policy import Amr
+from idp.store.ephemeral import EphemeralStore
+
+MAX_RESPONSE_BYTES = 16 * 1024
+PARSE_ERRORS = (InvalidJSONStructure, InvalidCBORData, ValueError, KeyError, TypeError)
+
+
+class CeremonyFailed(Exception):
+    """A WebAuthn response we refuse; `reason` is for the audit log, the message for the page."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RelyingParty:
+    id: str
+    name: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class StoredCredential:
+    """What the durable store keeps of a registered credential."""
+
+    credential_id: bytes
+    public_key: bytes
+    sign_count: int
+    transports: tuple[str, ...]
+    device_bound: bool
+
+
+@dataclass(frozen=True)
+class NewCredential:
+    credential_id: bytes
+    public_key: bytes
+    sign_count: int
+    aaguid: str
+    transports: tuple[str, ...]
+    backup_eligible: bool
+    backed_up: bool
+    user_verified: bool
+
+
+@dataclass(frozen=True)
+class Assertion:
+    credential_id: bytes
+    new_sign_count: int
+    user_verified: bool
+    backed_up: bool
+
+
+@dataclass(frozen=True)
+class Challenge:
+    ceremony_id: str
+    options_json: str
+
+
+def amr_for(*, device_bound: bool, user_verified: bool) -> frozenset[Amr]:
+    """RFC 8176: hwk for a device-bound key, swk for a synced passkey; user when the key verified the user."""
+    key = Amr.HWK if device_bound else Amr.SWK
+    return frozenset({key, Amr.USER}) if user_verified else frozenset({key})
+
+
+class Ceremonies:
+    def __init__(self, *, relying_party: RelyingParty, ephemeral: EphemeralStore, challenge_ttl: int) -> None:
+        self._rp = relying_party
+        self._ephemeral = ephemeral
+        self._ttl = challenge_ttl
+
+    # -- registration (WebAuthn 7.1) ---------------------------------------------------------
+
+    def begin_registration(
+        self, *, user_handle: bytes, username: str, existing: list[StoredCredential]
+    ) -> Challenge:
+        options = generate_registration_options(
+            rp_id=self._rp.id,
+            rp_name=self._rp.name,
+            user_id=user_handle,
+            user_name=username,
+            authenticator_selection=AuthenticatorSelectionCriteria(
+                resident_key=ResidentKeyRequirement.PREFERRED,
+                user_verification=UserVerificationRequirement.PREFERRED,
+            ),
+            exclude_credentials=[_descriptor(credential) for credential in existing],
+            timeout=self._ttl * 1000,
+        )
+        return self._remember("register", options.challenge, options_to_json(options))
+
+    def finish_registration(self, *, ceremony_id: str, response: str) -> NewCredential:
+        challenge = self._take(ceremony_id, "register")
+        try:
+            verified = verify_registration_response(
+                credential=_bounded(response),
+                expected_challenge=challenge,
+                expected_rp_id=self._rp.id,
+                expected_origin=self._rp.origin,
+            )
+        except InvalidRegistrationResponse as error:
+            raise CeremonyFailed("The passkey could not be verified.", reason=str(error)) from None
+        except PARSE_ERRORS:
+            raise CeremonyFailed(
+                "The browser sent a malformed response.", reason="malformed response"
+            ) from None
+        transports = json.loads(response).get("response", {}).get("transports", [])
+        return NewCredential(
+            credential_id=verified.credential_id,
+            public_key=verified.credential_public_key,
+            sign_count=verified.sign_count,
+            aaguid=verified.aaguid,
+            transports=tuple(str(t) for t in transports if t in {m.value for m in AuthenticatorTransport}),
+            backup_eligible=verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
+            backed_up=verified.credential_backed_up,
+            user_verified=verified.user_verified,
+        )
+
+    # -- authentication (WebAuthn 7.2) -------------------------------------------------------
+
+    def begin_authentication(
+        self, *, allowed: list[StoredCredential], require_user_verification: bool
+    ) -> Challenge:
+        """Empty `allowed`: a usernameless sign-in with a discoverable credential."""
+        options = generate_authentication_options(
+            rp_id=self._rp.id,
+            allow_credentials=[_descriptor(credential) for credential in allowed],
+            user_verification=(
+                UserVerificationRequirement.REQUIRED
+                if require_user_verification
+                else UserVerificationRequirement.PREFERRED
+            ),
+            timeout=self._ttl * 1000,
+        )
+        purpose = "authenticate-uv" if require_user_verification else "authenticate"
+        return self._remember(purpose, options.challenge, options_to_json(options))
+
+    def finish_authentication(
+        self,
+        *,
+        ceremony_id: str,
+        response: str,
+        credential: StoredCredential,
+        require_user_verification: bool,
+    ) -> Assertion:
+        purpose = "authenticate-uv" if require_user_verification else "authenticate"
+        challenge = self._take(ceremony_id, purpose)
+        try:
+            verified = verify_authentication_response(
+                credential=_bounded(response),
+                expected_challenge=challenge,
+                expected_rp_id=self._rp.id,
+                expected_origin=self._rp.origin,
+                credential_public_key=credential.public_key,
+                credential_current_sign_count=credential.sign_count,
+                require_user_verification=require_user_verification,
+            )
+        except InvalidAuthenticationResponse as error:
+            reason = str(error)
+            if "sign count" in reason.lower():
+                raise CeremonyFailed(
+                    "This security key looks cloned and was refused.", reason="sign count went backwards"
+                ) from None
+            raise CeremonyFailed("The passkey could not be verified.", reason=reason) from None
+        except PARSE_ERRORS:
+            raise CeremonyFailed(
+                "The browser sent a malformed response.", reason="malformed response"
+            ) from None
+        return Assertion(
+            credential_id=verified.credential_id,
+            new_sign_count=verified.new_sign_count,
+            user_verified=verified.user_verified,
+            backed_up=verified.credential_backed_up,
+        )
+
+    # -- challenges --------------------------------------------------------------------------
+
+    def _remember(self, purpose: str, challenge: bytes, options_json: str) -> Challenge:
+        ceremony_id = secrets.token_urlsafe(24)
+        record = json.dumps({"purpose": purpose, "challenge": bytes_to_base64url(challenge)}).encode()
+        self._ephemeral.put(f"webauthn:{ceremony_id}", record, ttl=self._ttl)
+        return Challenge(ceremony_id=ceremony_id, options_json=options_json)
+
+    def _take(self, ceremony_id: str, purpose: str) -> bytes:
+        """A challenge answers one ceremony of its purpose, once, before its TTL (replay defence)."""
+        raw = self._ephemeral.take(f"webauthn:{ceremony_id}") if ceremony_id else None
+        if raw is None:
+            raise CeremonyFailed(
+                "This passkey request expired or was already used. Try again.", reason="no challenge"
+            )
+        record: dict[str, Any] = json.loads(raw)
+        if record["purpose"] != purpose:
+            raise CeremonyFailed("This passkey request does not match this step.", reason="challenge purpose")
+        return base64url_to_bytes(record["challenge"])
+
+
+def credential_id_of(response: str) -> bytes:
+    """The credential id an assertion names, to find the stored credential before verifying."""
+    try:
+        return parse_authentication_credential_json(_bounded(response)).raw_id
+    except PARSE_ERRORS:
+        raise _malformed("malformed response") from None
+
+
+def user_handle_of(response: str) -> bytes | None:
+    try:
+        return parse_authentication_credential_json(_bounded(response)).response.user_handle
+    except PARSE_ERRORS:
+        raise _malformed("malformed response") from None
+
+
+def _bounded(response: str) -> str:
+    if len(response) > MAX_RESPONSE_BYTES:
+        raise _malformed("response too large")
+    return response
+
+
+def _malformed(reason: str) -> CeremonyFailed:
+    return CeremonyFailed("The browser sent a malformed response.", reason=reason)
+
+
+def _descriptor(credential: StoredCredential) -> PublicKeyCredentialDescriptor:
+    return PublicKeyCredentialDescriptor(
+        id=credential.credential_id,
+        transports=[AuthenticatorTransport(t) for t in credential.transports] or None,
+    )

@@ -1,0 +1,141 @@
+"""Passkey ceremonies as JSON endpoints, shared by the sign-in pages and the account pages."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Response, jsonify, request, session
+
+from idp.auth.factors import WEBAUTHN, credential_lookup_key, stored_credential, webauthn_factor
+from idp.auth.pipeline import NeedFactor, NeedPassword, Step
+from idp.auth.policy import Method
+from idp.auth.webauthn import CeremonyFailed, amr_for, credential_id_of, user_handle_of
+from idp.store.tables import Factor, User
+from idp.views import flow
+from idp.web import audit, durable_store, services
+
+CEREMONY_KEY = "webauthn_ceremony"
+
+
+@dataclass(frozen=True)
+class PasskeyUsage:
+    """Whose credentials may answer (None: any discoverable one) and whether the key must verify the user."""
+
+    user: User | None
+    require_user_verification: bool
+
+
+def usage_for(step: Step, user: User | None) -> PasskeyUsage | None:
+    """A passkey can start a sign-in (standing alone, so it must verify the user) or be the second factor."""
+    if isinstance(step, NeedPassword):
+        return PasskeyUsage(user=None, require_user_verification=True)
+    if isinstance(step, NeedFactor) and Method.WEBAUTHN in step.methods and user is not None:
+        return PasskeyUsage(user=user, require_user_verification=False)
+    return None
+
+
+def json_error(message: str, *, status: int = 400) -> Response:
+    response = jsonify(error=message)
+    response.status_code = status
+    return response
+
+
+def webauthn_factors(user: User) -> list[Factor]:
+    return list(durable_store().factors.of_user(user.id, WEBAUTHN))
+
+
+def begin_authentication(usage: PasskeyUsage) -> Response:
+    allowed = [stored_credential(f) for f in webauthn_factors(usage.user)] if usage.user else []
+    challenge = services().ceremonies.begin_authentication(
+        allowed=allowed, require_user_verification=usage.require_user_verification
+    )
+    session[CEREMONY_KEY] = challenge.ceremony_id
+    return Response(challenge.options_json, mimetype="application/json")
+
+
+def finish_authentication(usage: PasskeyUsage, *, client_id: str, next_url: str) -> Response:
+    try:
+        _verify_assertion(usage)
+    except CeremonyFailed as failure:
+        user_id = usage.user.id if usage.user else None
+        audit(
+            "sign_in",
+            "failure",
+            user_id=user_id,
+            client_id=client_id or None,
+            detail={"step": "webauthn", "reason": failure.reason},
+        )
+        return json_error(str(failure))
+    return jsonify(redirect=next_url)
+
+
+def _verify_assertion(usage: PasskeyUsage) -> None:
+    response = _credential_json()
+    store = durable_store()
+    factor = store.factors.by_lookup_key(credential_lookup_key(credential_id_of(response)))
+    if factor is None or factor.kind != WEBAUTHN:
+        raise CeremonyFailed("This passkey is not registered here.", reason="unknown credential")
+    if usage.user is not None and factor.user_id != usage.user.id:
+        raise CeremonyFailed("This passkey belongs to another account.", reason="credential of another user")
+    handle = user_handle_of(response)
+    if handle is not None and handle != factor.user_id.encode():
+        raise CeremonyFailed("This passkey belongs to another account.", reason="user handle mismatch")
+    owner = store.users.get(factor.user_id)
+    assert owner is not None
+    stored = stored_credential(factor)
+    assertion = services().ceremonies.finish_authentication(
+        ceremony_id=session.pop(CEREMONY_KEY, ""),
+        response=response,
+        credential=stored,
+        require_user_verification=usage.require_user_verification,
+    )
+    data = {**factor.data, "sign_count": assertion.new_sign_count, "backed_up": assertion.backed_up}
+    store.factors.mark_used(factor.id, int(time.time()), data=data)
+    amr = amr_for(device_bound=stored.device_bound, user_verified=assertion.user_verified)
+    flow.record_proof(owner, Method.WEBAUTHN, amr)
+
+
+def begin_registration(user: User) -> Response:
+    existing = [stored_credential(f) for f in webauthn_factors(user)]
+    challenge = services().ceremonies.begin_registration(
+        user_handle=user.id.encode(), username=user.username, existing=existing
+    )
+    session[CEREMONY_KEY] = challenge.ceremony_id
+    return Response(challenge.options_json, mimetype="application/json")
+
+
+def finish_registration(user: User, *, next_url: str) -> Response:
+    """Store a new credential; one already registered (to anyone) is refused."""
+    body = request.get_json(silent=True)
+    name = str(body.get("name") or "").strip()[:100] if isinstance(body, dict) else ""
+    try:
+        new = services().ceremonies.finish_registration(
+            ceremony_id=session.pop(CEREMONY_KEY, ""), response=_credential_json()
+        )
+        if durable_store().factors.by_lookup_key(credential_lookup_key(new.credential_id)) is not None:
+            raise CeremonyFailed(
+                "This passkey is already registered.", reason="credential already registered"
+            )
+    except CeremonyFailed as failure:
+        audit(
+            "factor_enrolment",
+            "failure",
+            user_id=user.id,
+            detail={"kind": WEBAUTHN, "reason": failure.reason},
+        )
+        return json_error(str(failure))
+    factor = webauthn_factor(user_id=user.id, name=name or "Passkey", credential=new)
+    durable_store().factors.add(factor)
+    audit("factor_enrolment", "success", user_id=user.id, detail={"kind": WEBAUTHN, "factor_id": factor.id})
+    return jsonify(redirect=next_url)
+
+
+def _credential_json() -> str:
+    body: Any = request.get_json(silent=True)
+    credential = body.get("credential") if isinstance(body, dict) else None
+    if not isinstance(credential, dict):
+        raise CeremonyFailed("The browser sent a malformed response.", reason="no credential in request")
+    return json.dumps(credential)

@@ -143,6 +143,7 @@ class AssuranceSettings(_Section):
     """acr levels, weakest first; `minimum` is what every sign-in must reach."""
 
     minimum: str = "mfa"
+    enrol_at_step_up: tuple[Literal["webauthn"], ...] = ()
     levels: dict[str, LevelSettings] = Field(default_factory=_default_levels)
 
     @model_validator(mode="after")
@@ -161,7 +162,7 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(gt=0, lt=65536)] = 8000
     workers: Annotated[int, Field(ge=1, le=64)] = 2
-    engine: Literal["gunicorn", "granian"] = "gunicorn"
+    engine: Literal["granian", "gunicorn"] = "granian"
 
 
 class Settings(_Section):

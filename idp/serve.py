@@ -1,4 +1,4 @@
-"""Production serving: gunicorn (default) or granian, each worker building its own app from settings."""
+"""Production serving: granian (default, measured faster) or gunicorn; each worker builds its own app."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from typing import Any
 
 from idp.config import CONFIG_ENV, Settings
 
+GRACEFUL_SECONDS = 20
+CONCURRENT_REQUESTS = 16
+
 
 def serve(
     settings: Settings, *, host: str, port: int, workers: int, engine: str, config_path: str | None
@@ -14,10 +17,10 @@ def serve(
     """Run until stopped; SIGTERM drains in-flight requests (graceful shutdown)."""
     if config_path:
         os.environ[CONFIG_ENV] = str(config_path)
-    if engine == "granian":
-        _serve_granian(host, port, workers)
-    else:
+    if engine == "gunicorn":
         _serve_gunicorn(host, port, workers)
+    else:
+        _serve_granian(host, port, workers)
 
 
 def _serve_gunicorn(host: str, port: int, workers: int) -> None:
@@ -29,7 +32,7 @@ def _serve_gunicorn(host: str, port: int, workers: int) -> None:
                 "bind": f"{host}:{port}",
                 "workers": workers,
                 "worker_class": "sync",
-                "graceful_timeout": 20,
+                "graceful_timeout": GRACEFUL_SECONDS,
                 "accesslog": None,
                 "errorlog": "-",
                 "loglevel": "warning",
@@ -49,4 +52,14 @@ def _serve_granian(host: str, port: int, workers: int) -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
-    Granian("idp.wsgi:app", address=host, port=port, workers=workers, interface=Interfaces.WSGI).serve()
+    Granian(
+        "idp.wsgi:app",
+        address=host,
+        port=port,
+        workers=workers,
+        interface=Interfaces.WSGI,
+        # Requests a worker runs at once; more wait in the socket backlog instead of piling up threads.
+        blocking_threads=CONCURRENT_REQUESTS,
+        backpressure=CONCURRENT_REQUESTS,
+        workers_kill_timeout=GRACEFUL_SECONDS,
+    ).serve()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -388,3 +388,33 @@ def test_state_and_requirement_survive_json() -> None:
     assert state_from_json(json.loads(json.dumps(state_to_json(original)))) == original
     wanted = requirement(("phr", "mfa"), max_age=5)
     assert requirement_from_json(json.loads(json.dumps(requirement_to_json(wanted)))) == wanted
+
+
+STEP_UP_ENROLMENT = replace(POLICY, enrol_at_step_up=(Method.WEBAUTHN,))
+
+
+@pytest.mark.parametrize(
+    ("proofs", "expected"),
+    [
+        ((PASSWORD, TOTP), NeedEnrolment((Method.WEBAUTHN,), "phr")),
+        ((replace(PASSWORD, at=NOW - 900), replace(TOTP, at=NOW - 900)), NeedFactor((Method.TOTP,), "mfa")),
+        ((PASSWORD,), NeedFactor((Method.TOTP,), "mfa")),
+    ],
+    ids=[
+        "a fresh mfa session enrols a passkey for essential phr",
+        "a stale mfa session proves a second factor before enrolling",
+        "a half-finished sign-in completes mfa before enrolling",
+    ],
+)
+def test_essential_level_out_of_reach_offers_enrolment_when_policy_allows(
+    proofs: tuple[Proof, ...], expected: Step
+) -> None:
+    wanted = requirement(("phr",), essential=True)
+    assert next_step(state(*proofs), account(HAS_TOTP), wanted, STEP_UP_ENROLMENT, NOW) == expected
+
+
+def test_a_device_bound_level_offers_passkey_enrolment() -> None:
+    policy = replace(POLICY, enrol_at_step_up=(Method.WEBAUTHN,))
+    wanted = requirement(("phrh",), essential=True)
+    step = next_step(state(PASSWORD, TOTP), account(HAS_TOTP), wanted, policy, NOW)
+    assert step == NeedEnrolment((Method.WEBAUTHN,), "phrh")

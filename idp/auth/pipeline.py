@@ -12,6 +12,7 @@ from typing import Any
 
 from idp.auth.policy import (
     KNOWLEDGE,
+    METHOD_AMR,
     METHOD_ORDER,
     Amr,
     AssurancePolicy,
@@ -209,12 +210,29 @@ def next_step(
             return ask
     if not requirement.interactive:
         return _login_required()
-    if requirement.essential:
-        return Fail(
-            "unmet_authentication_requirements",
-            f"the account cannot reach {' or '.join(requirement.acceptable)}",
-        )
-    return NeedEnrolment(methods=policy.enrol_at_sign_in, level=floor)
+    if not requirement.essential:
+        return NeedEnrolment(methods=policy.enrol_at_sign_in, level=floor)
+    return _enrol_for_step_up(state, account, requirement, policy, now)
+
+
+def _enrol_for_step_up(
+    state: AuthState, account: Account, requirement: Requirement, policy: AssurancePolicy, now: float
+) -> Step:
+    """An essential level the account cannot reach: enrol a method that reaches it, when policy allows,
+    after a fresh sign-in at the minimum level; otherwise the requirement is unmet."""
+    target = policy.level(requirement.acceptable[0])
+    methods = tuple(method for method in policy.enrol_at_step_up if _could_reach(method, target))
+    if not methods:
+        return Fail("unmet_authentication_requirements", f"the account cannot reach {target.name}")
+    gate = replace(
+        requirement, acceptable=(policy.minimum,), essential=False, max_age=policy.enrolment_max_age
+    )
+    step = next_step(state, account, gate, policy, now)
+    return NeedEnrolment(methods=methods, level=target.name) if isinstance(step, Done) else step
+
+
+def _could_reach(method: Method, level: Level) -> bool:
+    return any(way - KNOWLEDGE <= METHOD_AMR[method] for way in level.satisfied_by)
 
 
 def apply_proof(state: AuthState | None, subject: str, proof: Proof) -> AuthState:

@@ -33,6 +33,14 @@ class Method(StrEnum):
 
 # The order in which the pages offer second factors: phishing-resistant first.
 METHOD_ORDER: tuple[Method, ...] = tuple(Method)
+# The most each method can prove (a WebAuthn credential is device-bound or synced, not both).
+METHOD_AMR: dict[Method, frozenset[Amr]] = {
+    Method.PASSWORD: frozenset({Amr.PWD}),
+    Method.WEBAUTHN: frozenset({Amr.HWK, Amr.SWK, Amr.USER}),
+    Method.TOTP: frozenset({Amr.OTP}),
+    Method.EMAIL_CODE: frozenset({Amr.EMAIL}),
+    Method.RECOVERY_CODE: frozenset({Amr.OTP}),
+}
 KNOWLEDGE = frozenset({Amr.PWD})
 
 
@@ -67,6 +75,8 @@ class AssurancePolicy:
     minimum: str
     scope_rules: Mapping[str, ScopeRule] = field(default_factory=dict)
     enrol_at_sign_in: tuple[Method, ...] = (Method.TOTP,)
+    enrol_at_step_up: tuple[Method, ...] = ()
+    enrolment_max_age: int = 300
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AssurancePolicy:
@@ -81,7 +91,13 @@ class AssurancePolicy:
             for rank, (name, level) in enumerate(settings.assurance.levels.items())
         )
         rules = {scope: ScopeRule(rule.acr, rule.max_age) for scope, rule in settings.scopes.items()}
-        return cls(levels=levels, minimum=settings.assurance.minimum, scope_rules=rules)
+        return cls(
+            levels=levels,
+            minimum=settings.assurance.minimum,
+            scope_rules=rules,
+            enrol_at_step_up=tuple(Method(method) for method in settings.assurance.enrol_at_step_up),
+            enrolment_max_age=settings.account.reauthentication_max_age,
+        )
 
     def level(self, name: str) -> Level:
         return next(level for level in self.levels if level.name == name)

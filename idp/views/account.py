@@ -82,7 +82,14 @@ def new_passkey() -> BaseResponse:
     user = _signed_in(fresh=True)
     if not isinstance(user, User):
         return user
-    return Response(render_template("passkey_new.html", user=user))
+    body = render_template(
+        "passkey_new.html",
+        lead="Sign in with it instead of a password, or use it as your second factor.",
+        options_url=url_for("account.passkey_options"),
+        verify_url=url_for("account.add_passkey"),
+        back_url=url_for("account.overview"),
+    )
+    return Response(body)
 
 
 @blueprint.route("/passkeys/options", methods=["POST"])

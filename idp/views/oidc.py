@@ -29,6 +29,7 @@ from idp.auth.pipeline import (
     Step,
     requirement_for,
 )
+from idp.auth.policy import Method
 from idp.auth.sessions import ServerSession
 from idp.oidc.claims import user_claims
 from idp.oidc.server import ProviderServer, StoredAuthorizationRequest
@@ -134,11 +135,14 @@ def _continue(pending: flow.PendingAuthorization) -> BaseResponse:
 
 
 def _page_for(pending: flow.PendingAuthorization, step: Step) -> BaseResponse:
-    page = {
-        NeedPassword: "signin.password",
-        NeedFactor: "signin.factor",
-        NeedEnrolment: "signin.enrol_totp",
-    }[type(step)]
+    if isinstance(step, NeedPassword):
+        page = "signin.password"
+    elif isinstance(step, NeedFactor):
+        page = "signin.factor"
+    elif isinstance(step, NeedEnrolment) and Method.TOTP in step.methods:
+        page = "signin.enrol_totp"
+    else:
+        page = "signin.enrol_passkey"
     return redirect(url_for(page, pending_id=pending.id))
 
 

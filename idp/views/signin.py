@@ -19,6 +19,8 @@ blueprint = Blueprint("signin", __name__, url_prefix="/signin")
 WRONG_CREDENTIALS = "The username or password is not right."
 WRONG_CODE = "That code is not valid. Each code works once; wait for the next one and try again."
 MAX_INPUT = 1024
+EXPIRED = "This sign-in has expired or was already completed. Return to the application and start again."
+NOT_NOW = "A passkey is not what this sign-in needs now."
 
 
 def _resume(pending: flow.PendingAuthorization) -> BaseResponse:
@@ -30,8 +32,7 @@ def _pending_or_none(pending_id: str) -> flow.PendingAuthorization | None:
 
 
 def _expired() -> BaseResponse:
-    message = "This sign-in has expired or was already completed. Return to the application and start again."
-    return Response(render_template("error.html", title="Sign-in expired", message=message), status=400)
+    return Response(render_template("error.html", title="Sign-in expired", message=EXPIRED), status=400)
 
 
 def _field(name: str) -> str:
@@ -113,11 +114,11 @@ def passkey_options(pending_id: str) -> BaseResponse:
     """Options for a passkey alone (usernameless, user verification required) or as a second factor."""
     pending = _pending_or_none(pending_id)
     if pending is None:
-        return passkeys.json_error("This sign-in has expired. Return to the application and start again.")
+        return passkeys.json_error(EXPIRED)
     step, user = flow.decide(pending)
     usage = passkeys.usage_for(step, user)
     if usage is None:
-        return passkeys.json_error("A passkey is not what this sign-in needs now.", status=409)
+        return passkeys.json_error(NOT_NOW, status=409)
     return passkeys.begin_authentication(usage)
 
 
@@ -125,14 +126,47 @@ def passkey_options(pending_id: str) -> BaseResponse:
 def passkey(pending_id: str) -> BaseResponse:
     pending = _pending_or_none(pending_id)
     if pending is None:
-        return passkeys.json_error("This sign-in has expired. Return to the application and start again.")
+        return passkeys.json_error(EXPIRED)
     step, user = flow.decide(pending)
     usage = passkeys.usage_for(step, user)
     if usage is None:
-        return passkeys.json_error("A passkey is not what this sign-in needs now.", status=409)
+        return passkeys.json_error(NOT_NOW, status=409)
     return passkeys.finish_authentication(
         usage, client_id=pending.client_id, next_url=url_for("oidc.resume", pending_id=pending.id)
     )
+
+
+@blueprint.route("/<pending_id>/enrol/passkey", methods=["GET", "POST"])
+def enrol_passkey(pending_id: str) -> BaseResponse:
+    """Step-up to a level only a passkey reaches, when policy lets the user enrol one here."""
+    pending = _pending_or_none(pending_id)
+    if pending is None:
+        return _expired()
+    step, user = flow.decide(pending)
+    if not isinstance(step, NeedEnrolment) or Method.WEBAUTHN not in step.methods or user is None:
+        return _resume(pending) if request.method == "GET" else passkeys.json_error(NOT_NOW, status=409)
+    if request.method == "POST":
+        return passkeys.finish_registration(user, next_url=url_for("oidc.resume", pending_id=pending.id))
+    body = render_template(
+        "passkey_new.html",
+        lead=f"{pending.client_name} asks for a passkey or security key ({step.level}). Create one now; "
+        "you will then use it once to continue.",
+        options_url=url_for("signin.enrol_passkey_options", pending_id=pending.id),
+        verify_url=url_for("signin.enrol_passkey", pending_id=pending.id),
+        back_url=None,
+    )
+    return Response(body)
+
+
+@blueprint.route("/<pending_id>/enrol/passkey/options", methods=["POST"])
+def enrol_passkey_options(pending_id: str) -> BaseResponse:
+    pending = _pending_or_none(pending_id)
+    if pending is None:
+        return passkeys.json_error(EXPIRED)
+    step, user = flow.decide(pending)
+    if not isinstance(step, NeedEnrolment) or Method.WEBAUTHN not in step.methods or user is None:
+        return passkeys.json_error(NOT_NOW, status=409)
+    return passkeys.begin_registration(user)
 
 
 @blueprint.route("/<pending_id>/enrol/totp", methods=["GET", "POST"])

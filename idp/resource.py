@@ -1,0 +1,279 @@
+"""For resource servers: validate our access tokens and demand step-up with RFC 9470 challenges.
+
+Usable from any WSGI app (`check` and `RequireAuthentication`) and from Flask (`require`):
+
+    validator = JwksValidator(issuer="https://login.example.com", audience="my-api")
+
+    @app.post("/transfer")
+    @require(validator, acr=("phr", "phrh"), max_age=300)
+    def transfer(): ...
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, Protocol, TypeVar
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+ACCESS_TOKEN_TYPE = "at+jwt"
+MAX_TOKEN_LENGTH = 8192
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    subject: str
+    client_id: str
+    scopes: frozenset[str]
+    acr: str | None
+    amr: tuple[str, ...]
+    auth_time: int | None
+    claims: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A refusal: the HTTP status and the WWW-Authenticate header that tells the client what to do."""
+
+    status: int
+    www_authenticate: str
+    error: str | None = None
+
+    def body(self) -> bytes:
+        return json.dumps({"error": self.error or "unauthorized"}).encode()
+
+
+class TokenValidator(Protocol):
+    def validate(self, token: str) -> AccessToken | None:
+        """The token's facts when it is valid, active and ours; None otherwise."""
+        ...
+
+
+class JwksValidator:
+    """Validates JWT access tokens (RFC 9068) locally against the provider's JWKS, cached."""
+
+    def __init__(
+        self, *, issuer: str, audience: str | None = None, cache_seconds: int = 300, refetch_after: int = 30
+    ) -> None:
+        self._issuer = issuer
+        self._audience = audience
+        self._cache_seconds = cache_seconds
+        self._refetch_after = refetch_after
+        self._lock = threading.Lock()
+        self._keys: KeySet | None = None
+        self._fetched_at = 0.0
+
+    def validate(self, token: str) -> AccessToken | None:
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            return None
+        try:
+            decoded = jwt.decode(token, self._key_set(kid=_kid_of(token)), algorithms=["ES256", "RS256"])
+        except (JoseError, ValueError, KeyError):
+            return None
+        if decoded.header.get("typ") != ACCESS_TOKEN_TYPE:
+            return None
+        claims = dict(decoded.claims)
+        if (
+            claims.get("iss") != self._issuer
+            or not isinstance(claims.get("exp"), int)
+            or claims["exp"] <= time.time()
+        ):
+            return None
+        if self._audience is not None and self._audience not in _as_list(claims.get("aud")):
+            return None
+        return _access_token(claims)
+
+    def _key_set(self, *, kid: str | None) -> KeySet:
+        """The cached JWKS; fetched again when stale, or when a token names a kid it lacks (rotation)."""
+        with self._lock:
+            age = time.monotonic() - self._fetched_at
+            known = self._keys is not None and (kid is None or any(key.kid == kid for key in self._keys.keys))
+            if self._keys is None or age > self._cache_seconds or (not known and age > self._refetch_after):
+                metadata = _get_json(f"{self._issuer}/.well-known/openid-configuration")
+                self._keys = KeySet.import_key_set(_get_json(metadata["jwks_uri"]))  # type: ignore[arg-type]
+                self._fetched_at = time.monotonic()
+            return self._keys
+
+
+class IntrospectionValidator:
+    """Asks the provider (RFC 7662) on every call: sees revocation at once, costs a round trip."""
+
+    def __init__(self, *, issuer: str, client_id: str, client_secret: str) -> None:
+        self._endpoint = _get_json(f"{issuer}/.well-known/openid-configuration")["introspection_endpoint"]
+        credentials = f"{client_id}:{client_secret}".encode()
+        self._authorization = "Basic " + base64.b64encode(credentials).decode()
+
+    def validate(self, token: str) -> AccessToken | None:
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            return None
+        request = urllib.request.Request(  # noqa: S310 (the endpoint comes from the provider's metadata)
+            self._endpoint,
+            data=urllib.parse.urlencode({"token": token, "token_type_hint": "access_token"}).encode(),
+            headers={"Authorization": self._authorization},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            answer = json.load(response)
+        if not answer.get("active") or answer.get("token_type") != "Bearer":
+            return None
+        return _access_token(answer)
+
+
+def check(
+    authorization: str | None,
+    validator: TokenValidator,
+    *,
+    acr: Iterable[str] = (),
+    max_age: int | None = None,
+    scopes: Iterable[str] = (),
+    now: float | None = None,
+) -> AccessToken | Challenge:
+    """The token when it satisfies every demand; otherwise the challenge to answer with."""
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return Challenge(401, "Bearer")  # RFC 6750 3.1: no error code when no token was sent
+    token = validator.validate(value.strip())
+    if token is None:
+        return Challenge(401, 'Bearer error="invalid_token"', "invalid_token")
+    missing_scopes = set(scopes) - token.scopes
+    if missing_scopes:
+        scope = " ".join(sorted(scopes))
+        return Challenge(403, f'Bearer error="insufficient_scope", scope="{scope}"', "insufficient_scope")
+    acceptable = tuple(acr)
+    if acceptable and token.acr not in acceptable:
+        return _step_up(f"needs authentication at {' or '.join(acceptable)}", acceptable, max_age)
+    age = (now or time.time()) - (token.auth_time or 0)
+    if max_age is not None and age > max_age:
+        return _step_up(f"needs authentication within the last {max_age} seconds", acceptable, max_age)
+    return token
+
+
+def _step_up(description: str, acr_values: tuple[str, ...], max_age: int | None) -> Challenge:
+    """RFC 9470 3: insufficient_user_authentication, with what would be enough."""
+    parts = ['Bearer error="insufficient_user_authentication"', f'error_description="{description}"']
+    if acr_values:
+        parts.append(f'acr_values="{" ".join(acr_values)}"')
+    if max_age is not None:
+        parts.append(f"max_age={max_age}")
+    return Challenge(401, ", ".join(parts), "insufficient_user_authentication")
+
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def require(
+    validator: TokenValidator,
+    *,
+    acr: Iterable[str] = (),
+    max_age: int | None = None,
+    scopes: Iterable[str] = (),
+) -> Callable[[View], View]:
+    """Flask decorator: the view runs with `flask.g.access_token` set, or the client gets the challenge."""
+    acceptable, wanted_scopes = tuple(acr), tuple(scopes)
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            from flask import Response, g, request
+
+            outcome = check(
+                request.headers.get("Authorization"),
+                validator,
+                acr=acceptable,
+                max_age=max_age,
+                scopes=wanted_scopes,
+            )
+            if isinstance(outcome, Challenge):
+                return Response(
+                    outcome.body(),
+                    status=outcome.status,
+                    mimetype="application/json",
+                    headers={"WWW-Authenticate": outcome.www_authenticate},
+                )
+            g.access_token = outcome
+            return view(*args, **kwargs)
+
+        return guarded  # type: ignore[return-value]
+
+    return decorate
+
+
+class RequireAuthentication:
+    """WSGI middleware: every request needs a token meeting the demands; it is put in the environ."""
+
+    ENVIRON_KEY = "idp.access_token"
+
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        validator: TokenValidator,
+        *,
+        acr: Iterable[str] = (),
+        max_age: int | None = None,
+        scopes: Iterable[str] = (),
+    ) -> None:
+        self._app = app
+        self._validator = validator
+        self._acr = tuple(acr)
+        self._max_age = max_age
+        self._scopes = tuple(scopes)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        outcome = check(
+            environ.get("HTTP_AUTHORIZATION"),
+            self._validator,
+            acr=self._acr,
+            max_age=self._max_age,
+            scopes=self._scopes,
+        )
+        if isinstance(outcome, Challenge):
+            body = outcome.body()
+            start_response(
+                f"{outcome.status} {'Unauthorized' if outcome.status == 401 else 'Forbidden'}",
+                [
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(body))),
+                    ("WWW-Authenticate", outcome.www_authenticate),
+                ],
+            )
+            return [body]
+        environ[self.ENVIRON_KEY] = outcome
+        return self._app(environ, start_response)  # type: ignore[no-any-return]
+
+
+def _access_token(claims: dict[str, Any]) -> AccessToken:
+    return AccessToken(
+        subject=str(claims.get("sub", "")),
+        client_id=str(claims.get("client_id", "")),
+        scopes=frozenset(str(claims.get("scope", "")).split()),
+        acr=claims.get("acr"),
+        amr=tuple(claims.get("amr", ())),
+        auth_time=claims.get("auth_time"),
+        claims=claims,
+    )
+
+
+def _kid_of(token: str) -> str | None:
+    try:
+        header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    except ValueError:
+        return None
+    return header.get("kid") if isinstance(header, dict) else None
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _get_json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (the provider's own URLs)
+        return dict(json.load(response))

@@ -1,7 +1,10 @@
 """A small relying party: delegates login to the provider (code + PKCE) and shows the ID token's claims.
 
-Run by `idp demo`; settings come from the environment: DEMO_ISSUER, DEMO_CLIENT_ID, DEMO_PORT.
-Standard library plus flask and joserfc, so it reads like any other client would.
+It also calls a demo API for a sensitive operation; when the API answers with an RFC 9470 challenge,
+it signs the user in again with the challenge's acr_values and max_age, then retries.
+
+Run by `idp demo`; settings come from the environment: DEMO_ISSUER, DEMO_CLIENT_ID, DEMO_PORT,
+DEMO_API (the API's base URL). Standard library plus flask and joserfc, as any client could be.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
+import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
@@ -23,6 +28,7 @@ ISSUER = os.environ.get("DEMO_ISSUER", "http://localhost:8000")
 CLIENT_ID = os.environ["DEMO_CLIENT_ID"]
 PORT = int(os.environ.get("DEMO_PORT", "8001"))
 BASE = f"http://localhost:{PORT}"
+API = os.environ.get("DEMO_API", "http://localhost:8002")
 REDIRECT_URI = f"{BASE}/callback"
 
 app = Flask(__name__)
@@ -36,6 +42,10 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Demo
 {% if claims %}
   <p id="signed-in">Signed in as <strong>{{ claims.get('preferred_username', claims.sub) }}</strong>
   with <strong id="acr">{{ claims.acr }}</strong> ({{ ', '.join(claims.amr) }}).</p>
+  <h2>Sensitive operation</h2>
+  <p>The demo API accepts transfers only after a passkey sign-in within the last five minutes.</p>
+  <form method="post" action="/transfer"><button id="transfer" type="submit">Transfer 100 EUR</button></form>
+  {% if transfer %}<p id="transfer-result">{{ transfer }}</p>{% endif %}
   <h2>ID token claims</h2><pre id="claims">{{ pretty }}</pre>
   <p><a href="/logout">Sign out</a></p>
 {% else %}
@@ -62,6 +72,10 @@ def index() -> str:
 
 @app.route("/login")
 def login() -> Any:
+    return _authorize({key: request.args[key] for key in ("acr_values", "max_age") if key in request.args})
+
+
+def _authorize(extra: dict[str, str]) -> Any:
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     session["flow"] = {
@@ -118,6 +132,35 @@ def callback() -> Any:
         return redirect("/?error=wrong+audience")
     session["claims"] = claims
     session["id_token"] = tokens["id_token"]
+    session["access_token"] = tokens["access_token"]
+    if session.pop("retry_transfer", False):
+        return _call_transfer(stepped_up=True)
+    return redirect("/")
+
+
+@app.route("/transfer", methods=["POST"])
+def transfer() -> Any:
+    return _call_transfer(stepped_up=False)
+
+
+def _call_transfer(*, stepped_up: bool) -> Any:
+    """Call the API; on insufficient_user_authentication, step up once as the challenge says, then retry."""
+    call = urllib.request.Request(  # noqa: S310
+        f"{API}/api/transfer",
+        method="POST",
+        headers={"Authorization": f"Bearer {session.get('access_token', '')}"},
+    )
+    try:
+        with urllib.request.urlopen(call, timeout=5) as response:  # noqa: S310
+            session["transfer"] = "Done: " + json.load(response)["status"]
+    except urllib.error.HTTPError as refused:
+        challenge = dict(re.findall(r'(\w+)="?([^",]*)"?', refused.headers.get("WWW-Authenticate", "")))
+        if challenge.get("error") != "insufficient_user_authentication" or stepped_up:
+            reason = challenge.get("error_description", f"status {refused.code}")
+            message = f"The API refused the transfer ({reason}). Add a passkey on your account page."
+            return redirect("/?" + urllib.parse.urlencode({"error": message}))
+        session["retry_transfer"] = True
+        return _authorize({key: challenge[key] for key in ("acr_values", "max_age") if key in challenge})
     return redirect("/")
 
 

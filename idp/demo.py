@@ -21,7 +21,9 @@ from idp.store.tables import User
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_RP = PROJECT_ROOT / "examples" / "demo_rp.py"
+DEMO_API = PROJECT_ROOT / "examples" / "demo_api.py"
 DEMO_PORT = 8001
+DEMO_API_PORT = 8002
 DEMO_USER = "demo"
 
 
@@ -69,11 +71,14 @@ def run_demo(settings: Settings, *, config_path: str | None) -> None:
         "DEMO_ISSUER": settings.issuer,
         "DEMO_CLIENT_ID": details["client_id"],
         "DEMO_PORT": str(DEMO_PORT),
+        "DEMO_API_PORT": str(DEMO_API_PORT),
+        "DEMO_API": f"http://localhost:{DEMO_API_PORT}",
     }
     if config_path:
         environment[CONFIG_ENV] = config_path
     provider = subprocess.Popen([sys.executable, "-m", "idp", "serve"], env=environment)
     relying_party = subprocess.Popen([sys.executable, str(DEMO_RP)], env=environment)  # noqa: S603
+    api = subprocess.Popen([sys.executable, str(DEMO_API)], env=environment)  # noqa: S603
     print(
         f"\n  Provider:  {settings.issuer}\n"
         f"  Demo app:  http://localhost:{DEMO_PORT}   <- open this in a browser\n"
@@ -86,6 +91,6 @@ def run_demo(settings: Settings, *, config_path: str | None) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        for process in (relying_party, provider):
+        for process in (api, relying_party, provider):
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)

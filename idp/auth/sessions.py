@@ -27,8 +27,14 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
     def regenerate(self) -> None:
         """Give the session a new id (at sign-in), so a planted id never becomes authenticated."""
         self.previous_id = self.previous_id or self.session_id
-        self.session_id = None
+        self.session_id = secrets.token_urlsafe(32)
         self.modified = True
+
+    @property
+    def storage_key(self) -> str:
+        """The ephemeral-store key of this session's data (a digest: the id itself is never stored)."""
+        self.session_id = self.session_id or secrets.token_urlsafe(32)
+        return storage_key(self.session_id)
 
     def end(self) -> None:
         self.clear()
@@ -45,7 +51,7 @@ class ServerSessionInterface(SessionInterface):
     def open_session(self, app: Flask, request: Request) -> ServerSession:
         session_id = request.cookies.get(self._cookie_name)
         if session_id and len(session_id) <= 64:
-            raw = self._store.get(_key(session_id))
+            raw = self._store.get(storage_key(session_id))
             if raw is not None:
                 return ServerSession(json.loads(raw), session_id)
         return ServerSession()
@@ -53,17 +59,17 @@ class ServerSessionInterface(SessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         assert isinstance(session, ServerSession)
         if session.previous_id:
-            self._store.delete(_key(session.previous_id))
+            self._store.delete(storage_key(session.previous_id))
         if not session.modified:
             return
         if not session:
             if session.session_id:
-                self._store.delete(_key(session.session_id))
+                self._store.delete(storage_key(session.session_id))
             response.delete_cookie(self._cookie_name, path="/")
             return
         session.session_id = session.session_id or secrets.token_urlsafe(32)
         payload = json.dumps(dict(session), separators=(",", ":")).encode()
-        self._store.put(_key(session.session_id), payload, ttl=self._lifetime)
+        self._store.put(storage_key(session.session_id), payload, ttl=self._lifetime)
         response.set_cookie(
             self._cookie_name,
             session.session_id,
@@ -75,5 +81,5 @@ class ServerSessionInterface(SessionInterface):
         )
 
 
-def _key(session_id: str) -> str:
+def storage_key(session_id: str) -> str:
     return "session:" + hashlib.sha256(session_id.encode()).hexdigest()

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from idp.store.tables import AuditEvent, Client, Factor, RefreshToken, User
+from idp.store.tables import AuditEvent, Client, Factor, RefreshToken, User, UserSession
 
 
 class Users:
@@ -53,9 +53,19 @@ class Factors:
         )
         return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
-    def remove_all(self, user_id: str) -> int:
-        result = self._session.execute(delete(Factor).where(Factor.user_id == user_id))
+    def remove_all(self, user_id: str, kind: str | None = None) -> int:
+        statement = delete(Factor).where(Factor.user_id == user_id)
+        if kind is not None:
+            statement = statement.where(Factor.kind == kind)
+        result = self._session.execute(statement)
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def consume(self, user_id: str, lookup_key: str) -> bool:
+        """Delete a single-use factor (a recovery code); True for the one caller that found it."""
+        result = self._session.execute(
+            delete(Factor).where(Factor.user_id == user_id, Factor.lookup_key == lookup_key)
+        )
+        return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
     def mark_used(self, factor_id: str, at: int, data: dict[str, Any] | None = None) -> None:
         values: dict[str, Any] = {"last_used_at": at} if data is None else {"last_used_at": at, "data": data}
@@ -107,6 +117,37 @@ class RefreshTokens:
         )
 
 
+class UserSessions:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add(self, row: UserSession) -> None:
+        self._session.execute(
+            delete(UserSession).where(
+                UserSession.user_id == row.user_id, UserSession.expires_at <= row.created_at
+            )
+        )
+        self._session.add(row)
+        self._session.flush()
+
+    def of_user(self, user_id: str, *, now: int) -> Sequence[UserSession]:
+        query = (
+            select(UserSession)
+            .where(UserSession.user_id == user_id, UserSession.expires_at > now)
+            .order_by(UserSession.created_at.desc())
+        )
+        return self._session.scalars(query).all()
+
+    def get(self, sid: str) -> UserSession | None:
+        return self._session.get(UserSession, sid)
+
+    def remove(self, sid: str) -> None:
+        self._session.execute(delete(UserSession).where(UserSession.sid == sid))
+
+    def set_acr(self, sid: str, acr: str) -> None:
+        self._session.execute(update(UserSession).where(UserSession.sid == sid).values(acr=acr))
+
+
 class Audit:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -132,11 +173,19 @@ class DurableStore:
     factors: Factors
     clients: Clients
     refresh_tokens: RefreshTokens
+    sessions: UserSessions
     audit: Audit
 
     @classmethod
     def over(cls, session: Session) -> DurableStore:
-        return cls(Users(session), Factors(session), Clients(session), RefreshTokens(session), Audit(session))
+        return cls(
+            users=Users(session),
+            factors=Factors(session),
+            clients=Clients(session),
+            refresh_tokens=RefreshTokens(session),
+            sessions=UserSessions(session),
+            audit=Audit(session),
+        )
 
 
 def audit_event(

@@ -41,6 +41,24 @@ class Factor(Base):
     last_used_at: Mapped[int | None] = mapped_column(Integer)
 
 
+class UserSession(Base):
+    """A browser session signed in as a user: what the account page lists and can end.
+
+    The session's data lives in the ephemeral store under `storage_key`; this row only indexes it.
+    """
+
+    __tablename__ = "user_sessions"
+
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    storage_key: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[int] = mapped_column(Integer)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(400))
+    acr: Mapped[str | None] = mapped_column(String(64))
+
+
 class Client(Base):
     __tablename__ = "clients"
 

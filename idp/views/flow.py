@@ -10,7 +10,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from flask import session
+from flask import request, session
 
 from idp.auth.factors import capabilities_of
 from idp.auth.pipeline import (
@@ -28,7 +28,7 @@ from idp.auth.pipeline import (
 )
 from idp.auth.policy import Amr, Method
 from idp.auth.sessions import ServerSession
-from idp.store.tables import Factor, User
+from idp.store.tables import Factor, User, UserSession
 from idp.web import durable_store, services
 
 AUTH_KEY = "auth"
@@ -127,12 +127,36 @@ def record_proof(user: User, method: Method, amr: frozenset[Amr]) -> AuthState:
     before = current_state()
     state = apply_proof(before, user.id, Proof(method=method, amr=amr, at=time.time()))
     if before is None or before.subject != user.id:
-        assert isinstance(session, ServerSession)
-        session.clear()
-        session.regenerate()
+        end_session()
+        _index_session(user)
     session[AUTH_KEY] = state_to_json(state)
-    session_sid()
     return state
+
+
+def _index_session(user: User) -> None:
+    """List the session under its user, so the account page can show and end it."""
+    assert isinstance(session, ServerSession)
+    now = int(time.time())
+    durable_store().sessions.add(
+        UserSession(
+            sid=session_sid(),
+            user_id=user.id,
+            storage_key=session.storage_key,
+            created_at=now,
+            expires_at=now + services().settings.sessions.lifetime,
+            ip=request.remote_addr,
+            user_agent=(request.user_agent.string or "")[:400] or None,
+        )
+    )
+
+
+def end_session() -> None:
+    """Forget who signed in here: a fresh, empty session with a new id (used at sign-in and sign-out)."""
+    assert isinstance(session, ServerSession)
+    sid = session.get(SID_KEY)
+    if sid is not None:
+        durable_store().sessions.remove(sid)
+    session.end()
 
 
 def load_account(user: User | None) -> Account | None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from authlib.common.urls import add_params_to_uri
-from flask import Blueprint, Response, redirect, render_template, request, session
+from flask import Blueprint, Response, redirect, render_template, request
 from joserfc import jwt
 from joserfc.errors import JoseError
 from werkzeug.wrappers import Response as BaseResponse
 
-from idp.auth.sessions import ServerSession
 from idp.oidc.clients import RegisteredClient
 from idp.views import flow
 from idp.web import audit, durable_store, services
@@ -89,8 +88,7 @@ def _sign_out(target: str | None) -> BaseResponse:
     user = flow.signed_in_user()
     if user is not None:
         audit("sign_out", "success", user_id=user.id)
-    assert isinstance(session, ServerSession)
-    session.end()
+    flow.end_session()
     if target:
         return redirect(target)
     return Response(render_template("signed_out.html"))

@@ -14,7 +14,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 from werkzeug.wrappers import Response as BaseResponse
@@ -30,7 +29,6 @@ from idp.auth.pipeline import (
     requirement_for,
 )
 from idp.auth.policy import Method
-from idp.auth.sessions import ServerSession
 from idp.oidc.claims import user_claims
 from idp.oidc.server import ProviderServer, StoredAuthorizationRequest
 from idp.oidc.tokens import Authentication, GrantSubject, new_grant_id
@@ -122,8 +120,8 @@ def _continue(pending: flow.PendingAuthorization) -> BaseResponse:
             client_id=pending.client_id,
             detail={"error": step.error},
         )
-        if step.error == "access_denied" and isinstance(session, ServerSession):
-            session.end()
+        if step.error == "access_denied":
+            flow.end_session()
         return deliver_error(
             pending.redirect_uri,
             error=step.error,
@@ -173,6 +171,7 @@ def _issue_code(pending: flow.PendingAuthorization, done: Done, user: Any) -> Ba
     except OAuth2Error as error:
         return _protocol_error(error)
     response: BaseResponse = server.create_authorization_response(stored, grant_user=subject, grant=grant)
+    durable_store().sessions.set_acr(authentication.sid, done.acr)
     audit(
         "sign_in",
         "success",

@@ -103,6 +103,32 @@ class AccountSettings(_Section):
     reauthentication_max_age: Annotated[int, Field(ge=0)] = 300
 
 
+class SmtpSettings(_Section):
+    """Outgoing mail; with no host, messages are written to the outbox directory instead."""
+
+    host: str = ""
+    port: Annotated[int, Field(gt=0, lt=65536)] = 587
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password: str = ""
+    from_address: str = "idp@localhost"
+    timeout: Annotated[int, Field(gt=0, le=120)] = 10
+    outbox: str = ""
+
+
+class EmailFactorSettings(_Section):
+    """Email codes: weaker than an authenticator, so by default only for step-up, not at sign-in."""
+
+    sign_in: bool = False
+    step_up: bool = True
+    code_lifetime: Annotated[int, Field(ge=60, le=3600)] = 600
+    max_users_per_email: Annotated[int, Field(ge=1)] = 5
+
+
+class FactorSettings(_Section):
+    email: EmailFactorSettings = EmailFactorSettings()
+
+
 class LevelSettings(_Section):
     """One acr level: the combinations of amr values that reach it and how long it lasts."""
 
@@ -177,6 +203,8 @@ class Settings(_Section):
     totp: TotpSettings = TotpSettings()
     webauthn: WebAuthnSettings = WebAuthnSettings()
     account: AccountSettings = AccountSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    factors: FactorSettings = FactorSettings()
     assurance: AssuranceSettings = AssuranceSettings()
     scopes: dict[str, ScopePolicy] = Field(default_factory=dict)
     server: ServerSettings = ServerSettings()
@@ -201,6 +229,10 @@ class Settings(_Section):
     @property
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{Path(self.instance_dir).resolve() / 'idp.sqlite3'}"
+
+    @property
+    def outbox(self) -> Path:
+        return Path(self.smtp.outbox or Path(self.instance_dir) / "outbox")
 
     @property
     def origin(self) -> str:

@@ -418,3 +418,63 @@ def test_a_device_bound_level_offers_passkey_enrolment() -> None:
     wanted = requirement(("phrh",), essential=True)
     step = next_step(state(PASSWORD, TOTP), account(HAS_TOTP), wanted, policy, NOW)
     assert step == NeedEnrolment((Method.WEBAUTHN,), "phrh")
+
+
+HAS_EMAIL = Capability(Method.EMAIL_CODE, frozenset({Amr.EMAIL}))
+EMAIL = Proof(Method.EMAIL_CODE, frozenset({Amr.EMAIL}), NOW + 5)
+EMAIL_AT_SIGN_IN = AssurancePolicy.from_settings(
+    settings_from_mapping({"factors": {"email": {"sign_in": True}}})
+)
+NO_EMAIL_STEP_UP = AssurancePolicy.from_settings(
+    settings_from_mapping({"factors": {"email": {"step_up": False}}})
+)
+
+EMAIL_CASES = [
+    Case(
+        "an email code is not a second factor at sign-in by default",
+        state(PASSWORD),
+        account(HAS_EMAIL),
+        requirement(),
+        NeedEnrolment((Method.TOTP,), "mfa"),
+    ),
+    Case(
+        "a stale mfa session may re-prove with TOTP or an email code",
+        state(PASSWORD, TOTP),
+        account(HAS_TOTP, HAS_EMAIL),
+        requirement(max_age=10),
+        NeedFactor((Method.TOTP, Method.EMAIL_CODE), "mfa"),
+    ),
+    Case(
+        "a fresh email code refreshes a stale mfa session",
+        state(PASSWORD, TOTP, EMAIL),
+        account(HAS_TOTP, HAS_EMAIL),
+        requirement(max_age=0),
+        Done("mfa", (Amr.PWD, Amr.OTP, Amr.EMAIL, Amr.MFA), int(EMAIL.at)),
+        now=NOW + 6,
+    ),
+    Case(
+        "an email code does not reach phr",
+        state(PASSWORD, TOTP, EMAIL),
+        account(HAS_TOTP, HAS_EMAIL),
+        requirement(("phr",), essential=True),
+        Fail("unmet_authentication_requirements", "the account cannot reach phr"),
+        now=NOW + 6,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", EMAIL_CASES, ids=[case.id for case in EMAIL_CASES])
+def test_email_codes_step_up_by_default(case: Case) -> None:
+    assert next_step(case.state, case.account, case.requirement, POLICY, case.now) == case.expected
+
+
+def test_email_codes_reach_mfa_at_sign_in_when_policy_allows() -> None:
+    step = next_step(state(PASSWORD, EMAIL), account(HAS_EMAIL), requirement(), EMAIL_AT_SIGN_IN, NOW + 6)
+    assert step == Done("mfa", (Amr.PWD, Amr.EMAIL, Amr.MFA), int(EMAIL.at))
+
+
+def test_email_codes_do_not_refresh_when_step_up_is_off() -> None:
+    step = next_step(
+        state(PASSWORD, TOTP), account(HAS_TOTP, HAS_EMAIL), requirement(max_age=10), NO_EMAIL_STEP_UP, NOW
+    )
+    assert step == NeedFactor((Method.TOTP,), "mfa")

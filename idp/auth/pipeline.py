@@ -202,10 +202,14 @@ def next_step(
     for name in requirement.acceptable:
         level = policy.level(name)
         proofs = _valid_proofs(state, level, requirement, now)
-        done = _satisfied(level, proofs, requirement)
+        done = _satisfied(level, proofs, requirement, policy.refreshers)
         if done is not None:
             return done
-        ask = _what_to_ask(level, proofs, account, requirement) if requirement.interactive else None
+        ask = (
+            _what_to_ask(level, proofs, account, requirement, policy.refreshers)
+            if requirement.interactive
+            else None
+        )
         if ask is not None:
             return ask
     if not requirement.interactive:
@@ -269,15 +273,25 @@ def _proven(proofs: Sequence[Proof]) -> frozenset[Amr]:
     return frozenset().union(*(proof.amr for proof in proofs))
 
 
-def _satisfied(level: Level, proofs: tuple[Proof, ...], requirement: Requirement) -> Done | None:
-    """The way of reaching `level` that was completed most recently, if any is complete and fresh."""
+def _satisfied(
+    level: Level, proofs: tuple[Proof, ...], requirement: Requirement, refreshers: frozenset[Method]
+) -> Done | None:
+    """The way of reaching `level` completed most recently, if any is complete and fresh enough.
+
+    A way that is complete but older than max_age is made fresh again by a recent proof of a
+    refresher method (an email code, where policy allows it for step-up).
+    """
     proven = _proven(proofs)
-    complete = [
-        used
-        for way in level.satisfied_by
-        if way <= proven
-        and _fresh_enough(used := [proof for proof in proofs if proof.amr & way], requirement)
-    ]
+    refreshing = [proof for proof in proofs if proof.method in refreshers]
+    complete = []
+    for way in level.satisfied_by:
+        if not way <= proven:
+            continue
+        used = [proof for proof in proofs if proof.amr & way]
+        if _fresh_enough(used, requirement):
+            complete.append(used)
+        elif refreshing and _fresh_enough(refreshing, requirement):
+            complete.append([*used, max(refreshing, key=lambda proof: proof.at)])
     if not complete:
         return None
     used = max(complete, key=lambda candidate: max(proof.at for proof in candidate))
@@ -289,7 +303,11 @@ def _satisfied(level: Level, proofs: tuple[Proof, ...], requirement: Requirement
 
 
 def _what_to_ask(
-    level: Level, proofs: tuple[Proof, ...], account: Account, requirement: Requirement
+    level: Level,
+    proofs: tuple[Proof, ...],
+    account: Account,
+    requirement: Requirement,
+    refreshers: frozenset[Method],
 ) -> NeedPassword | NeedFactor | None:
     """The cheapest completion of the level that the account can perform, or None."""
     proven = _proven(proofs)
@@ -307,6 +325,8 @@ def _what_to_ask(
         for capability in account.capabilities
         if missing <= capability.amr
     }
+    if any(way <= proven for way in level.satisfied_by):  # only freshness is missing
+        offered |= {c.method for c in account.capabilities if c.method in refreshers}
     return NeedFactor(methods=tuple(m for m in METHOD_ORDER if m in offered), level=level.name)
 
 

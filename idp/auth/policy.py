@@ -42,6 +42,8 @@ METHOD_AMR: dict[Method, frozenset[Amr]] = {
     Method.RECOVERY_CODE: frozenset({Amr.OTP}),
 }
 KNOWLEDGE = frozenset({Amr.PWD})
+# [factors.email] sign_in = true: password + email code reaches the minimum level.
+EMAIL_SIGN_IN = (frozenset({Amr.PWD, Amr.EMAIL}),)
 
 
 @dataclass(frozen=True)
@@ -77,14 +79,18 @@ class AssurancePolicy:
     enrol_at_sign_in: tuple[Method, ...] = (Method.TOTP,)
     enrol_at_step_up: tuple[Method, ...] = ()
     enrolment_max_age: int = 300
+    # Methods that re-prove freshness (max_age) of a level reached otherwise, without reaching one.
+    refreshers: frozenset[Method] = frozenset()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AssurancePolicy:
+        email = settings.factors.email
         levels = tuple(
             Level(
                 name=name,
                 rank=rank,
-                satisfied_by=tuple(frozenset(Amr(value) for value in way) for way in level.satisfied_by),
+                satisfied_by=tuple(frozenset(Amr(value) for value in way) for way in level.satisfied_by)
+                + (EMAIL_SIGN_IN if email.sign_in and name == settings.assurance.minimum else ()),
                 ttl=level.ttl,
                 aliases=level.aliases,
             )
@@ -97,6 +103,7 @@ class AssurancePolicy:
             scope_rules=rules,
             enrol_at_step_up=tuple(Method(method) for method in settings.assurance.enrol_at_step_up),
             enrolment_max_age=settings.account.reauthentication_max_age,
+            refreshers=frozenset({Method.EMAIL_CODE}) if email.step_up else frozenset(),
         )
 
     def level(self, name: str) -> Level:

@@ -18,6 +18,7 @@ from webauthn.helpers import (
     base64url_to_bytes,
     bytes_to_base64url,
     parse_authentication_credential_json,
+    parse_registration_credential_json,
 )
 from webauthn.helpers.exceptions import (
     InvalidAuthenticationResponse,
@@ -127,8 +128,9 @@ class Ceremonies:
     def finish_registration(self, *, ceremony_id: str, response: str) -> NewCredential:
         challenge = self._take(ceremony_id, "register")
         try:
+            credential = parse_registration_credential_json(_bounded(response))
             verified = verify_registration_response(
-                credential=_bounded(response),
+                credential=credential,
                 expected_challenge=challenge,
                 expected_rp_id=self._rp.id,
                 expected_origin=self._rp.origin,
@@ -139,13 +141,12 @@ class Ceremonies:
             raise CeremonyFailed(
                 "The browser sent a malformed response.", reason="malformed response"
             ) from None
-        transports = json.loads(response).get("response", {}).get("transports", [])
         return NewCredential(
             credential_id=verified.credential_id,
             public_key=verified.credential_public_key,
             sign_count=verified.sign_count,
             aaguid=verified.aaguid,
-            transports=tuple(str(t) for t in transports if t in {m.value for m in AuthenticatorTransport}),
+            transports=tuple(transport.value for transport in credential.response.transports or ()),
             backup_eligible=verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
             backed_up=verified.credential_backed_up,
             user_verified=verified.user_verified,

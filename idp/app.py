@@ -10,12 +10,14 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import InternalServerError
 
+from idp.auth.email_codes import EmailCodes
 from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
 from idp.auth.sessions import ServerSessionInterface
 from idp.auth.totp import Totp
 from idp.auth.webauthn import Ceremonies, RelyingParty
 from idp.config import Settings
+from idp.mail import open_mailer
 from idp.oidc.keys import KeyRing
 from idp.oidc.server import build_server
 from idp.oidc.tokens import TokenService
@@ -58,6 +60,8 @@ def open_services(settings: Settings) -> Services:
             ephemeral=ephemeral,
             challenge_ttl=settings.webauthn.challenge_ttl,
         ),
+        email_codes=EmailCodes(ephemeral=ephemeral, lifetime=settings.factors.email.code_lifetime),
+        mailer=open_mailer(settings.smtp, settings.outbox),
         secret_box=SecretBox(keys_dir),
     )
 

@@ -9,11 +9,13 @@ from typing import Any
 from flask import Flask, current_app, g, request
 from sqlalchemy.orm import Session
 
+from idp.auth.email_codes import EmailCodes
 from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
 from idp.auth.totp import Totp
 from idp.auth.webauthn import Ceremonies
 from idp.config import Settings
+from idp.mail import Mailer
 from idp.oidc.keys import KeyRing
 from idp.oidc.tokens import TokenService
 from idp.secrets import SecretBox
@@ -35,6 +37,8 @@ class Services:
     passwords: Passwords
     totp: Totp
     ceremonies: Ceremonies
+    email_codes: EmailCodes
+    mailer: Mailer
     secret_box: SecretBox
 
 

@@ -15,6 +15,8 @@ from idp.store.tables import Factor
 
 TOTP = "totp"
 WEBAUTHN = "webauthn"
+EMAIL = "email"
+RECOVERY_CODE = "recovery_code"
 
 
 def capabilities_of(factors: Iterable[Factor]) -> frozenset[Capability]:
@@ -23,6 +25,10 @@ def capabilities_of(factors: Iterable[Factor]) -> frozenset[Capability]:
     for factor in factors:
         if factor.kind == TOTP:
             found.add(Capability(Method.TOTP, frozenset({Amr.OTP})))
+        elif factor.kind == EMAIL:
+            found.add(Capability(Method.EMAIL_CODE, frozenset({Amr.EMAIL})))
+        elif factor.kind == RECOVERY_CODE:
+            found.add(Capability(Method.RECOVERY_CODE, frozenset({Amr.OTP})))
         elif factor.kind == WEBAUTHN:
             amr = amr_for(device_bound=not factor.data["backup_eligible"], user_verified=True)
             found.add(Capability(Method.WEBAUTHN, amr))

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from idp.auth.policy import (
+    BACKUP_METHODS,
     KNOWLEDGE,
     METHOD_AMR,
     METHOD_ORDER,
@@ -376,3 +377,11 @@ def requirement_to_json(requirement: Requirement) -> dict[str, object]:
 
 def requirement_from_json(data: dict[str, Any]) -> Requirement:
     return Requirement(**{**data, "acceptable": tuple(data["acceptable"])})
+
+
+def keeps_minimum(capabilities: frozenset[Capability], policy: AssurancePolicy) -> bool:
+    """Whether an account left with these methods (and its password) can still reach the minimum
+    level without falling back on backup methods (recovery codes): guards removing a factor."""
+    primary = frozenset(c for c in capabilities if c.method not in BACKUP_METHODS)
+    account = Account(subject="", active=True, capabilities=primary)
+    return any(_performable(way, account) for way in policy.level(policy.minimum).satisfied_by)

@@ -42,6 +42,8 @@ METHOD_AMR: dict[Method, frozenset[Amr]] = {
     Method.RECOVERY_CODE: frozenset({Amr.OTP}),
 }
 KNOWLEDGE = frozenset({Amr.PWD})
+# Methods that get a user back in but do not count as an enrolled factor of their own.
+BACKUP_METHODS = frozenset({Method.RECOVERY_CODE})
 # [factors.email] sign_in = true: password + email code reaches the minimum level.
 EMAIL_SIGN_IN = (frozenset({Amr.PWD, Amr.EMAIL}),)
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from idp.store.tables import AuditEvent, Client, Factor, RefreshToken, User, UserSession
@@ -39,6 +39,11 @@ class Factors:
         if kind is not None:
             query = query.where(Factor.kind == kind)
         return self._session.scalars(query.order_by(Factor.created_at)).all()
+
+    def count_named(self, kind: str, name: str) -> int:
+        """How many factors of this kind carry this name (users bound to one email address)."""
+        query = select(func.count()).select_from(Factor).where(Factor.kind == kind, Factor.name == name)
+        return int(self._session.scalar(query) or 0)
 
     def by_lookup_key(self, lookup_key: str) -> Factor | None:
         return self._session.scalars(select(Factor).where(Factor.lookup_key == lookup_key)).one_or_none()

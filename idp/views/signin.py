@@ -8,10 +8,15 @@ import uuid
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from idp.auth.email_codes import CodeRefused
+from idp.auth.factors import EMAIL, RECOVERY_CODE
 from idp.auth.pipeline import NeedEnrolment, NeedFactor, NeedPassword, Step
 from idp.auth.policy import Amr, Method
+from idp.auth.recovery import lookup_key as recovery_lookup_key
+from idp.mail import DeliveryFailed
 from idp.store.tables import Factor
 from idp.views import flow, passkeys
+from idp.views.email_codes import send_code
 from idp.web import audit, durable_store, services
 
 blueprint = Blueprint("signin", __name__, url_prefix="/signin")
@@ -103,10 +108,98 @@ def factor(pending_id: str) -> BaseResponse:
 
 
 def _factor_page(
-    pending: flow.PendingAuthorization, step: Step, *, error: str | None = None, status: int = 200
+    pending: flow.PendingAuthorization,
+    step: Step,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    sent_to: str | None = None,
 ) -> BaseResponse:
-    body = render_template("signin_factor.html", pending=pending, step=step, error=error, Method=Method)
+    body = render_template(
+        "signin_factor.html", pending=pending, step=step, error=error, Method=Method, sent_to=sent_to
+    )
     return Response(body, status=status)
+
+
+@blueprint.route("/<pending_id>/recovery", methods=["POST"])
+def recovery_code(pending_id: str) -> BaseResponse:
+    """A recovery code in place of the second factor: single use, then the user is urged to review."""
+    pending = _pending_or_none(pending_id)
+    if pending is None:
+        return _expired()
+    step, user = flow.decide(pending)
+    if not isinstance(step, NeedFactor) or Method.RECOVERY_CODE not in step.methods or user is None:
+        return _resume(pending)
+    store = durable_store()
+    if not store.factors.consume(user.id, recovery_lookup_key(_field("recovery_code"))):
+        audit(
+            "sign_in",
+            "failure",
+            user_id=user.id,
+            client_id=pending.client_id or None,
+            detail={"step": "recovery_code"},
+        )
+        return _factor_page(
+            pending, step, error="That recovery code is not valid or was used already.", status=401
+        )
+    audit("recovery_code_used", "success", user_id=user.id, client_id=pending.client_id or None)
+    flow.record_proof(user, Method.RECOVERY_CODE, frozenset({Amr.OTP}))
+    left = len(store.factors.of_user(user.id, RECOVERY_CODE))
+    body = render_template(
+        "recovery_used.html", left=left, next_url=url_for("oidc.resume", pending_id=pending.id)
+    )
+    return Response(body)
+
+
+@blueprint.route("/<pending_id>/email/send", methods=["POST"])
+def send_email_code(pending_id: str) -> BaseResponse:
+    pending = _pending_or_none(pending_id)
+    if pending is None:
+        return _expired()
+    step, user = flow.decide(pending)
+    if not isinstance(step, NeedFactor) or Method.EMAIL_CODE not in step.methods or user is None:
+        return _resume(pending)
+    addresses = [f.name for f in flow.factor_of(user, EMAIL)]
+    try:
+        send_code(user, purpose=f"signin:{pending.id}", address=addresses[0], reason="confirm it is you")
+    except CodeRefused as refused:
+        return _factor_page(pending, step, error=str(refused), status=429)
+    except DeliveryFailed:
+        return _factor_page(
+            pending,
+            step,
+            status=502,
+            error="The code could not be sent. Use another method or try again later.",
+        )
+    return _factor_page(pending, step, sent_to=mask_address(addresses[0]))
+
+
+@blueprint.route("/<pending_id>/email", methods=["POST"])
+def email_code(pending_id: str) -> BaseResponse:
+    pending = _pending_or_none(pending_id)
+    if pending is None:
+        return _expired()
+    step, user = flow.decide(pending)
+    if not isinstance(step, NeedFactor) or Method.EMAIL_CODE not in step.methods or user is None:
+        return _resume(pending)
+    try:
+        services().email_codes.verify(purpose=f"signin:{pending.id}", code=_field("email_code"))
+    except CodeRefused as refused:
+        audit(
+            "sign_in",
+            "failure",
+            user_id=user.id,
+            client_id=pending.client_id or None,
+            detail={"step": "email_code"},
+        )
+        return _factor_page(pending, step, error=str(refused), status=401)
+    flow.record_proof(user, Method.EMAIL_CODE, frozenset({Amr.EMAIL}))
+    return _resume(pending)
+
+
+def mask_address(address: str) -> str:
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}"
 
 
 @blueprint.route("/<pending_id>/passkey/options", methods=["POST"])

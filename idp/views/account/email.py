@@ -1,0 +1,89 @@
+"""Binding an email address: usable for codes only once a code sent to it comes back."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from flask import redirect, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from idp.auth.email_codes import CodeRefused
+from idp.auth.factors import EMAIL
+from idp.mail import DeliveryFailed
+from idp.store.tables import Factor, User
+from idp.views.account import blueprint, current_user, page, record_change, signed_in
+from idp.views.email_codes import send_code
+from idp.web import audit, durable_store, services
+
+MAX_ADDRESS = 320
+
+
+def _purpose(user: User) -> str:
+    return f"bind:{user.id}"
+
+
+@blueprint.route("/email/new", methods=["GET", "POST"])
+@signed_in(fresh=True)
+def new_email() -> BaseResponse:
+    user = current_user()
+    if request.method == "GET":
+        return page("account_email.html")
+    address = request.form.get("address", "").strip().lower()[:MAX_ADDRESS]
+    local, _, domain = address.partition("@")
+    if not local or "." not in domain or any(character.isspace() for character in address):
+        return page("account_email.html", error="Enter an email address like name@example.com.", status=400)
+    store = durable_store()
+    if any(f.name == address for f in store.factors.of_user(user.id, EMAIL)):
+        return page("account_email.html", error="This address is already on your account.", status=400)
+    limit = services().settings.factors.email.max_users_per_email
+    if store.factors.count_named(EMAIL, address) >= limit:
+        return page(
+            "account_email.html",
+            status=400,
+            error=f"This address is already used by {limit} accounts, the most allowed.",
+        )
+    try:
+        send_code(
+            user, purpose=_purpose(user), address=address, reason="confirm this address for your account"
+        )
+    except CodeRefused as refused:
+        return page("account_email.html", error=str(refused), status=429)
+    except DeliveryFailed:
+        return page(
+            "account_email.html",
+            status=502,
+            error="The code could not be sent to this address. Check it and try again.",
+        )
+    return redirect(url_for("account.verify_email"))
+
+
+@blueprint.route("/email/verify", methods=["GET", "POST"])
+@signed_in(fresh=True)
+def verify_email() -> BaseResponse:
+    user = current_user()
+    codes = services().email_codes
+    address = codes.pending_address(purpose=_purpose(user))
+    if address is None:
+        return redirect(url_for("account.new_email"))
+    if request.method == "GET":
+        return page("account_email_verify.html", address=address)
+    try:
+        codes.verify(purpose=_purpose(user), code=request.form.get("code", ""))
+    except CodeRefused as refused:
+        audit("factor_enrolment", "failure", user_id=user.id, detail={"kind": EMAIL})
+        return page("account_email_verify.html", address=address, error=str(refused), status=400)
+    durable_store().factors.add(
+        Factor(
+            id=str(uuid.uuid4()),
+            user_id=user.id,
+            kind=EMAIL,
+            name=address,
+            secret=None,
+            data={},
+            created_at=int(time.time()),
+            last_used_at=None,
+        )
+    )
+    record_change(user, f"email address {address} added")
+    return redirect(url_for("account.overview", notice=f"{address} is verified."))

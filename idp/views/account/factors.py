@@ -1,0 +1,105 @@
+"""Adding and removing second factors: authenticator apps, passkeys."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from flask import redirect, request, session, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from idp.auth.factors import TOTP, capabilities_of
+from idp.auth.pipeline import keeps_minimum
+from idp.store.tables import Factor
+from idp.views import passkeys
+from idp.views.account import blueprint, current_user, page, record_change, signed_in
+from idp.web import audit, durable_store, services
+
+TOTP_DRAFT = "account_totp_draft"
+WRONG_CODE = "That code is not valid. Each code works once; wait for the next one and try again."
+
+
+@blueprint.route("/totp/new", methods=["GET", "POST"])
+@signed_in(fresh=True)
+def new_totp() -> BaseResponse:
+    """Another authenticator app: shown as a QR code, stored only once a code from it is confirmed."""
+    user = current_user()
+    totp = services().totp
+    draft = session.get(TOTP_DRAFT)
+    if draft is None:
+        draft = {"factor_id": str(uuid.uuid4()), "secret": totp.new_enrolment(user.username).secret}
+        session[TOTP_DRAFT] = draft
+    enrolment = totp.enrolment_for(draft["secret"], user.username)
+    if request.method == "GET":
+        return page("account_totp.html", enrolment=enrolment)
+    name = request.form.get("name", "").strip()[:100] or "Authenticator app"
+    code = request.form.get("code", "")[:16].replace(" ", "")
+    now = time.time()
+    if not totp.verify(factor_id=draft["factor_id"], secret=enrolment.secret, code=code, now=now):
+        audit("factor_enrolment", "failure", user_id=user.id, detail={"kind": TOTP})
+        return page("account_totp.html", enrolment=enrolment, error=WRONG_CODE, status=400)
+    durable_store().factors.add(
+        Factor(
+            id=draft["factor_id"],
+            user_id=user.id,
+            kind=TOTP,
+            name=name,
+            secret=services().secret_box.seal(enrolment.secret.encode()),
+            data={},
+            created_at=int(now),
+            last_used_at=int(now),
+        )
+    )
+    session.pop(TOTP_DRAFT, None)
+    record_change(user, f"authenticator app '{name}' added")
+    return redirect(url_for("account.overview", notice=f"Authenticator app '{name}' added."))
+
+
+@blueprint.route("/passkeys/new")
+@signed_in(fresh=True)
+def new_passkey() -> BaseResponse:
+    return page(
+        "passkey_new.html",
+        lead="Sign in with it instead of a password, or use it as your second factor.",
+        options_url=url_for("account.passkey_options"),
+        verify_url=url_for("account.add_passkey"),
+        back_url=url_for("account.overview"),
+    )
+
+
+@blueprint.route("/passkeys/options", methods=["POST"])
+@signed_in(fresh=True)
+def passkey_options() -> BaseResponse:
+    return passkeys.begin_registration(current_user())
+
+
+@blueprint.route("/passkeys", methods=["POST"])
+@signed_in(fresh=True)
+def add_passkey() -> BaseResponse:
+    user = current_user()
+    response = passkeys.finish_registration(
+        user, next_url=url_for("account.overview", notice="Passkey added.")
+    )
+    if response.status_code == 200:
+        record_change(user, "passkey added")
+    return response
+
+
+@blueprint.route("/factors/<factor_id>/remove", methods=["POST"])
+@signed_in(fresh=True)
+def remove_factor(factor_id: str) -> BaseResponse:
+    """Remove a factor, unless the account could then no longer reach the minimum level."""
+    user = current_user()
+    store = durable_store()
+    factors = store.factors.of_user(user.id)
+    removing = next((f for f in factors if f.id == factor_id), None)
+    if removing is None:
+        return redirect(url_for("account.overview", notice="That sign-in method no longer exists."))
+    remaining = capabilities_of(f for f in factors if f.id != factor_id)
+    if not keeps_minimum(remaining, services().policy):
+        audit("account_change", "refused", user_id=user.id, detail={"change": "remove last second factor"})
+        notice = "This is your last second factor: add another one before removing it."
+        return redirect(url_for("account.overview", notice=notice))
+    store.factors.remove(user.id, factor_id)
+    record_change(user, f"sign-in method '{removing.name}' removed", detail={"factor_id": factor_id})
+    return redirect(url_for("account.overview", notice=f"'{removing.name}' removed."))

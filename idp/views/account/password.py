@@ -1,0 +1,36 @@
+"""Changing the password: a minimum length and a blocklist (NIST SP 800-63B), after a fresh MFA sign-in."""
+
+from __future__ import annotations
+
+from flask import redirect, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from idp.auth.password_policy import PasswordRejected, check_new_password
+from idp.views.account import blueprint, current_user, page, record_change, signed_in
+from idp.web import services
+
+MAX_INPUT = 1024
+
+
+@blueprint.route("/password", methods=["GET", "POST"])
+@signed_in(fresh=True)
+def change_password() -> BaseResponse:
+    user = current_user()
+    found = services()
+    if request.method == "GET":
+        return page("account_password.html", min_length=found.settings.passwords.min_length)
+    new, repeated = request.form.get("password", "")[:MAX_INPUT], request.form.get("repeat", "")[:MAX_INPUT]
+    try:
+        if new != repeated:
+            raise PasswordRejected("The two passwords differ.")
+        check_new_password(new, min_length=found.settings.passwords.min_length, username=user.username)
+    except PasswordRejected as rejected:
+        return page(
+            "account_password.html",
+            min_length=found.settings.passwords.min_length,
+            error=str(rejected),
+            status=400,
+        )
+    user.password_hash = found.passwords.hash(new)
+    record_change(user, "password changed")
+    return redirect(url_for("account.overview", notice="Your password was changed."))

@@ -1,0 +1,62 @@
+"""Where the user is signed in (and ending those sessions), and their recent sign-in attempts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from flask import redirect, session, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from idp.store.tables import UserSession
+from idp.views.account import blueprint, current_user, page, record_change, signed_in
+from idp.views.flow import SID_KEY
+from idp.web import durable_store, services
+
+HISTORY_EVENTS = ("sign_in", "factor_enrolment", "account_change", "sign_out")
+
+
+@blueprint.route("/sessions")
+@signed_in(fresh=False)
+def sessions() -> BaseResponse:
+    rows = durable_store().sessions.of_user(current_user().id, now=int(time.time()))
+    return page("account_sessions.html", sessions=rows, current=session.get(SID_KEY))
+
+
+@blueprint.route("/sessions/<sid>/end", methods=["POST"])
+@signed_in(fresh=True)
+def end_session(sid: str) -> BaseResponse:
+    ended = _end(lambda row: row.sid == sid and sid != session.get(SID_KEY))
+    return redirect(url_for("account.sessions", notice=f"{ended} session(s) ended."))
+
+
+@blueprint.route("/sessions/end-others", methods=["POST"])
+@signed_in(fresh=True)
+def end_other_sessions() -> BaseResponse:
+    ended = _end(lambda row: row.sid != session.get(SID_KEY))
+    return redirect(url_for("account.sessions", notice=f"{ended} session(s) ended."))
+
+
+def _end(chosen: Callable[[UserSession], bool]) -> int:
+    """Delete the chosen sessions' data: their next request finds no session and is signed out."""
+    user = current_user()
+    store = durable_store()
+    ended = 0
+    for row in store.sessions.of_user(user.id, now=int(time.time())):
+        if chosen(row):
+            services().ephemeral.delete(row.storage_key)
+            store.sessions.remove(row.sid)
+            ended += 1
+    if ended:
+        record_change(user, f"{ended} other session(s) ended")
+    return ended
+
+
+@blueprint.route("/history")
+@signed_in(fresh=False)
+def history() -> BaseResponse:
+    events = [
+        e for e in durable_store().audit.of_user(current_user().id, limit=100) if e.event in HISTORY_EVENTS
+    ]
+    clients = {row.client_id: row.name for row in durable_store().clients.all()}
+    return page("account_history.html", events=events[:50], clients=clients)

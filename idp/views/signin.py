@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import time
-import uuid
 
-from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.auth.email_codes import CodeRefused
@@ -14,15 +13,13 @@ from idp.auth.pipeline import NeedEnrolment, NeedFactor, NeedPassword, Step
 from idp.auth.policy import Amr, Method
 from idp.auth.recovery import lookup_key as recovery_lookup_key
 from idp.mail import DeliveryFailed
-from idp.store.tables import Factor
-from idp.views import flow, passkeys
+from idp.views import flow, passkeys, totp_enrolment
 from idp.views.email_codes import send_code
 from idp.web import audit, durable_store, services
 
 blueprint = Blueprint("signin", __name__, url_prefix="/signin")
 
 WRONG_CREDENTIALS = "The username or password is not right."
-WRONG_CODE = "That code is not valid. Each code works once; wait for the next one and try again."
 MAX_INPUT = 1024
 EXPIRED = "This sign-in has expired or was already completed. Return to the application and start again."
 NOT_NOW = "A passkey is not what this sign-in needs now."
@@ -104,7 +101,7 @@ def factor(pending_id: str) -> BaseResponse:
             flow.record_proof(user, Method.TOTP, frozenset({Amr.OTP}))
             return _resume(pending)
     audit("sign_in", "failure", user_id=user.id, client_id=pending.client_id, detail={"step": "totp"})
-    return _factor_page(pending, step, error=WRONG_CODE, status=401)
+    return _factor_page(pending, step, error=totp_enrolment.WRONG_CODE, status=401)
 
 
 def _factor_page(
@@ -271,44 +268,16 @@ def enrol_totp(pending_id: str) -> BaseResponse:
     step, user = flow.decide(pending)
     if not isinstance(step, NeedEnrolment) or Method.TOTP not in step.methods or user is None:
         return _resume(pending)
-    totp = services().totp
     key = f"enrol:{pending.id}"
-    draft = session.get(key)
-    if draft is None:
-        draft = {"factor_id": str(uuid.uuid4()), "secret": totp.new_enrolment(user.username).secret}
-        session[key] = draft
-    enrolment = totp.enrolment_for(draft["secret"], user.username)
+    enrolment = totp_enrolment.draft(user, key=key)
     if request.method == "GET":
         return _enrol_page(pending, enrolment)
-    name = _field("name").strip()[:100] or "Authenticator app"
-    now = time.time()
-    if not totp.verify(
-        factor_id=draft["factor_id"], secret=enrolment.secret, code=_field("code").replace(" ", ""), now=now
-    ):
-        audit(
-            "factor_enrolment",
-            "failure",
-            user_id=user.id,
-            client_id=pending.client_id,
-            detail={"kind": "totp"},
-        )
-        return _enrol_page(pending, enrolment, error=WRONG_CODE, status=401)
-    durable_store().factors.add(
-        Factor(
-            id=draft["factor_id"],
-            user_id=user.id,
-            kind="totp",
-            name=name,
-            secret=services().secret_box.seal(enrolment.secret.encode()),
-            data={},
-            created_at=int(now),
-            last_used_at=int(now),
-        )
+    code = _field("code").replace(" ", "")
+    factor = totp_enrolment.confirm(
+        user, key=key, code=code, name=_field("name"), client_id=pending.client_id or None
     )
-    session.pop(key, None)
-    audit(
-        "factor_enrolment", "success", user_id=user.id, client_id=pending.client_id, detail={"kind": "totp"}
-    )
+    if factor is None:
+        return _enrol_page(pending, enrolment, error=totp_enrolment.WRONG_CODE, status=401)
     flow.record_proof(user, Method.TOTP, frozenset({Amr.OTP}))
     return _resume(pending)
 

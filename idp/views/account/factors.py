@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import time
-import uuid
-
-from flask import redirect, request, session, url_for
+from flask import redirect, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from idp.auth.factors import TOTP, capabilities_of
+from idp.auth.factors import capabilities_of
 from idp.auth.pipeline import keeps_minimum
-from idp.store.tables import Factor
-from idp.views import passkeys
+from idp.views import passkeys, totp_enrolment
 from idp.views.account import blueprint, current_user, page, record_change, signed_in
 from idp.web import audit, durable_store, services
 
 TOTP_DRAFT = "account_totp_draft"
-WRONG_CODE = "That code is not valid. Each code works once; wait for the next one and try again."
 
 
 @blueprint.route("/totp/new", methods=["GET", "POST"])
@@ -24,33 +19,14 @@ WRONG_CODE = "That code is not valid. Each code works once; wait for the next on
 def new_totp() -> BaseResponse:
     """Another authenticator app: shown as a QR code, stored only once a code from it is confirmed."""
     user = current_user()
-    totp = services().totp
-    draft = session.get(TOTP_DRAFT)
-    if draft is None:
-        draft = {"factor_id": str(uuid.uuid4()), "secret": totp.new_enrolment(user.username).secret}
-        session[TOTP_DRAFT] = draft
-    enrolment = totp.enrolment_for(draft["secret"], user.username)
+    enrolment = totp_enrolment.draft(user, key=TOTP_DRAFT)
     if request.method == "GET":
         return page("account_totp.html", enrolment=enrolment)
-    name = request.form.get("name", "").strip()[:100] or "Authenticator app"
     code = request.form.get("code", "")[:16].replace(" ", "")
-    now = time.time()
-    if not totp.verify(factor_id=draft["factor_id"], secret=enrolment.secret, code=code, now=now):
-        audit("factor_enrolment", "failure", user_id=user.id, detail={"kind": TOTP})
-        return page("account_totp.html", enrolment=enrolment, error=WRONG_CODE, status=400)
-    durable_store().factors.add(
-        Factor(
-            id=draft["factor_id"],
-            user_id=user.id,
-            kind=TOTP,
-            name=name,
-            secret=services().secret_box.seal(enrolment.secret.encode()),
-            data={},
-            created_at=int(now),
-            last_used_at=int(now),
-        )
-    )
-    session.pop(TOTP_DRAFT, None)
+    factor = totp_enrolment.confirm(user, key=TOTP_DRAFT, code=code, name=request.form.get("name", "")[:200])
+    if factor is None:
+        return page("account_totp.html", enrolment=enrolment, error=totp_enrolment.WRONG_CODE, status=400)
+    name = factor.name
     record_change(user, f"authenticator app '{name}' added")
     return redirect(url_for("account.overview", notice=f"Authenticator app '{name}' added."))
 

@@ -1,0 +1,51 @@
+"""Setting up an authenticator app, at sign-in or on the account page: a draft secret kept in the
+session until a code from the app confirms it; only then is the factor stored (no orphan factor)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from flask import session
+
+from idp.auth.factors import TOTP
+from idp.auth.totp import Enrolment
+from idp.store.tables import Factor, User
+from idp.web import audit, durable_store, services
+
+WRONG_CODE = "That code is not valid. Each code works once; wait for the next one and try again."
+DEFAULT_NAME = "Authenticator app"
+
+
+def draft(user: User, *, key: str) -> Enrolment:
+    """The secret being set up under `key` (created on first sight), as QR code and URI."""
+    totp = services().totp
+    if session.get(key) is None:
+        session[key] = {"factor_id": str(uuid.uuid4()), "secret": totp.new_enrolment(user.username).secret}
+    return totp.enrolment_for(session[key]["secret"], user.username)
+
+
+def confirm(user: User, *, key: str, code: str, name: str, client_id: str | None = None) -> Factor | None:
+    """Store the drafted authenticator when `code` comes from it; None (audited) otherwise."""
+    found = services()
+    pending = session.get(key)
+    if pending is None:
+        return None
+    now = time.time()
+    if not found.totp.verify(factor_id=pending["factor_id"], secret=pending["secret"], code=code, now=now):
+        audit("factor_enrolment", "failure", user_id=user.id, client_id=client_id, detail={"kind": TOTP})
+        return None
+    factor = Factor(
+        id=pending["factor_id"],
+        user_id=user.id,
+        kind=TOTP,
+        name=name.strip()[:100] or DEFAULT_NAME,
+        secret=found.secret_box.seal(pending["secret"].encode()),
+        data={},
+        created_at=int(now),
+        last_used_at=int(now),
+    )
+    durable_store().factors.add(factor)
+    session.pop(key, None)
+    audit("factor_enrolment", "success", user_id=user.id, client_id=client_id, detail={"kind": TOTP})
+    return factor

@@ -168,6 +168,21 @@ CASES = [
         Done("mfa", (Amr.PWD, Amr.OTP, Amr.MFA), int(TOTP.at)),
     ),
     Case(
+        "max_age after a passkey alone re-proves the passkey, not the password",
+        state(SYNCED_PASSKEY),
+        account(HAS_PASSKEY),
+        requirement(max_age=10),
+        NeedFactor((Method.WEBAUTHN,), "mfa"),
+    ),
+    Case(
+        "a fresh password does not refresh a stale passkey",
+        state(SYNCED_PASSKEY, replace(PASSWORD, at=NOW + 1)),
+        account(HAS_PASSKEY),
+        requirement(max_age=10),
+        NeedFactor((Method.WEBAUTHN,), "mfa"),
+        now=NOW + 2,
+    ),
+    Case(
         "max_age=0 always re-proves",
         state(PASSWORD, TOTP),
         account(HAS_TOTP),

@@ -6,7 +6,7 @@ No Flask, no I/O: every "is this authentication enough?" question is answered he
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -263,15 +263,28 @@ def _valid_proofs(state: AuthState, level: Level, requirement: Requirement, now:
     return tuple(proof for proof in state.proofs if proof.at >= not_before)
 
 
-def _fresh_enough(used: Sequence[Proof], requirement: Requirement) -> bool:
-    """max_age (OIDC Core 3.1.2.1): the newest proof is no older than max_age at request time."""
-    if requirement.max_age is None:
-        return True
-    return max(proof.at for proof in used) >= requirement.requested_at - requirement.max_age
+def _is_fresh(proof: Proof, requirement: Requirement) -> bool:
+    """max_age (OIDC Core 3.1.2.1): proven no longer than max_age before the request."""
+    return requirement.max_age is None or proof.at >= requirement.requested_at - requirement.max_age
 
 
-def _proven(proofs: Sequence[Proof]) -> frozenset[Amr]:
+def _proven(proofs: Iterable[Proof]) -> frozenset[Amr]:
     return frozenset().union(*(proof.amr for proof in proofs))
+
+
+def _missing(way: frozenset[Amr], proofs: Sequence[Proof], requirement: Requirement) -> frozenset[Amr]:
+    """What is left to prove for `way`: the password once within the level's ttl, and the
+    possession part fresh enough for max_age; a fresh password never refreshes a stale factor."""
+    fresh = _proven(proof for proof in proofs if _is_fresh(proof, requirement))
+    possession = way - KNOWLEDGE
+    if not possession:
+        return way - fresh
+    return ((way & KNOWLEDGE) - _proven(proofs)) | (possession - fresh)
+
+
+def _only_stale(way: frozenset[Amr], missing: frozenset[Amr], proofs: Sequence[Proof]) -> bool:
+    """Everything of `way` was proven; only freshness is missing."""
+    return bool(missing) and way <= _proven(proofs)
 
 
 def _satisfied(
@@ -282,16 +295,14 @@ def _satisfied(
     A way that is complete but older than max_age is made fresh again by a recent proof of a
     refresher method (an email code, where policy allows it for step-up).
     """
-    proven = _proven(proofs)
-    refreshing = [proof for proof in proofs if proof.method in refreshers]
+    refreshing = [proof for proof in proofs if proof.method in refreshers and _is_fresh(proof, requirement)]
     complete = []
     for way in level.satisfied_by:
-        if not way <= proven:
-            continue
+        missing = _missing(way, proofs, requirement)
         used = [proof for proof in proofs if proof.amr & way]
-        if _fresh_enough(used, requirement):
+        if not missing:
             complete.append(used)
-        elif refreshing and _fresh_enough(refreshing, requirement):
+        elif refreshing and _only_stale(way, missing, proofs):
             complete.append([*used, max(refreshing, key=lambda proof: proof.at)])
     if not complete:
         return None
@@ -311,32 +322,23 @@ def _what_to_ask(
     refreshers: frozenset[Method],
 ) -> NeedPassword | NeedFactor | None:
     """The cheapest completion of the level that the account can perform, or None."""
-    proven = _proven(proofs)
-    completions = [_missing(way, proven) for way in level.satisfied_by]
-    performable = [missing for missing in completions if _performable(missing, account)]
+    completions = {way: _missing(way, proofs, requirement) for way in level.satisfied_by}
+    performable = {way: missing for way, missing in completions.items() if _performable(missing, account)}
     if not performable:
         return None
-    cheapest = min(_steps(missing) for missing in performable)
-    options = [missing for missing in performable if _steps(missing) == cheapest]
-    if any(Amr.PWD in missing for missing in options):
+    cheapest = min(_steps(missing) for missing in performable.values())
+    options = {way: missing for way, missing in performable.items() if _steps(missing) == cheapest}
+    if any(Amr.PWD in missing for missing in options.values()):
         return NeedPassword()
     offered = {
         capability.method
-        for missing in options
+        for missing in options.values()
         for capability in account.capabilities
         if missing <= capability.amr
     }
-    if any(way <= proven for way in level.satisfied_by):  # only freshness is missing
+    if any(_only_stale(way, missing, proofs) for way, missing in options.items()):
         offered |= {c.method for c in account.capabilities if c.method in refreshers}
     return NeedFactor(methods=tuple(m for m in METHOD_ORDER if m in offered), level=level.name)
-
-
-def _missing(way: frozenset[Amr], proven: frozenset[Amr]) -> frozenset[Amr]:
-    """What is left to prove for `way`; a complete but stale way re-proves its possession factor."""
-    missing = way - proven
-    if missing:
-        return missing
-    return way - KNOWLEDGE or way
 
 
 def _performable(missing: frozenset[Amr], account: Account) -> bool:

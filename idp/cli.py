@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from idp.auth.passwords import Passwords
+from idp.auth.policy import AssurancePolicy
 from idp.config import CONFIG_ENV, ConfigError, Settings, load_settings
 from idp.oidc.clients import GRANT_TYPES, ClientRegistrationError, register_client
 from idp.oidc.keys import ALGORITHMS, KeyRing, KeyringError, ensure_keys, generate_key, retire_key
@@ -155,6 +156,10 @@ def _user(store: DurableStore, username: str) -> User:
 
 
 def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
+    policy = AssurancePolicy.from_settings(settings)
+    unknown = [value for value in args.default_acr_value if policy.resolve(value) is None]
+    if unknown:
+        raise UsageError(f"unknown acr value(s) {unknown}; configured: {policy.acr_values_supported}")
     created = register_client(
         name=args.name,
         redirect_uris=args.redirect_uri,
@@ -163,6 +168,8 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
         scope=" ".join(args.scope) if args.scope else "openid profile email",
         post_logout_redirect_uris=args.post_logout_redirect_uri,
         id_token_signed_response_alg=args.id_token_alg,
+        default_acr_values=args.default_acr_value,
+        default_max_age=args.default_max_age,
     )
     with _store(settings) as store:
         store.clients.add(created.client)
@@ -271,6 +278,15 @@ def _parser() -> argparse.ArgumentParser:
     client_create.add_argument("--grant-type", action="append", default=[], choices=GRANT_TYPES)
     client_create.add_argument("--scope", action="append", default=[], help="allowed scope (repeat)")
     client_create.add_argument("--id-token-alg", default="RS256", choices=["RS256", "ES256"])
+    client_create.add_argument(
+        "--default-acr-value",
+        action="append",
+        default=[],
+        help="acr asked for when a request names none (repeat)",
+    )
+    client_create.add_argument(
+        "--default-max-age", type=int, help="max_age applied to every request (seconds)"
+    )
     client_create.add_argument("--json", action="store_true", help="print the result as JSON")
     client_create.set_defaults(handler=cmd_clients_create)
     clients.add_parser("list", help="list clients").set_defaults(handler=cmd_clients_list)

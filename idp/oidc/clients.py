@@ -56,6 +56,8 @@ def register_client(
         raise ClientRegistrationError("authorization_code needs at least one --redirect-uri")
     for uri in (*redirect_uris, *post_logout_redirect_uris):
         _validate_redirect_uri(uri)
+    if default_max_age is not None and default_max_age < 0:
+        raise ClientRegistrationError("default_max_age must be zero or more seconds")
     if id_token_signed_response_alg not in ("RS256", "ES256"):
         raise ClientRegistrationError("id_token_signed_response_alg must be RS256 or ES256")
     secret = None if public else secrets.token_urlsafe(32)

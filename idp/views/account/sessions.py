@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from flask import redirect, session, url_for
+from flask import redirect, request, session, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.store.tables import UserSession
@@ -20,7 +20,12 @@ HISTORY_EVENTS = ("sign_in", "factor_enrolment", "account_change", "sign_out")
 @signed_in(fresh=False)
 def sessions() -> BaseResponse:
     rows = durable_store().sessions.of_user(current_user().id, now=int(time.time()))
-    return page("account_sessions.html", sessions=rows, current=session.get(SID_KEY))
+    return page(
+        "account_sessions.html",
+        sessions=rows,
+        current=session.get(SID_KEY),
+        notice=request.args.get("notice"),
+    )
 
 
 @blueprint.route("/sessions/<sid>/end", methods=["POST"])

@@ -6,36 +6,17 @@ Screenshots of each page land in test-artifacts/screenshots/ for a human to look
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyotp
 import pytest
-import requests
-from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
-from support.live import LiveProvider, free_port, start_provider
+from playwright.sync_api import Browser, Page, expect
+from support.browser import DESKTOP, PHONE, chromium, running_demo_app, screenshot
+from support.live import LiveProvider, start_provider
 
 pytestmark = pytest.mark.browser
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEMO_RP = REPO_ROOT / "examples" / "demo_rp.py"
-SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-DESKTOP = ViewportSize(width=1280, height=800)
-PHONE = ViewportSize(width=390, height=844)
 USERNAME = "carol"
 PASSWORD = "a long enough password"
 
@@ -50,65 +31,14 @@ def provider(tmp_path: Path) -> Iterator[LiveProvider]:
 @pytest.fixture
 def demo_app(provider: LiveProvider, tmp_path: Path) -> Iterator[str]:
     """The demo relying party's base URL: registered as a public client, running against the provider."""
-    port = free_port()
-    base = f"http://localhost:{port}"
-    registered = provider.idp(
-        "clients",
-        "create",
-        "--name",
-        "Demo console app",
-        "--public",
-        "--redirect-uri",
-        f"{base}/callback",
-        "--post-logout-redirect-uri",
-        f"{base}/",
-        "--json",
-    )
-    assert registered.returncode == 0, registered.stderr
-    client_id = json.loads(registered.stdout)["client_id"]
-    log = tmp_path / "demo_rp.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, str(DEMO_RP)],
-            env={
-                **os.environ,
-                "DEMO_ISSUER": provider.issuer,
-                "DEMO_CLIENT_ID": client_id,
-                "DEMO_PORT": str(port),
-            },
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_until_answering(f"{base}/", process, log)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _wait_until_answering(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"demo app exited:\n{log.read_text()}")
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise AssertionError(f"demo app did not answer at {url} within 30 s:\n{log.read_text()}")
+    with running_demo_app(provider, tmp_path) as app:
+        yield app.base
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium; a missing browser fails the test rather than skipping it."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
@@ -116,11 +46,6 @@ def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport=DESKTOP)
     yield context.new_page()
     context.close()
-
-
-def screenshot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def test_signs_in_enrols_totp_and_lands_on_demo_app(

@@ -14,6 +14,7 @@ from idp.auth.email_codes import EmailCodes
 from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
 from idp.auth.sessions import ServerSessionInterface
+from idp.auth.throttle import Throttle
 from idp.auth.totp import Totp
 from idp.auth.webauthn import Ceremonies, RelyingParty
 from idp.config import Settings
@@ -61,6 +62,7 @@ def open_services(settings: Settings) -> Services:
             challenge_ttl=settings.webauthn.challenge_ttl,
         ),
         email_codes=EmailCodes(ephemeral=ephemeral, lifetime=settings.factors.email.code_lifetime),
+        throttle=Throttle(ephemeral=ephemeral, settings=settings.throttle),
         mailer=open_mailer(settings.smtp, settings.outbox),
         secret_box=SecretBox(keys_dir),
     )

@@ -16,12 +16,14 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
+from idp.auth.throttle import Throttle, account_subject
 from idp.config import CONFIG_ENV, ConfigError, Settings, load_settings
 from idp.oidc.clients import GRANT_TYPES, ClientRegistrationError, register_client
 from idp.oidc.keys import ALGORITHMS, KeyRing, KeyringError, ensure_keys, generate_key, retire_key
 from idp.secrets import SecretsMissing, ensure_secrets
 from idp.store.database import Database
 from idp.store.durable import DurableStore, audit_event
+from idp.store.ephemeral import open_ephemeral_store
 from idp.store.tables import User
 
 
@@ -145,6 +147,16 @@ def cmd_users_reset_mfa(settings: Settings, args: argparse.Namespace) -> None:
     print(f"removed {removed} factor(s) of {args.username}; they enrol again at their next sign-in")
 
 
+def cmd_users_unlock(settings: Settings, args: argparse.Namespace) -> None:
+    """Clear an account's password back-off and lock (after 100 failures it needs this or a passkey)."""
+    with _store(settings) as store:
+        user = _user(store, args.username)
+        ephemeral = open_ephemeral_store(settings.redis.url, Path(settings.instance_dir))
+        Throttle(ephemeral=ephemeral, settings=settings.throttle).unlock(account_subject(user.username))
+        store.audit.record(audit_event("account_unlocked", "success", at=int(time.time()), user_id=user.id))
+    print(f"unlocked {args.username}")
+
+
 def _user(store: DurableStore, username: str) -> User:
     user = store.users.by_username(username)
     if user is None:
@@ -263,6 +275,9 @@ def _parser() -> argparse.ArgumentParser:
     disable = users.add_parser("disable", help="disable a user")
     disable.add_argument("username")
     disable.set_defaults(handler=cmd_users_disable)
+    unlock = users.add_parser("unlock", help="clear a user's password back-off and lock")
+    unlock.add_argument("username")
+    unlock.set_defaults(handler=cmd_users_unlock)
     reset = users.add_parser("reset-mfa", help="remove a user's second factors (they enrol again)")
     reset.add_argument("username")
     reset.set_defaults(handler=cmd_users_reset_mfa)

@@ -129,6 +129,26 @@ class FactorSettings(_Section):
     email: EmailFactorSettings = EmailFactorSettings()
 
 
+class BackoffSettings(_Section):
+    """Failures allowed before waiting starts; then each failure doubles the wait, up to the cap."""
+
+    free_attempts: Annotated[int, Field(ge=1)] = 5
+    base_delay: PositiveSeconds = 30
+    max_delay: PositiveSeconds = 900
+    window: PositiveSeconds = 86400
+
+
+class ThrottleSettings(_Section):
+    """NIST SP 800-63B 5.2.2: at most `lock_after` consecutive password failures per account."""
+
+    lock_after: Annotated[int, Field(ge=10, le=100)] = 100
+    password_account: BackoffSettings = BackoffSettings()
+    password_address: BackoffSettings = BackoffSettings(free_attempts=20, base_delay=10, max_delay=900)
+    second_factor: BackoffSettings = BackoffSettings()
+    webauthn_address: BackoffSettings = BackoffSettings(free_attempts=20, base_delay=10, max_delay=600)
+    client_auth: BackoffSettings = BackoffSettings(free_attempts=10, base_delay=5, max_delay=300)
+
+
 class LevelSettings(_Section):
     """One acr level: the combinations of amr values that reach it and how long it lasts."""
 
@@ -205,6 +225,7 @@ class Settings(_Section):
     account: AccountSettings = AccountSettings()
     smtp: SmtpSettings = SmtpSettings()
     factors: FactorSettings = FactorSettings()
+    throttle: ThrottleSettings = ThrottleSettings()
     assurance: AssuranceSettings = AssuranceSettings()
     scopes: dict[str, ScopePolicy] = Field(default_factory=dict)
     server: ServerSettings = ServerSettings()

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from idp.auth.email_codes import EmailCodes
 from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
+from idp.auth.throttle import Throttle
 from idp.auth.totp import Totp
 from idp.auth.webauthn import Ceremonies
 from idp.config import Settings
@@ -38,6 +39,7 @@ class Services:
     totp: Totp
     ceremonies: Ceremonies
     email_codes: EmailCodes
+    throttle: Throttle
     mailer: Mailer
     secret_box: SecretBox
 

@@ -13,6 +13,8 @@ from idp.store.ephemeral import EphemeralStore
 MAX_WRONG_TRIES = 5
 RESEND_INTERVAL = 60
 SENDS_PER_HOUR = 10
+EXPIRED = "This code has expired or was used. Ask for a new one."
+KILLED = "Too many wrong codes: this one no longer works. Ask for a new one."
 
 
 class CodeRefused(Exception):
@@ -52,19 +54,27 @@ class EmailCodes:
         return None if raw is None else str(json.loads(raw)["address"])
 
     def verify(self, *, purpose: str, code: str) -> str:
-        """The address the code was sent to, consuming the code; five wrong tries kill it."""
+        """The address the code was sent to, consuming the code; five wrong tries kill it.
+
+        Each try is counted as it arrives, before it is weighed: guesses sent in parallel get no
+        more tries than guesses sent one after another.
+        """
+        tries = self.ephemeral.incr(f"email-code-tries:{purpose}", ttl=self.lifetime)
         raw = self.ephemeral.get(f"email-code:{purpose}")
         if raw is None:
-            raise CodeRefused("This code has expired or was used. Ask for a new one.")
+            raise CodeRefused(EXPIRED)
+        if tries > MAX_WRONG_TRIES:
+            self.ephemeral.delete(f"email-code:{purpose}")
+            raise CodeRefused(KILLED)
         record = json.loads(raw)
         candidate = code.strip().replace(" ", "")[:12]
         if hmac.compare_digest(record["digest"], _digest(record["salt"], candidate)):
             if self.ephemeral.take(f"email-code:{purpose}") is None:
-                raise CodeRefused("This code has expired or was used. Ask for a new one.")
+                raise CodeRefused(EXPIRED)
             return str(record["address"])
-        if self.ephemeral.incr(f"email-code-tries:{purpose}", ttl=self.lifetime) >= MAX_WRONG_TRIES:
+        if tries == MAX_WRONG_TRIES:
             self.ephemeral.delete(f"email-code:{purpose}")
-            raise CodeRefused("Too many wrong codes: this one no longer works. Ask for a new one.")
+            raise CodeRefused(KILLED)
         raise CodeRefused("That code is not right.")
 
 

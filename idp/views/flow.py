@@ -34,6 +34,7 @@ from idp.web import durable_store, services
 AUTH_KEY = "auth"
 SID_KEY = "sid"
 PENDING_PREFIX = "authz:"
+STEP_UP_KEY = "stepped_up"
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,17 @@ def stash(
         PENDING_PREFIX + pending.id, pending.to_json(), ttl=found.settings.tokens.sign_in_lifetime
     )
     return pending
+
+
+def remember_step_up(pending: PendingAuthorization) -> None:
+    """The page a step-up returns to judges the session as of the step-up's start, once: otherwise a
+    small max_age would send the user round again before they reach the page."""
+    session[STEP_UP_KEY] = {"path": pending.return_to, "requested_at": pending.requirement.requested_at}
+
+
+def step_up_time(path: str) -> float | None:
+    marker = session.pop(STEP_UP_KEY, None)
+    return float(marker["requested_at"]) if marker and marker.get("path") == path else None
 
 
 def load_pending(pending_id: str) -> PendingAuthorization | None:

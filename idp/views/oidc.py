@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from authlib.oauth2 import OAuth2Error
@@ -149,6 +150,7 @@ def _continue_to_own_page(pending: flow.PendingAuthorization, step: Step) -> Bas
     assert pending.return_to is not None
     if isinstance(step, Done):
         flow.finish_pending(pending)
+        flow.remember_step_up(pending)
         return redirect(pending.return_to)
     if isinstance(step, Fail):
         flow.finish_pending(pending)
@@ -207,21 +209,47 @@ def _expired() -> BaseResponse:
 
 @blueprint.route("/token", methods=["POST"])
 def token() -> BaseResponse:
-    response: BaseResponse = authorization_server().create_token_response()
-    return response
+    return _with_client_authentication(lambda: authorization_server().create_token_response())
 
 
 @blueprint.route("/revoke", methods=["POST"])
 def revoke() -> BaseResponse:
-    response: BaseResponse = authorization_server().create_endpoint_response("revocation")
-    return response
+    return _with_client_authentication(lambda: authorization_server().create_endpoint_response("revocation"))
 
 
 @blueprint.route("/introspect", methods=["POST"])
 def introspect() -> BaseResponse:
-    response: BaseResponse = authorization_server().create_endpoint_response("introspection")
+    response = _with_client_authentication(
+        lambda: authorization_server().create_endpoint_response("introspection")
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _with_client_authentication(endpoint: Callable[[], BaseResponse]) -> BaseResponse:
+    """Endpoints where clients authenticate: failed authentications back off per client and address."""
+    throttle = services().throttle
+    client_id = _presented_client_id()
+    attempt = (throttle.client_auth, f"{client_id}|{request.remote_addr}")
+    blocked = throttle.blocked(attempt)
+    if blocked is not None:
+        refusal = jsonify(error="invalid_client", error_description="too many failed client authentications")
+        refusal.status_code = 429
+        refusal.headers["Retry-After"] = str(blocked.retry_after)
+        return refusal
+    response = endpoint()
+    if response.status_code == 401:
+        throttle.failed(*attempt)
+        audit("client_authentication", "failure", client_id=client_id[:64] or None)
+    return response
+
+
+def _presented_client_id() -> str:
+    """The client id a request claims (HTTP Basic or form), before it is authenticated."""
+    authorization = request.authorization
+    if authorization is not None and authorization.type == "basic" and authorization.username:
+        return str(authorization.username)[:200]
+    return request.form.get("client_id", "")[:200]
 
 
 @blueprint.route("/userinfo", methods=["GET", "POST"])

@@ -12,6 +12,7 @@ from flask import Response, jsonify, request, session
 from idp.auth.factors import WEBAUTHN, credential_lookup_key, stored_credential, webauthn_factor
 from idp.auth.pipeline import NeedFactor, NeedPassword, Step
 from idp.auth.policy import Method
+from idp.auth.throttle import account_subject
 from idp.auth.webauthn import CeremonyFailed, amr_for, credential_id_of, user_handle_of
 from idp.store.tables import Factor, User
 from idp.views import flow
@@ -57,10 +58,19 @@ def begin_authentication(usage: PasskeyUsage) -> Response:
 
 
 def finish_authentication(usage: PasskeyUsage, *, client_id: str, next_url: str) -> Response:
+    throttle = services().throttle
+    attempt = (throttle.webauthn_address, request.remote_addr or "unknown")
+    user_id = usage.user.id if usage.user else None
+    blocked = throttle.blocked(attempt)
+    if blocked is not None:
+        audit(
+            "sign_in", "throttled", user_id=user_id, client_id=client_id or None, detail={"step": "webauthn"}
+        )
+        return json_error(blocked.message, status=429)
     try:
-        _verify_assertion(usage)
+        owner = _verify_assertion(usage)
     except CeremonyFailed as failure:
-        user_id = usage.user.id if usage.user else None
+        throttle.failed(*attempt)
         audit(
             "sign_in",
             "failure",
@@ -69,10 +79,14 @@ def finish_authentication(usage: PasskeyUsage, *, client_id: str, next_url: str)
             detail={"step": "webauthn", "reason": failure.reason},
         )
         return json_error(str(failure))
+    if usage.require_user_verification:
+        # A passkey alone is not guessable: it re-opens password sign-in after a lock (NIST 5.2.2).
+        throttle.unlock(account_subject(owner.username))
     return jsonify(redirect=next_url)
 
 
-def _verify_assertion(usage: PasskeyUsage) -> None:
+def _verify_assertion(usage: PasskeyUsage) -> User:
+    ceremony_id = session.pop(CEREMONY_KEY, "")  # one attempt per challenge, whatever happens next
     response = _credential_json()
     store = durable_store()
     factor = store.factors.by_lookup_key(credential_lookup_key(credential_id_of(response)))
@@ -87,7 +101,7 @@ def _verify_assertion(usage: PasskeyUsage) -> None:
     assert owner is not None
     stored = stored_credential(factor)
     assertion = services().ceremonies.finish_authentication(
-        ceremony_id=session.pop(CEREMONY_KEY, ""),
+        ceremony_id=ceremony_id,
         response=response,
         credential=stored,
         require_user_verification=usage.require_user_verification,
@@ -96,6 +110,7 @@ def _verify_assertion(usage: PasskeyUsage) -> None:
     store.factors.mark_used(factor.id, int(time.time()), data=data)
     amr = amr_for(device_bound=stored.device_bound, user_verified=assertion.user_verified)
     flow.record_proof(owner, Method.WEBAUTHN, amr)
+    return owner
 
 
 def begin_registration(user: User) -> Response:

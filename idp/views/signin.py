@@ -19,6 +19,7 @@ from idp.auth.factors import EMAIL, RECOVERY_CODE, TOTP
 from idp.auth.pipeline import NeedEnrolment, NeedFactor, NeedPassword, Step
 from idp.auth.policy import Amr, Method
 from idp.auth.recovery import lookup_key as recovery_lookup_key
+from idp.auth.throttle import Blocked, Gate, account_subject
 from idp.mail import DeliveryFailed
 from idp.store.tables import User
 from idp.views import flow, passkeys, totp_enrolment
@@ -73,7 +74,10 @@ def _field(name: str) -> str:
     return request.form.get(name, "")[:MAX_INPUT]
 
 
-def _refused(pending: Pending, user: User | None, step_name: str) -> None:
+def _refused(pending: Pending, user: User | None, step_name: str, *attempts: tuple[Gate, str]) -> None:
+    """Audit a failed step and count it against its throttles."""
+    for gate, subject in attempts:
+        services().throttle.failed(gate, subject)
     audit(
         "sign_in",
         "failure",
@@ -81,6 +85,33 @@ def _refused(pending: Pending, user: User | None, step_name: str) -> None:
         client_id=pending.client_id or None,
         detail={"step": step_name},
     )
+
+
+def _throttled(
+    pending: Pending, user: User | None, step_name: str, *attempts: tuple[Gate, str]
+) -> Blocked | None:
+    """Whether guessing is paused for these subjects; audited when it is."""
+    blocked = services().throttle.blocked(*attempts)
+    if blocked is not None:
+        audit(
+            "sign_in",
+            "throttled",
+            user_id=user.id if user else None,
+            client_id=pending.client_id or None,
+            detail={"step": step_name, "retry_after": blocked.retry_after, "locked": blocked.locked},
+        )
+    return blocked
+
+
+def _second_factor_attempt(user: User) -> tuple[Gate, str]:
+    return (services().throttle.second_factor, user.id)
+
+
+def _too_many(response: Response, blocked: Blocked) -> Response:
+    response.status_code = 429
+    if blocked.retry_after:
+        response.headers["Retry-After"] = str(blocked.retry_after)
+    return response
 
 
 # -- first factor --------------------------------------------------------------------------------
@@ -92,14 +123,23 @@ def password(pending: Pending, _step: NeedPassword, _user: User | None) -> BaseR
     if request.method == "GET":
         return _password_page(pending)
     username, password = _field("username").strip(), _field("password")
+    throttle = services().throttle
+    attempts = (
+        (throttle.password_account, account_subject(username)),
+        (throttle.password_address, request.remote_addr or "unknown"),
+    )
+    blocked = _throttled(pending, None, "password", *attempts)
+    if blocked is not None:
+        return _too_many(_password_page(pending, error=blocked.message, username=username), blocked)
     user = durable_store().users.by_username(username)
     usable = user is not None and not user.disabled
     check = services().passwords.verify(
         stored_hash=user.password_hash if usable and user else None, password=password
     )
     if not check.valid or user is None:
-        _refused(pending, user, "password")
+        _refused(pending, user, "password", *attempts)
         return _password_page(pending, error=WRONG_CREDENTIALS, username=username, status=401)
+    throttle.succeeded(*attempts[0])
     if check.new_hash is not None:
         user.password_hash = check.new_hash
     flow.record_proof(user, Method.PASSWORD, frozenset({Amr.PWD}))
@@ -122,6 +162,10 @@ def factor(pending: Pending, step: NeedFactor, user: User) -> BaseResponse:
     """The second-factor page: every method the pipeline offers; the form posted here is TOTP."""
     if request.method == "GET" or Method.TOTP not in step.methods:
         return _factor_page(pending, step)
+    attempt = _second_factor_attempt(user)
+    blocked = _throttled(pending, user, "totp", attempt)
+    if blocked is not None:
+        return _too_many(_factor_page(pending, step, error=blocked.message), blocked)
     code = _field("code").replace(" ", "")
     now = time.time()
     found = services()
@@ -130,9 +174,10 @@ def factor(pending: Pending, step: NeedFactor, user: User) -> BaseResponse:
         secret = found.secret_box.open(candidate.secret).decode()
         if found.totp.verify(factor_id=candidate.id, secret=secret, code=code, now=now):
             durable_store().factors.mark_used(candidate.id, int(now))
+            found.throttle.succeeded(*attempt)
             flow.record_proof(user, Method.TOTP, frozenset({Amr.OTP}))
             return _resume(pending)
-    _refused(pending, user, "totp")
+    _refused(pending, user, "totp", attempt)
     return _factor_page(pending, step, error=totp_enrolment.WRONG_CODE, status=401)
 
 
@@ -154,11 +199,16 @@ def _factor_page(
 @at_step(NeedFactor, Method.RECOVERY_CODE)
 def recovery_code(pending: Pending, step: NeedFactor, user: User) -> BaseResponse:
     """A recovery code in place of the second factor: single use, then the user is urged to review."""
+    attempt = _second_factor_attempt(user)
+    blocked = _throttled(pending, user, "recovery_code", attempt)
+    if blocked is not None:
+        return _too_many(_factor_page(pending, step, error=blocked.message), blocked)
     store = durable_store()
     if not store.factors.consume(user.id, recovery_lookup_key(_field("recovery_code"))):
-        _refused(pending, user, "recovery_code")
+        _refused(pending, user, "recovery_code", attempt)
         error = "That recovery code is not valid or was used already."
         return _factor_page(pending, step, error=error, status=401)
+    services().throttle.succeeded(*attempt)
     audit("recovery_code_used", "success", user_id=user.id, client_id=pending.client_id or None)
     flow.record_proof(user, Method.RECOVERY_CODE, frozenset({Amr.OTP}))
     left = len(store.factors.of_user(user.id, RECOVERY_CODE))
@@ -185,11 +235,16 @@ def send_email_code(pending: Pending, step: NeedFactor, user: User) -> BaseRespo
 @blueprint.route("/<pending_id>/email", methods=["POST"])
 @at_step(NeedFactor, Method.EMAIL_CODE)
 def email_code(pending: Pending, step: NeedFactor, user: User) -> BaseResponse:
+    attempt = _second_factor_attempt(user)
+    blocked = _throttled(pending, user, "email_code", attempt)
+    if blocked is not None:
+        return _too_many(_factor_page(pending, step, error=blocked.message), blocked)
     try:
         services().email_codes.verify(purpose=f"signin:{pending.id}", code=_field("email_code"))
     except CodeRefused as refused:
-        _refused(pending, user, "email_code")
+        _refused(pending, user, "email_code", attempt)
         return _factor_page(pending, step, error=str(refused), status=401)
+    services().throttle.succeeded(*attempt)
     flow.record_proof(user, Method.EMAIL_CODE, frozenset({Amr.EMAIL}))
     return _resume(pending)
 

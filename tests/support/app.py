@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import jwt
 import pyotp
 from flask import Flask
 from flask.testing import FlaskClient
@@ -80,15 +81,23 @@ def csrf_token(page: TestResponse) -> str:
     return found.group(1)
 
 
+def meta_csrf_token(page: TestResponse) -> str:
+    """The token webauthn.js sends as X-CSRFToken: the page's <meta name="csrf-token">."""
+    found = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.get_data(as_text=True))
+    assert found, "the page has no csrf-token meta element"
+    return found.group(1)
+
+
 @dataclass
 class Browser:
     """Follows the hosted pages the way a person would, one form at a time."""
 
     client: FlaskClient
     client_id: str
+    code_verifier: str = ""
 
     def authorize(self, **extra: str) -> TestResponse:
-        verifier = secrets.token_urlsafe(48)
+        verifier = self.code_verifier = secrets.token_urlsafe(48)
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
         params = {
             "response_type": "code",
@@ -113,6 +122,35 @@ class Browser:
         action = re.search(r'<form method="post" action="([^"]+)"', page.get_data(as_text=True))
         assert action, "the page has no form"
         return self.follow(self.client.post(action.group(1), data={"csrf_token": csrf_token(page), **fields}))
+
+    def post_json(self, url: str, body: dict[str, Any], *, csrf: str) -> TestResponse:
+        """POST the way webauthn.js does: a JSON body and the page's token as X-CSRFToken."""
+        return self.client.post(url, json=body, headers={"X-CSRFToken": csrf})
+
+    def redeem(self, code: str, secret: str) -> dict[str, Any]:
+        """The client's back channel: code and this browser's PKCE verifier for tokens (RFC 6749 4.1.3)."""
+        response = self.client.post(
+            "/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": REDIRECT_URI,
+                "code_verifier": self.code_verifier,
+            },
+            auth=(self.client_id, secret),
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        tokens: dict[str, Any] = response.get_json()
+        return tokens
+
+    def id_token_claims(self, id_token: str) -> dict[str, Any]:
+        """The ID token's claims, its signature checked against the published JWKS."""
+        keys = jwt.PyJWKSet.from_dict(self.client.get("/jwks.json").get_json())
+        key = keys[jwt.get_unverified_header(id_token)["kid"]]
+        claims: dict[str, Any] = jwt.decode(
+            id_token, key=key, algorithms=[key.algorithm_name], audience=self.client_id
+        )
+        return claims
 
     def sign_in_with_enrolment(self, username: str, password: str) -> tuple[TestResponse, str]:
         """Password, then TOTP enrolment from the page; returns the client's redirect and the secret."""

@@ -56,7 +56,7 @@ def _authenticated_user(*, fresh: bool) -> User | BaseResponse:
         prompt=None,
         client_default_acr_values=[],
         client_default_max_age=None,
-        now=time.time(),
+        now=flow.step_up_time(request.path) or time.time(),
     )
     step, user = flow.decide_requirement(requirement)
     if isinstance(step, Done) and user is not None:

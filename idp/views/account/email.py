@@ -23,6 +23,18 @@ def _purpose(user: User) -> str:
     return f"bind:{user.id}"
 
 
+def _cannot_bind(user: User, address: str) -> str | None:
+    """Why `address` cannot be bound to `user`, or None: asked before the code is sent and again when
+    it comes back (other accounts may have bound the address in between)."""
+    store = durable_store()
+    if any(f.name == address for f in store.factors.of_user(user.id, EMAIL)):
+        return "This address is already on your account."
+    limit = services().settings.factors.email.max_users_per_email
+    if store.factors.count_named(EMAIL, address) >= limit:
+        return f"This address is already used by {limit} accounts, the most allowed."
+    return None
+
+
 @blueprint.route("/email/new", methods=["GET", "POST"])
 @signed_in(fresh=True)
 def new_email() -> BaseResponse:
@@ -33,16 +45,9 @@ def new_email() -> BaseResponse:
     local, _, domain = address.partition("@")
     if not local or "." not in domain or any(character.isspace() for character in address):
         return page("account_email.html", error="Enter an email address like name@example.com.", status=400)
-    store = durable_store()
-    if any(f.name == address for f in store.factors.of_user(user.id, EMAIL)):
-        return page("account_email.html", error="This address is already on your account.", status=400)
-    limit = services().settings.factors.email.max_users_per_email
-    if store.factors.count_named(EMAIL, address) >= limit:
-        return page(
-            "account_email.html",
-            status=400,
-            error=f"This address is already used by {limit} accounts, the most allowed.",
-        )
+    refusal = _cannot_bind(user, address)
+    if refusal is not None:
+        return page("account_email.html", error=refusal, status=400)
     try:
         send_code(
             user, purpose=_purpose(user), address=address, reason="confirm this address for your account"
@@ -69,10 +74,14 @@ def verify_email() -> BaseResponse:
     if request.method == "GET":
         return page("account_email_verify.html", address=address)
     try:
-        codes.verify(purpose=_purpose(user), code=request.form.get("code", ""))
+        address = codes.verify(purpose=_purpose(user), code=request.form.get("code", ""))
     except CodeRefused as refused:
         audit("factor_enrolment", "failure", user_id=user.id, detail={"kind": EMAIL})
         return page("account_email_verify.html", address=address, error=str(refused), status=400)
+    refusal = _cannot_bind(user, address)
+    if refusal is not None:
+        audit("factor_enrolment", "failure", user_id=user.id, detail={"kind": EMAIL})
+        return page("account_email.html", error=refusal, status=400)
     durable_store().factors.add(
         Factor(
             id=str(uuid.uuid4()),

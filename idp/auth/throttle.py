@@ -1,0 +1,98 @@
+"""Throttling of guesses (NIST SP 800-63B 5.2.2): exponential back-off per account and per address.
+
+Counters live in the ephemeral store, so every worker and instance sees the same ones. Waiting is
+always enough to try again, except that an account with `lock_after` consecutive password failures
+needs more than waiting: a passkey sign-in or an administrator (`idp users unlock`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+
+from idp.config import BackoffSettings, ThrottleSettings
+from idp.store.ephemeral import EphemeralStore
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """Why and for how long an attempt is refused before it is even checked."""
+
+    retry_after: int
+    locked: bool = False
+
+    @property
+    def message(self) -> str:
+        if self.locked:
+            return (
+                "This account is locked after too many failed sign-ins. Sign in with a passkey, "
+                "or ask your administrator to unlock it."
+            )
+        minutes = max(1, math.ceil(self.retry_after / 60))
+        return f"Too many failed attempts. Try again in {minutes} minute{'s' if minutes > 1 else ''}."
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One kind of guess (passwords of an account, codes of a user, ...) and its back-off schedule."""
+
+    name: str
+    schedule: BackoffSettings
+
+
+class Throttle:
+    def __init__(self, *, ephemeral: EphemeralStore, settings: ThrottleSettings) -> None:
+        self._ephemeral = ephemeral
+        self._lock_after = settings.lock_after
+        self.password_account = Gate("password-account", settings.password_account)
+        self.password_address = Gate("password-address", settings.password_address)
+        self.second_factor = Gate("second-factor", settings.second_factor)
+        self.webauthn_address = Gate("webauthn-address", settings.webauthn_address)
+        self.client_auth = Gate("client-auth", settings.client_auth)
+
+    def blocked(self, *attempts: tuple[Gate, str]) -> Blocked | None:
+        """The longest wait any of the (gate, subject) pairs imposes now, or None."""
+        now = time.time()
+        waits = []
+        for gate, subject in attempts:
+            if (
+                gate is self.password_account
+                and self._ephemeral.get(_key("locked", gate, subject)) is not None
+            ):
+                return Blocked(retry_after=0, locked=True)
+            raw = self._ephemeral.get(_key("until", gate, subject))
+            if raw is not None and float(raw) > now:
+                waits.append(math.ceil(float(raw) - now))
+        return Blocked(retry_after=max(waits)) if waits else None
+
+    def failed(self, gate: Gate, subject: str) -> int:
+        """Count a failure; from the free attempts on, each failure doubles the wait. Returns the count."""
+        schedule = gate.schedule
+        failures = self._ephemeral.incr(_key("failures", gate, subject), ttl=schedule.window)
+        beyond = failures - schedule.free_attempts
+        if beyond > 0:
+            delay = min(schedule.base_delay * 2 ** min(beyond - 1, 30), schedule.max_delay)
+            self._ephemeral.put(_key("until", gate, subject), str(time.time() + delay).encode(), ttl=delay)
+        if gate is self.password_account and failures >= self._lock_after:
+            self._ephemeral.put(_key("locked", gate, subject), b"1", ttl=schedule.window)
+        return failures
+
+    def succeeded(self, gate: Gate, subject: str) -> None:
+        """A success ends the run of consecutive failures (the address gates keep counting)."""
+        for kind in ("failures", "until", "locked"):
+            self._ephemeral.delete(_key(kind, gate, subject))
+
+    def unlock(self, subject: str) -> None:
+        self.succeeded(self.password_account, subject)
+
+
+def account_subject(username: str) -> str:
+    """Accounts are throttled by the name typed, so unknown names behave like known ones."""
+    return hashlib.sha256(username.strip().casefold().encode()).hexdigest()
+
+
+def _key(kind: str, gate: Gate, subject: str) -> str:
+    return f"throttle:{kind}:{gate.name}:{json.dumps(subject)[1:-1]}"

@@ -10,6 +10,7 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import InternalServerError
 
+from idp import observability
 from idp.auth.email_codes import EmailCodes
 from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
@@ -98,6 +99,7 @@ def create_app(settings: Settings) -> Flask:
     for module in (wellknown, oidc, signin, logout, home, account):
         app.register_blueprint(module.blueprint)
     app.add_template_filter(_datetime, "datetime")
+    observability.install(app)
     install_unit_of_work(app)
     _install_failure_pages(app)
     _install_security_headers(app, hsts=settings.secure_cookies)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 from idp.config import CONFIG_ENV, Settings
 
+# prometheus_client's multiprocess mode; set before any worker imports the client.
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 GRACEFUL_SECONDS = 20
 CONCURRENT_REQUESTS = 16
 
@@ -17,10 +21,18 @@ def serve(
     """Run until stopped; SIGTERM drains in-flight requests (graceful shutdown)."""
     if config_path:
         os.environ[CONFIG_ENV] = str(config_path)
+    _prepare_metrics(Path(settings.instance_dir) / "metrics")
     if engine == "gunicorn":
         _serve_gunicorn(host, port, workers)
     else:
         _serve_granian(host, port, workers)
+
+
+def _prepare_metrics(directory: Path) -> None:
+    """Workers share their counters through files (prometheus_client multiprocess mode), fresh at start."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ[MULTIPROCESS_ENV] = str(directory.resolve())
 
 
 def _serve_gunicorn(host: str, port: int, workers: int) -> None:

@@ -2,5 +2,7 @@
 
 from idp.app import create_app
 from idp.config import load_settings
+from idp.observability import configure_logging
 
+configure_logging()
 app = create_app(load_settings())

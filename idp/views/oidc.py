@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
+from idp import observability
 from idp.auth.pipeline import (
     Done,
     Fail,
@@ -38,6 +40,7 @@ from idp.views.delivery import RESPONSE_MODES, deliver_error
 from idp.web import audit, durable_store, services
 
 blueprint = Blueprint("oidc", __name__)
+log = logging.getLogger(__name__)
 
 
 def authorization_server() -> ProviderServer:
@@ -174,6 +177,7 @@ def _issue_code(pending: flow.PendingAuthorization, done: Done, user: Any) -> Ba
         return _protocol_error(error)
     response: BaseResponse = server.create_authorization_response(stored, grant_user=subject, grant=grant)
     durable_store().sessions.set_acr(authentication.sid, done.acr)
+    observability.SIGN_INS.labels("success", done.acr).inc()
     audit(
         "sign_in",
         "success",
@@ -186,6 +190,7 @@ def _issue_code(pending: flow.PendingAuthorization, done: Done, user: Any) -> Ba
 
 def _protocol_error(error: OAuth2Error) -> BaseResponse:
     """Errors with a validated redirect URI go to the client; the rest are shown here (RFC 6749 4.1.2.1)."""
+    log.info("authorization request refused: %s", error.error)
     if error.redirect_uri:
         return deliver_error(
             error.redirect_uri,
@@ -209,7 +214,11 @@ def _expired() -> BaseResponse:
 
 @blueprint.route("/token", methods=["POST"])
 def token() -> BaseResponse:
-    return _with_client_authentication(lambda: authorization_server().create_token_response())
+    response = _with_client_authentication(lambda: authorization_server().create_token_response())
+    grant_type = request.form.get("grant_type", "")
+    known = grant_type in ("authorization_code", "refresh_token", "client_credentials")
+    observability.TOKENS.labels(grant_type if known else "other", str(response.status_code)).inc()
+    return response
 
 
 @blueprint.route("/revoke", methods=["POST"])

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from idp import observability
 from idp.auth.email_codes import CodeRefused
 from idp.auth.factors import EMAIL, RECOVERY_CODE, TOTP
 from idp.auth.pipeline import NeedEnrolment, NeedFactor, NeedPassword, Step
@@ -78,6 +79,7 @@ def _refused(pending: Pending, user: User | None, step_name: str, *attempts: tup
     """Audit a failed step and count it against its throttles."""
     for gate, subject in attempts:
         services().throttle.failed(gate, subject)
+    observability.SIGN_INS.labels("failure", "").inc()
     audit(
         "sign_in",
         "failure",
@@ -93,6 +95,7 @@ def _throttled(
     """Whether guessing is paused for these subjects; audited when it is."""
     blocked = services().throttle.blocked(*attempts)
     if blocked is not None:
+        observability.SIGN_INS.labels("throttled", "").inc()
         audit(
             "sign_in",
             "throttled",

@@ -1,0 +1,92 @@
+"""Operations: Prometheus metrics, structured JSON logs that carry a request id."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from typing import Any
+
+from flask import Flask, Response, g, has_request_context, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by `idp serve` (idp/serve.py) for its workers
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+SIGN_INS = Counter(
+    "idp_sign_ins_total", "Completed sign-in attempts by outcome and acr reached", ["outcome", "acr"]
+)
+TOKENS = Counter(
+    "idp_tokens_issued_total", "Token responses by grant type and status", ["grant_type", "status"]
+)
+LATENCY = Histogram(
+    "idp_request_duration_seconds",
+    "Time to answer a request, by endpoint",
+    ["endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, and the request id inside a request."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if has_request_context() and "request_id" in g:
+            entry["request_id"] = g.request_id
+        if record.exc_info:
+            entry["error"] = record.exc_info[0].__name__ if record.exc_info[0] else "exception"
+        return json.dumps(entry)
+
+
+def configure_logging() -> None:
+    """JSON lines on standard error for the idp loggers (exception details stay out of the output)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("idp")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def install(app: Flask) -> None:
+    """Request ids (X-Request-ID, echoed), latency per endpoint, and /metrics."""
+
+    @app.before_request
+    def start() -> None:
+        offered = request.headers.get("X-Request-ID", "")
+        g.request_id = offered if REQUEST_ID.match(offered) else secrets.token_hex(8)
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def finish(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        if "started" in g:
+            LATENCY.labels(request.endpoint or "unknown").observe(time.perf_counter() - g.started)
+        return response
+
+    @app.route("/metrics")
+    def metrics() -> Response:
+        registry: CollectorRegistry | None = None
+        if os.environ.get(MULTIPROCESS_ENV):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        body = generate_latest(registry) if registry is not None else generate_latest()
+        return Response(
+            body, mimetype=CONTENT_TYPE_LATEST.split(";")[0], headers={"Cache-Control": "no-store"}
+        )

@@ -71,6 +71,7 @@ class EmailCodes:
         if hmac.compare_digest(record["digest"], _digest(record["salt"], candidate)):
             if self.ephemeral.take(f"email-code:{purpose}") is None:
                 raise CodeRefused(EXPIRED)
+            self.ephemeral.delete(f"email-send:recent:{purpose}")  # done: the next address may follow
             return str(record["address"])
         if tries == MAX_WRONG_TRIES:
             self.ephemeral.delete(f"email-code:{purpose}")

@@ -249,7 +249,8 @@ def apply_proof(state: AuthState | None, subject: str, proof: Proof) -> AuthStat
 
 def _still_held(state: AuthState, account: Account) -> AuthState:
     """Proofs by a method the account no longer has (a removed or reset factor) stop counting."""
-    held = {capability.method for capability in account.capabilities} | {Method.PASSWORD}
+    # A backup method (the last recovery code) is used up by its own proof: it still counts.
+    held = {capability.method for capability in account.capabilities} | {Method.PASSWORD} | BACKUP_METHODS
     return replace(state, proofs=tuple(proof for proof in state.proofs if proof.method in held))
 
 

@@ -35,6 +35,7 @@ AUTH_KEY = "auth"
 SID_KEY = "sid"
 PENDING_PREFIX = "authz:"
 STEP_UP_KEY = "stepped_up"
+STEP_UP_GRACE = 120
 
 
 @dataclass(frozen=True)
@@ -98,14 +99,20 @@ def stash(
 
 
 def remember_step_up(pending: PendingAuthorization) -> None:
-    """The page a step-up returns to judges the session as of the step-up's start, once: otherwise a
-    small max_age would send the user round again before they reach the page."""
-    session[STEP_UP_KEY] = {"path": pending.return_to, "requested_at": pending.requirement.requested_at}
+    """After a step-up for the provider's own pages, they judge the session as of the step-up's
+    start for a short while: the page and the form posted from it, however small the max_age."""
+    session[STEP_UP_KEY] = {
+        "requested_at": pending.requirement.requested_at,
+        "until": time.time() + STEP_UP_GRACE,
+    }
 
 
-def step_up_time(path: str) -> float | None:
-    marker = session.pop(STEP_UP_KEY, None)
-    return float(marker["requested_at"]) if marker and marker.get("path") == path else None
+def step_up_time() -> float | None:
+    marker = session.get(STEP_UP_KEY)
+    if marker is None or marker["until"] < time.time():
+        session.pop(STEP_UP_KEY, None)
+        return None
+    return float(marker["requested_at"])
 
 
 def load_pending(pending_id: str) -> PendingAuthorization | None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, g, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.auth.factors import EMAIL, RECOVERY_CODE, TOTP, WEBAUTHN
@@ -56,7 +56,7 @@ def _authenticated_user(*, fresh: bool) -> User | BaseResponse:
         prompt=None,
         client_default_acr_values=[],
         client_default_max_age=None,
-        now=flow.step_up_time(request.path) or time.time(),
+        now=flow.step_up_time() or time.time(),
     )
     step, user = flow.decide_requirement(requirement)
     if isinstance(step, Done) and user is not None:
@@ -105,6 +105,12 @@ def record_change(user: User, change: str, *, detail: dict[str, Any] | None = No
             audit("notice", "failure", user_id=user.id, detail={"change": change})
 
 
+def redirect_with(target: str, message: str, category: str) -> BaseResponse:
+    """Redirect after a change, with a message kept in the session (not the URL: no spoofed notices)."""
+    flash(message, category)
+    return redirect(target)
+
+
 def page(template: str, *, status: int = 200, **context: Any) -> Response:
     response = Response(render_template(template, user=current_user(), **context), status=status)
     response.headers["Cache-Control"] = "no-store"
@@ -133,9 +139,7 @@ def overview() -> BaseResponse:
     factors = durable_store().factors.of_user(user.id)
     listed = [describe(f) for f in factors if f.kind != RECOVERY_CODE]
     recovery_left = sum(1 for f in factors if f.kind == RECOVERY_CODE)
-    return page(
-        "account.html", factors=listed, recovery_left=recovery_left, notice=request.args.get("notice")
-    )
+    return page("account.html", factors=listed, recovery_left=recovery_left)
 
 
 from idp.views.account import (  # noqa: E402  (routes register on the blueprint above)

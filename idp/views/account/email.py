@@ -12,7 +12,7 @@ from idp.auth.email_codes import CodeRefused
 from idp.auth.factors import EMAIL
 from idp.mail import DeliveryFailed
 from idp.store.tables import Factor, User
-from idp.views.account import blueprint, current_user, page, record_change, signed_in
+from idp.views.account import blueprint, current_user, page, record_change, redirect_with, signed_in
 from idp.views.email_codes import send_code
 from idp.web import audit, durable_store, services
 
@@ -68,16 +68,19 @@ def new_email() -> BaseResponse:
 def verify_email() -> BaseResponse:
     user = current_user()
     codes = services().email_codes
-    address = codes.pending_address(purpose=_purpose(user))
-    if address is None:
-        return redirect(url_for("account.new_email"))
     if request.method == "GET":
-        return page("account_email_verify.html", address=address)
+        pending = codes.pending_address(purpose=_purpose(user))
+        if pending is None:
+            return redirect(url_for("account.new_email"))
+        return page("account_email_verify.html", address=pending)
     try:
         address = codes.verify(purpose=_purpose(user), code=request.form.get("code", ""))
     except CodeRefused as refused:
         audit("factor_enrolment", "failure", user_id=user.id, detail={"kind": EMAIL})
-        return page("account_email_verify.html", address=address, error=str(refused), status=400)
+        pending = codes.pending_address(purpose=_purpose(user))
+        if pending is None:  # expired, used or killed: the way on is a new code
+            return page("account_email.html", error=str(refused), status=400)
+        return page("account_email_verify.html", address=pending, error=str(refused), status=400)
     refusal = _cannot_bind(user, address)
     if refusal is not None:
         audit("factor_enrolment", "failure", user_id=user.id, detail={"kind": EMAIL})
@@ -95,4 +98,4 @@ def verify_email() -> BaseResponse:
         )
     )
     record_change(user, f"email address {address} added")
-    return redirect(url_for("account.overview", notice=f"{address} is verified."))
+    return redirect_with(url_for("account.overview"), f"{address} is verified.", "success")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import redirect, request, url_for
+from flask import flash, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.auth.factors import capabilities_of
 from idp.auth.pipeline import keeps_minimum
 from idp.views import passkeys, totp_enrolment
-from idp.views.account import blueprint, current_user, page, record_change, signed_in
+from idp.views.account import blueprint, current_user, page, record_change, redirect_with, signed_in
 from idp.web import audit, durable_store, services
 
 TOTP_DRAFT = "account_totp_draft"
@@ -28,7 +28,7 @@ def new_totp() -> BaseResponse:
         return page("account_totp.html", enrolment=enrolment, error=totp_enrolment.WRONG_CODE, status=400)
     name = factor.name
     record_change(user, f"authenticator app '{name}' added")
-    return redirect(url_for("account.overview", notice=f"Authenticator app '{name}' added."))
+    return redirect_with(url_for("account.overview"), f"Authenticator app '{name}' added.", "success")
 
 
 @blueprint.route("/passkeys/new")
@@ -53,11 +53,10 @@ def passkey_options() -> BaseResponse:
 @signed_in(fresh=True)
 def add_passkey() -> BaseResponse:
     user = current_user()
-    response = passkeys.finish_registration(
-        user, next_url=url_for("account.overview", notice="Passkey added.")
-    )
+    response = passkeys.finish_registration(user, next_url=url_for("account.overview"))
     if response.status_code == 200:
         record_change(user, "passkey added")
+        flash("Passkey added.", "success")
     return response
 
 
@@ -70,12 +69,12 @@ def remove_factor(factor_id: str) -> BaseResponse:
     factors = store.factors.of_user(user.id)
     removing = next((f for f in factors if f.id == factor_id), None)
     if removing is None:
-        return redirect(url_for("account.overview", notice="That sign-in method no longer exists."))
+        return redirect_with(url_for("account.overview"), "That sign-in method no longer exists.", "error")
     remaining = capabilities_of(f for f in factors if f.id != factor_id)
     if not keeps_minimum(remaining, services().policy):
         audit("account_change", "refused", user_id=user.id, detail={"change": "remove last second factor"})
         notice = "This is your last second factor: add another one before removing it."
-        return redirect(url_for("account.overview", notice=notice))
+        return redirect_with(url_for("account.overview"), notice, "error")
     store.factors.remove(user.id, factor_id)
     record_change(user, f"sign-in method '{removing.name}' removed", detail={"factor_id": factor_id})
-    return redirect(url_for("account.overview", notice=f"'{removing.name}' removed."))
+    return redirect_with(url_for("account.overview"), f"'{removing.name}' removed.", "success")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import redirect, request, url_for
+from flask import request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.auth.password_policy import PasswordRejected, check_new_password
-from idp.views.account import blueprint, current_user, page, record_change, signed_in
+from idp.views.account import blueprint, current_user, page, record_change, redirect_with, signed_in
 from idp.web import services
 
 MAX_INPUT = 1024
@@ -33,4 +33,4 @@ def change_password() -> BaseResponse:
         )
     user.password_hash = found.passwords.hash(new)
     record_change(user, "password changed")
-    return redirect(url_for("account.overview", notice="Your password was changed."))
+    return redirect_with(url_for("account.overview"), "Your password was changed.", "success")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from flask import redirect, request, session, url_for
+from flask import session, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.store.tables import UserSession
-from idp.views.account import blueprint, current_user, page, record_change, signed_in
+from idp.views.account import blueprint, current_user, page, record_change, redirect_with, signed_in
 from idp.views.flow import SID_KEY
 from idp.web import durable_store, services
 
@@ -24,7 +24,6 @@ def sessions() -> BaseResponse:
         "account_sessions.html",
         sessions=rows,
         current=session.get(SID_KEY),
-        notice=request.args.get("notice"),
     )
 
 
@@ -32,14 +31,14 @@ def sessions() -> BaseResponse:
 @signed_in(fresh=True)
 def end_session(sid: str) -> BaseResponse:
     ended = _end(lambda row: row.sid == sid and sid != session.get(SID_KEY))
-    return redirect(url_for("account.sessions", notice=f"{ended} session(s) ended."))
+    return redirect_with(url_for("account.sessions"), f"{ended} session(s) ended.", "success")
 
 
 @blueprint.route("/sessions/end-others", methods=["POST"])
 @signed_in(fresh=True)
 def end_other_sessions() -> BaseResponse:
     ended = _end(lambda row: row.sid != session.get(SID_KEY))
-    return redirect(url_for("account.sessions", notice=f"{ended} session(s) ended."))
+    return redirect_with(url_for("account.sessions"), f"{ended} session(s) ended.", "success")
 
 
 def _end(chosen: Callable[[UserSession], bool]) -> int:

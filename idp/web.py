@@ -67,19 +67,22 @@ def audit(
     client_id: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Record an audit event in this request's unit of work; never pass a secret in `detail`."""
-    durable_store().audit.record(
-        audit_event(
-            event,
-            outcome,
-            at=int(time.time()),
-            user_id=user_id,
-            client_id=client_id,
-            ip=request.remote_addr,
-            user_agent=request.user_agent.string,
-            detail=detail,
-        )
-    )
+    """Record an audit event in this request's unit of work; never pass a secret in `detail`.
+
+    Events outlive the rollback of a request that failed with a 5xx (see install_unit_of_work).
+    """
+    fields: dict[str, Any] = {
+        "event": event,
+        "outcome": outcome,
+        "at": int(time.time()),
+        "user_id": user_id,
+        "client_id": client_id,
+        "ip": request.remote_addr,
+        "user_agent": request.user_agent.string,
+        "detail": detail,
+    }
+    g.setdefault("audit_events", []).append(fields)
+    durable_store().audit.record(audit_event(**fields))
 
 
 def install_unit_of_work(app: Flask) -> None:
@@ -94,9 +97,17 @@ def install_unit_of_work(app: Flask) -> None:
                     session.commit()
                 else:
                     session.rollback()
+                    _keep_audit_events(session)
             finally:
                 session.close()
         return response
+
+    def _keep_audit_events(session: Session) -> None:
+        """The request's changes are undone, but what was attempted stays in the audit log."""
+        events = g.pop("audit_events", [])
+        if events:
+            DurableStore.over(session).audit.record_all([audit_event(**fields) for fields in events])
+            session.commit()
 
     @app.teardown_request
     def rollback(_error: BaseException | None) -> None:

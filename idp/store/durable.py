@@ -160,6 +160,9 @@ class Audit:
     def record(self, event: AuditEvent) -> None:
         self._session.add(event)
 
+    def record_all(self, events: list[AuditEvent]) -> None:
+        self._session.add_all(events)
+
     def of_user(self, user_id: str, limit: int = 50) -> Sequence[AuditEvent]:
         query = (
             select(AuditEvent)

@@ -185,17 +185,27 @@ def factor(pending: Pending, step: NeedFactor, user: User) -> BaseResponse:
 
 
 def _factor_page(
-    pending: Pending,
-    step: NeedFactor,
-    *,
-    error: str | None = None,
-    status: int = 200,
-    sent_to: str | None = None,
+    pending: Pending, step: NeedFactor, *, error: str | None = None, status: int = 200
 ) -> Response:
+    """Every method offered; the email code field shows once a code was sent for this sign-in."""
+    sent_to = (
+        services().email_codes.pending_address(purpose=_email_purpose(pending))
+        if Method.EMAIL_CODE in step.methods
+        else None
+    )
     body = render_template(
-        "signin_factor.html", pending=pending, step=step, error=error, Method=Method, sent_to=sent_to
+        "signin_factor.html",
+        pending=pending,
+        step=step,
+        error=error,
+        Method=Method,
+        sent_to=mask_address(sent_to) if sent_to else None,
     )
     return Response(body, status=status)
+
+
+def _email_purpose(pending: Pending) -> str:
+    return f"signin:{pending.id}"
 
 
 @blueprint.route("/<pending_id>/recovery", methods=["POST"])
@@ -226,13 +236,13 @@ def recovery_code(pending: Pending, step: NeedFactor, user: User) -> BaseRespons
 def send_email_code(pending: Pending, step: NeedFactor, user: User) -> BaseResponse:
     address = flow.factor_of(user, EMAIL)[0].name
     try:
-        send_code(user, purpose=f"signin:{pending.id}", address=address, reason="confirm it is you")
+        send_code(user, purpose=_email_purpose(pending), address=address, reason="confirm it is you")
     except CodeRefused as refused:
         return _factor_page(pending, step, error=str(refused), status=429)
     except DeliveryFailed:
         error = "The code could not be sent. Use another method or try again later."
         return _factor_page(pending, step, error=error, status=502)
-    return _factor_page(pending, step, sent_to=mask_address(address))
+    return _factor_page(pending, step)
 
 
 @blueprint.route("/<pending_id>/email", methods=["POST"])
@@ -243,7 +253,7 @@ def email_code(pending: Pending, step: NeedFactor, user: User) -> BaseResponse:
     if blocked is not None:
         return _too_many(_factor_page(pending, step, error=blocked.message), blocked)
     try:
-        services().email_codes.verify(purpose=f"signin:{pending.id}", code=_field("email_code"))
+        services().email_codes.verify(purpose=_email_purpose(pending), code=_field("email_code"))
     except CodeRefused as refused:
         _refused(pending, user, "email_code", attempt)
         return _factor_page(pending, step, error=str(refused), status=401)

@@ -66,7 +66,12 @@ def index() -> str:
     claims = session.get("claims")
     pretty = json.dumps(claims, indent=2, sort_keys=True) if claims else ""
     return render_template_string(
-        PAGE, claims=claims, pretty=pretty, issuer=ISSUER, error=request.args.get("error")
+        PAGE,
+        claims=claims,
+        pretty=pretty,
+        issuer=ISSUER,
+        error=request.args.get("error"),
+        transfer=session.pop("transfer", None),
     )
 
 
@@ -92,6 +97,7 @@ def _authorize(extra: dict[str, str]) -> Any:
         "nonce": session["flow"]["nonce"],
         "code_challenge": challenge,
         "code_challenge_method": "S256",
+        **extra,
     }
     return redirect(f"{_metadata()['authorization_endpoint']}?{urllib.parse.urlencode(params)}")
 

@@ -493,3 +493,9 @@ def test_email_codes_do_not_refresh_when_step_up_is_off() -> None:
         state(PASSWORD, TOTP), account(HAS_TOTP, HAS_EMAIL), requirement(max_age=10), NO_EMAIL_STEP_UP, NOW
     )
     assert step == NeedFactor((Method.TOTP,), "mfa")
+
+
+def test_a_raised_floor_that_totp_cannot_reach_is_unmet_rather_than_a_totp_enrolment_loop() -> None:
+    raised = requirement(("phr",))  # a scope rule or client default: not essential, but the floor
+    step = next_step(state(PASSWORD, TOTP), account(HAS_TOTP), raised, POLICY, NOW)
+    assert step == Fail("unmet_authentication_requirements", "the account cannot reach phr")

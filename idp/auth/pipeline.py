@@ -215,7 +215,9 @@ def next_step(
             return ask
     if not requirement.interactive:
         return _login_required()
-    if not requirement.essential:
+    if not requirement.essential and all(
+        _could_reach(method, policy.level(floor)) for method in policy.enrol_at_sign_in
+    ):
         return NeedEnrolment(methods=policy.enrol_at_sign_in, level=floor)
     return _enrol_for_step_up(state, account, requirement, policy, now)
 

@@ -28,6 +28,7 @@ from joserfc.jwk import KeySet
 
 ACCESS_TOKEN_TYPE = "at+jwt"
 MAX_TOKEN_LENGTH = 8192
+HTTP_REASONS = {401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class Challenge:
 
     def body(self) -> bytes:
         return json.dumps({"error": self.error or "unauthorized"}).encode()
+
+
+class ProviderUnreachable(Exception):
+    """The provider's metadata, JWKS or introspection endpoint did not answer: fail closed."""
 
 
 class TokenValidator(Protocol):
@@ -108,8 +113,11 @@ class JwksValidator:
 class IntrospectionValidator:
     """Asks the provider (RFC 7662) on every call: sees revocation at once, costs a round trip."""
 
-    def __init__(self, *, issuer: str, client_id: str, client_secret: str) -> None:
+    def __init__(
+        self, *, issuer: str, client_id: str, client_secret: str, audience: str | None = None
+    ) -> None:
         self._endpoint = _get_json(f"{issuer}/.well-known/openid-configuration")["introspection_endpoint"]
+        self._audience = audience
         credentials = f"{client_id}:{client_secret}".encode()
         self._authorization = "Basic " + base64.b64encode(credentials).decode()
 
@@ -121,9 +129,14 @@ class IntrospectionValidator:
             data=urllib.parse.urlencode({"token": token, "token_type_hint": "access_token"}).encode(),
             headers={"Authorization": self._authorization},
         )
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-            answer = json.load(response)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                answer = json.load(response)
+        except (OSError, ValueError) as error:
+            raise ProviderUnreachable(f"introspection failed: {error}") from None
         if not answer.get("active") or answer.get("token_type") != "Bearer":
+            return None
+        if self._audience is not None and answer.get("client_id") != self._audience:
             return None
         return _access_token(answer)
 
@@ -141,7 +154,10 @@ def check(
     scheme, _, value = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return Challenge(401, "Bearer")  # RFC 6750 3.1: no error code when no token was sent
-    token = validator.validate(value.strip())
+    try:
+        token = validator.validate(value.strip())
+    except ProviderUnreachable:
+        return Challenge(503, 'Bearer error="temporarily_unavailable"', "temporarily_unavailable")
     if token is None:
         return Challenge(401, 'Bearer error="invalid_token"', "invalid_token")
     missing_scopes = set(scopes) - token.scopes
@@ -238,7 +254,7 @@ class RequireAuthentication:
         if isinstance(outcome, Challenge):
             body = outcome.body()
             start_response(
-                f"{outcome.status} {'Unauthorized' if outcome.status == 401 else 'Forbidden'}",
+                f"{outcome.status} {HTTP_REASONS[outcome.status]}",
                 [
                     ("Content-Type", "application/json"),
                     ("Content-Length", str(len(body))),
@@ -275,5 +291,8 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _get_json(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (the provider's own URLs)
-        return dict(json.load(response))
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (the provider's own URLs)
+            return dict(json.load(response))
+    except (OSError, ValueError) as error:
+        raise ProviderUnreachable(f"{url}: {error}") from None

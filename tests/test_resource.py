@@ -547,3 +547,10 @@ def test_after_a_key_rotation_a_token_with_the_new_kid_makes_the_validator_fetch
     assert len(fetched) == 4, "the unknown kid fetched the JWKS once more"
     assert validator.validate(issued.mfa["access_token"]) is not None, "the old key stays published"
     assert len(fetched) == 4
+
+
+def test_an_unreachable_provider_fails_closed_with_503() -> None:
+    nowhere = idp.resource.JwksValidator(issuer=f"http://127.0.0.1:{free_port()}")
+    outcome = idp.resource.check("Bearer a.b.c", nowhere)
+    assert isinstance(outcome, idp.resource.Challenge)
+    assert (outcome.status, outcome.error) == (503, "temporarily_unavailable")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
+from typing import Any
 
-from flask import Flask, Response, render_template
+from flask import Flask, Response, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import InternalServerError
+from werkzeug.exceptions import InternalServerError, RequestEntityTooLarge
 
 from idp import observability
 from idp.auth.email_codes import EmailCodes
@@ -32,6 +35,9 @@ from idp.web import EXTENSION, Services, install_unit_of_work
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STORE_FAILURES = (StoreUnavailable, DatabaseUnavailable, OperationalError)
 MAX_REQUEST_BYTES = 64 * 1024
+# Libraries that log secrets below WARNING: authlib every token it issues (DEBUG), SQLAlchemy statement
+# parameters and result rows, so password hashes and sealed TOTP secrets (INFO, DEBUG).
+LIBRARIES_LOGGING_SECRETS = ("authlib", "sqlalchemy")
 
 
 def open_services(settings: Settings) -> Services:
@@ -69,6 +75,16 @@ def open_services(settings: Settings) -> Services:
     )
 
 
+class BoundedJSONProvider(DefaultJSONProvider):
+    """A body nested deeper than the parser recurses is malformed JSON (a ValueError), not a crash."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
 def create_app(settings: Settings) -> Flask:
     found = open_services(settings)
     app = Flask(
@@ -76,6 +92,7 @@ def create_app(settings: Settings) -> Flask:
         template_folder=str(PROJECT_ROOT / "templates"),
         static_folder=str(PROJECT_ROOT / "static"),
     )
+    app.json = BoundedJSONProvider(app)
     app.config.update(
         SECRET_KEY=load_session_secret(Path(settings.keys.directory)),
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
@@ -102,7 +119,10 @@ def create_app(settings: Settings) -> Flask:
     observability.install(app)
     install_unit_of_work(app)
     _install_failure_pages(app)
+    _install_body_limit(app)
     _install_security_headers(app, hsts=settings.secure_cookies)
+    for name in LIBRARIES_LOGGING_SECRETS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     return app
 
 
@@ -130,6 +150,15 @@ def _install_failure_pages(app: Flask) -> None:
         if isinstance(error.original_exception, STORE_FAILURES):
             return unavailable(error.original_exception)
         return error
+
+
+def _install_body_limit(app: Flask) -> None:
+    """A body declared larger than the limit is refused up front, also where no view reads it."""
+
+    @app.before_request
+    def refuse_large_bodies() -> None:
+        if (request.content_length or 0) > MAX_REQUEST_BYTES:
+            raise RequestEntityTooLarge()
 
 
 def _install_security_headers(app: Flask, *, hsts: bool) -> None:

@@ -142,6 +142,7 @@ class ThrottleSettings(_Section):
     """NIST SP 800-63B 5.2.2: at most `lock_after` consecutive password failures per account."""
 
     lock_after: Annotated[int, Field(ge=10, le=100)] = 100
+    lock_window: PositiveSeconds = 30 * 86400
     password_account: BackoffSettings = BackoffSettings()
     password_address: BackoffSettings = BackoffSettings(free_attempts=20, base_delay=10, max_delay=900)
     second_factor: BackoffSettings = BackoffSettings()

@@ -8,6 +8,7 @@ needs more than waiting: a passkey sign-in or an administrator (`idp users unloc
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import math
 import time
@@ -47,6 +48,7 @@ class Throttle:
     def __init__(self, *, ephemeral: EphemeralStore, settings: ThrottleSettings) -> None:
         self._ephemeral = ephemeral
         self._lock_after = settings.lock_after
+        self._lock_window = settings.lock_window
         self.password_account = Gate("password-account", settings.password_account)
         self.password_address = Gate("password-address", settings.password_address)
         self.second_factor = Gate("second-factor", settings.second_factor)
@@ -76,17 +78,35 @@ class Throttle:
         if beyond > 0:
             delay = min(schedule.base_delay * 2 ** min(beyond - 1, 30), schedule.max_delay)
             self._ephemeral.put(_key("until", gate, subject), str(time.time() + delay).encode(), ttl=delay)
-        if gate is self.password_account and failures >= self._lock_after:
-            self._ephemeral.put(_key("locked", gate, subject), b"1", ttl=schedule.window)
+        if gate is self.password_account:
+            self._count_towards_lock(subject)
         return failures
+
+    def _count_towards_lock(self, subject: str) -> None:
+        """Consecutive password failures are remembered until a success (or `lock_window`, a month),
+        not just the back-off window: a day's pause must not restart the count towards the lock."""
+        run = self._ephemeral.incr(_key("run", self.password_account, subject), ttl=self._lock_window)
+        if run >= self._lock_after:
+            self._ephemeral.put(_key("locked", self.password_account, subject), b"1", ttl=self._lock_window)
 
     def succeeded(self, gate: Gate, subject: str) -> None:
         """A success ends the run of consecutive failures (the address gates keep counting)."""
-        for kind in ("failures", "until", "locked"):
+        for kind in ("failures", "until", "run", "locked"):
             self._ephemeral.delete(_key(kind, gate, subject))
 
     def unlock(self, subject: str) -> None:
         self.succeeded(self.password_account, subject)
+
+
+def address_subject(address: str | None) -> str:
+    """Addresses are throttled by host for IPv4 and by /64 network for IPv6 (one host's usual share)."""
+    try:
+        parsed = ipaddress.ip_address(address or "")
+    except ValueError:
+        return "unknown"
+    if parsed.version == 6 and parsed.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed.ipv4_mapped or parsed) if parsed.version == 6 else str(parsed)
 
 
 def account_subject(username: str) -> str:

@@ -7,7 +7,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Request, grants
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, OAuth2Request, grants
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
@@ -214,7 +214,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         if not _user_may_hold_tokens(row.user_id):
             revoke_grant(row.family_id, reason="account disabled")
             return None
-        if row.rotated or not store.refresh_tokens.claim_for_rotation(row.token_hash):
+        if row.rotated:
             revoke_grant(row.family_id, reason="refresh token reused")
             return None
         if row.expires_at <= time.time():
@@ -222,16 +222,21 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         return refresh_token_view(row)
 
     def authenticate_user(self, refresh_token: IssuedToken) -> GrantSubject | None:
+        """Called once the whole request is valid: only now is the token spent, so a refused request
+        (a wider scope, say) leaves it usable; a racing use of the same token revokes the family."""
         user = durable().users.get(refresh_token.subject)
         if user is None or user.disabled or refresh_token.authentication is None:
             return None
-        assert refresh_token.grant_id is not None
+        assert refresh_token.grant_id is not None and refresh_token.row is not None
+        if not durable().refresh_tokens.claim_for_rotation(refresh_token.row.token_hash):
+            revoke_grant(refresh_token.grant_id, reason="refresh token reused")
+            raise InvalidGrantError()
         return GrantSubject(
             user=user, authentication=refresh_token.authentication, grant_id=refresh_token.grant_id
         )
 
     def revoke_old_credential(self, refresh_token: IssuedToken) -> None:
-        """Already marked rotated by authenticate_refresh_token, in this unit of work."""
+        """Already marked rotated by authenticate_user, in this unit of work."""
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]

@@ -40,6 +40,13 @@ class StoredAuthorizationRequest(OAuth2Request):  # type: ignore[misc]
 
 
 class ProviderServer(AuthorizationServer):  # type: ignore[misc]
+    def authenticate_client(self, request: OAuth2Request, methods: list[str], endpoint: str = "token") -> Any:
+        """One authentication method per request (RFC 6749 2.3): failed Basic credentials must not
+        fall back to the client_id of a public client named in the form."""
+        if request.headers.get("Authorization", "").lower().startswith("basic "):
+            methods = [method for method in methods if method == "client_secret_basic"]
+        return super().authenticate_client(request, methods, endpoint)
+
     def create_oauth2_request(self, request: Any) -> OAuth2Request:
         if isinstance(request, OAuth2Request):
             return request

@@ -21,7 +21,7 @@ def _hinted_audience(id_token_hint: str) -> str | None:
         return None
     try:
         token = jwt.decode(id_token_hint, services().keyring.public_key_set, algorithms=["ES256", "RS256"])
-    except (JoseError, ValueError):
+    except (JoseError, ValueError, TypeError):  # joserfc raises TypeError on headers of the wrong shape
         return None
     if token.claims.get("iss") != services().settings.issuer:
         return None

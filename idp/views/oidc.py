@@ -8,6 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.base import invalid_error_characters
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from flask import (
     Blueprint,
     Response,
@@ -32,14 +35,20 @@ from idp.auth.pipeline import (
     requirement_for,
 )
 from idp.auth.policy import Method
+from idp.auth.throttle import address_subject
 from idp.oidc.claims import user_claims
 from idp.oidc.server import ProviderServer, StoredAuthorizationRequest
-from idp.oidc.tokens import Authentication, GrantSubject, new_grant_id
+from idp.oidc.tokens import MAX_TOKEN_LENGTH, Authentication, GrantSubject, new_grant_id
 from idp.views import flow
 from idp.views.delivery import RESPONSE_MODES, deliver_error
 from idp.web import audit, durable_store, services
 
 blueprint = Blueprint("oidc", __name__)
+
+MAX_PARAMETER_LENGTH = MAX_TOKEN_LENGTH  # no parameter we accept is longer than the longest token
+# Plain ASCII by their syntax (RFC 6749 A.3, A.6); authlib repeats them in its error descriptions, which
+# must be too (RFC 6749 4.1.2.1), and raises ValueError instead of the error when they are not.
+ECHOED = frozenset({"response_type", "redirect_uri"})
 log = logging.getLogger(__name__)
 
 
@@ -52,6 +61,9 @@ def authorization_server() -> ProviderServer:
 def authorize() -> BaseResponse:
     """Validate the request (authlib), fix what it requires (pipeline), then sign the user in."""
     server = authorization_server()
+    malformed = _malformed_parameters()
+    if malformed is not None:
+        return _protocol_error(malformed)
     end_user = flow.signed_in_user()
     try:
         grant = server.get_consent_grant(end_user=end_user)
@@ -154,6 +166,7 @@ def _continue_to_own_page(pending: flow.PendingAuthorization, step: Step) -> Bas
     if isinstance(step, Done):
         flow.finish_pending(pending)
         flow.remember_step_up(pending)
+        _record_sign_in(pending, step, flow.session_sid())
         return redirect(pending.return_to)
     if isinstance(step, Fail):
         flow.finish_pending(pending)
@@ -176,16 +189,22 @@ def _issue_code(pending: flow.PendingAuthorization, done: Done, user: Any) -> Ba
     except OAuth2Error as error:
         return _protocol_error(error)
     response: BaseResponse = server.create_authorization_response(stored, grant_user=subject, grant=grant)
-    durable_store().sessions.set_acr(authentication.sid, done.acr)
+    _record_sign_in(pending, done, authentication.sid)
+    return response
+
+
+def _record_sign_in(pending: flow.PendingAuthorization, done: Done, sid: str) -> None:
+    """A completed sign-in: counted, audited with what was proven, and shown on the session list."""
+    user = flow.signed_in_user()
     observability.SIGN_INS.labels("success", done.acr).inc()
+    durable_store().sessions.set_acr(sid, done.acr)
     audit(
         "sign_in",
         "success",
-        user_id=user.id,
-        client_id=pending.client_id,
+        user_id=user.id if user else None,
+        client_id=pending.client_id or None,
         detail={"acr": done.acr, "amr": list(done.amr), "auth_time": done.auth_time},
     )
-    return response
 
 
 def _protocol_error(error: OAuth2Error) -> BaseResponse:
@@ -205,6 +224,19 @@ def _protocol_error(error: OAuth2Error) -> BaseResponse:
         ),
         status=400,
     )
+
+
+def _malformed_parameters() -> InvalidRequestError | None:
+    """RFC 6749 3.1 and 3.2: no parameter repeated (in the query, the body, or across both), none
+    longer than any value we issue or accept."""
+    for name, values in request.values.lists():
+        if len(values) > 1:
+            return InvalidRequestError("a parameter is included more than once")
+        if len(name) > MAX_PARAMETER_LENGTH or len(values[0]) > MAX_PARAMETER_LENGTH:
+            return InvalidRequestError("a parameter is too long")
+        if name in ECHOED and invalid_error_characters(values[0]):
+            return InvalidRequestError(f"{name} is malformed")
+    return None
 
 
 def _expired() -> BaseResponse:
@@ -237,9 +269,13 @@ def introspect() -> BaseResponse:
 
 def _with_client_authentication(endpoint: Callable[[], BaseResponse]) -> BaseResponse:
     """Endpoints where clients authenticate: failed authentications back off per client and address."""
+    refused = _malformed_parameters() or _malformed_basic_credentials()
+    if refused is not None:
+        response: BaseResponse = authorization_server().handle_error_response(request, refused)
+        return response
     throttle = services().throttle
     client_id = _presented_client_id()
-    attempt = (throttle.client_auth, f"{client_id}|{request.remote_addr}")
+    attempt = (throttle.client_auth, f"{client_id}|{address_subject(request.remote_addr)}")
     blocked = throttle.blocked(attempt)
     if blocked is not None:
         refusal = jsonify(error="invalid_client", error_description="too many failed client authentications")
@@ -247,18 +283,34 @@ def _with_client_authentication(endpoint: Callable[[], BaseResponse]) -> BaseRes
         refusal.headers["Retry-After"] = str(blocked.retry_after)
         return refusal
     response = endpoint()
-    if response.status_code == 401:
+    if _client_authentication_failed(response):
         throttle.failed(*attempt)
         audit("client_authentication", "failure", client_id=client_id[:64] or None)
     return response
 
 
+def _malformed_basic_credentials() -> InvalidClientError | None:
+    """HTTP Basic credentials that are not base64 of UTF-8 (RFC 7617 2.1) authenticate no one."""
+    try:
+        extract_basic_authorization(request.headers)
+    except ValueError:
+        return InvalidClientError(status_code=401, description="malformed Basic credentials")
+    return None
+
+
 def _presented_client_id() -> str:
-    """The client id a request claims (HTTP Basic or form), before it is authenticated."""
-    authorization = request.authorization
-    if authorization is not None and authorization.type == "basic" and authorization.username:
-        return str(authorization.username)[:200]
-    return request.form.get("client_id", "")[:200]
+    """The client id a request claims, before it is authenticated, read the way authlib reads it (HTTP
+    Basic percent-decoded and leniently base64-decoded, else the form): disguises count as the client."""
+    basic_id, _secret = extract_basic_authorization(request.headers)
+    return str(basic_id or request.form.get("client_id", ""))[:200]
+
+
+def _client_authentication_failed(response: BaseResponse) -> bool:
+    """authlib refuses with invalid_client: 401 after HTTP Basic, 400 when the form names no client."""
+    if response.status_code == 401:
+        return True
+    body = response.get_json(silent=True) if response.is_json else None
+    return isinstance(body, dict) and body.get("error") == "invalid_client"
 
 
 @blueprint.route("/userinfo", methods=["GET", "POST"])

@@ -12,7 +12,7 @@ from flask import Response, jsonify, request, session
 from idp.auth.factors import WEBAUTHN, credential_lookup_key, stored_credential, webauthn_factor
 from idp.auth.pipeline import NeedFactor, NeedPassword, Step
 from idp.auth.policy import Method
-from idp.auth.throttle import account_subject
+from idp.auth.throttle import account_subject, address_subject
 from idp.auth.webauthn import CeremonyFailed, amr_for, credential_id_of, user_handle_of
 from idp.store.tables import Factor, User
 from idp.views import flow
@@ -59,14 +59,20 @@ def begin_authentication(usage: PasskeyUsage) -> Response:
 
 def finish_authentication(usage: PasskeyUsage, *, client_id: str, next_url: str) -> Response:
     throttle = services().throttle
-    attempt = (throttle.webauthn_address, request.remote_addr or "unknown")
+    attempt = (throttle.webauthn_address, address_subject(request.remote_addr))
     user_id = usage.user.id if usage.user else None
     blocked = throttle.blocked(attempt)
     if blocked is not None:
         audit(
-            "sign_in", "throttled", user_id=user_id, client_id=client_id or None, detail={"step": "webauthn"}
+            "sign_in",
+            "throttled",
+            user_id=user_id,
+            client_id=client_id or None,
+            detail={"step": "webauthn", "retry_after": blocked.retry_after},
         )
-        return json_error(blocked.message, status=429)
+        refusal = json_error(blocked.message, status=429)
+        refusal.headers["Retry-After"] = str(blocked.retry_after)
+        return refusal
     try:
         owner = _verify_assertion(usage)
     except CeremonyFailed as failure:

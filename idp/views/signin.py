@@ -20,7 +20,7 @@ from idp.auth.factors import EMAIL, RECOVERY_CODE, TOTP
 from idp.auth.pipeline import NeedEnrolment, NeedFactor, NeedPassword, Step
 from idp.auth.policy import Amr, Method
 from idp.auth.recovery import lookup_key as recovery_lookup_key
-from idp.auth.throttle import Blocked, Gate, account_subject
+from idp.auth.throttle import Blocked, Gate, account_subject, address_subject
 from idp.mail import DeliveryFailed
 from idp.store.tables import User
 from idp.views import flow, passkeys, totp_enrolment
@@ -129,7 +129,7 @@ def password(pending: Pending, _step: NeedPassword, _user: User | None) -> BaseR
     throttle = services().throttle
     attempts = (
         (throttle.password_account, account_subject(username)),
-        (throttle.password_address, request.remote_addr or "unknown"),
+        (throttle.password_address, address_subject(request.remote_addr)),
     )
     blocked = _throttled(pending, None, "password", *attempts)
     if blocked is not None:

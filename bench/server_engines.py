@@ -54,6 +54,9 @@ wrk.method = "{method}"
 wrk.path = "{path}"
 wrk.body = {body}
 {headers}
+"""
+# Appended to every wrk script: one machine-readable line with the figures.
+WRK_REPORT = """
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("BENCH %d %d %d %d %d\\n", summary.requests, summary.duration,
@@ -88,15 +91,19 @@ def idp(config: Path, *args: str) -> str:
 
 def run_wrk(port: int, request: Request, connections: int, duration: float, workdir: Path) -> Result:
     method, path, headers, body = request
-    script = workdir / "request.lua"
-    script.write_text(
-        WRK_SCRIPT.format(
-            method=method,
-            path=path,
-            body=json.dumps(body) if body else "nil",
-            headers="\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()),
-        )
+    lua = WRK_SCRIPT.format(
+        method=method,
+        path=path,
+        body=json.dumps(body) if body else "nil",
+        headers="\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()),
     )
+    return run_wrk_lua(port, lua, connections, duration, workdir)
+
+
+def run_wrk_lua(port: int, lua: str, connections: int, duration: float, workdir: Path) -> Result:
+    """wrk on the load core with a Lua script of the caller's (WRK_REPORT is appended to it)."""
+    script = workdir / "request.lua"
+    script.write_text(lua + WRK_REPORT)
     command = [
         *pinned(LOAD_CORE),
         "wrk",

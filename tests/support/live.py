@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -36,8 +37,23 @@ class LiveProvider:
         )
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+        _stop(self.process)
+
+
+@dataclass
+class Instance:
+    """One more `idp serve` of a provider's config on a port of its own: same issuer, stores and keys."""
+
+    origin: str
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    process.wait(timeout=30)
 
 
 def write_config(
@@ -83,22 +99,41 @@ def start_provider(
         check=False,
     )
     assert init.returncode == 0, init.stderr
-    log = (directory / "idp-serve.log").open("wb")
-    process = subprocess.Popen(
+    process = _serve(config, port, directory / "idp-serve.log")
+    provider = LiveProvider(issuer=f"http://{host}:{port}", config=config, process=process)
+    _wait_healthy(provider.issuer, process, directory / "idp-serve.log")
+    return provider
+
+
+def start_instance(provider: LiveProvider) -> Instance:
+    """Scale out: `idp --config F serve --port P2` beside the provider, as a second node would run it."""
+    port = free_port()
+    log = provider.config.parent / f"idp-serve-{port}.log"
+    process = _serve(provider.config, port, log)
+    instance = Instance(origin=f"http://{urlsplit(provider.issuer).hostname}:{port}", process=process)
+    _wait_healthy(instance.origin, process, log)
+    return instance
+
+
+def _serve(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [sys.executable, "-m", "idp", "--config", str(config), "serve", "--port", str(port)],
         env={**os.environ},
-        stdout=log,
+        stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    provider = LiveProvider(issuer=f"http://{host}:{port}", config=config, process=process)
+
+
+def _wait_healthy(origin: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Return once /health answers 200; otherwise stop the process and fail with its log."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"idp serve exited: {(directory / 'idp-serve.log').read_text()}")
+            raise AssertionError(f"idp serve exited: {log.read_text()}")
         try:
-            if requests.get(f"{provider.issuer}/health", timeout=1).status_code == 200:
-                return provider
+            if requests.get(f"{origin}/health", timeout=1).status_code == 200:
+                return
         except requests.RequestException:
             time.sleep(0.2)
-    provider.stop()
+    _stop(process)
     raise AssertionError("idp serve did not become healthy within 30 s")

@@ -1,0 +1,52 @@
+"""The ceiling for the provider's endpoints: a bare WSGI "hello" app served the way `idp serve` serves.
+
+    python bench/hello.py --port P      (run by bench/run.py, pinned to the server core)
+
+Granian with the options of idp/serve.py (one worker, the same blocking threads and backpressure),
+so the difference to the provider is the application's own work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+BODY = b"hello"
+
+
+def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(BODY)))])
+    return [BODY]
+
+
+def main() -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    from idp.serve import CONCURRENT_REQUESTS, GRACEFUL_SECONDS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    here = str(Path(__file__).resolve().parent)
+    sys.path.insert(0, here)  # the workers import "hello:app" too
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+    Granian(
+        "hello:app",
+        address=args.host,
+        port=args.port,
+        workers=1,
+        interface=Interfaces.WSGI,
+        blocking_threads=CONCURRENT_REQUESTS,
+        backpressure=CONCURRENT_REQUESTS,
+        workers_kill_timeout=GRACEFUL_SECONDS,
+    ).serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,476 @@
+"""The provider's throughput on one core, each figure as a share of its ceiling (run by hand, never in CI).
+
+    /work/venv/bin/python bench/run.py [--duration 5] [--warmup 1] [--connections 8]
+        [--sign-in-connections 8] [--users 5000] [--rounds 1] [--load-generator auto|wrk|python]
+        [--postgres-url URL] [--redis-url URL] [--profile DIR]
+
+A fresh PostgreSQL database (idp_bench_<random>, dropped at the end) and one Redis database (default
+12, flushed before and after, no other) back `idp serve --workers 1` (granian), pinned to core 0 with
+`taskset -c 0`; the load comes from core 1 (wrk when installed, else Python), only to 127.0.0.1.
+Users are written by COPY with a TOTP secret the benchmark knows (bench/populate.py).
+
+Measured, each for --duration seconds after --warmup seconds:
+  ceilings  a bare WSGI "hello" app on the same engine and core (bench/hello.py), and argon2id
+            verifications per second with the configured parameters on that core;
+  endpoints client-credentials token, refresh-token grant (chained: each refresh uses the newest
+            token of its grant), introspection of a user's access token, discovery, JWKS, and complete
+            browserless sign-ins (authorize, password, TOTP, code, token: 8 requests each).
+Each figure is printed with its ratio to its ceiling and the target for that ratio. With --profile,
+py-spy then samples the worker under each dynamic load and a per-package and per-function summary
+is printed (raw stacks are kept in DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from harness import (
+    DEFAULT_POSTGRES_URL,
+    Population,
+    RelyingParty,
+    SignInFailed,
+    children,
+    core_times,
+    cpu_seconds,
+    dedicated_database,
+    flush_redis_db,
+    prepare,
+    register,
+    register_relying_party,
+    run_chains,
+    serving,
+    sign_in_user,
+    stop,
+    worker_memory,
+)
+from populate import copy_users
+from server_engines import (
+    HOST,
+    LOAD_CORE,
+    SERVER_CORE,
+    Request,
+    Result,
+    free_port,
+    pinned,
+    run_python,
+    run_wrk,
+    run_wrk_lua,
+    wait_healthy,
+)
+
+from idp.auth.passwords import Passwords
+from idp.config import PasswordSettings, load_settings
+
+BENCH = Path(__file__).resolve().parent
+MIB = 1024 * 1024
+FORM = "application/x-www-form-urlencoded"
+
+REFRESH_LUA = """
+local pool = {{{tokens}}}
+wrk.method = "POST"
+wrk.path = "/token"
+wrk.headers["Authorization"] = "{basic}"
+wrk.headers["Content-Type"] = "{form}"
+request = function()
+  local token = table.remove(pool) or "none-left"
+  return wrk.format(nil, nil, nil, "grant_type=refresh_token&refresh_token=" .. token)
+end
+response = function(status, headers, body)
+  local token = string.match(body, '"refresh_token"%s*:%s*"([^"]+)"')
+  if token then table.insert(pool, token) end
+end
+"""
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One row of the table: how to load it, and the ceiling and target its figure is judged by."""
+
+    name: str
+    load: Callable[[float], Result]  # duration -> figures
+    server: str  # whose worker's CPU time to report: "idp" or "hello"
+    target: float | None = None  # the least share of the ceiling's rate
+    ceiling: str | None = None
+    profiled: bool = False  # with --profile
+    unit: str = "req/s"
+
+
+# -- ceilings ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def hello_server(workdir: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """bench/hello.py (granian, one worker, idp serve's options) on the server core."""
+    port = free_port()
+    with (workdir / "hello.log").open("w+") as log:
+        process = subprocess.Popen(  # noqa: S603
+            [
+                *pinned(SERVER_CORE),
+                sys.executable,
+                str(BENCH / "hello.py"),
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_healthy("hello", process, port, log)
+            yield port, process
+        finally:
+            stop(process)
+
+
+def argon2_rate(settings: PasswordSettings, duration: float) -> Result:
+    """Password verifications per second on the server core, as the password step does them."""
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    worker = context.Process(target=_argon2_loop, args=(settings, duration, out))
+    worker.start()
+    result: Result = out.get(timeout=duration + 60)
+    worker.join()
+    return result
+
+
+def _argon2_loop(settings: PasswordSettings, duration: float, out: Any) -> None:
+    if pinned(SERVER_CORE):
+        os.sched_setaffinity(0, {SERVER_CORE})
+    passwords = Passwords(settings)
+    stored = passwords.hash("correct horse battery staple")
+    latencies = []
+    deadline = time.perf_counter() + duration
+    started = time.perf_counter()
+    while time.perf_counter() < deadline:
+        begun = time.perf_counter()
+        assert passwords.verify(stored_hash=stored, password="correct horse battery staple").valid
+        latencies.append(time.perf_counter() - begun)
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    out.put(
+        {
+            "requests": len(latencies),
+            "rps": len(latencies) / elapsed,
+            "p50_ms": latencies[len(latencies) // 2] * 1e3,
+            "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1e3,
+            "errors": 0,
+        }
+    )
+
+
+# -- the loads --------------------------------------------------------------------------------------
+
+
+def static_load(
+    port: int, request: Request, connections: int, workdir: Path, wrk: bool
+) -> Callable[[float], Result]:
+    def load(duration: float) -> Result:
+        return (run_wrk if wrk else run_python)(port, request, connections, duration, workdir)
+
+    return load
+
+
+class Users:
+    """Hands out users who have not signed in yet (each TOTP step works once per user)."""
+
+    def __init__(self, population: Population) -> None:
+        self.population = population
+        self.next = 0
+
+    def block(self, size: int) -> range:
+        if self.next + size > self.population.count:
+            sys.exit(f"out of users after {self.next}; raise --users")
+        taken = range(self.next, self.next + size)
+        self.next += size
+        return taken
+
+
+def mint(rp: RelyingParty, users: Users, count: int) -> list[dict[str, Any]]:
+    """Tokens of `count` fresh grants (real sign-ins; not measured)."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        signed = pool.map(lambda index: sign_in_user(rp, users.population, index), users.block(count))
+        return [done.tokens for done in signed]
+
+
+def refresh_load(
+    rp: RelyingParty, users: Users, connections: int, workdir: Path, wrk: bool, *, loads: int
+) -> Callable[[float], Result]:
+    """Each connection refreshes one grant over and over, always with the token the last refresh returned.
+    The grants for `loads` runs are minted now, so that no run pays for sign-ins."""
+    # One spare a run: wrk calls request() once on its first thread to check the script, spending a token.
+    stock = [grant["refresh_token"] for grant in mint(rp, users, (connections + 1) * loads)]
+
+    def load(duration: float) -> Result:
+        tokens = [stock.pop() for _ in range(connections + 1)]
+        if wrk:
+            pool = ", ".join(json.dumps(token) for token in tokens)
+            lua = REFRESH_LUA.format(tokens=pool, basic=rp.client.basic, form=FORM)
+            return run_wrk_lua(int(rp.origin.rsplit(":", 1)[1]), lua, connections, duration, workdir)
+        return run_chains(
+            lambda: _refresh_chain(rp, tokens.pop()), connections=connections, duration=duration
+        )
+
+    return load
+
+
+def _refresh_chain(rp: RelyingParty, first: str) -> Callable[[], bool]:
+    http, newest = requests.Session(), [first]
+
+    def step() -> bool:
+        response = http.post(
+            f"{rp.origin}/token",
+            data={"grant_type": "refresh_token", "refresh_token": newest[0]},
+            headers={"Authorization": rp.client.basic},
+            timeout=30,
+        )
+        if response.status_code != 200:
+            return False
+        newest[0] = response.json()["refresh_token"]
+        return True
+
+    return step
+
+
+def sign_in_load(
+    rp: RelyingParty, users: Users, connections: int, *, most_per_second: float
+) -> Callable[[float], Result]:
+    """Complete sign-ins from `connections` user agents at once, each with a user new to this run
+    (never more per second than argon2id allows: that bounds the users a run may need)."""
+
+    def load(duration: float) -> Result:
+        unused = iter(users.block(int(most_per_second * duration * 1.5) + connections * 4))
+
+        def chain() -> Callable[[], bool]:
+            def step() -> bool:
+                index = next(unused, None)
+                if index is None:
+                    raise SignInFailed("no unused user left; raise --users")
+                sign_in_user(rp, users.population, index)
+                return True
+
+            return step
+
+        return run_chains(chain, connections=connections, duration=duration)
+
+    return load
+
+
+# -- profiling ----------------------------------------------------------------------------------------
+
+
+def profile(
+    worker: int, name: str, load: Callable[[float], Result], duration: float, directory: Path
+) -> None:
+    """py-spy samples the worker while `load` runs, twice: every busy thread (where requests spend
+    their time, waiting on PostgreSQL and Redis included), then only the thread holding the GIL
+    (where the Python CPU goes; argon2id and socket waits release the GIL)."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(py_spy).exists():
+        print("--profile needs py-spy: /work/venv/bin/pip install py-spy")
+        return
+    for view, extra in (("threads", []), ("gil", ["--gil"])):
+        raw = directory / f"{name.split(' (')[0].replace(' ', '-')}.{view}.txt"
+        options = ["--rate", "250", "--format", "raw", "--duration", str(round(duration + 1)), *extra]
+        recorder = subprocess.Popen(  # noqa: S603
+            [py_spy, "record", "--pid", str(worker), "--output", str(raw), *options],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)
+        load(duration)
+        recorder.wait(timeout=duration + 60)
+        print(f"\n== {name}, {'busy threads' if view == 'threads' else 'GIL holder'} ({raw})")
+        print(summarize_stacks(raw))
+
+
+def summarize_stacks(raw: Path, top: int = 12) -> str:
+    """Self time by package, inclusive time of idp's functions, and the heaviest leaf functions."""
+    by_package: collections.Counter[str] = collections.Counter()
+    in_idp: collections.Counter[str] = collections.Counter()
+    leaves: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames, samples = stack.split(";"), int(count)
+        total += samples
+        by_package[_package(frames[-1])] += samples
+        leaves[frames[-1]] += samples
+        for frame in set(frames):
+            if _package(frame) == "idp":
+                in_idp[frame] += samples
+    if not total:
+        return "  (no samples: py-spy needs ptrace permission, e.g. root or CAP_SYS_PTRACE)"
+    packages = ", ".join(f"{name} {n / total:.0%}" for name, n in by_package.most_common(10))
+    lines = [f"  {total} samples; self time by package: {packages}", "  idp functions (inclusive):"]
+    lines += [f"    {n / total:6.1%}  {frame}" for frame, n in in_idp.most_common(top)]
+    lines.append("  heaviest functions (self):")
+    lines += [f"    {n / total:6.1%}  {frame}" for frame, n in leaves.most_common(top)]
+    return "\n".join(lines)
+
+
+def _package(frame: str) -> str:
+    """py-spy names a frame `function (package/module.py:line)`: the package, or the module."""
+    where = frame[frame.rfind(" (") + 2 :].lstrip("<")
+    return where.replace(" ", "/").split("/")[0].split(".py")[0]
+
+
+# -- the table ---------------------------------------------------------------------------------------
+
+
+HELLO, ARGON2 = "hello (ceiling)", "argon2id verify (ceiling)"
+SIGN_INS = "sign-ins (8 requests each)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (max 30)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="discarded seconds before each")
+    parser.add_argument("--connections", type=int, default=8, help="concurrent connections (default 8)")
+    parser.add_argument("--sign-in-connections", type=int, default=8, help="concurrent sign-ins (default 8)")
+    parser.add_argument("--users", type=int, default=5000, help="users to create (one sign-in each)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds over every row; medians are shown")
+    parser.add_argument("--load-generator", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12", help="flushed: use a free db")
+    parser.add_argument("--profile", type=Path, help="then profile the dynamic rows with py-spy into DIR")
+    args = parser.parse_args()
+    duration, warmup, rounds = min(args.duration, 30.0), min(args.warmup, 10.0), min(args.rounds, 5)
+    wrk = args.load_generator == "wrk" or (args.load_generator == "auto" and shutil.which("wrk") is not None)
+
+    flush_redis_db(args.redis_url)
+    with contextlib.ExitStack() as stack:
+        stack.callback(flush_redis_db, args.redis_url)
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="idp-bench-")))
+        database_url = stack.enter_context(dedicated_database(args.postgres_url, "idp_bench_"))
+        config = prepare(tmp / "idp", database_url=database_url, redis_url=args.redis_url)
+        hashing = load_settings(config).passwords
+        relying_party = register_relying_party(config)
+        machine = register(config, "bench-machine", "--grant-type", "client_credentials")
+        users = Users(copy_users(database_url, count=args.users, config=config))
+        print(
+            f"load: {'wrk' if wrk else 'python'} on core {LOAD_CORE}, {args.connections} connections "
+            f"({args.sign_in_connections} for sign-ins); idp serve --workers 1 (granian) on core "
+            f"{SERVER_CORE} (pinned: {bool(pinned(SERVER_CORE))}); PostgreSQL and Redis unpinned; "
+            f"argon2id m={hashing.memory_cost} KiB t={hashing.time_cost} p={hashing.parallelism}; "
+            f"{warmup:g} s warm-up + {duration:g} s per row, {rounds} round(s)"
+        )
+
+        provider = stack.enter_context(serving(config))
+        hello_port, hello = stack.enter_context(hello_server(tmp))
+        workers = {"idp": provider.workers(), "hello": children(hello.pid)}
+        rp = RelyingParty(provider.origin, relying_party)
+        access_token = mint(rp, users, 1)[0]["access_token"]
+        machine_form = {"Authorization": machine.basic, "Content-Type": FORM}
+
+        def static(port: int, method: str, path: str, body: str = "") -> Callable[[float], Result]:
+            headers = machine_form if method == "POST" else {}
+            return static_load(port, (method, path, headers, body), args.connections, tmp, wrk)
+
+        loads = 2 * rounds + (2 if args.profile else 0)
+        samples: dict[str, list[Result]] = {ARGON2: [argon2_rate(hashing, duration)]}
+        sign_ins = sign_in_load(
+            rp, users, args.sign_in_connections, most_per_second=samples[ARGON2][0]["rps"]
+        )
+        refresh = refresh_load(rp, users, args.connections, tmp, wrk, loads=loads)
+        port = provider.port
+        token_form, introspected = "grant_type=client_credentials", f"token={access_token}"
+        discovery = "/.well-known/openid-configuration"
+        measures = [
+            Measure(HELLO, static(hello_port, "GET", "/"), "hello"),
+            Measure(
+                "client credentials", static(port, "POST", "/token", token_form), "idp", 0.30, HELLO, True
+            ),
+            Measure("refresh (chained)", refresh, "idp", 0.25, HELLO, True),
+            Measure(
+                "introspection", static(port, "POST", "/introspect", introspected), "idp", 0.25, HELLO, True
+            ),
+            Measure("discovery", static(port, "GET", discovery), "idp", 0.90, HELLO, True),
+            Measure("JWKS", static(port, "GET", "/jwks.json"), "idp", 0.90, HELLO),
+            Measure(SIGN_INS, sign_ins, "idp", 0.80, ARGON2, True, "sign-ins/s"),
+        ]
+        for round_ in range(rounds):
+            if round_:
+                samples[ARGON2].append(argon2_rate(hashing, duration))
+            for measure in measures:
+                measure.load(warmup)
+                before, core, started = (
+                    cpu_seconds(workers[measure.server]),
+                    core_times(SERVER_CORE),
+                    time.perf_counter(),
+                )
+                result = measure.load(duration)
+                elapsed = time.perf_counter() - started
+                result["server_cpu"] = (cpu_seconds(workers[measure.server]) - before) / elapsed
+                (busy, total), (busy_before, total_before) = core_times(SERVER_CORE), core
+                result["core_busy"] = (busy - busy_before) / max(1, total - total_before)
+                samples.setdefault(measure.name, []).append(result)
+                print(f"  {measure.name}: {result['rps']:.1f}/s", file=sys.stderr)
+
+        print_table(measures, samples)
+        for pid in workers["idp"]:
+            memory = worker_memory(pid)
+            print(f"idp serve worker (pid {pid}) after the run: RSS {memory['rss'] / MIB:.0f} MiB, ", end="")
+            print(f"PSS {memory['pss'] / MIB:.0f} MiB")
+
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            for measure in measures:
+                if measure.profiled:
+                    profile(workers["idp"][0], measure.name, measure.load, duration, args.profile)
+
+
+ROW = "{:<27} {:>9} {:<10} {:>8} {:>8} {:>6} {:>5} {:>5}"
+
+
+def print_table(measures: list[Measure], samples: dict[str, list[Result]]) -> None:
+    """Medians over the rounds; each judged figure as a share of its ceiling, against its target.
+    `cpu`: the serving worker's CPU time over the wall time (below 100%: it waited for the stores or
+    the load, or shared the core); `core`: how busy the server core was, whoever used it."""
+    keys = ("rps", "p50_ms", "p99_ms", "server_cpu", "core_busy")
+    median = {
+        name: {key: statistics.median(run.get(key, float("nan")) for run in runs) for key in keys}
+        for name, runs in samples.items()
+    }
+    columns = ("rate", "unit", "p50 ms", "p99 ms", "errors", "cpu", "core")
+    print("\n" + ROW.format("", *columns))
+    rows = [(ARGON2, "hashes/s", None)] + [(measure.name, measure.unit, measure) for measure in measures]
+    for name, unit, measure in rows:
+        figures = median[name]
+        errors = sum(run["errors"] for run in samples[name])
+        judged = ""
+        if measure is not None and measure.ceiling is not None and measure.target is not None:
+            share = figures["rps"] / median[measure.ceiling]["rps"]
+            verdict = "met" if share >= measure.target else "NOT MET"
+            judged = (
+                f"{share:6.1%} of {measure.ceiling.split(' (')[0]}, target >= {measure.target:.0%}: {verdict}"
+            )
+        rate, p50, p99 = figures["rps"], figures["p50_ms"], figures["p99_ms"]
+        cpu, core = (f"{figures[key]:.0%}" if figures[key] == figures[key] else "-" for key in keys[3:])
+        print(ROW.format(name, f"{rate:.1f}", unit, f"{p50:.2f}", f"{p99:.2f}", errors, cpu, core), judged)
+        failure = next((run["first_error"] for run in samples[name] if run.get("first_error")), None)
+        if failure:
+            print(f"{'':<27} first failure: {failure}")
+
+
+if __name__ == "__main__":
+    main()

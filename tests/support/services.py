@@ -1,0 +1,46 @@
+"""The real PostgreSQL and Redis behind live providers: a database of a module's own, a Redis db of its own.
+
+Either server missing fails the test (never skips it): a green run needs the real servers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy.engine import make_url
+
+
+def unreachable(service: str, url: str, env: str, problem: object) -> None:
+    pytest.fail(f"{service} at {url} is unreachable ({problem}); start it or set {env}", pytrace=False)
+
+
+@contextmanager
+def dedicated_database(server_url: str, *, prefix: str, env: str) -> Iterator[str]:
+    """A PostgreSQL database named `prefix` + random on the test server (CREATE DATABASE), dropped after."""
+    admin = make_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as error:
+        unreachable("PostgreSQL", server_url, env, str(error).strip().splitlines()[0])
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def emptied_redis(url: str, *, env: str) -> str:
+    """The Redis database `url` names, flushed (that one database only); fails when Redis is away."""
+    try:
+        with redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) as client:
+            client.flushdb()
+    except redis.RedisError as error:
+        unreachable("Redis", url, env, error)
+    return url

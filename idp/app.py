@@ -47,7 +47,7 @@ def open_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         policy=AssurancePolicy.from_settings(settings),
-        database=Database(settings.database_url),
+        database=Database(settings.database_url, pool_size=settings.database.pool_size),
         ephemeral=ephemeral,
         keyring=keyring,
         tokens=TokenService(
@@ -101,9 +101,6 @@ def create_app(settings: Settings) -> Flask:
     )
     app.extensions[EXTENSION] = found
     app.extensions["authlib.server"] = build_server()
-    app.extensions["idp.published"] = wellknown.publish(
-        settings.issuer, found.policy.acr_values_supported, found.keyring.jwks_json
-    )
     app.session_interface = ServerSessionInterface(
         store=found.ephemeral,
         lifetime=settings.sessions.lifetime,
@@ -123,6 +120,10 @@ def create_app(settings: Settings) -> Flask:
     _install_security_headers(app, hsts=settings.secure_cookies)
     for name in LIBRARIES_LOGGING_SECRETS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    documents = wellknown.published_documents(
+        settings.issuer, found.policy.acr_values_supported, found.keyring.jwks_json
+    )
+    app.wsgi_app = wellknown.PublishedDocuments(app.wsgi_app, documents)  # type: ignore[method-assign]
     return app
 
 

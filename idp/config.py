@@ -29,6 +29,8 @@ class _Section(BaseModel):
 
 class DatabaseSettings(_Section):
     url: str = ""
+    # Connections kept per worker process: one per request the server runs at once.
+    pool_size: Annotated[int, Field(ge=1, le=200)] = 16
 
     @field_validator("url")
     @classmethod

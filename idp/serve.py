@@ -21,7 +21,7 @@ def serve(
     """Run until stopped; SIGTERM drains in-flight requests (graceful shutdown)."""
     if config_path:
         os.environ[CONFIG_ENV] = str(config_path)
-    _prepare_metrics(Path(settings.instance_dir) / "metrics")
+    _prepare_metrics(Path(settings.instance_dir) / f"metrics-{port}")
     if engine == "gunicorn":
         _serve_gunicorn(host, port, workers)
     else:
@@ -29,7 +29,8 @@ def serve(
 
 
 def _prepare_metrics(directory: Path) -> None:
-    """Workers share their counters through files (prometheus_client multiprocess mode), fresh at start."""
+    """Workers share their counters through files (prometheus_client multiprocess mode), fresh at
+    start; one directory per port, so instances sharing an instance directory keep theirs apart."""
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     os.environ[MULTIPROCESS_ENV] = str(directory.resolve())

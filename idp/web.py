@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app, g, request
+from flask import session as browser_session
 from sqlalchemy.orm import Session
 
 from idp.auth.email_codes import EmailCodes
 from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
+from idp.auth.sessions import ServerSession
 from idp.auth.throttle import Throttle
 from idp.auth.totp import Totp
 from idp.auth.webauthn import Ceremonies
@@ -90,6 +92,8 @@ def install_unit_of_work(app: Flask) -> None:
 
     @app.after_request
     def commit(response: Any) -> Any:
+        if response.status_code >= 500:
+            _keep_browser_session_as_it_was()
         session: Session | None = g.pop("db_session", None)
         if session is not None:
             try:
@@ -101,6 +105,13 @@ def install_unit_of_work(app: Flask) -> None:
             finally:
                 session.close()
         return response
+
+    def _keep_browser_session_as_it_was() -> None:
+        """The browser's session is part of the unit of work: a failed request saves none of its changes
+        (a proof, a new id, a draft taken), so none outlives the rows rolled back with it."""
+        if isinstance(browser_session, ServerSession):
+            browser_session.modified = False
+            browser_session.previous_id = None
 
     def _keep_audit_events(session: Session) -> None:
         """The request's changes are undone, but what was attempted stays in the audit log."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -53,11 +55,40 @@ class ProviderServer(AuthorizationServer):  # type: ignore[misc]
         return super().create_oauth2_request(request)
 
 
+class ClientCache:
+    """Registered clients kept per process for a few seconds: most token requests then need no
+    database round trip. A client changed or removed is seen everywhere within `ttl` seconds."""
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, RegisteredClient]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, client_id: str) -> RegisteredClient | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._entries.get(client_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        row = durable_store().clients.get_detached(client_id)
+        if row is None:
+            return None
+        client = RegisteredClient(row)
+        with self._lock:
+            if len(self._entries) >= MAX_CACHED_CLIENTS:
+                self._entries.clear()
+            self._entries[client_id] = (now + self._ttl, client)
+        return client
+
+
+CLIENTS = ClientCache(ttl=10)
+MAX_CACHED_CLIENTS = 10_000
+
+
 def query_client(client_id: str) -> RegisteredClient | None:
     if not isinstance(client_id, str) or len(client_id) > 64:
         return None
-    row = durable_store().clients.get(client_id)
-    return None if row is None else RegisteredClient(row)
+    return CLIENTS.get(client_id)
 
 
 def generate_token(**kwargs: Any) -> dict[str, Any]:

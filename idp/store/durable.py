@@ -84,6 +84,13 @@ class Clients:
     def get(self, client_id: str) -> Client | None:
         return self._session.get(Client, client_id)
 
+    def get_detached(self, client_id: str) -> Client | None:
+        """A client row that stays usable after this unit of work (for per-process caches)."""
+        row = self._session.get(Client, client_id)
+        if row is not None:
+            self._session.expunge(row)
+        return row
+
     def add(self, client: Client) -> None:
         self._session.add(client)
         self._session.flush()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
 from idp.oidc.claims import CLAIMS_SUPPORTED
 from idp.store.database import DatabaseUnavailable
@@ -46,32 +47,43 @@ def discovery_document(issuer: str, acr_values: list[str]) -> dict[str, Any]:
     }
 
 
-class Published:
-    """Bytes computed once at start: nothing in them changes per request."""
-
-    def __init__(self, discovery: bytes, jwks: bytes) -> None:
-        self.discovery = discovery
-        self.jwks = jwks
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+JWKS_PATH = "/jwks.json"
 
 
-def publish(issuer: str, acr_values: list[str], jwks: bytes) -> Published:
+class PublishedDocuments:
+    """WSGI middleware: GET of the discovery document and the JWKS answered from bytes made at start,
+    ahead of Flask. They are the most requested documents and change only with a restart."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], documents: dict[str, bytes]) -> None:
+        self._app = app
+        self._answers = {
+            path: (
+                body,
+                [
+                    ("Content-Type", JSON),
+                    ("Content-Length", str(len(body))),
+                    ("Cache-Control", "public, max-age=300"),
+                    ("Access-Control-Allow-Origin", "*"),
+                    ("X-Content-Type-Options", "nosniff"),
+                ],
+            )
+            for path, body in documents.items()
+        }
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        answer = self._answers.get(environ.get("PATH_INFO", ""))
+        method = environ.get("REQUEST_METHOD")
+        if answer is None or method not in ("GET", "HEAD"):
+            return self._app(environ, start_response)
+        body, headers = answer
+        start_response("200 OK", headers)
+        return [b""] if method == "HEAD" else [body]
+
+
+def published_documents(issuer: str, acr_values: list[str], jwks: bytes) -> dict[str, bytes]:
     document = json.dumps(discovery_document(issuer, acr_values), separators=(",", ":")).encode()
-    return Published(discovery=document, jwks=jwks)
-
-
-def _published() -> Published:
-    found: Published = current_app.extensions["idp.published"]
-    return found
-
-
-@blueprint.route("/.well-known/openid-configuration")
-def openid_configuration() -> Response:
-    return Response(_published().discovery, mimetype=JSON, headers={"Cache-Control": "public, max-age=300"})
-
-
-@blueprint.route("/jwks.json")
-def jwks() -> Response:
-    return Response(_published().jwks, mimetype=JSON, headers={"Cache-Control": "public, max-age=300"})
+    return {DISCOVERY_PATH: document, JWKS_PATH: jwks}
 
 
 @blueprint.route("/health")

@@ -123,7 +123,9 @@ def create_app(settings: Settings) -> Flask:
     documents = wellknown.published_documents(
         settings.issuer, found.policy.acr_values_supported, found.keyring.jwks_json
     )
-    app.wsgi_app = wellknown.PublishedDocuments(app.wsgi_app, documents)  # type: ignore[method-assign]
+    app.wsgi_app = wellknown.PublishedDocuments(  # type: ignore[method-assign]
+        app.wsgi_app, documents, hsts=settings.secure_cookies
+    )
     return app
 
 
@@ -174,7 +176,7 @@ def _install_security_headers(app: Flask, *, hsts: bool) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         if hsts:
-            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+            response.headers.setdefault("Strict-Transport-Security", wellknown.HSTS)
         if response.mimetype == "text/html":
             response.headers.setdefault("Cache-Control", "no-store")
         return response

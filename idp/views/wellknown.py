@@ -48,6 +48,7 @@ def discovery_document(issuer: str, acr_values: list[str]) -> dict[str, Any]:
 
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
+HSTS = "max-age=31536000; includeSubDomains"
 JWKS_PATH = "/jwks.json"
 
 
@@ -55,8 +56,11 @@ class PublishedDocuments:
     """WSGI middleware: GET of the discovery document and the JWKS answered from bytes made at start,
     ahead of Flask. They are the most requested documents and change only with a restart."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], documents: dict[str, bytes]) -> None:
+    def __init__(
+        self, app: Callable[..., Iterable[bytes]], documents: dict[str, bytes], *, hsts: bool
+    ) -> None:
         self._app = app
+        transport = [("Strict-Transport-Security", HSTS)] if hsts else []
         self._answers = {
             path: (
                 body,
@@ -66,6 +70,7 @@ class PublishedDocuments:
                     ("Cache-Control", "public, max-age=300"),
                     ("Access-Control-Allow-Origin", "*"),
                     ("X-Content-Type-Options", "nosniff"),
+                    *transport,
                 ],
             )
             for path, body in documents.items()

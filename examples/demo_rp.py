@@ -39,6 +39,7 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Demo
 <meta name="viewport" content="width=device-width, initial-scale=1"></head>
 <body style="font-family: system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem">
 <h1>Demo console app</h1>
+{% if error %}<p role="alert" style="color:#b3261e">{{ error }}</p>{% endif %}
 {% if claims %}
   <p id="signed-in">Signed in as <strong>{{ claims.get('preferred_username', claims.sub) }}</strong>
   with <strong id="acr">{{ claims.acr }}</strong> ({{ ', '.join(claims.amr) }}).</p>
@@ -47,12 +48,12 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Demo
   <form method="post" action="/transfer"><button id="transfer" type="submit">Transfer 100 EUR</button></form>
   {% if transfer %}<p id="transfer-result">{{ transfer }}</p>{% endif %}
   <h2>ID token claims</h2><pre id="claims">{{ pretty }}</pre>
-  <p><a href="/logout">Sign out</a></p>
+  <p><a href="{{ issuer }}/account">Your sign-in methods at the provider</a> (add a passkey there)
+   · <a href="/logout">Sign out</a></p>
 {% else %}
   <p>This app delegates sign-in to the identity provider at {{ issuer }}.</p>
   <p><a id="login" href="/login">Sign in</a></p>
 {% endif %}
-{% if error %}<p role="alert" style="color:#b3261e">{{ error }}</p>{% endif %}
 </body></html>"""
 
 

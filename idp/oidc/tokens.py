@@ -45,9 +45,6 @@ class GrantSubject:
     authentication: Authentication
     grant_id: str
 
-    def get_user_id(self) -> str:
-        return self.user.id
-
 
 def new_grant_id() -> str:
     return str(uuid.uuid4())

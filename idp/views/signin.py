@@ -33,6 +33,7 @@ WRONG_CREDENTIALS = "The username or password is not right."
 MAX_INPUT = 1024
 EXPIRED = "This sign-in has expired or was already completed. Return to the application and start again."
 NOT_NOW = "This is not what this sign-in needs now."
+RECOVERY_REFUSED = "That recovery code is not valid or was used already."
 
 Pending = flow.PendingAuthorization
 View = TypeVar("View", bound=Callable[..., Any])
@@ -165,11 +166,13 @@ def factor(pending: Pending, step: NeedFactor, user: User) -> BaseResponse:
     """The second-factor page: every method the pipeline offers; the form posted here is TOTP."""
     if request.method == "GET" or Method.TOTP not in step.methods:
         return _factor_page(pending, step)
-    attempt = _second_factor_attempt(user)
-    blocked = _throttled(pending, user, "totp", attempt)
-    if blocked is not None:
-        return _too_many(_factor_page(pending, step, error=blocked.message), blocked)
     code = _field("code").replace(" ", "")
+    refusal = _prove_second_factor(pending, step, user, Method.TOTP, lambda: _verify_totp(user, code))
+    return refusal or _resume(pending)
+
+
+def _verify_totp(user: User, code: str) -> str | None:
+    """Any of the user's authenticator apps; each accepted code is spent for its time step."""
     now = time.time()
     found = services()
     for candidate in flow.factor_of(user, TOTP):
@@ -177,11 +180,33 @@ def factor(pending: Pending, step: NeedFactor, user: User) -> BaseResponse:
         secret = found.secret_box.open(candidate.secret).decode()
         if found.totp.verify(factor_id=candidate.id, secret=secret, code=code, now=now):
             durable_store().factors.mark_used(candidate.id, int(now))
-            found.throttle.succeeded(*attempt)
-            flow.record_proof(user, Method.TOTP, frozenset({Amr.OTP}))
-            return _resume(pending)
-    _refused(pending, user, "totp", attempt)
-    return _factor_page(pending, step, error=totp_enrolment.WRONG_CODE, status=401)
+            return None
+    return totp_enrolment.WRONG_CODE
+
+
+SECOND_FACTOR_AMR = {
+    Method.TOTP: frozenset({Amr.OTP}),
+    Method.RECOVERY_CODE: frozenset({Amr.OTP}),
+    Method.EMAIL_CODE: frozenset({Amr.EMAIL}),
+}
+
+
+def _prove_second_factor(
+    pending: Pending, step: NeedFactor, user: User, method: Method, verify: Callable[[], str | None]
+) -> Response | None:
+    """Throttle, verify one second factor (`verify` answers None, or why it refused), count the
+    outcome and record the proof. Returns the refusal page, or None once the factor is proven."""
+    attempt = _second_factor_attempt(user)
+    blocked = _throttled(pending, user, method.value, attempt)
+    if blocked is not None:
+        return _too_many(_factor_page(pending, step, error=blocked.message), blocked)
+    refused = verify()
+    if refused is not None:
+        _refused(pending, user, method.value, attempt)
+        return _factor_page(pending, step, error=refused, status=401)
+    services().throttle.succeeded(*attempt)
+    flow.record_proof(user, method, SECOND_FACTOR_AMR[method])
+    return None
 
 
 def _factor_page(
@@ -212,23 +237,21 @@ def _email_purpose(pending: Pending) -> str:
 @at_step(NeedFactor, Method.RECOVERY_CODE)
 def recovery_code(pending: Pending, step: NeedFactor, user: User) -> BaseResponse:
     """A recovery code in place of the second factor: single use, then the user is urged to review."""
-    attempt = _second_factor_attempt(user)
-    blocked = _throttled(pending, user, "recovery_code", attempt)
-    if blocked is not None:
-        return _too_many(_factor_page(pending, step, error=blocked.message), blocked)
     store = durable_store()
-    if not store.factors.consume(user.id, recovery_lookup_key(_field("recovery_code"))):
-        _refused(pending, user, "recovery_code", attempt)
-        error = "That recovery code is not valid or was used already."
-        return _factor_page(pending, step, error=error, status=401)
-    services().throttle.succeeded(*attempt)
-    audit("recovery_code_used", "success", user_id=user.id, client_id=pending.client_id or None)
-    flow.record_proof(user, Method.RECOVERY_CODE, frozenset({Amr.OTP}))
-    left = len(store.factors.of_user(user.id, RECOVERY_CODE))
-    body = render_template(
-        "recovery_used.html", left=left, next_url=url_for("oidc.resume", pending_id=pending.id)
+    code = recovery_lookup_key(_field("recovery_code"))
+    refusal = _prove_second_factor(
+        pending,
+        step,
+        user,
+        Method.RECOVERY_CODE,
+        lambda: None if store.factors.consume(user.id, code) else RECOVERY_REFUSED,
     )
-    return Response(body)
+    if refusal is not None:
+        return refusal
+    audit("recovery_code_used", "success", user_id=user.id, client_id=pending.client_id or None)
+    left = len(store.factors.of_user(user.id, RECOVERY_CODE))
+    next_url = url_for("oidc.resume", pending_id=pending.id)
+    return Response(render_template("recovery_used.html", left=left, next_url=next_url))
 
 
 @blueprint.route("/<pending_id>/email/send", methods=["POST"])
@@ -248,18 +271,16 @@ def send_email_code(pending: Pending, step: NeedFactor, user: User) -> BaseRespo
 @blueprint.route("/<pending_id>/email", methods=["POST"])
 @at_step(NeedFactor, Method.EMAIL_CODE)
 def email_code(pending: Pending, step: NeedFactor, user: User) -> BaseResponse:
-    attempt = _second_factor_attempt(user)
-    blocked = _throttled(pending, user, "email_code", attempt)
-    if blocked is not None:
-        return _too_many(_factor_page(pending, step, error=blocked.message), blocked)
-    try:
-        services().email_codes.verify(purpose=_email_purpose(pending), code=_field("email_code"))
-    except CodeRefused as refused:
-        _refused(pending, user, "email_code", attempt)
-        return _factor_page(pending, step, error=str(refused), status=401)
-    services().throttle.succeeded(*attempt)
-    flow.record_proof(user, Method.EMAIL_CODE, frozenset({Amr.EMAIL}))
-    return _resume(pending)
+    code = _field("email_code")
+
+    def verify() -> str | None:
+        try:
+            services().email_codes.verify(purpose=_email_purpose(pending), code=code)
+        except CodeRefused as refused:
+            return str(refused)
+        return None
+
+    return _prove_second_factor(pending, step, user, Method.EMAIL_CODE, verify) or _resume(pending)
 
 
 def mask_address(address: str) -> str:

@@ -108,7 +108,7 @@ def authorize() -> BaseResponse:
         redirect_uri=redirect_uri,
         requirement=requirement,
     )
-    return _continue(pending)
+    return continue_sign_in(pending)
 
 
 @blueprint.route("/authorize/resume/<pending_id>")
@@ -116,10 +116,10 @@ def resume(pending_id: str) -> BaseResponse:
     pending = flow.load_pending(pending_id)
     if pending is None:
         return _expired()
-    return _continue(pending)
+    return continue_sign_in(pending)
 
 
-def _continue(pending: flow.PendingAuthorization) -> BaseResponse:
+def continue_sign_in(pending: flow.PendingAuthorization) -> BaseResponse:
     """Issue the code when the pipeline says Done; otherwise send the user to the one page it asks for."""
     step, user = flow.decide(pending)
     if pending.return_to is not None:

@@ -23,7 +23,7 @@ from idp.auth.recovery import lookup_key as recovery_lookup_key
 from idp.auth.throttle import Blocked, Gate, account_subject, address_subject
 from idp.mail import DeliveryFailed
 from idp.store.tables import User
-from idp.views import flow, passkeys, totp_enrolment
+from idp.views import flow, oidc, passkeys, totp_enrolment
 from idp.views.email_codes import send_code
 from idp.web import audit, durable_store, services
 
@@ -66,6 +66,11 @@ def at_step(
 
 def _resume(pending: Pending) -> BaseResponse:
     return redirect(url_for("oidc.resume", pending_id=pending.id))
+
+
+def _next(pending: Pending) -> BaseResponse:
+    """After a proof: straight on to what the pipeline asks next (a page, or the client's code)."""
+    return oidc.continue_sign_in(pending)
 
 
 def _expired() -> BaseResponse:
@@ -147,7 +152,7 @@ def password(pending: Pending, _step: NeedPassword, _user: User | None) -> BaseR
     if check.new_hash is not None:
         user.password_hash = check.new_hash
     flow.record_proof(user, Method.PASSWORD, frozenset({Amr.PWD}))
-    return _resume(pending)
+    return _next(pending)
 
 
 def _password_page(
@@ -168,7 +173,7 @@ def factor(pending: Pending, step: NeedFactor, user: User) -> BaseResponse:
         return _factor_page(pending, step)
     code = _field("code").replace(" ", "")
     refusal = _prove_second_factor(pending, step, user, Method.TOTP, lambda: _verify_totp(user, code))
-    return refusal or _resume(pending)
+    return refusal or _next(pending)
 
 
 def _verify_totp(user: User, code: str) -> str | None:
@@ -280,7 +285,7 @@ def email_code(pending: Pending, step: NeedFactor, user: User) -> BaseResponse:
             return str(refused)
         return None
 
-    return _prove_second_factor(pending, step, user, Method.EMAIL_CODE, verify) or _resume(pending)
+    return _prove_second_factor(pending, step, user, Method.EMAIL_CODE, verify) or _next(pending)
 
 
 def mask_address(address: str) -> str:
@@ -325,7 +330,7 @@ def enrol_totp(pending: Pending, _step: NeedEnrolment, user: User) -> BaseRespon
     if totp_enrolment.confirm(user, key=key, code=code, name=_field("name"), client_id=client_id) is None:
         return _enrol_page(pending, enrolment, error=totp_enrolment.WRONG_CODE, status=401)
     flow.record_proof(user, Method.TOTP, frozenset({Amr.OTP}))
-    return _resume(pending)
+    return _next(pending)
 
 
 def _enrol_page(

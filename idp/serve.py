@@ -13,6 +13,7 @@ from idp.config import CONFIG_ENV, Settings
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 GRACEFUL_SECONDS = 20
 CONCURRENT_REQUESTS = 16
+HEADER_READ_TIMEOUT_MS = 10_000  # a client that sends no request head within 10 s is dropped
 
 
 def serve(
@@ -64,6 +65,7 @@ def _serve_gunicorn(host: str, port: int, workers: int) -> None:
 def _serve_granian(host: str, port: int, workers: int) -> None:
     from granian import Granian
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
 
     Granian(
         "idp.wsgi:app",
@@ -71,8 +73,9 @@ def _serve_granian(host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         interface=Interfaces.WSGI,
-        # Requests a worker runs at once; more wait in the socket backlog instead of piling up threads.
+        # Requests a worker runs at once (its database pool matches). No backpressure: granian counts
+        # open connections against it, so idle keep-alive connections would starve everyone.
         blocking_threads=CONCURRENT_REQUESTS,
-        backpressure=CONCURRENT_REQUESTS,
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
         workers_kill_timeout=GRACEFUL_SECONDS,
     ).serve()

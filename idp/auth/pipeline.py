@@ -108,6 +108,8 @@ class RequestRejected(Exception):
         self.description = description
 
 
+MAX_AGE_DIGITS = 10  # over 300 years: no real max_age is longer
+
 # -- requirement -----------------------------------------------------------------------------
 
 
@@ -160,7 +162,7 @@ def _requested_acr(claims: str | None, acr_values: str | None) -> tuple[list[str
     if claims:
         try:
             document = json.loads(claims)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise RequestRejected("invalid_request", "the claims parameter is not valid JSON") from None
         if not isinstance(document, dict):
             raise RequestRejected("invalid_request", "the claims parameter must be a JSON object")
@@ -178,7 +180,7 @@ def _requested_acr(claims: str | None, acr_values: str | None) -> tuple[list[str
 def _max_age(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > MAX_AGE_DIGITS:
         raise RequestRejected("invalid_request", "max_age must be a non-negative integer")
     return int(raw)
 

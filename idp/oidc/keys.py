@@ -8,13 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from joserfc import jwt
+from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, RSAKey
+from joserfc.jwt import Token
 
 from idp.keyfiles import write_private
 
 Algorithm = Literal["RS256", "ES256"]
 ALGORITHMS: tuple[Algorithm, ...] = ("ES256", "RS256")
 SUFFIX = ".jwk"
+MAX_JWT_LENGTH = 8192
 
 SigningKey = ECKey | RSAKey
 
@@ -42,6 +46,15 @@ class KeyRing:
             jwks_json=json.dumps(public, separators=(",", ":")).encode(),
             public_key_set=KeySet.import_key_set(public) if keys else KeySet([]),  # type: ignore[arg-type]
         )
+
+    def decode(self, token: str) -> Token | None:
+        """A JWT signed by one of our published keys; None when malformed, oversized or forged."""
+        if not token or len(token) > MAX_JWT_LENGTH:
+            return None
+        try:
+            return jwt.decode(token, self.public_key_set, algorithms=list(ALGORITHMS))
+        except (JoseError, ValueError, TypeError):  # joserfc raises TypeError on headers of odd shapes
+            return None
 
     def signing_key(self, alg: str) -> SigningKey:
         for key in self.keys:

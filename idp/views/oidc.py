@@ -37,15 +37,16 @@ from idp.auth.pipeline import (
 from idp.auth.policy import Method
 from idp.auth.throttle import address_subject
 from idp.oidc.claims import user_claims
+from idp.oidc.keys import MAX_JWT_LENGTH
 from idp.oidc.server import ProviderServer, StoredAuthorizationRequest
-from idp.oidc.tokens import MAX_TOKEN_LENGTH, Authentication, GrantSubject, new_grant_id
+from idp.oidc.tokens import Authentication, GrantSubject, new_grant_id
 from idp.views import flow
 from idp.views.delivery import RESPONSE_MODES, deliver_error
 from idp.web import audit, durable_store, services
 
 blueprint = Blueprint("oidc", __name__)
 
-MAX_PARAMETER_LENGTH = MAX_TOKEN_LENGTH  # no parameter we accept is longer than the longest token
+MAX_PARAMETER_LENGTH = MAX_JWT_LENGTH  # no parameter we accept is longer than the longest token
 # Plain ASCII by their syntax (RFC 6749 A.3, A.6); authlib repeats them in its error descriptions, which
 # must be too (RFC 6749 4.1.2.1), and raises ValueError instead of the error when they are not.
 ECHOED = frozenset({"response_type", "redirect_uri"})
@@ -306,9 +307,8 @@ def _presented_client_id() -> str:
 
 
 def _client_authentication_failed(response: BaseResponse) -> bool:
-    """authlib refuses with invalid_client: 401 after HTTP Basic, 400 when the form names no client."""
-    if response.status_code == 401:
-        return True
+    """authlib refuses with invalid_client: 401 after HTTP Basic, 400 when the form names no client. (Its
+    other 401, unsupported_token_type, answers a client that did authenticate.)"""
     body = response.get_json(silent=True) if response.is_json else None
     return isinstance(body, dict) and body.get("error") == "invalid_client"
 

@@ -73,17 +73,18 @@ def dedicated_database(server_url: str) -> Iterator[str]:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def require_redis(url: str) -> None:
+def fresh_redis(url: str) -> None:
+    """This module's own Redis database, emptied: throttle counters of an earlier run must not count."""
     try:
         with redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) as client:
-            client.ping()
+            client.flushdb()
     except redis.RedisError as error:
         _unreachable("Redis", url, REDIS_URL_ENV, error)
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
-    require_redis(REDIS_URL)
+    fresh_redis(REDIS_URL)
     with dedicated_database(POSTGRES_URL) as database_url:
         provider = start_provider(
             tmp_path_factory.mktemp("e2e"), database_url=database_url, redis_url=REDIS_URL

@@ -144,6 +144,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         stored = context.ephemeral.get(key)
         if stored is not None and json.loads(stored)["client_id"] != client.get_client_id():
             return None  # presented by another client: refused, and left for the one it was issued to
+        if stored is not None:
+            # Touch the database before spending the code: an outage then refuses the request and
+            # leaves the code for the client's retry, rather than burning it.
+            durable().users.get(json.loads(stored)["user_id"])
         raw = context.ephemeral.take(key)
         if raw is None:
             spent = context.ephemeral.get(f"code-spent:{digest(code)}")

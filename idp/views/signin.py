@@ -321,7 +321,7 @@ def passkey(pending: Pending, step: Step, user: User | None) -> BaseResponse:
 @at_step(NeedEnrolment, Method.TOTP)
 def enrol_totp(pending: Pending, _step: NeedEnrolment, user: User) -> BaseResponse:
     """MFA is mandatory: a user without a second factor sets up TOTP inside the same sign-in."""
-    key = f"enrol:{pending.id}"
+    key = f"enrol:{user.id}"  # per user: a sign-in restarted after a failure shows the same secret
     enrolment = totp_enrolment.draft(user, key=key)
     if request.method == "GET":
         return _enrol_page(pending, enrolment)

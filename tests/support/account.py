@@ -32,15 +32,17 @@ class Authenticator:
     used: set[int] = field(default_factory=set)
 
     def code(self) -> str:
-        """A code for the current step, else the one before or after (drift_steps = 1)."""
-        if time.time() % STEP > STEP - 1:
-            time.sleep(1.1)  # not at a step boundary: the provider must see the same step
-        now = int(time.time()) // STEP
-        for step in (now, now - 1, now + 1):
-            if step not in self.used:
-                self.used.add(step)
-                return pyotp.TOTP(self.secret).at(step * STEP)
-        raise AssertionError("the three acceptable steps are used; wait for the next one")
+        """A code for the current step, else the one before or after (drift_steps = 1); when all
+        three are spent, wait for the next step to begin, as a person would."""
+        while True:
+            if time.time() % STEP > STEP - 1:
+                time.sleep(1.1)  # not at a step boundary: the provider must see the same step
+            now = int(time.time()) // STEP
+            for step in (now, now - 1, now + 1):
+                if step not in self.used:
+                    self.used.add(step)
+                    return pyotp.TOTP(self.secret).at(step * STEP)
+            time.sleep(STEP - time.time() % STEP + 0.1)
 
     def spent_now(self) -> None:
         """The code of this moment was just used (by a sign-in outside this helper)."""

@@ -1,0 +1,35 @@
+"""The production server as clients meet it: idle and silent connections do not starve the others."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from support.live import LiveProvider, start_provider
+
+IDLE_CONNECTIONS = 48  # more than the requests a worker runs at once, times the workers
+
+
+@pytest.fixture
+def provider(tmp_path: Path) -> Iterator[LiveProvider]:
+    live = start_provider(tmp_path)
+    yield live
+    live.stop()
+
+
+def test_idle_connections_do_not_starve_other_clients(provider: LiveProvider) -> None:
+    address = urlsplit(provider.issuer)
+    idle = []
+    try:
+        for _ in range(IDLE_CONNECTIONS):
+            silent = socket.create_connection((address.hostname, address.port), timeout=5)
+            idle.append(silent)  # connected, never sends a request head
+        for _ in range(5):
+            assert requests.get(f"{provider.issuer}/health", timeout=5).status_code == 200
+    finally:
+        for connection in idle:
+            connection.close()

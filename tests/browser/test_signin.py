@@ -7,38 +7,17 @@ Screenshots of each page land in test-artifacts/screenshots/ for a human to look
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pyotp
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from support.browser import DESKTOP, PHONE, chromium, running_demo_app, screenshot
-from support.live import LiveProvider, start_provider
+from support.browser import DESKTOP, PHONE, DemoApp, screenshot
+from support.live import LiveProvider
 
 pytestmark = pytest.mark.browser
 
 USERNAME = "carol"
 PASSWORD = "a long enough password"
-
-
-@pytest.fixture
-def provider(tmp_path: Path) -> Iterator[LiveProvider]:
-    provider = start_provider(tmp_path)
-    yield provider
-    provider.stop()
-
-
-@pytest.fixture
-def demo_app(provider: LiveProvider, tmp_path: Path) -> Iterator[str]:
-    """The demo relying party's base URL: registered as a public client, running against the provider."""
-    with running_demo_app(provider, tmp_path) as app:
-        yield app.base
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.fixture
@@ -49,7 +28,7 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 def test_signs_in_enrols_totp_and_lands_on_demo_app(
-    provider: LiveProvider, demo_app: str, page: Page
+    provider: LiveProvider, demo_app: DemoApp, page: Page
 ) -> None:
     created = provider.idp(
         "users",
@@ -62,7 +41,7 @@ def test_signs_in_enrols_totp_and_lands_on_demo_app(
     )
     assert created.returncode == 0, created.stderr
 
-    page.goto(f"{demo_app}/")
+    page.goto(f"{demo_app.base}/")
     page.locator("#login").click()
 
     expect(page.get_by_label("Username")).to_be_visible()
@@ -84,7 +63,7 @@ def test_signs_in_enrols_totp_and_lands_on_demo_app(
     page.get_by_role("button", name="Turn on two-step sign-in").click()
 
     expect(page.locator("#signed-in")).to_be_visible()
-    assert page.url == f"{demo_app}/"
+    assert page.url == f"{demo_app.base}/"
     expect(page.locator("#acr")).to_have_text("mfa")
     expect(page.locator("#claims")).to_contain_text('"otp"')
     screenshot(page, "demo-app-signed-in-desktop")
@@ -92,4 +71,4 @@ def test_signs_in_enrols_totp_and_lands_on_demo_app(
     page.get_by_role("link", name="Sign out").click()
 
     expect(page.locator("#login")).to_be_visible()
-    assert page.url == f"{demo_app}/"
+    assert page.url == f"{demo_app.base}/"

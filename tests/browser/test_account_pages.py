@@ -13,35 +13,14 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from support.account import Authenticator
-from support.browser import DESKTOP, PHONE, DemoApp, chromium, running_demo_app, screenshot
-from support.live import LiveProvider, start_provider
+from support.browser import DESKTOP, PHONE, DemoApp, screenshot
+from support.live import LiveProvider
 
 pytestmark = pytest.mark.browser
 
 USERNAME = "erin"
 PASSWORD = "a long enough password"
 LAST_FACTOR = "This is your last second factor: add another one before removing it."
-
-
-@pytest.fixture
-def provider(tmp_path: Path) -> Iterator[LiveProvider]:
-    provider = start_provider(tmp_path, host="localhost")
-    try:
-        yield provider
-    finally:
-        provider.stop()
-
-
-@pytest.fixture
-def demo_app(provider: LiveProvider, tmp_path: Path) -> Iterator[DemoApp]:
-    with running_demo_app(provider, tmp_path) as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture

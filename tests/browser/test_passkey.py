@@ -12,7 +12,6 @@ import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -23,11 +22,9 @@ from support.browser import (
     DESKTOP,
     DemoApp,
     VirtualAuthenticator,
-    chromium,
-    running_demo_app,
     screenshot,
 )
-from support.live import LiveProvider, start_provider
+from support.live import LiveProvider
 from support.oidc_client import Client, OpenIdProvider, Pkce
 
 pytestmark = pytest.mark.browser
@@ -52,27 +49,6 @@ KINDS = [
     PasskeyKind("device-bound", backup_eligible=False, account_label="Device-bound security key", amr="hwk"),
     PasskeyKind("synced", backup_eligible=True, account_label="Synced passkey", amr="swk"),
 ]
-
-
-@pytest.fixture
-def provider(tmp_path: Path) -> Iterator[LiveProvider]:
-    provider = start_provider(tmp_path, host="localhost")
-    try:
-        yield provider
-    finally:
-        provider.stop()
-
-
-@pytest.fixture
-def demo_app(provider: LiveProvider, tmp_path: Path) -> Iterator[DemoApp]:
-    with running_demo_app(provider, tmp_path) as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture

@@ -15,15 +15,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-import psycopg
 import pytest
-import redis
-from sqlalchemy.engine import make_url
 from support.live import LiveProvider, start_provider
 from support.oidc_client import (
     Account,
@@ -39,6 +35,7 @@ from support.oidc_client import (
     is_factor_page,
     is_password_page,
 )
+from support.services import dedicated_database, emptied_redis
 
 POSTGRES_URL_ENV = "IDP_TEST_POSTGRES_URL"  # the server; this module makes its own database on it
 REDIS_URL_ENV = "IDP_TEST_E2E_REDIS_URL"
@@ -51,41 +48,10 @@ UNREGISTERED_URI = "http://127.0.0.1/nowhere/callback"
 # -- the provider and what is registered with it --------------------------------------------------
 
 
-def _unreachable(service: str, url: str, env: str, problem: object) -> None:
-    """A missing service fails the module (never skips it): a green run needs the real servers."""
-    pytest.fail(f"{service} at {url} is unreachable ({problem}); start it or set {env}", pytrace=False)
-
-
-@contextmanager
-def dedicated_database(server_url: str) -> Iterator[str]:
-    """A PostgreSQL database of our own on the test server, dropped afterwards."""
-    admin = make_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"idp_e2e_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as error:
-        _unreachable("PostgreSQL", server_url, POSTGRES_URL_ENV, str(error).strip().splitlines()[0])
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def fresh_redis(url: str) -> None:
-    """This module's own Redis database, emptied: throttle counters of an earlier run must not count."""
-    try:
-        with redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) as client:
-            client.flushdb()
-    except redis.RedisError as error:
-        _unreachable("Redis", url, REDIS_URL_ENV, error)
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
-    fresh_redis(REDIS_URL)
-    with dedicated_database(POSTGRES_URL) as database_url:
+    emptied_redis(REDIS_URL, env=REDIS_URL_ENV)  # throttle counters of an earlier run must not count
+    with dedicated_database(POSTGRES_URL, prefix="idp_e2e_", env=POSTGRES_URL_ENV) as database_url:
         provider = start_provider(
             tmp_path_factory.mktemp("e2e"), database_url=database_url, redis_url=REDIS_URL
         )

@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from support.oidc_client import (
     Client,
     OpenIdProvider,
     Pkce,
+    create_account,
     enrolment_secret,
     forms_of,
     is_enrolment_page,
@@ -74,21 +74,6 @@ def register(live: LiveProvider, name: str, *options: str, redirect: bool = True
     assert done.returncode == 0, done.stderr
     created = json.loads(done.stdout)
     return Client(created["client_id"], redirect_uri, created.get("client_secret"))
-
-
-def create_account(live: LiveProvider, role: str) -> Account:
-    account = Account(f"{role}-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(15))
-    done = live.idp(
-        "users",
-        "create",
-        account.username,
-        "--email",
-        f"{account.username}@example.test",
-        "--password-stdin",
-        stdin=account.password + "\n",
-    )
-    assert done.returncode == 0, done.stderr
-    return account
 
 
 @dataclass(frozen=True)

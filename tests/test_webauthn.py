@@ -16,6 +16,7 @@ from flask import Flask
 from sqlalchemy import select
 from support.app import Browser, add_client, add_user, code_from, csrf_token, make_app, meta_csrf_token
 from support.soft_authenticator import ORIGIN, Credential, InvalidStateError, SoftAuthenticator
+from support.step_up import passkey_options, pending_id, send_assertion
 from werkzeug.test import TestResponse
 
 from idp.auth.policy import Amr
@@ -432,26 +433,6 @@ def with_passkey(provider: Provider, username: str, authenticator: SoftAuthentic
     added = add_passkey(browser, authenticator)
     assert added.status_code == 200, added.get_data(as_text=True)
     return browser
-
-
-def pending_id(page: TestResponse) -> str:
-    return page.request.path.split("/")[2]
-
-
-def passkey_options(browser: Browser, page: TestResponse) -> dict[str, Any]:
-    """What webauthn.js does on a sign-in page's passkey button: fetch the request options."""
-    response = browser.post_json(
-        f"/signin/{pending_id(page)}/passkey/options", {}, csrf=meta_csrf_token(page)
-    )
-    assert response.status_code == 200, response.get_data(as_text=True)
-    options: dict[str, Any] = response.get_json()
-    return options
-
-
-def send_assertion(browser: Browser, page: TestResponse, credential: dict[str, Any]) -> TestResponse:
-    return browser.post_json(
-        f"/signin/{pending_id(page)}/passkey", {"credential": credential}, csrf=meta_csrf_token(page)
-    )
 
 
 def id_token_after(provider: Provider, browser: Browser, answer: TestResponse) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import hashlib
 import re
 import secrets
 import time
+import uuid
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
@@ -20,6 +21,8 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 import jwt
 import pyotp
 import requests
+
+from support.live import LiveProvider
 
 TIMEOUT = 10
 TOTP_STEP = 30
@@ -315,3 +318,19 @@ class Browser:
             assert is_factor_page(page), page.text
         assert account.authenticator is not None
         return attempt, attempt.callback(self.submit(page, code=account.authenticator.next_code()))
+
+
+def create_account(live: LiveProvider, role: str) -> Account:
+    """A user made with the CLI (`idp users create`), with a unique name and a random password."""
+    account = Account(f"{role}-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(15))
+    done = live.idp(
+        "users",
+        "create",
+        account.username,
+        "--email",
+        f"{account.username}@example.test",
+        "--password-stdin",
+        stdin=account.password + "\n",
+    )
+    assert done.returncode == 0, done.stderr
+    return account

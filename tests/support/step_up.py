@@ -11,7 +11,6 @@ import importlib.util
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
 import threading
@@ -269,21 +268,6 @@ def cli_client(
     return oidc_client.Client(created["client_id"], uri, created.get("client_secret"))
 
 
-def cli_account(live: LiveProvider, role: str) -> oidc_client.Account:
-    account = oidc_client.Account(f"{role}-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(15))
-    done = live.idp(
-        "users",
-        "create",
-        account.username,
-        "--email",
-        f"{account.username}@example.test",
-        "--password-stdin",
-        stdin=account.password + "\n",
-    )
-    assert done.returncode == 0, done.stderr
-    return account
-
-
 def exchanged(
     op: oidc_client.OpenIdProvider, attempt: oidc_client.Attempt, response: requests.Response
 ) -> dict[str, Any]:
@@ -372,7 +356,9 @@ class LiveMember:
 
 def live_member(live: LiveProvider, op: oidc_client.OpenIdProvider, role: str) -> LiveMember:
     """A new account (`idp users create`), its own user agent, and a passkey for the live origin."""
-    return LiveMember(cli_account(live, role), oidc_client.Browser(op), SoftAuthenticator(origin=live.issuer))
+    return LiveMember(
+        oidc_client.create_account(live, role), oidc_client.Browser(op), SoftAuthenticator(origin=live.issuer)
+    )
 
 
 def restart(provider: LiveProvider) -> LiveProvider:

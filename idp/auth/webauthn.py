@@ -138,9 +138,7 @@ class Ceremonies:
         except InvalidRegistrationResponse as error:
             raise CeremonyFailed("The passkey could not be verified.", reason=str(error)) from None
         except PARSE_ERRORS:
-            raise CeremonyFailed(
-                "The browser sent a malformed response.", reason="malformed response"
-            ) from None
+            raise _malformed("malformed response") from None
         return NewCredential(
             credential_id=verified.credential_id,
             public_key=verified.credential_public_key,
@@ -199,9 +197,7 @@ class Ceremonies:
                 ) from None
             raise CeremonyFailed("The passkey could not be verified.", reason=reason) from None
         except PARSE_ERRORS:
-            raise CeremonyFailed(
-                "The browser sent a malformed response.", reason="malformed response"
-            ) from None
+            raise _malformed("malformed response") from None
         return Assertion(
             credential_id=verified.credential_id,
             new_sign_count=verified.new_sign_count,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
+from idp.store import database as database_module
 from idp.store.database import Database, DatabaseUnavailable
 from idp.store.durable import DurableStore, audit_event
 from idp.store.tables import Client, Factor, RefreshToken, User
@@ -265,3 +267,23 @@ def test_ping_answers(database: Database) -> None:
 def test_ping_of_an_unreachable_database_raises_database_unavailable() -> None:
     with pytest.raises(DatabaseUnavailable):
         Database("postgresql+psycopg://postgres@127.0.0.1:1/test").ping()
+
+
+def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced(
+    postgres_url: str, _postgres_server: tuple[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only idle connections are pinged before use (saving a round trip per busy request), and one that
+    died in the pool (a restart, an idle timeout) never reaches a request."""
+    monkeypatch.setattr(database_module, "PING_AFTER_IDLE_SECONDS", 0.05)
+    database = Database(postgres_url, pool_size=1)
+    try:
+        with database.engine.connect() as connection:
+            backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        _url, admin = _postgres_server
+        with admin.connect() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        time.sleep(0.1)
+        with database.engine.connect() as connection:
+            assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != backend
+    finally:
+        database.engine.dispose()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import logging
 import statistics
 import tempfile
 import threading
@@ -127,6 +128,7 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10", help="flushed: use a free db")
     args = parser.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     flush_redis_db(args.redis_url)
     with (
         tempfile.TemporaryDirectory(prefix="idp-round-trips-") as scratch,

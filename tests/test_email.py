@@ -549,9 +549,13 @@ class InFlight:
         self._trip()
         return self._store.incr(key, ttl=ttl)
 
-    def delete(self, key: str) -> None:
+    def get_many(self, keys: list[str]) -> list[bytes | None]:
         self._trip()
-        self._store.delete(key)
+        return self._store.get_many(keys)
+
+    def delete(self, *keys: str) -> None:
+        self._trip()
+        self._store.delete(*keys)
 
     def ping(self) -> None:
         self._store.ping()

@@ -33,6 +33,22 @@ def test_put_then_get(ephemeral_store: EphemeralStore) -> None:
     assert ephemeral_store.get("code:c") is None
 
 
+def test_get_many_answers_in_the_order_asked(ephemeral_store: EphemeralStore) -> None:
+    ephemeral_store.put("marker:a", b"a", ttl=60)
+    ephemeral_store.put("marker:c", b"\x00c", ttl=60)
+    ephemeral_store.put("marker:gone", b"expired", ttl=1)
+    time.sleep(PAST_ONE_SECOND)
+
+    assert ephemeral_store.get_many(["marker:c", "marker:b", "marker:gone", "marker:a", "marker:c"]) == [
+        b"\x00c",
+        None,
+        None,
+        b"a",
+        b"\x00c",
+    ]
+    assert ephemeral_store.get_many([]) == []
+
+
 def test_put_replaces_the_value(ephemeral_store: EphemeralStore) -> None:
     ephemeral_store.put("state", b"old", ttl=60)
     ephemeral_store.put("state", b"new", ttl=60)
@@ -119,9 +135,8 @@ def test_delete(ephemeral_store: EphemeralStore) -> None:
     ephemeral_store.put("other", b"o", ttl=60)
     ephemeral_store.incr("counter", ttl=60)
 
-    ephemeral_store.delete("session")
-    ephemeral_store.delete("counter")
-    ephemeral_store.delete("never-put")
+    ephemeral_store.delete("session", "counter", "never-put")
+    ephemeral_store.delete()
 
     assert ephemeral_store.get("session") is None
     assert ephemeral_store.get("other") == b"o"
@@ -136,6 +151,8 @@ UNREACHABLE: list[tuple[str, Callable[[EphemeralStore], object]]] = [
     ("ping", lambda store: store.ping()),
     ("put", lambda store: store.put("k", b"v", ttl=60)),
     ("get", lambda store: store.get("k")),
+    ("get_many", lambda store: store.get_many(["k", "l"])),
+    ("delete", lambda store: store.delete("k", "l")),
     ("take", lambda store: store.take("k")),
     ("incr", lambda store: store.incr("k", ttl=60)),
 ]

@@ -46,8 +46,7 @@ class EmailCodes:
 
     def withdraw(self, *, purpose: str) -> None:
         """Forget a code that could not be delivered (and let the user ask again at once)."""
-        self.ephemeral.delete(f"email-code:{purpose}")
-        self.ephemeral.delete(f"email-send:recent:{purpose}")
+        self.ephemeral.delete(f"email-code:{purpose}", f"email-send:recent:{purpose}")
 
     def pending_address(self, *, purpose: str) -> str | None:
         raw = self.ephemeral.get(f"email-code:{purpose}")

@@ -56,18 +56,16 @@ class Throttle:
         self.client_auth = Gate("client-auth", settings.client_auth)
 
     def blocked(self, *attempts: tuple[Gate, str]) -> Blocked | None:
-        """The longest wait any of the (gate, subject) pairs imposes now, or None."""
+        """The longest wait any of the (gate, subject) pairs imposes now, or None (one round trip)."""
+        keys = [_key("until", gate, subject) for gate, subject in attempts]
+        locks = [_key("locked", gate, subject) for gate, subject in attempts if gate is self.password_account]
+        values = self._ephemeral.get_many(keys + locks)
+        if any(value is not None for value in values[len(keys) :]):
+            return Blocked(retry_after=0, locked=True)
         now = time.time()
-        waits = []
-        for gate, subject in attempts:
-            if (
-                gate is self.password_account
-                and self._ephemeral.get(_key("locked", gate, subject)) is not None
-            ):
-                return Blocked(retry_after=0, locked=True)
-            raw = self._ephemeral.get(_key("until", gate, subject))
-            if raw is not None and float(raw) > now:
-                waits.append(math.ceil(float(raw) - now))
+        waits = [
+            math.ceil(float(raw) - now) for raw in values[: len(keys)] if raw is not None and float(raw) > now
+        ]
         return Blocked(retry_after=max(waits)) if waits else None
 
     def failed(self, gate: Gate, subject: str) -> int:
@@ -91,8 +89,9 @@ class Throttle:
 
     def succeeded(self, gate: Gate, subject: str) -> None:
         """A success ends the run of consecutive failures (the address gates keep counting)."""
-        for kind in ("failures", "until", "run", "locked"):
-            self._ephemeral.delete(_key(kind, gate, subject))
+        self._ephemeral.delete(
+            *(_key(kind, gate, subject) for kind in ("failures", "until", "run", "locked"))
+        )
 
     def unlock(self, subject: str) -> None:
         self.succeeded(self.password_account, subject)

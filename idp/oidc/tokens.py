@@ -122,10 +122,10 @@ class TokenService:
             return None
         if claims["exp"] <= time.time():
             return None
-        if self._ephemeral.get(f"revoked-jti:{claims.get('jti')}") is not None:
-            return None
-        grant_id = claims.get("grant_id")
-        if grant_id and self._ephemeral.get(f"revoked-grant:{grant_id}") is not None:
+        markers = [f"revoked-jti:{claims.get('jti')}"]
+        if claims.get("grant_id"):
+            markers.append(f"revoked-grant:{claims['grant_id']}")
+        if any(marker is not None for marker in self._ephemeral.get_many(markers)):
             return None
         return claims
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -24,6 +25,10 @@ class EphemeralStore(Protocol):
 
     def get(self, key: str) -> bytes | None: ...
 
+    def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """The values of several keys in one round trip, in the order asked (None where absent)."""
+        ...
+
     def take(self, key: str) -> bytes | None:
         """Return the value and delete it in one step: at most one caller ever sees it."""
         ...
@@ -32,7 +37,9 @@ class EphemeralStore(Protocol):
         """Add one and return the new count; the TTL starts with the first increment."""
         ...
 
-    def delete(self, key: str) -> None: ...
+    def delete(self, *keys: str) -> None:
+        """Remove the keys (in one round trip); absent ones are ignored."""
+        ...
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers."""
@@ -51,6 +58,12 @@ class RedisStore:
         with _redis_errors():
             return self._redis.get(KEY_PREFIX + key)  # type: ignore[return-value]
 
+    def get_many(self, keys: list[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        with _redis_errors():
+            return self._redis.mget([KEY_PREFIX + key for key in keys])  # type: ignore[return-value]
+
     def take(self, key: str) -> bytes | None:
         with _redis_errors():
             return self._redis.getdel(KEY_PREFIX + key)  # type: ignore[return-value]
@@ -63,9 +76,11 @@ class RedisStore:
             count, _ = pipe.execute()
             return int(count)
 
-    def delete(self, key: str) -> None:
+    def delete(self, *keys: str) -> None:
+        if not keys:
+            return
         with _redis_errors():
-            self._redis.delete(KEY_PREFIX + key)
+            self._redis.delete(*(KEY_PREFIX + key for key in keys))
 
     def ping(self) -> None:
         with _redis_errors():
@@ -123,6 +138,18 @@ class EmbeddedStore:
         )
         return None if row is None else bytes(row[0])
 
+    def get_many(self, keys: list[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        found = dict(
+            self._connection().execute(
+                "SELECT key, value FROM entries WHERE key IN (SELECT value FROM json_each(?)) "
+                "AND expires_at > ?",
+                (json.dumps(keys), time.time()),
+            )
+        )
+        return [None if found.get(key) is None else bytes(found[key]) for key in keys]
+
     def take(self, key: str) -> bytes | None:
         row = self._write("DELETE FROM entries WHERE key = ? RETURNING value, expires_at", (key,)).fetchone()
         if row is None or row[1] <= time.time():
@@ -141,8 +168,11 @@ class EmbeddedStore:
         ).fetchone()
         return int(row[0])
 
-    def delete(self, key: str) -> None:
-        self._write("DELETE FROM entries WHERE key = ?", (key,))
+    def delete(self, *keys: str) -> None:
+        if keys:
+            self._write(
+                "DELETE FROM entries WHERE key IN (SELECT value FROM json_each(?))", (json.dumps(keys),)
+            )
 
     def ping(self) -> None:
         try:

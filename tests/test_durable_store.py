@@ -186,8 +186,10 @@ def test_claim_for_rotation_succeeds_once(with_tokens: Database) -> None:
     assert _claim(with_tokens, "unknown") is False
 
     with with_tokens.unit_of_work() as session:
-        token = DurableStore.over(session).refresh_tokens.get("first")
-        assert token is not None and token.rotated and not token.revoked
+        found = DurableStore.over(session).refresh_tokens.with_holder("first")
+        assert found is not None
+        token, holder = found
+        assert token.rotated and not token.revoked and holder.username == "alice"
         assert token.authentication == {"amr": ["pwd", "hwk"], "acr": "phr", "auth_time": 1000}
 
 
@@ -215,7 +217,9 @@ def test_revoke_family_revokes_every_token_of_that_family_only(with_tokens: Data
     with with_tokens.unit_of_work() as session:
         tokens = DurableStore.over(session).refresh_tokens
         revoked = {
-            name: token.revoked for name in ("first", "second", "other") if (token := tokens.get(name))
+            name: found[0].revoked
+            for name in ("first", "second", "other")
+            if (found := tokens.with_holder(name))
         }
     assert revoked == {"first": True, "second": True, "other": False}
 

@@ -16,7 +16,7 @@ from authlib.oidc.core import OpenIDCode
 from idp.oidc.claims import user_claims
 from idp.oidc.clients import RegisteredClient
 from idp.oidc.tokens import Authentication, GrantSubject, digest
-from idp.store.tables import RefreshToken
+from idp.store.tables import RefreshToken, User
 from idp.views.delivery import deliver
 from idp.web import audit, services
 from idp.web import durable_store as durable
@@ -71,6 +71,7 @@ class IssuedToken:
     grant_id: str | None
     claims: dict[str, Any] | None = None  # access tokens
     row: RefreshToken | None = None  # refresh tokens
+    holder: User | None = None  # refresh tokens: the account, loaded with the row
 
     def check_client(self, client: RegisteredClient) -> bool:
         return bool(client.get_client_id() == self.client_id)
@@ -211,11 +212,13 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token: str) -> IssuedToken | None:
-        store = durable()
-        row = store.refresh_tokens.get(digest(refresh_token))
-        if row is None or row.revoked or row.client_id != self.request.client.get_client_id():
+        found = durable().refresh_tokens.with_holder(digest(refresh_token))
+        if found is None:
             return None
-        if not _user_may_hold_tokens(row.user_id):
+        row, holder = found
+        if row.revoked or row.client_id != self.request.client.get_client_id():
+            return None
+        if holder.disabled:
             revoke_grant(row.family_id, reason="account disabled")
             return None
         if row.rotated:
@@ -223,12 +226,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             return None
         if row.expires_at <= time.time():
             return None
-        return refresh_token_view(row)
+        return refresh_token_view(row, holder)
 
     def authenticate_user(self, refresh_token: IssuedToken) -> GrantSubject | None:
         """Called once the whole request is valid: only now is the token spent, so a refused request
         (a wider scope, say) leaves it usable; a racing use of the same token revokes the family."""
-        user = durable().users.get(refresh_token.subject)
+        user = refresh_token.holder
         if user is None or user.disabled or refresh_token.authentication is None:
             return None
         assert refresh_token.grant_id is not None and refresh_token.row is not None
@@ -268,11 +271,6 @@ def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
     )
 
 
-def _user_may_hold_tokens(user_id: str) -> bool:
-    user = durable().users.get(user_id)
-    return user is not None and not user.disabled
-
-
 def revoke_grant(grant_id: str, *, reason: str) -> None:
     """Revoke every refresh and access token of one grant."""
     durable().refresh_tokens.revoke_family(grant_id)
@@ -280,7 +278,7 @@ def revoke_grant(grant_id: str, *, reason: str) -> None:
     audit("grant_revoked", "success", detail={"grant_id": grant_id, "reason": reason})
 
 
-def refresh_token_view(row: RefreshToken) -> IssuedToken:
+def refresh_token_view(row: RefreshToken, holder: User) -> IssuedToken:
     return IssuedToken(
         kind="refresh_token",
         client_id=row.client_id,
@@ -291,15 +289,18 @@ def refresh_token_view(row: RefreshToken) -> IssuedToken:
         authentication=Authentication.from_json(row.authentication),
         grant_id=row.family_id,
         row=row,
+        holder=holder,
     )
 
 
 def find_token(token: str) -> IssuedToken | None:
     """An access token (JWT) or a current refresh token, of an account that may still hold tokens."""
-    found = _find_access_token(token) if token.count(".") == 2 else _find_refresh_token(token)
-    if found is None or (found.authentication is not None and not _user_may_hold_tokens(found.subject)):
-        return None
-    return found
+    if token.count(".") != 2:
+        return _find_refresh_token(token)
+    found = _find_access_token(token)
+    if found is None or found.authentication is None:  # None, or a client's own token
+        return found
+    return found if durable().users.may_hold_tokens(found.subject) else None
 
 
 def _find_access_token(token: str) -> IssuedToken | None:
@@ -325,10 +326,13 @@ def _find_access_token(token: str) -> IssuedToken | None:
 
 
 def _find_refresh_token(token: str) -> IssuedToken | None:
-    row = durable().refresh_tokens.get(digest(token))
-    if row is None or row.revoked or row.rotated:
+    found = durable().refresh_tokens.with_holder(digest(token))
+    if found is None:
         return None
-    return refresh_token_view(row)
+    row, holder = found
+    if row.revoked or row.rotated or holder.disabled:
+        return None
+    return refresh_token_view(row, holder)
 
 
 # -- revocation and introspection --------------------------------------------------------------

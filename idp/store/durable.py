@@ -19,6 +19,11 @@ class Users:
     def get(self, user_id: str) -> User | None:
         return self._session.get(User, user_id)
 
+    def may_hold_tokens(self, user_id: str) -> bool:
+        """The account exists and is not disabled (one column read, no entity loaded)."""
+        disabled = self._session.scalar(select(User.disabled).where(User.id == user_id))
+        return disabled is False
+
     def by_username(self, username: str) -> User | None:
         return self._session.scalars(select(User).where(User.username == username)).one_or_none()
 
@@ -107,8 +112,11 @@ class RefreshTokens:
         self._session.add(token)
         self._session.flush()
 
-    def get(self, token_hash: str) -> RefreshToken | None:
-        return self._session.get(RefreshToken, token_hash)
+    def with_holder(self, token_hash: str) -> tuple[RefreshToken, User] | None:
+        """The token and the account holding it, in one query (None when either is gone)."""
+        query = select(RefreshToken, User).join(User, User.id == RefreshToken.user_id)
+        row = self._session.execute(query.where(RefreshToken.token_hash == token_hash)).one_or_none()
+        return None if row is None else (row[0], row[1])
 
     def claim_for_rotation(self, token_hash: str) -> bool:
         """Mark the token rotated; True only for the one caller that found it current (atomic)."""

@@ -2,8 +2,8 @@
 
     python bench/hello.py --port P      (run by bench/run.py, pinned to the server core)
 
-Granian with the options of idp/serve.py (one worker, the same blocking threads and backpressure),
-so the difference to the provider is the application's own work.
+Granian exactly as idp/serve.py runs it (idp.serve.granian_server, one worker), so the difference to
+the provider is the application's own work.
 """
 
 from __future__ import annotations
@@ -24,10 +24,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
 
 
 def main() -> None:
-    from granian import Granian
-    from granian.constants import Interfaces
-
-    from idp.serve import CONCURRENT_REQUESTS, GRACEFUL_SECONDS
+    from idp.serve import granian_server
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -36,16 +33,7 @@ def main() -> None:
     here = str(Path(__file__).resolve().parent)
     sys.path.insert(0, here)  # the workers import "hello:app" too
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
-    Granian(
-        "hello:app",
-        address=args.host,
-        port=args.port,
-        workers=1,
-        interface=Interfaces.WSGI,
-        blocking_threads=CONCURRENT_REQUESTS,
-        backpressure=CONCURRENT_REQUESTS,
-        workers_kill_timeout=GRACEFUL_SECONDS,
-    ).serve()
+    granian_server("hello:app", host=args.host, port=args.port, workers=1).serve()
 
 
 if __name__ == "__main__":

@@ -136,8 +136,9 @@ def main() -> None:
     ):
         config = prepare(Path(scratch), database_url=database_url, redis_url=args.redis_url)
         population = copy_users(database_url, count=args.sign_ins + 2, config=config)
-        relying_party, service = register_relying_party(config), register(
-            config, "bench-service", "--grant-type", "client_credentials"
+        relying_party, service = (
+            register_relying_party(config),
+            register(config, "bench-service", "--grant-type", "client_credentials"),
         )
         app = create_app(load_settings(config))
         count_round_trips()

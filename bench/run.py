@@ -14,7 +14,11 @@ Measured, each for --duration seconds after --warmup seconds:
             verifications per second with the configured parameters on that core;
   endpoints client-credentials token, refresh-token grant (chained: each refresh uses the newest
             token of its grant), introspection of a user's access token, discovery, JWKS, and complete
-            browserless sign-ins (authorize, password, TOTP, code, token: 8 requests each).
+            browserless sign-ins (authorize, password page and form, factor page and form, token:
+            6 requests each);
+  floors    ES256 signing and verification of an access token (joserfc) on that core: what a
+            token or an introspection must cost at least. Each token row shows the largest share
+            of hello its signature operation alone would allow.
 Each figure is printed with its ratio to its ceiling and the target for that ratio. With --profile,
 py-spy then samples the worker under each dynamic load and a per-package and per-function summary
 is printed (raw stacks are kept in DIR).
@@ -58,8 +62,11 @@ from harness import (
     serving,
     sign_in_user,
     stop,
+    summarize,
     worker_memory,
 )
+from joserfc import jwt
+from joserfc.jwk import ECKey
 from populate import copy_users
 from server_engines import (
     HOST,
@@ -110,6 +117,7 @@ class Measure:
     ceiling: str | None = None
     profiled: bool = False  # with --profile
     unit: str = "req/s"
+    signatures: tuple[str, ...] = ()  # the floor operations each request must do (ES256_SIGN, ...)
 
 
 # -- ceilings ---------------------------------------------------------------------------------------
@@ -142,38 +150,57 @@ def hello_server(workdir: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]
 
 def argon2_rate(settings: PasswordSettings, duration: float) -> Result:
     """Password verifications per second on the server core, as the password step does them."""
+    passwords = Passwords(settings)
+    stored = passwords.hash("correct horse battery staple")
+    return pinned_rate(
+        lambda: passwords.verify(stored_hash=stored, password="correct horse battery staple"), duration
+    )
+
+
+def signature_rates(duration: float) -> dict[str, Result]:
+    """ES256 signing and verification of an access token with joserfc, as the provider does them: the
+    least a token or an introspection can cost, whatever else it does."""
+    key = ECKey.generate_key("P-256", parameters={"kid": "bench"})
+    header = {"typ": "at+jwt", "alg": "ES256", "kid": "bench"}
+    claims = {
+        "iss": "http://127.0.0.1:8000",
+        "sub": "3f0c6f4e-2d7c-4b8e-9a57-1c2b3d4e5f60",
+        "aud": "bench-machine",
+        "client_id": "bench-machine",
+        "iat": 1_800_000_000,
+        "exp": 1_800_000_600,
+        "jti": "x1HwX2b9s8hV3kqYzNwU0w",
+        "scope": "openid profile",
+    }
+    token = jwt.encode(header, claims, key, algorithms=["ES256"])
+    return {
+        ES256_SIGN: pinned_rate(lambda: jwt.encode(header, claims, key, algorithms=["ES256"]), duration),
+        ES256_VERIFY: pinned_rate(lambda: jwt.decode(token, key, algorithms=["ES256"]), duration),
+    }
+
+
+def pinned_rate(operation: Callable[[], object], duration: float) -> Result:
+    """Calls of `operation` per second, one at a time, in a process of its own on the server core."""
     context = multiprocessing.get_context("fork")
     out = context.Queue()
-    worker = context.Process(target=_argon2_loop, args=(settings, duration, out))
+    worker = context.Process(target=_timed_loop, args=(operation, duration, out))
     worker.start()
     result: Result = out.get(timeout=duration + 60)
     worker.join()
     return result
 
 
-def _argon2_loop(settings: PasswordSettings, duration: float, out: Any) -> None:
+def _timed_loop(operation: Callable[[], object], duration: float, out: Any) -> None:
     if pinned(SERVER_CORE):
         os.sched_setaffinity(0, {SERVER_CORE})
-    passwords = Passwords(settings)
-    stored = passwords.hash("correct horse battery staple")
     latencies = []
     deadline = time.perf_counter() + duration
     started = time.perf_counter()
     while time.perf_counter() < deadline:
         begun = time.perf_counter()
-        assert passwords.verify(stored_hash=stored, password="correct horse battery staple").valid
+        operation()
         latencies.append(time.perf_counter() - begun)
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    out.put(
-        {
-            "requests": len(latencies),
-            "rps": len(latencies) / elapsed,
-            "p50_ms": latencies[len(latencies) // 2] * 1e3,
-            "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1e3,
-            "errors": 0,
-        }
-    )
+    out.put(summarize(latencies, time.perf_counter() - started, []))
 
 
 # -- the loads --------------------------------------------------------------------------------------
@@ -338,7 +365,9 @@ def _package(frame: str) -> str:
 
 
 HELLO, ARGON2 = "hello (ceiling)", "argon2id verify (ceiling)"
-SIGN_INS = "sign-ins (8 requests each)"
+ES256_SIGN, ES256_VERIFY = "ES256 sign (floor)", "ES256 verify (floor)"
+FLOORS = (ES256_SIGN, ES256_VERIFY)
+SIGN_INS = "sign-ins (6 requests each)"
 
 
 def main() -> None:
@@ -388,6 +417,7 @@ def main() -> None:
 
         loads = 2 * rounds + (2 if args.profile else 0)
         samples: dict[str, list[Result]] = {ARGON2: [argon2_rate(hashing, duration)]}
+        samples |= {name: [result] for name, result in signature_rates(duration).items()}
         sign_ins = sign_in_load(
             rp, users, args.sign_in_connections, most_per_second=samples[ARGON2][0]["rps"]
         )
@@ -398,11 +428,17 @@ def main() -> None:
         measures = [
             Measure(HELLO, static(hello_port, "GET", "/"), "hello"),
             Measure(
-                "client credentials", static(port, "POST", "/token", token_form), "idp", 0.30, HELLO, True
+                "client credentials",
+                static(port, "POST", "/token", token_form),
+                *("idp", 0.30, HELLO, True),
+                signatures=(ES256_SIGN,),
             ),
-            Measure("refresh (chained)", refresh, "idp", 0.25, HELLO, True),
+            Measure("refresh (chained)", refresh, "idp", 0.25, HELLO, True, signatures=(ES256_SIGN,)),
             Measure(
-                "introspection", static(port, "POST", "/introspect", introspected), "idp", 0.25, HELLO, True
+                "introspection",
+                static(port, "POST", "/introspect", introspected),
+                *("idp", 0.25, HELLO, True),
+                signatures=(ES256_VERIFY,),
             ),
             Measure("discovery", static(port, "GET", discovery), "idp", 0.90, HELLO, True),
             Measure("JWKS", static(port, "GET", "/jwks.json"), "idp", 0.90, HELLO),
@@ -411,6 +447,8 @@ def main() -> None:
         for round_ in range(rounds):
             if round_:
                 samples[ARGON2].append(argon2_rate(hashing, duration))
+                for name, result in signature_rates(duration).items():
+                    samples[name].append(result)
             for measure in measures:
                 measure.load(warmup)
                 before, core, started = (
@@ -453,7 +491,8 @@ def print_table(measures: list[Measure], samples: dict[str, list[Result]]) -> No
     }
     columns = ("rate", "unit", "p50 ms", "p99 ms", "errors", "cpu", "core")
     print("\n" + ROW.format("", *columns))
-    rows = [(ARGON2, "hashes/s", None)] + [(measure.name, measure.unit, measure) for measure in measures]
+    rows = [(ARGON2, "hashes/s", None)] + [(floor, "ops/s", None) for floor in FLOORS]
+    rows += [(measure.name, measure.unit, measure) for measure in measures]
     for name, unit, measure in rows:
         figures = median[name]
         errors = sum(run["errors"] for run in samples[name])
@@ -464,12 +503,22 @@ def print_table(measures: list[Measure], samples: dict[str, list[Result]]) -> No
             judged = (
                 f"{share:6.1%} of {measure.ceiling.split(' (')[0]}, target >= {measure.target:.0%}: {verdict}"
             )
+            if measure.signatures:
+                judged += f" (its signature alone caps it at {_cap(measure, median):.0%})"
         rate, p50, p99 = figures["rps"], figures["p50_ms"], figures["p99_ms"]
         cpu, core = (f"{figures[key]:.0%}" if figures[key] == figures[key] else "-" for key in keys[3:])
         print(ROW.format(name, f"{rate:.1f}", unit, f"{p50:.2f}", f"{p99:.2f}", errors, cpu, core), judged)
         failure = next((run["first_error"] for run in samples[name] if run.get("first_error")), None)
         if failure:
             print(f"{'':<27} first failure: {failure}")
+
+
+def _cap(measure: Measure, median: dict[str, dict[str, float]]) -> float:
+    """The largest share of its ceiling a row could reach if the request did nothing but what hello does
+    and its signature operations: 1 / (1 + ceiling rate x the seconds those operations take)."""
+    assert measure.ceiling is not None
+    seconds = sum(1 / median[floor]["rps"] for floor in measure.signatures)
+    return 1 / (1 + median[measure.ceiling]["rps"] * seconds)
 
 
 if __name__ == "__main__":

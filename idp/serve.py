@@ -63,12 +63,17 @@ def _serve_gunicorn(host: str, port: int, workers: int) -> None:
 
 
 def _serve_granian(host: str, port: int, workers: int) -> None:
+    granian_server("idp.wsgi:app", host=host, port=port, workers=workers).serve()
+
+
+def granian_server(target: str, *, host: str, port: int, workers: int) -> Any:
+    """Granian as `idp serve` runs it (bench/hello.py serves its ceiling app with the same options)."""
     from granian import Granian
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
 
-    Granian(
-        "idp.wsgi:app",
+    return Granian(
+        target,
         address=host,
         port=port,
         workers=workers,
@@ -78,4 +83,4 @@ def _serve_granian(host: str, port: int, workers: int) -> None:
         blocking_threads=CONCURRENT_REQUESTS,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
         workers_kill_timeout=GRACEFUL_SECONDS,
-    ).serve()
+    )

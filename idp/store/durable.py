@@ -15,9 +15,15 @@ from idp.store.tables import AuditEvent, Client, Factor, RefreshToken, User, Use
 class Users:
     def __init__(self, session: Session) -> None:
         self._session = session
+        # The session's identity map holds entities weakly: keeping the accounts loaded in this unit
+        # of work lets later look-ups of the same account be answered from it, without a query.
+        self._loaded: dict[str, User] = {}
 
     def get(self, user_id: str) -> User | None:
-        return self._session.get(User, user_id)
+        user = self._session.get(User, user_id)
+        if user is not None:
+            self._loaded[user_id] = user
+        return user
 
     def may_hold_tokens(self, user_id: str) -> bool:
         """The account exists and is not disabled (one column read, no entity loaded)."""
@@ -36,14 +42,18 @@ class Users:
 
 
 class Factors:
+    """Every change to factors goes through here, so a user's factors are read once per unit of work
+    and read again only after a change."""
+
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._of_user: dict[str, Sequence[Factor]] = {}
 
     def of_user(self, user_id: str, kind: str | None = None) -> Sequence[Factor]:
-        query = select(Factor).where(Factor.user_id == user_id)
-        if kind is not None:
-            query = query.where(Factor.kind == kind)
-        return self._session.scalars(query.order_by(Factor.created_at)).all()
+        if user_id not in self._of_user:
+            query = select(Factor).where(Factor.user_id == user_id).order_by(Factor.created_at)
+            self._of_user[user_id] = self._session.scalars(query).all()
+        return [factor for factor in self._of_user[user_id] if kind is None or factor.kind == kind]
 
     def count_named(self, kind: str, name: str) -> int:
         """How many factors of this kind carry this name (users bound to one email address)."""
@@ -54,16 +64,19 @@ class Factors:
         return self._session.scalars(select(Factor).where(Factor.lookup_key == lookup_key)).one_or_none()
 
     def add(self, factor: Factor) -> None:
+        self._of_user.clear()
         self._session.add(factor)
         self._session.flush()
 
     def remove(self, user_id: str, factor_id: str) -> bool:
+        self._of_user.clear()
         result = self._session.execute(
             delete(Factor).where(Factor.user_id == user_id, Factor.id == factor_id)
         )
         return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
     def remove_all(self, user_id: str, kind: str | None = None) -> int:
+        self._of_user.clear()
         statement = delete(Factor).where(Factor.user_id == user_id)
         if kind is not None:
             statement = statement.where(Factor.kind == kind)
@@ -72,6 +85,7 @@ class Factors:
 
     def consume(self, user_id: str, lookup_key: str) -> bool:
         """Delete a single-use factor (a recovery code); True for the one caller that found it."""
+        self._of_user.clear()
         result = self._session.execute(
             delete(Factor).where(Factor.user_id == user_id, Factor.lookup_key == lookup_key)
         )
@@ -79,6 +93,7 @@ class Factors:
 
     def mark_used(self, factor_id: str, at: int, data: dict[str, Any] | None = None) -> None:
         values: dict[str, Any] = {"last_used_at": at} if data is None else {"last_used_at": at, "data": data}
+        self._of_user.clear()
         self._session.execute(update(Factor).where(Factor.id == factor_id).values(**values))
 
 

@@ -3,6 +3,8 @@
 from idp.app import create_app
 from idp.config import load_settings
 from idp.observability import configure_logging
+from idp.serve import limit_malloc_arenas
 
+limit_malloc_arenas()
 configure_logging()
 app = create_app(load_settings())

@@ -11,6 +11,8 @@ import pytest
 import requests
 from support.live import LiveProvider, start_provider
 
+from idp.serve import limit_malloc_arenas
+
 IDLE_CONNECTIONS = 48  # more than the requests a worker runs at once, times the workers
 
 
@@ -33,3 +35,8 @@ def test_idle_connections_do_not_starve_other_clients(provider: LiveProvider) ->
     finally:
         for connection in idle:
             connection.close()
+
+
+def test_workers_limit_glibc_malloc_arenas() -> None:
+    """glibc (this machine's C library) takes the arena limit that keeps a worker near 190 MiB."""
+    assert limit_malloc_arenas() is True

@@ -140,6 +140,22 @@ def test_mark_used_records_the_time(with_factors: Database) -> None:
     assert used == {"key-old": None, "totp": 4242, "key-new": None}
 
 
+def test_factors_read_in_a_unit_of_work_follow_its_own_changes(with_factors: Database) -> None:
+    """The factors of a user are read once per unit of work; what it changes is seen at once."""
+    with with_factors.unit_of_work() as session:
+        factors = DurableStore.over(session).factors
+        assert [factor.id for factor in factors.of_user(ALICE)] == ["key-old", "totp", "key-new"]
+
+        factors.mark_used("totp", at=4242, data={"counter": 7})
+        factors.add(_factor("email", ALICE, "email", created_at=5000))
+        factors.remove(ALICE, "key-old")
+
+        seen = {factor.id: (factor.last_used_at, factor.data) for factor in factors.of_user(ALICE)}
+        assert list(seen) == ["totp", "key-new", "email"]
+        assert seen["totp"] == (4242, {"counter": 7})
+        assert [factor.id for factor in factors.of_user(ALICE, "email")] == ["email"]
+
+
 def test_clients_are_added_and_found(database: Database) -> None:
     with database.unit_of_work() as session:
         clients = DurableStore.over(session).clients

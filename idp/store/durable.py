@@ -43,7 +43,7 @@ class Users:
 
 class Factors:
     """Every change to factors goes through here, so a user's factors are read once per unit of work
-    and read again only after a change."""
+    and read again only after one is added or removed."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -93,7 +93,7 @@ class Factors:
 
     def mark_used(self, factor_id: str, at: int, data: dict[str, Any] | None = None) -> None:
         values: dict[str, Any] = {"last_used_at": at} if data is None else {"last_used_at": at, "data": data}
-        self._of_user.clear()
+        # No re-read needed: the ORM applies the new values to the factors this session holds.
         self._session.execute(update(Factor).where(Factor.id == factor_id).values(**values))
 
 

@@ -9,13 +9,11 @@ import base64
 import contextlib
 import hashlib
 import json
-import multiprocessing
 import os
 import re
 import secrets
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,7 +26,19 @@ import psycopg
 import pyotp
 import redis
 import requests
-from server_engines import HOST, LOAD_CORE, SERVER_CORE, Result, free_port, idp, pinned, wait_healthy
+from server_engines import (
+    HOST,
+    LOAD_CORE,
+    SERVER_CORE,
+    Result,
+    free_port,
+    idp,
+    in_pinned_process,
+    on_threads,
+    pinned,
+    summarize,
+    wait_healthy,
+)
 from sqlalchemy.engine import make_url
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -314,18 +324,10 @@ Chain = Callable[[], Callable[[], bool]]  # makes one connection's step; a step 
 def run_chains(make_chain: Chain, *, connections: int, duration: float, core: int = LOAD_CORE) -> Result:
     """`connections` threads in one process on `core`, each repeating its chain's step until the end;
     requests/s, p50/p99 of a step, and how many failed."""
-    context = multiprocessing.get_context("fork")
-    out = context.Queue()
-    worker = context.Process(target=_chains, args=(make_chain, connections, duration, core, out))
-    worker.start()
-    result: Result = out.get(timeout=duration + 120)
-    worker.join()
-    return result
+    return in_pinned_process(core, lambda: _chains(make_chain, connections, duration), timeout=duration + 120)
 
 
-def _chains(make_chain: Chain, connections: int, duration: float, core: int, out: Any) -> None:
-    if pinned(core) and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {core})
+def _chains(make_chain: Chain, connections: int, duration: float) -> Result:
     latencies: list[float] = []
     failures: list[str] = []
     deadline = time.perf_counter() + duration
@@ -344,26 +346,4 @@ def _chains(make_chain: Chain, connections: int, duration: float, core: int, out
             else:
                 latencies.append(time.perf_counter() - started)
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=connection) for _ in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    out.put(summarize(latencies, time.perf_counter() - started, failures))
-
-
-def summarize(latencies: list[float], elapsed: float, failures: list[str]) -> dict[str, Any]:
-    ordered = sorted(latencies)
-
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3 if ordered else float("nan")
-
-    return {
-        "requests": len(ordered),
-        "rps": len(ordered) / elapsed,
-        "p50_ms": at(0.50),
-        "p99_ms": at(0.99),
-        "errors": len(failures),
-        "first_error": failures[0] if failures else "",
-    }
+    return summarize(latencies, on_threads(connection, connections), failures)

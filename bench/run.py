@@ -30,8 +30,6 @@ import argparse
 import collections
 import contextlib
 import json
-import multiprocessing
-import os
 import shutil
 import statistics
 import subprocess
@@ -62,7 +60,6 @@ from harness import (
     serving,
     sign_in_user,
     stop,
-    summarize,
     worker_memory,
 )
 from joserfc import jwt
@@ -75,10 +72,12 @@ from server_engines import (
     Request,
     Result,
     free_port,
+    in_pinned_process,
     pinned,
     run_python,
     run_wrk,
     run_wrk_lua,
+    summarize,
     wait_healthy,
 )
 
@@ -181,18 +180,10 @@ def signature_rates(duration: float) -> dict[str, Result]:
 
 def pinned_rate(operation: Callable[[], object], duration: float) -> Result:
     """Calls of `operation` per second, one at a time, in a process of its own on the server core."""
-    context = multiprocessing.get_context("fork")
-    out = context.Queue()
-    worker = context.Process(target=_timed_loop, args=(operation, duration, out))
-    worker.start()
-    result: Result = out.get(timeout=duration + 60)
-    worker.join()
-    return result
+    return in_pinned_process(SERVER_CORE, lambda: _timed_loop(operation, duration), timeout=duration + 60)
 
 
-def _timed_loop(operation: Callable[[], object], duration: float, out: Any) -> None:
-    if pinned(SERVER_CORE):
-        os.sched_setaffinity(0, {SERVER_CORE})
+def _timed_loop(operation: Callable[[], object], duration: float) -> Result:
     latencies = []
     deadline = time.perf_counter() + duration
     started = time.perf_counter()
@@ -200,7 +191,7 @@ def _timed_loop(operation: Callable[[], object], duration: float, out: Any) -> N
         begun = time.perf_counter()
         operation()
         latencies.append(time.perf_counter() - begun)
-    out.put(summarize(latencies, time.perf_counter() - started, []))
+    return summarize(latencies, time.perf_counter() - started, [])
 
 
 # -- the loads --------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ SERVER_CORE, LOAD_CORE = 0, 1
 TOKEN, DISCOVERY = "POST /token", "GET /.well-known/openid-configuration"
 
 Request = tuple[str, str, dict[str, str], str]  # method, path, headers, body
-Result = dict[str, float]  # requests, rps, p50_ms, p99_ms, errors
+Result = dict[str, Any]  # requests, rps, p50_ms, p99_ms, errors, first_error
 
 WRK_SCRIPT = """
 wrk.method = "{method}"
@@ -126,13 +126,11 @@ def run_wrk_lua(port: int, lua: str, connections: int, duration: float, workdir:
     }
 
 
-def _python_load(port: int, request: Request, connections: int, duration: float, out: Any) -> None:
-    """Body of the separate load process: `connections` threads, each with a keep-alive connection."""
-    if pinned(LOAD_CORE) and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {LOAD_CORE})
+def _python_load(port: int, request: Request, connections: int, duration: float) -> Result:
+    """`connections` threads, each with a keep-alive connection, sending `request` until the end."""
     method, path, headers, body = request
     latencies: list[float] = []
-    errors = [0]
+    failures: list[str] = []
     deadline = time.perf_counter() + duration
 
     def client() -> None:
@@ -143,45 +141,68 @@ def _python_load(port: int, request: Request, connections: int, duration: float,
                 conn.request(method, path, body=body or None, headers=headers)
                 response = conn.getresponse()
                 response.read()
-                errors[0] += response.status != 200
+                if response.status != 200:
+                    failures.append(f"status {response.status}")
                 if response.will_close:
                     conn.close()
-            except (OSError, http.client.HTTPException):
-                errors[0] += 1
+            except (OSError, http.client.HTTPException) as error:
+                failures.append(repr(error)[:300])
                 conn.close()
             latencies.append(time.perf_counter() - start)
 
+    return summarize(latencies, on_threads(client, connections), failures)
+
+
+def run_python(port: int, request: Request, connections: int, duration: float, workdir: Path) -> Result:
+    return in_pinned_process(
+        LOAD_CORE, lambda: _python_load(port, request, connections, duration), timeout=duration + 60
+    )
+
+
+def in_pinned_process(core: int, measure: Callable[[], Result], *, timeout: float) -> Result:
+    """What `measure` returns, run in a forked process on `core` (pinned where that is possible), so
+    that the load or the operation measured never shares this process's interpreter."""
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    worker = context.Process(target=_pinned, args=(core, measure, out))
+    worker.start()
+    result: Result = out.get(timeout=timeout)
+    worker.join()
+    return result
+
+
+def _pinned(core: int, measure: Callable[[], Result], out: Any) -> None:
+    if pinned(core) and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {core})
+    out.put(measure())
+
+
+def on_threads(work: Callable[[], None], count: int) -> float:
+    """Run `work` on `count` threads at once; the seconds until the last one finished."""
     started = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(connections)]
+    threads = [threading.Thread(target=work) for _ in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - started
-    latencies.sort()
+    return time.perf_counter() - started
+
+
+def summarize(latencies: list[float], elapsed: float, failures: list[str]) -> Result:
+    """Requests/s, p50/p99 in ms, and the failures (counted, the first one kept)."""
+    ordered = sorted(latencies)
 
     def at(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1e3
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3 if ordered else float("nan")
 
-    out.put(
-        {
-            "requests": len(latencies),
-            "rps": len(latencies) / elapsed,
-            "p50_ms": at(0.50),
-            "p99_ms": at(0.99),
-            "errors": errors[0],
-        }
-    )
-
-
-def run_python(port: int, request: Request, connections: int, duration: float, workdir: Path) -> Result:
-    context = multiprocessing.get_context()
-    out = context.Queue()
-    worker = context.Process(target=_python_load, args=(port, request, connections, duration, out))
-    worker.start()
-    result: Result = out.get(timeout=duration + 60)
-    worker.join()
-    return result
+    return {
+        "requests": len(ordered),
+        "rps": len(ordered) / elapsed,
+        "p50_ms": at(0.50),
+        "p99_ms": at(0.99),
+        "errors": len(failures),
+        "first_error": failures[0] if failures else "",
+    }
 
 
 # -- one provider per engine -------------------------------------------------------------------------

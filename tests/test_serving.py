@@ -38,5 +38,5 @@ def test_idle_connections_do_not_starve_other_clients(provider: LiveProvider) ->
 
 
 def test_workers_limit_glibc_malloc_arenas() -> None:
-    """glibc (this machine's C library) takes the arena limit that keeps a worker near 190 MiB."""
+    """glibc (this machine's C library) takes the arena limit that keeps a worker near 160 MiB."""
     assert limit_malloc_arenas() is True

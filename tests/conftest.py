@@ -16,14 +16,13 @@ import redis
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+from support.services import POSTGRES_URL_ENV, postgres_server_url
 
 from idp.store.database import Database
 from idp.store.ephemeral import EmbeddedStore, EphemeralStore, RedisStore
 
 REDIS_URL_ENV = "IDP_TEST_REDIS_URL"
-POSTGRES_URL_ENV = "IDP_TEST_POSTGRES_URL"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def _require(service: str, url: str, env: str, check: Callable[[], object], error: type[Exception]) -> None:
@@ -61,7 +60,7 @@ def _flush(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def _postgres_server() -> Iterator[tuple[str, Engine]]:
-    url = os.environ.get(POSTGRES_URL_ENV) or DEFAULT_POSTGRES_URL
+    url = postgres_server_url()
     admin = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
     _require("PostgreSQL", url, POSTGRES_URL_ENV, lambda: admin.connect().close(), OperationalError)
     yield url, admin

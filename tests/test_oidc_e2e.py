@@ -37,9 +37,7 @@ from support.oidc_client import (
 )
 from support.services import dedicated_database, emptied_redis
 
-POSTGRES_URL_ENV = "IDP_TEST_POSTGRES_URL"  # the server; this module makes its own database on it
 REDIS_URL_ENV = "IDP_TEST_E2E_REDIS_URL"
-POSTGRES_URL = os.environ.get(POSTGRES_URL_ENV) or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_URL = os.environ.get(REDIS_URL_ENV) or "redis://127.0.0.1:6379/14"
 MFA_AMR = {"pwd", "otp", "mfa"}
 UNREGISTERED_URI = "http://127.0.0.1/nowhere/callback"
@@ -51,7 +49,7 @@ UNREGISTERED_URI = "http://127.0.0.1/nowhere/callback"
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
     emptied_redis(REDIS_URL, env=REDIS_URL_ENV)  # throttle counters of an earlier run must not count
-    with dedicated_database(POSTGRES_URL, prefix="idp_e2e_", env=POSTGRES_URL_ENV) as database_url:
+    with dedicated_database(prefix="idp_e2e_") as database_url:
         provider = start_provider(
             tmp_path_factory.mktemp("e2e"), database_url=database_url, redis_url=REDIS_URL
         )

@@ -32,9 +32,7 @@ from support.oidc_client import (
 )
 from support.services import dedicated_database, emptied_redis
 
-POSTGRES_URL_ENV = "IDP_TEST_POSTGRES_URL"  # the server; this module makes its own database on it
 REDIS_URL_ENV = "IDP_TEST_SCALE_REDIS_URL"
-POSTGRES_URL = os.environ.get(POSTGRES_URL_ENV) or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_URL = os.environ.get(REDIS_URL_ENV) or "redis://127.0.0.1:6379/13"
 REDIRECT_URI = "http://127.0.0.1/scale-out/callback"
 
@@ -65,7 +63,7 @@ def reached_at(op: OpenIdProvider, origin: str) -> OpenIdProvider:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     redis_url = emptied_redis(REDIS_URL, env=REDIS_URL_ENV)
-    with dedicated_database(POSTGRES_URL, prefix="idp_scale_", env=POSTGRES_URL_ENV) as database_url:
+    with dedicated_database(prefix="idp_scale_") as database_url:
         directory = tmp_path_factory.mktemp("scale")
         live = start_provider(directory, database_url=database_url, redis_url=redis_url)
         try:

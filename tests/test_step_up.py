@@ -17,12 +17,11 @@ from typing import Any
 import jwt
 import pytest
 from flask import Flask
-from support.app import make_app, meta_csrf_token
+from support.app import add_client, make_app, meta_csrf_token
 from support.soft_authenticator import SoftAuthenticator
 from support.step_up import (
     Member,
     RelyingParty,
-    add_client_with,
     age_proofs,
     callback_params,
     header_of,
@@ -57,8 +56,8 @@ class Clients:
 
 
 def clients_of(app: Flask) -> Clients:
-    shop = RelyingParty(app, *add_client_with(app, name="Shop", scope=f"openid profile {PAYMENTS}"))
-    bank = RelyingParty(app, *add_client_with(app, name="Bank", default_acr_values=["phr"]))
+    shop = RelyingParty(app, *add_client(app, name="Shop", scope=f"openid profile {PAYMENTS}"))
+    bank = RelyingParty(app, *add_client(app, name="Bank", default_acr_values=["phr"]))
     return Clients(app, shop, bank)
 
 
@@ -134,7 +133,7 @@ def test_the_smallest_of_the_requests_and_the_clients_max_age_wins(
     clients: Clients, default_max_age: int, params: dict[str, str], asks_again: bool
 ) -> None:
     console = RelyingParty(
-        clients.app, *add_client_with(clients.app, name="Console", default_max_age=default_max_age)
+        clients.app, *add_client(clients.app, name="Console", default_max_age=default_max_age)
     )
     alice = member(clients.shop, "alice")
     page = alice.authorize(console, **params)

@@ -16,7 +16,8 @@ from flask import Flask
 from sqlalchemy import select
 from support.app import Browser, add_client, add_user, code_from, csrf_token, make_app, meta_csrf_token
 from support.soft_authenticator import ORIGIN, Credential, InvalidStateError, SoftAuthenticator
-from support.step_up import passkey_options, pending_id, send_assertion
+from support.step_up import RelyingParty as Client
+from support.step_up import age_proofs, is_password_page, passkey_options, pending_id, send_assertion
 from werkzeug.test import TestResponse
 
 from idp.auth.policy import Amr
@@ -376,15 +377,8 @@ DEVICE_BOUND = PasskeyKind(backup_eligible=False, label="Device-bound security k
 KINDS = [pytest.param(SYNCED, id="synced passkey"), pytest.param(DEVICE_BOUND, id="device-bound key")]
 
 
-@dataclass(frozen=True)
-class Provider:
-    app: Flask
-    client_id: str
-    client_secret: str
-
-    def browser(self) -> Browser:
-        """A fresh user agent: its own cookies, no session."""
-        return Browser(self.app.test_client(), self.client_id)
+class Provider(Client):
+    """The in-process provider with its one client, and what it stored."""
 
     def rows(self, model: type) -> list[Any]:
         with self.app.app_context(), services().database.unit_of_work() as session:
@@ -439,21 +433,8 @@ def id_token_after(provider: Provider, browser: Browser, answer: TestResponse) -
     """Follow the verify call's redirect to the client, redeem the code, and read the ID token."""
     assert answer.status_code == 200, answer.get_data(as_text=True)
     done = browser.follow(browser.client.get(answer.get_json()["redirect"]))
-    tokens = browser.redeem(code_from(done), provider.client_secret)
+    tokens = browser.redeem(code_from(done), provider.secret)
     return browser.id_token_claims(tokens["id_token"])
-
-
-def is_password_page(page: TestResponse) -> bool:
-    return page.status_code == 200 and page.request.path.count("/") == 2 and 'name="password"' in page.text
-
-
-def age_proofs(browser: Browser, *, seconds: int) -> None:
-    """Make the session's sign-in older, as if it had happened `seconds` ago."""
-    with browser.client.session_transaction() as session:
-        state = session["auth"]
-        for proof in state["proofs"]:
-            proof["at"] -= seconds
-        session["auth"] = state
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -8,6 +8,7 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,23 @@ def add_user(app: Flask, username: str, password: str, *, disabled: bool = False
     return user.id
 
 
-def add_client(app: Flask) -> tuple[str, str]:
+def add_client(
+    app: Flask,
+    *,
+    name: str = "Test app",
+    scope: str = "openid profile",
+    default_acr_values: Sequence[str] = (),
+    default_max_age: int | None = None,
+) -> tuple[str, str]:
+    """A confidential client registered as `idp clients create` would, with its OIDC defaults."""
     created = register_client(
-        name="Test app", redirect_uris=[REDIRECT_URI], public=False, grant_types=[], scope="openid profile"
+        name=name,
+        redirect_uris=[REDIRECT_URI],
+        public=False,
+        grant_types=[],
+        scope=scope,
+        default_acr_values=default_acr_values,
+        default_max_age=default_max_age,
     )
     with app.app_context(), services().database.unit_of_work() as session:
         DurableStore.over(session).clients.add(created.client)

@@ -5,6 +5,7 @@ Either server missing fails the test (never skips it): a green run needs the rea
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,21 +15,30 @@ import pytest
 import redis
 from sqlalchemy.engine import make_url
 
+POSTGRES_URL_ENV = "IDP_TEST_POSTGRES_URL"
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def postgres_server_url() -> str:
+    """The PostgreSQL server the tests use ($IDP_TEST_POSTGRES_URL, else the local one)."""
+    return os.environ.get(POSTGRES_URL_ENV) or DEFAULT_POSTGRES_URL
+
 
 def unreachable(service: str, url: str, env: str, problem: object) -> None:
     pytest.fail(f"{service} at {url} is unreachable ({problem}); start it or set {env}", pytrace=False)
 
 
 @contextmanager
-def dedicated_database(server_url: str, *, prefix: str, env: str) -> Iterator[str]:
+def dedicated_database(*, prefix: str) -> Iterator[str]:
     """A PostgreSQL database named `prefix` + random on the test server (CREATE DATABASE), dropped after."""
+    server_url = postgres_server_url()
     admin = make_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
     name = f"{prefix}{uuid.uuid4().hex[:12]}"
     try:
         with psycopg.connect(admin, autocommit=True, connect_timeout=5) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as error:
-        unreachable("PostgreSQL", server_url, env, str(error).strip().splitlines()[0])
+        unreachable("PostgreSQL", server_url, POSTGRES_URL_ENV, str(error).strip().splitlines()[0])
     try:
         yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:

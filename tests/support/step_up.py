@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +33,7 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
-from idp.oidc.clients import register_client
 from idp.oidc.keys import KeyRing
-from idp.store.durable import DurableStore
 from idp.web import services
 from support import oidc_client
 from support.account import Authenticator
@@ -49,30 +47,6 @@ PASSKEY_BUTTON = 'data-passkey="authenticate"'
 
 
 # -- in process: the provider, its clients and its members ------------------------------------------
-
-
-def add_client_with(
-    app: Flask,
-    *,
-    name: str = "Test app",
-    scope: str = "openid profile",
-    default_acr_values: Sequence[str] = (),
-    default_max_age: int | None = None,
-) -> tuple[str, str]:
-    """A confidential client registered as `idp clients create` would, with its OIDC defaults."""
-    created = register_client(
-        name=name,
-        redirect_uris=[REDIRECT_URI],
-        public=False,
-        grant_types=[],
-        scope=scope,
-        default_acr_values=default_acr_values,
-        default_max_age=default_max_age,
-    )
-    with app.app_context(), services().database.unit_of_work() as session:
-        DurableStore.over(session).clients.add(created.client)
-    assert created.secret is not None
-    return created.client.client_id, created.secret
 
 
 @dataclass(frozen=True)

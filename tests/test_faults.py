@@ -336,9 +336,18 @@ class SignInLoad:
             time.sleep(0.1)
 
 
-def assert_failed_closed(answers: list[Answer]) -> None:
-    """Nothing answered 5xx but the plain 503 page, and no page showed a stack trace."""
-    for answer in answers:
+def recover(live: LiveProvider, load: SignInLoad, *, sign_ins: int) -> None:
+    """The store is back: the provider is healthy again without a restart, and signs users in again."""
+    wait_until_healthy(live)
+    assert live.process.poll() is None, "the provider recovered without being restarted"
+    load.wait_for_sign_ins(sign_ins, since=time.monotonic())
+
+
+def assert_load_met_the_outage_and_failed_closed(load: SignInLoad) -> None:
+    """The load saw the outage as the plain 503 page, never another 5xx or a stack trace."""
+    assert not load.errors, load.errors
+    assert any(answer.unavailable_page for answer in load.answers), "the load met the outage"
+    for answer in load.answers:
         assert answer.status < 500 or answer.unavailable_page, (
             f"{answer.status} at {answer.url}: {answer.body}"
         )
@@ -384,13 +393,9 @@ def test_redis_killed_and_restarted_under_load_fails_closed_and_recovers_without
             restarting = time.monotonic()
             own_redis.start()
 
-            wait_until_healthy(live)
-            assert live.process.poll() is None, "the provider recovered without being restarted"
-            load.wait_for_sign_ins(6, since=time.monotonic())
+            recover(live, load, sign_ins=6)
 
-        assert not load.errors, load.errors
-        assert_failed_closed(load.answers)
-        assert any(answer.unavailable_page for answer in load.answers), "the load met the outage"
+        assert_load_met_the_outage_and_failed_closed(load)
         inside = [it for it in load.iterations if it.started > crashed and it.finished < restarting]
         assert inside and not any(it.code for it in inside), "no code is issued while the store is down"
 
@@ -459,13 +464,9 @@ def test_postgresql_unreachable_fails_closed_and_recovers_without_a_restart(
             time.sleep(1)
             own_database.reopen()
 
-            wait_until_healthy(live)
-            assert live.process.poll() is None, "the provider recovered without being restarted"
-            load.wait_for_sign_ins(3, since=time.monotonic())
+            recover(live, load, sign_ins=3)
 
-        assert not load.errors, load.errors
-        assert_failed_closed(load.answers)
-        assert any(answer.unavailable_page for answer in load.answers), "the load met the outage"
+        assert_load_met_the_outage_and_failed_closed(load)
         # The code whose redemption met the outage issued nothing then; afterwards it redeems at most once
         # (the failed attempt may already have taken it: then it is spent, and refused in the spec's terms).
         retried = [op.exchange(waiting, waiting_code) for _ in range(2)]

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from support.app import REDIRECT_URI, Browser, add_client, add_user, code_from, make_app, meta_csrf_token
 from support.soft_authenticator import SoftAuthenticator
+from support.step_up import registration_options
 from werkzeug.test import TestResponse
 
 from idp.web import services
@@ -106,7 +107,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     done, _secret = member.sign_in_with_enrolment("member", PASSWORD)
     code_from(done)
     passkey = SoftAuthenticator()
-    options, csrf = _registration_options(member)
+    options, csrf = registration_options(member)
     added = member.post_json("/account/passkeys", {"credential": passkey.create(options)}, csrf=csrf)
     assert added.status_code == 200, added.get_data(as_text=True)
     found = Target(
@@ -119,15 +120,6 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     got_request_exception.connect(record, app, weak=False)
     yield found
     got_request_exception.disconnect(record, app)
-
-
-def _registration_options(browser: Browser) -> tuple[dict[str, Any], str]:
-    page = browser.client.get("/account/passkeys/new")
-    assert page.status_code == 200, page.location
-    csrf = meta_csrf_token(page)
-    options = browser.post_json("/account/passkeys/options", {}, csrf=csrf)
-    assert options.status_code == 200, options.get_data(as_text=True)
-    return options.get_json(), csrf
 
 
 # -- what every answer must be ------------------------------------------------------------------------

@@ -257,20 +257,20 @@ def test_phr_asked_for_voluntarily_from_an_account_without_a_passkey_gives_mfa(c
     assert alice.id_token(alice.authorize(acr_values="phr"))["acr"] == "mfa"
 
 
-@pytest.mark.parametrize(
-    "ask",
-    [
-        pytest.param(Ask("shop", {"claims": ESSENTIAL_PHR}, "Shop"), id="fails because phr is essential"),
-        pytest.param(
-            Ask("shop", {"scope": f"openid {PAYMENTS}"}, "Shop"),
-            id="the payments:write scope demands phr",
-        ),
-        pytest.param(
-            Ask("bank", {}, "Bank"),
-            id="the client's default_acr_values demand phr",
-        ),
-    ],
-)
+DEMANDS_PHR = [
+    pytest.param(Ask("shop", {"claims": ESSENTIAL_PHR}, "Shop"), id="phr is essential"),
+    pytest.param(
+        Ask("shop", {"scope": f"openid {PAYMENTS}"}, "Shop"),
+        id="the payments:write scope demands phr",
+    ),
+    pytest.param(
+        Ask("bank", {}, "Bank"),
+        id="the client's default_acr_values demand phr",
+    ),
+]
+
+
+@pytest.mark.parametrize("ask", DEMANDS_PHR)
 def test_a_demanded_phr_the_account_cannot_reach_is_unmet_when_enrolment_is_off(
     clients: Clients, ask: Ask
 ) -> None:
@@ -292,19 +292,6 @@ def enrol_passkey_in_sign_in(alice: Member, page: Any, passkey: SoftAuthenticato
     assert created.status_code == 200, created.get_data(as_text=True)
     alice.passkey = passkey
     return alice.browser.follow(alice.browser.client.get(created.get_json()["redirect"]))
-
-
-DEMANDS_PHR = [
-    pytest.param(Ask("shop", {"claims": ESSENTIAL_PHR}, "Shop"), id="phr is essential"),
-    pytest.param(
-        Ask("shop", {"scope": f"openid {PAYMENTS}"}, "Shop"),
-        id="the payments:write scope demands phr",
-    ),
-    pytest.param(
-        Ask("bank", {}, "Bank"),
-        id="the client's default_acr_values demand phr",
-    ),
-]
 
 
 @pytest.mark.parametrize("ask", DEMANDS_PHR)

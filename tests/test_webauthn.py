@@ -14,10 +14,17 @@ import pytest
 from fido2.utils import websafe_decode, websafe_encode
 from flask import Flask
 from sqlalchemy import select
-from support.app import Browser, add_client, add_user, code_from, csrf_token, make_app, meta_csrf_token
+from support.app import Browser, add_client, add_user, code_from, csrf_token, make_app
 from support.soft_authenticator import ORIGIN, Credential, InvalidStateError, SoftAuthenticator
 from support.step_up import RelyingParty as Client
-from support.step_up import age_proofs, is_password_page, passkey_options, pending_id, send_assertion
+from support.step_up import (
+    age_proofs,
+    is_password_page,
+    passkey_options,
+    pending_id,
+    registration_options,
+    send_assertion,
+)
 from werkzeug.test import TestResponse
 
 from idp.auth.policy import Amr
@@ -404,16 +411,6 @@ def signed_in(provider: Provider, username: str) -> Browser:
     done, _secret = browser.sign_in_with_enrolment(username, PASSWORD)
     code_from(done)
     return browser
-
-
-def registration_options(browser: Browser) -> tuple[dict[str, Any], str]:
-    """What webauthn.js does first on /account/passkeys/new: fetch the creation options."""
-    page = browser.client.get("/account/passkeys/new")
-    assert page.status_code == 200, page.location
-    csrf = meta_csrf_token(page)
-    options = browser.post_json("/account/passkeys/options", {}, csrf=csrf)
-    assert options.status_code == 200, options.get_data(as_text=True)
-    return options.get_json(), csrf
 
 
 def add_passkey(browser: Browser, authenticator: SoftAuthenticator, name: str = "Laptop") -> TestResponse:

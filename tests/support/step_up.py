@@ -162,6 +162,16 @@ def age_proofs(browser: Browser, *, seconds: int) -> None:
         session["auth"] = state
 
 
+def registration_options(browser: Browser) -> tuple[dict[str, Any], str]:
+    """What webauthn.js does first on /account/passkeys/new: fetch the creation options."""
+    page = browser.client.get("/account/passkeys/new")
+    assert page.status_code == 200, page.location
+    csrf = meta_csrf_token(page)
+    options = browser.post_json("/account/passkeys/options", {}, csrf=csrf)
+    assert options.status_code == 200, options.get_data(as_text=True)
+    return options.get_json(), csrf
+
+
 def pending_id(page: TestResponse) -> str:
     return page.request.path.split("/")[2]
 

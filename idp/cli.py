@@ -79,10 +79,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
-    from idp.demo import run_demo
+    from idp.demo import PortsBusy, run_demo
 
     initialize(settings, report=print)
-    run_demo(settings, config_path=args.config or os.environ.get(CONFIG_ENV))
+    try:
+        run_demo(settings, config_path=args.config or os.environ.get(CONFIG_ENV))
+    except PortsBusy as error:
+        raise UsageError(str(error)) from None
 
 
 # -- users ---------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +26,10 @@ DEMO_API = PROJECT_ROOT / "examples" / "demo_api.py"
 DEMO_PORT = 8001
 DEMO_API_PORT = 8002
 DEMO_USER = "demo"
+
+
+class PortsBusy(Exception):
+    """A port the demo needs is taken, most often by an earlier `idp demo` still running."""
 
 
 def ensure_demo_records(settings: Settings) -> dict[str, str]:
@@ -65,6 +70,14 @@ def ensure_demo_records(settings: Settings) -> dict[str, str]:
 
 
 def run_demo(settings: Settings, *, config_path: str | None) -> None:
+    """Run the provider, the demo app and the demo API until Ctrl-C, SIGTERM or SIGHUP, then stop all
+    three: a demo left running would answer the next one's browser with its own, stale client."""
+    busy = [port for port in (settings.server.port, DEMO_PORT, DEMO_API_PORT) if _taken(port)]
+    if busy:
+        raise PortsBusy(
+            f"port{'s' if len(busy) > 1 else ''} {', '.join(map(str, busy))} already in use "
+            "(is an earlier 'idp demo' still running?)"
+        )
     details = ensure_demo_records(settings)
     environment = {
         **os.environ,
@@ -76,6 +89,8 @@ def run_demo(settings: Settings, *, config_path: str | None) -> None:
     }
     if config_path:
         environment[CONFIG_ENV] = config_path
+    for stop_signal in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, _exit)
     provider = subprocess.Popen([sys.executable, "-m", "idp", "serve"], env=environment)
     relying_party = subprocess.Popen([sys.executable, str(DEMO_RP)], env=environment)  # noqa: S603
     api = subprocess.Popen([sys.executable, str(DEMO_API)], env=environment)  # noqa: S603
@@ -94,3 +109,18 @@ def run_demo(settings: Settings, *, config_path: str | None) -> None:
         for process in (api, relying_party, provider):
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
+
+
+def _taken(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _exit(signum: int, _frame: object) -> None:
+    """Leave through run_demo's `finally`, which stops the three processes."""
+    raise SystemExit(128 + signum)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from support.app import make_app
-from support.live import write_config
+from support.live import free_port, write_config
 
 from idp.config import Settings, load_settings
+from idp.demo import DEMO_API_PORT, DEMO_PORT
 
 PASSWORD = "a long enough password\n"
 
@@ -197,3 +201,50 @@ def _jwks(settings: Settings) -> dict[str, str]:
 class _Client:
     def get_client_id(self) -> str:
         return "machine"
+
+
+def test_demo_refuses_to_start_on_a_taken_port(tmp_path: Path) -> None:
+    """A demo still running elsewhere would answer the browser with its own client: stop at once."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path, port=port, extra=f"port = {port}\n")
+        done = idp(config, "demo")
+    assert done.returncode == 2
+    assert f"{port}" in done.stderr and "already in use" in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+
+
+def test_sigterm_stops_the_demo_with_its_provider_app_and_api(tmp_path: Path) -> None:
+    """Needs ports 8001 and 8002 free (the demo app's and API's)."""
+    port = free_port()
+    config = write_config(tmp_path, port=port, extra=f"port = {port}\n")
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "idp", "--config", str(config), "demo"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ports = (port, DEMO_PORT, DEMO_API_PORT)
+        deadline = time.monotonic() + 60
+        while not all(listening(each) for each in ports):
+            assert demo.poll() is None, "idp demo stopped by itself"
+            assert time.monotonic() < deadline, [each for each in ports if not listening(each)]
+            time.sleep(0.2)
+        started = Path(f"/proc/{demo.pid}/task/{demo.pid}/children").read_text().split()
+        assert len(started) == 3, started
+
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(timeout=60)
+
+        assert not any(Path(f"/proc/{child}").exists() for child in started), "a demo process outlived it"
+        assert not any(listening(each) for each in ports)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, render_template, request
+from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import OperationalError
@@ -23,16 +23,20 @@ from idp.auth.totp import Totp
 from idp.auth.webauthn import Ceremonies, RelyingParty
 from idp.config import Settings
 from idp.mail import open_mailer
+from idp.oidc.clients import ClientCache
+from idp.oidc.context import ProviderContext
 from idp.oidc.keys import KeyRing
 from idp.oidc.server import build_server
 from idp.oidc.tokens import TokenService
 from idp.secrets import SecretBox, load_session_secret
 from idp.store.database import Database, DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable, open_ephemeral_store
-from idp.views import account, home, logout, oidc, signin, wellknown
-from idp.web import EXTENSION, Services, install_unit_of_work
+from idp.views import account, errors, home, logout, oidc, signin, wellknown
+from idp.views.account.guard import login_manager
+from idp.web import AUTHORIZATION_SERVER, EXTENSION, Services, audit, durable_store, install_unit_of_work
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CLIENT_CACHE_SECONDS = 10
 STORE_FAILURES = (StoreUnavailable, DatabaseUnavailable, OperationalError)
 MAX_REQUEST_BYTES = 64 * 1024
 # Libraries that log secrets below WARNING: authlib every token it issues (DEBUG), SQLAlchemy statement
@@ -75,6 +79,22 @@ def open_services(settings: Settings) -> Services:
     )
 
 
+def protocol_context(found: Services) -> ProviderContext:
+    """The slice of the services that grants and token endpoints use, with this request's unit of work."""
+    return ProviderContext(
+        issuer=found.settings.issuer,
+        lifetimes=found.settings.tokens,
+        tokens=found.tokens,
+        ephemeral=found.ephemeral,
+        keyring=found.keyring,
+        clients=ClientCache(
+            load=lambda client_id: durable_store().clients.get_detached(client_id), ttl=CLIENT_CACHE_SECONDS
+        ),
+        durable=durable_store,
+        audit=audit,
+    )
+
+
 class BoundedJSONProvider(DefaultJSONProvider):
     """A body nested deeper than the parser recurses is malformed JSON (a ValueError), not a crash."""
 
@@ -100,7 +120,11 @@ def create_app(settings: Settings) -> Flask:
         WTF_CSRF_SSL_STRICT=settings.secure_cookies,
     )
     app.extensions[EXTENSION] = found
-    app.extensions["authlib.server"] = build_server()
+    app.extensions[AUTHORIZATION_SERVER] = build_server(protocol_context(found))
+    # flask-login without init_app: its after_request hook serves remember-me cookies, which the
+    # provider never sets (the server-side session is the only credential), and it would fail on a
+    # request whose session could not be opened (a store outage, answered 503 below).
+    app.login_manager = login_manager  # type: ignore[attr-defined]
     app.session_interface = ServerSessionInterface(
         store=found.ephemeral,
         lifetime=settings.sessions.lifetime,
@@ -137,12 +161,7 @@ def _install_failure_pages(app: Flask) -> None:
     """A store that cannot be reached fails the request closed, with a plain page and no partial state."""
 
     def unavailable(_error: Exception) -> Response:
-        body = render_template(
-            "error.html",
-            title="Temporarily unavailable",
-            message="The sign-in service cannot reach its storage. Please try again shortly.",
-        )
-        return Response(body, status=503, headers={"Retry-After": "5"})
+        return errors.storage_unavailable()
 
     for kind in STORE_FAILURES:
         app.register_error_handler(kind, unavailable)

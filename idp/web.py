@@ -20,6 +20,7 @@ from idp.auth.webauthn import Ceremonies
 from idp.config import Settings
 from idp.mail import Mailer
 from idp.oidc.keys import KeyRing
+from idp.oidc.server import ProviderServer
 from idp.oidc.tokens import TokenService
 from idp.secrets import SecretBox
 from idp.store.database import Database
@@ -27,6 +28,7 @@ from idp.store.durable import DurableStore, audit_event
 from idp.store.ephemeral import EphemeralStore
 
 EXTENSION = "idp"
+AUTHORIZATION_SERVER = "authlib.server"
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,11 @@ class Services:
 def services() -> Services:
     found: Services = current_app.extensions[EXTENSION]
     return found
+
+
+def authorization_server() -> ProviderServer:
+    server: ProviderServer = current_app.extensions[AUTHORIZATION_SERVER]
+    return server
 
 
 def durable_store() -> DurableStore:

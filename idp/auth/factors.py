@@ -1,4 +1,4 @@
-"""Factor rows as the sign-in sees them: what each lets the account prove, and WebAuthn credentials."""
+"""Factor rows as the sign-in sees them: what each lets the account prove, and passkeys' typed data."""
 
 from __future__ import annotations
 
@@ -6,32 +6,92 @@ import hashlib
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
-from idp.auth.policy import Amr, Capability, Method
+from idp.auth.policy import METHOD_AMR, Capability, FactorKind
 from idp.auth.webauthn import NewCredential, StoredCredential, amr_for
 from idp.store.tables import Factor
 
-TOTP = "totp"
-WEBAUTHN = "webauthn"
-EMAIL = "email"
-RECOVERY_CODE = "recovery_code"
+
+@dataclass(frozen=True)
+class PasskeyData:
+    """A WebAuthn factor's stored data, typed (the `data` column of its row)."""
+
+    credential_id: bytes
+    public_key: bytes
+    sign_count: int
+    transports: tuple[str, ...]
+    aaguid: str
+    backup_eligible: bool
+    backed_up: bool
+
+    @classmethod
+    def of(cls, factor: Factor) -> PasskeyData:
+        data = factor.data
+        return cls(
+            credential_id=base64url_to_bytes(data["credential_id"]),
+            public_key=base64url_to_bytes(data["public_key"]),
+            sign_count=int(data["sign_count"]),
+            transports=tuple(data.get("transports", [])),
+            aaguid=str(data.get("aaguid", "")),
+            backup_eligible=bool(data["backup_eligible"]),
+            backed_up=bool(data.get("backed_up", False)),
+        )
+
+    @classmethod
+    def registered(cls, credential: NewCredential) -> PasskeyData:
+        return cls(
+            credential_id=credential.credential_id,
+            public_key=credential.public_key,
+            sign_count=credential.sign_count,
+            transports=credential.transports,
+            aaguid=credential.aaguid,
+            backup_eligible=credential.backup_eligible,
+            backed_up=credential.backed_up,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "credential_id": bytes_to_base64url(self.credential_id),
+            "public_key": bytes_to_base64url(self.public_key),
+            "sign_count": self.sign_count,
+            "transports": list(self.transports),
+            "aaguid": self.aaguid,
+            "backup_eligible": self.backup_eligible,
+            "backed_up": self.backed_up,
+        }
+
+    @property
+    def device_bound(self) -> bool:
+        """A credential that cannot be synced to another device (WebAuthn backup eligibility clear)."""
+        return not self.backup_eligible
+
+    @property
+    def credential(self) -> StoredCredential:
+        return StoredCredential(
+            credential_id=self.credential_id,
+            public_key=self.public_key,
+            sign_count=self.sign_count,
+            transports=self.transports,
+            device_bound=self.device_bound,
+        )
 
 
 def capabilities_of(factors: Iterable[Factor]) -> frozenset[Capability]:
-    """What the account can perform: TOTP yields otp; a passkey yields hwk/swk with user verification."""
+    """What the account can perform: each kind's method with what it proves (METHOD_AMR), a passkey's
+    by its key (hwk or swk), with user verification."""
     found: set[Capability] = set()
     for factor in factors:
-        if factor.kind == TOTP:
-            found.add(Capability(Method.TOTP, frozenset({Amr.OTP})))
-        elif factor.kind == EMAIL:
-            found.add(Capability(Method.EMAIL_CODE, frozenset({Amr.EMAIL})))
-        elif factor.kind == RECOVERY_CODE:
-            found.add(Capability(Method.RECOVERY_CODE, frozenset({Amr.OTP})))
-        elif factor.kind == WEBAUTHN:
-            amr = amr_for(device_bound=not factor.data["backup_eligible"], user_verified=True)
-            found.add(Capability(Method.WEBAUTHN, amr))
+        kind = FactorKind(factor.kind)
+        amr = (
+            amr_for(device_bound=PasskeyData.of(factor).device_bound, user_verified=True)
+            if kind is FactorKind.WEBAUTHN
+            else METHOD_AMR[kind.method]
+        )
+        found.add(Capability(kind.method, amr))
     return frozenset(found)
 
 
@@ -39,35 +99,16 @@ def credential_lookup_key(credential_id: bytes) -> str:
     return "webauthn:" + hashlib.sha256(credential_id).hexdigest()
 
 
-def stored_credential(factor: Factor) -> StoredCredential:
-    data = factor.data
-    return StoredCredential(
-        credential_id=base64url_to_bytes(data["credential_id"]),
-        public_key=base64url_to_bytes(data["public_key"]),
-        sign_count=int(data["sign_count"]),
-        transports=tuple(data.get("transports", [])),
-        device_bound=not data["backup_eligible"],
-    )
-
-
 def webauthn_factor(*, user_id: str, name: str, credential: NewCredential) -> Factor:
     now = int(time.time())
     return Factor(
         id=str(uuid.uuid4()),
         user_id=user_id,
-        kind=WEBAUTHN,
+        kind=FactorKind.WEBAUTHN,
         name=name,
         lookup_key=credential_lookup_key(credential.credential_id),
         secret=None,
-        data={
-            "credential_id": bytes_to_base64url(credential.credential_id),
-            "public_key": bytes_to_base64url(credential.public_key),
-            "sign_count": credential.sign_count,
-            "transports": list(credential.transports),
-            "aaguid": credential.aaguid,
-            "backup_eligible": credential.backup_eligible,
-            "backed_up": credential.backed_up,
-        },
+        data=PasskeyData.registered(credential).to_json(),
         created_at=now,
         last_used_at=None,
     )

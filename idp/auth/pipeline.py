@@ -251,6 +251,12 @@ def apply_proof(state: AuthState | None, subject: str, proof: Proof) -> AuthStat
     return state.with_proof(proof)
 
 
+def latest_proof_since(state: AuthState | None, since: float) -> float | None:
+    """When the newest proof made at or after `since` was made; None when nothing was proven since."""
+    times = [proof.at for proof in state.proofs if proof.at >= since] if state else []
+    return max(times, default=None)
+
+
 def _still_held(state: AuthState, account: Account) -> AuthState:
     """Proofs by a method the account no longer has (a removed or reset factor) stop counting."""
     # A backup method (the last recovery code) is used up by its own proof: it still counts.

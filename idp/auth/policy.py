@@ -31,9 +31,29 @@ class Method(StrEnum):
     RECOVERY_CODE = "recovery_code"
 
 
+class FactorKind(StrEnum):
+    """What a stored factor is; each kind is proven by one method (`method`)."""
+
+    TOTP = "totp"
+    WEBAUTHN = "webauthn"
+    EMAIL = "email"
+    RECOVERY_CODE = "recovery_code"
+
+    @property
+    def method(self) -> Method:
+        return FACTOR_METHOD[self]
+
+
+FACTOR_METHOD: dict[FactorKind, Method] = {
+    FactorKind.TOTP: Method.TOTP,
+    FactorKind.WEBAUTHN: Method.WEBAUTHN,
+    FactorKind.EMAIL: Method.EMAIL_CODE,
+    FactorKind.RECOVERY_CODE: Method.RECOVERY_CODE,
+}
 # The order in which the pages offer second factors: phishing-resistant first.
 METHOD_ORDER: tuple[Method, ...] = tuple(Method)
-# The most each method can prove (a WebAuthn credential is device-bound or synced, not both).
+# What each method proves; the one place these facts are written. A WebAuthn assertion proves at
+# most these: hwk or swk by the key (a credential is device-bound or synced), user when it verified.
 METHOD_AMR: dict[Method, frozenset[Amr]] = {
     Method.PASSWORD: frozenset({Amr.PWD}),
     Method.WEBAUTHN: frozenset({Amr.HWK, Amr.SWK, Amr.USER}),

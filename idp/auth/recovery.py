@@ -8,7 +8,7 @@ import secrets
 import time
 import uuid
 
-from idp.auth.factors import RECOVERY_CODE
+from idp.auth.policy import FactorKind
 from idp.store.tables import Factor
 
 CODES_PER_SET = 10
@@ -34,7 +34,7 @@ def code_factors(user_id: str, codes: list[str]) -> list[Factor]:
         Factor(
             id=str(uuid.uuid4()),
             user_id=user_id,
-            kind=RECOVERY_CODE,
+            kind=FactorKind.RECOVERY_CODE,
             name="Recovery code",
             lookup_key=lookup_key(code),
             secret=None,

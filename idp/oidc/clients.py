@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -14,6 +15,9 @@ from authlib.oauth2.rfc6749 import ClientMixin, list_to_scope, scope_to_list
 
 from idp.store.tables import Client
 
+MAX_CACHED_CLIENTS = 10_000
+MAX_CLIENT_ID_LENGTH = 64
+CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 DEFAULT_USER_GRANTS = ("authorization_code", "refresh_token")
 
@@ -132,3 +136,33 @@ class RegisteredClient(ClientMixin):  # type: ignore[misc]
 
     def check_grant_type(self, grant_type: str) -> bool:
         return grant_type in self.row.grant_types
+
+
+class ClientCache:
+    """Registered clients kept per process for a few seconds: most token requests then need no
+    database round trip. A client changed or removed is seen everywhere within `ttl` seconds."""
+
+    def __init__(self, *, load: Callable[[str], Client | None], ttl: float) -> None:
+        self._load = load
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, RegisteredClient]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, client_id: str) -> RegisteredClient | None:
+        """authlib's `query_client`: the registered client, or None (also for malformed ids)."""
+        if not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID_LENGTH:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            cached = self._entries.get(client_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        row = self._load(client_id)
+        if row is None:
+            return None
+        client = RegisteredClient(row)
+        with self._lock:
+            if len(self._entries) >= MAX_CACHED_CLIENTS:
+                self._entries.clear()
+            self._entries[client_id] = (now + self._ttl, client)
+        return client

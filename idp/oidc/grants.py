@@ -8,20 +8,16 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, OAuth2Request, grants
-from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
-from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import OpenIDCode
 
 from idp.oidc.claims import user_claims
-from idp.oidc.clients import RegisteredClient
+from idp.oidc.clients import CONFIDENTIAL_AUTH_METHODS, RegisteredClient
+from idp.oidc.context import ProviderContext
+from idp.oidc.delivery import deliver
+from idp.oidc.token_lookup import IssuedToken, refresh_token_view
 from idp.oidc.tokens import Authentication, GrantSubject, digest
-from idp.store.tables import RefreshToken, User
-from idp.views.delivery import deliver
-from idp.web import audit, services
-from idp.web import durable_store as durable
-
-CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+from idp.store.tables import RefreshToken
 
 
 @dataclass(frozen=True)
@@ -57,35 +53,6 @@ class IssuedCode:
         return list(self.authentication["amr"])
 
 
-@dataclass(frozen=True)
-class IssuedToken:
-    """A token as revocation and introspection see it."""
-
-    kind: str  # "access_token" | "refresh_token"
-    client_id: str
-    subject: str
-    scope: str
-    issued_at: int
-    expires_at: int
-    authentication: Authentication | None
-    grant_id: str | None
-    claims: dict[str, Any] | None = None  # access tokens
-    row: RefreshToken | None = None  # refresh tokens
-    holder: User | None = None  # refresh tokens: the account, loaded with the row
-
-    def check_client(self, client: RegisteredClient) -> bool:
-        return bool(client.get_client_id() == self.client_id)
-
-    def get_scope(self) -> str:
-        return self.scope
-
-    def is_expired(self) -> bool:
-        return self.expires_at <= time.time()
-
-    def is_revoked(self) -> bool:
-        return False  # revoked tokens are never returned by the queries below
-
-
 # -- authorization code ------------------------------------------------------------------------
 
 
@@ -115,7 +82,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         params = [("code", code)]
         if self.request.payload.state:
             params.append(("state", self.request.payload.state))
-        return deliver(redirect_uri, params, self.request.payload.data.get("response_mode"))
+        response_mode = self.request.payload.data.get("response_mode")
+        return deliver(redirect_uri, params, response_mode, issuer=self.server.context.issuer)
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
         subject: GrantSubject = request.user
@@ -131,16 +99,14 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
             authentication=subject.authentication.to_json(),
             grant_id=subject.grant_id,
         )
-        found = services()
-        found.ephemeral.put(
-            f"code:{digest(code)}",
-            json.dumps(asdict(issued)).encode(),
-            ttl=found.settings.tokens.code_lifetime,
+        context: ProviderContext = self.server.context
+        context.ephemeral.put(
+            f"code:{digest(code)}", json.dumps(asdict(issued)).encode(), ttl=context.lifetimes.code_lifetime
         )
 
     def query_authorization_code(self, code: str, client: RegisteredClient) -> IssuedCode | None:
         """Take the code atomically; a second use revokes what the first one issued (RFC 6749 4.1.2)."""
-        context = services()
+        context: ProviderContext = self.server.context
         key = f"code:{digest(code)}"
         stored = context.ephemeral.get(key)
         if stored is not None and json.loads(stored)["client_id"] != client.get_client_id():
@@ -148,12 +114,12 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         if stored is not None:
             # Touch the database before spending the code: an outage then refuses the request and
             # leaves the code for the client's retry, rather than burning it.
-            durable().users.get(json.loads(stored)["user_id"])
+            context.durable().users.get(json.loads(stored)["user_id"])
         raw = context.ephemeral.take(key)
         if raw is None:
             spent = context.ephemeral.get(f"code-spent:{digest(code)}")
             if spent is not None:
-                revoke_grant(spent.decode(), reason="authorization code replayed")
+                context.revoke_grant(spent.decode(), reason="authorization code replayed")
             return None
         issued = IssuedCode(**json.loads(raw))
         context.ephemeral.put(
@@ -165,7 +131,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         """Nothing left to delete: query_authorization_code took the code."""
 
     def authenticate_user(self, authorization_code: IssuedCode) -> GrantSubject | None:
-        user = durable().users.get(authorization_code.user_id)
+        user = self.server.context.durable().users.get(authorization_code.user_id)
         if user is None or user.disabled:
             return None
         authentication = Authentication.from_json(authorization_code.authentication)
@@ -175,18 +141,21 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
 class OpenIDConnectCode(OpenIDCode):  # type: ignore[misc]
     """ID tokens signed with the client's algorithm, carrying acr, amr, auth_time and sid."""
 
+    def __init__(self, context: ProviderContext) -> None:
+        super().__init__(require_nonce=False)
+        self.context = context
+
     def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
         return False
 
     def resolve_client_private_key(self, client: RegisteredClient) -> Any:
-        return services().keyring.signing_key(client.id_token_signed_response_alg)
+        return self.context.keyring.signing_key(client.id_token_signed_response_alg)
 
     def get_client_claims(self, client: RegisteredClient) -> dict[str, Any]:
-        settings = services().settings
         return {
-            "iss": settings.issuer,
+            "iss": self.context.issuer,
             "aud": [client.get_client_id()],
-            "exp": int(time.time()) + settings.tokens.id_token_lifetime,
+            "exp": int(time.time()) + self.context.lifetimes.id_token_lifetime,
         }
 
     def get_encode_header(self, client: RegisteredClient) -> dict[str, str]:
@@ -212,17 +181,18 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token: str) -> IssuedToken | None:
-        found = durable().refresh_tokens.with_holder(digest(refresh_token))
+        context: ProviderContext = self.server.context
+        found = context.durable().refresh_tokens.with_holder(digest(refresh_token))
         if found is None:
             return None
         row, holder = found
         if row.revoked or row.client_id != self.request.client.get_client_id():
             return None
         if holder.disabled:
-            revoke_grant(row.family_id, reason="account disabled")
+            context.revoke_grant(row.family_id, reason="account disabled")
             return None
         if row.rotated:
-            revoke_grant(row.family_id, reason="refresh token reused")
+            context.revoke_grant(row.family_id, reason="refresh token reused")
             return None
         if row.expires_at <= time.time():
             return None
@@ -235,8 +205,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         if user is None or user.disabled or refresh_token.authentication is None:
             return None
         assert refresh_token.grant_id is not None and refresh_token.row is not None
-        if not durable().refresh_tokens.claim_for_rotation(refresh_token.row.token_hash):
-            revoke_grant(refresh_token.grant_id, reason="refresh token reused")
+        context: ProviderContext = self.server.context
+        if not context.durable().refresh_tokens.claim_for_rotation(refresh_token.row.token_hash):
+            context.revoke_grant(refresh_token.grant_id, reason="refresh token reused")
             raise InvalidGrantError()
         return GrantSubject(
             user=user, authentication=refresh_token.authentication, grant_id=refresh_token.grant_id
@@ -250,14 +221,14 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = CONFIDENTIAL_AUTH_METHODS
 
 
-def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
+def save_token(context: ProviderContext, token: dict[str, Any], request: OAuth2Request) -> None:
     """Persist the refresh token of a user grant (hashed); access tokens are self-contained JWTs."""
     refresh = token.get("refresh_token")
     if not refresh:
         return
     subject: GrantSubject = request.user
     now = int(time.time())
-    durable().refresh_tokens.add(
+    context.durable().refresh_tokens.add(
         RefreshToken(
             token_hash=digest(refresh),
             family_id=subject.grant_id,
@@ -266,118 +237,6 @@ def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
             scope=token.get("scope", ""),
             authentication=subject.authentication.to_json(),
             issued_at=now,
-            expires_at=now + services().settings.tokens.refresh_token_lifetime,
+            expires_at=now + context.lifetimes.refresh_token_lifetime,
         )
     )
-
-
-def revoke_grant(grant_id: str, *, reason: str) -> None:
-    """Revoke every refresh and access token of one grant."""
-    durable().refresh_tokens.revoke_family(grant_id)
-    services().tokens.revoke_grant_access_tokens(grant_id)
-    audit("grant_revoked", "success", detail={"grant_id": grant_id, "reason": reason})
-
-
-def refresh_token_view(row: RefreshToken, holder: User) -> IssuedToken:
-    return IssuedToken(
-        kind="refresh_token",
-        client_id=row.client_id,
-        subject=row.user_id,
-        scope=row.scope,
-        issued_at=row.issued_at,
-        expires_at=row.expires_at,
-        authentication=Authentication.from_json(row.authentication),
-        grant_id=row.family_id,
-        row=row,
-        holder=holder,
-    )
-
-
-def find_token(token: str) -> IssuedToken | None:
-    """An access token (JWT) or a current refresh token, of an account that may still hold tokens."""
-    if token.count(".") != 2:
-        return _find_refresh_token(token)
-    found = _find_access_token(token)
-    if found is None or found.authentication is None:  # None, or a client's own token
-        return found
-    return found if durable().users.may_hold_tokens(found.subject) else None
-
-
-def _find_access_token(token: str) -> IssuedToken | None:
-    claims = services().tokens.verify_access_token(token)
-    if claims is None:
-        return None
-    authentication = (
-        Authentication(claims["acr"], tuple(claims["amr"]), claims["auth_time"], claims["sid"])
-        if "acr" in claims
-        else None
-    )
-    return IssuedToken(
-        kind="access_token",
-        client_id=claims["client_id"],
-        subject=claims["sub"],
-        scope=claims.get("scope", ""),
-        issued_at=claims["iat"],
-        expires_at=claims["exp"],
-        authentication=authentication,
-        grant_id=claims.get("grant_id"),
-        claims=claims,
-    )
-
-
-def _find_refresh_token(token: str) -> IssuedToken | None:
-    found = durable().refresh_tokens.with_holder(digest(token))
-    if found is None:
-        return None
-    row, holder = found
-    if row.revoked or row.rotated or holder.disabled:
-        return None
-    return refresh_token_view(row, holder)
-
-
-# -- revocation and introspection --------------------------------------------------------------
-
-
-class TokenRevocation(RevocationEndpoint):  # type: ignore[misc]
-    CLIENT_AUTH_METHODS: ClassVar[list[str]] = [*CONFIDENTIAL_AUTH_METHODS, "none"]
-
-    def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
-        return find_token(token_string)
-
-    def revoke_token(self, token: IssuedToken, request: OAuth2Request) -> None:
-        """Revoking a refresh token ends its grant; revoking an access token ends that token."""
-        if token.kind == "refresh_token" and token.grant_id:
-            revoke_grant(token.grant_id, reason="revoked by client")
-        elif token.claims is not None:
-            services().tokens.revoke_access_token(token.claims)
-
-
-class TokenIntrospection(IntrospectionEndpoint):  # type: ignore[misc]
-    CLIENT_AUTH_METHODS: ClassVar[list[str]] = CONFIDENTIAL_AUTH_METHODS
-
-    def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
-        return find_token(token_string)
-
-    def check_permission(self, token: IssuedToken, client: RegisteredClient, request: OAuth2Request) -> bool:
-        """Any authenticated confidential client (a resource server) may introspect."""
-        return True
-
-    def introspect_token(self, token: IssuedToken) -> dict[str, Any]:
-        payload: dict[str, Any] = {
-            "active": True,
-            "token_type": "Bearer" if token.kind == "access_token" else "refresh_token",
-            "scope": token.scope,
-            "client_id": token.client_id,
-            "sub": token.subject,
-            "iss": services().settings.issuer,
-            "exp": token.expires_at,
-            "iat": token.issued_at,
-        }
-        if token.authentication is not None:
-            payload |= {
-                "acr": token.authentication.acr,
-                "amr": list(token.authentication.amr),
-                "auth_time": token.authentication.auth_time,
-                "sid": token.authentication.sid,
-            }
-        return payload

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import threading
-import time
+from functools import partial
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 
-from idp.oidc.clients import RegisteredClient
+from idp.oidc.context import ProviderContext
 from idp.oidc.grants import (
     AuthorizationCodeGrant,
     ClientCredentialsGrant,
     OpenIDConnectCode,
     RefreshTokenGrant,
     S256CodeChallenge,
-    TokenIntrospection,
-    TokenRevocation,
     save_token,
 )
-from idp.web import durable_store, services
+from idp.oidc.token_endpoints import TokenIntrospection, TokenRevocation
 
 
 class StoredAuthorizationRequest(OAuth2Request):  # type: ignore[misc]
@@ -42,6 +39,12 @@ class StoredAuthorizationRequest(OAuth2Request):  # type: ignore[misc]
 
 
 class ProviderServer(AuthorizationServer):  # type: ignore[misc]
+    """authlib's server carrying the provider's context, which grants and endpoints read through it."""
+
+    def __init__(self, context: ProviderContext) -> None:
+        super().__init__(query_client=context.clients.get, save_token=partial(save_token, context))
+        self.context = context
+
     def authenticate_client(self, request: OAuth2Request, methods: list[str], endpoint: str = "token") -> Any:
         """One authentication method per request (RFC 6749 2.3): failed Basic credentials must not
         fall back to the client_id of a public client named in the form."""
@@ -55,50 +58,12 @@ class ProviderServer(AuthorizationServer):  # type: ignore[misc]
         return super().create_oauth2_request(request)
 
 
-class ClientCache:
-    """Registered clients kept per process for a few seconds: most token requests then need no
-    database round trip. A client changed or removed is seen everywhere within `ttl` seconds."""
-
-    def __init__(self, ttl: float) -> None:
-        self._ttl = ttl
-        self._entries: dict[str, tuple[float, RegisteredClient]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, client_id: str) -> RegisteredClient | None:
-        now = time.monotonic()
-        with self._lock:
-            cached = self._entries.get(client_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        row = durable_store().clients.get_detached(client_id)
-        if row is None:
-            return None
-        client = RegisteredClient(row)
-        with self._lock:
-            if len(self._entries) >= MAX_CACHED_CLIENTS:
-                self._entries.clear()
-            self._entries[client_id] = (now + self._ttl, client)
-        return client
-
-
-CLIENTS = ClientCache(ttl=10)
-MAX_CACHED_CLIENTS = 10_000
-
-
-def query_client(client_id: str) -> RegisteredClient | None:
-    if not isinstance(client_id, str) or len(client_id) > 64:
-        return None
-    return CLIENTS.get(client_id)
-
-
-def generate_token(**kwargs: Any) -> dict[str, Any]:
-    return services().tokens.generate(**kwargs)
-
-
-def build_server() -> ProviderServer:
-    server = ProviderServer(query_client=query_client, save_token=save_token)
-    server.register_token_generator("default", generate_token)
-    server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDConnectCode()])
+def build_server(context: ProviderContext) -> ProviderServer:
+    server = ProviderServer(context)
+    server.register_token_generator("default", context.tokens.generate)
+    server.register_grant(
+        AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDConnectCode(context)]
+    )
     server.register_grant(RefreshTokenGrant)
     server.register_grant(ClientCredentialsGrant)
     server.register_endpoint(TokenRevocation)

@@ -179,6 +179,12 @@ class UserSessions:
     def remove(self, sid: str) -> None:
         self._session.execute(delete(UserSession).where(UserSession.sid == sid))
 
+    def rekey(self, sid: str, *, storage_key: str) -> None:
+        """The session's data moved to a new key (its id changed when the level rose)."""
+        self._session.execute(
+            update(UserSession).where(UserSession.sid == sid).values(storage_key=storage_key)
+        )
+
     def set_acr(self, sid: str, acr: str) -> None:
         self._session.execute(update(UserSession).where(UserSession.sid == sid).values(acr=acr))
 

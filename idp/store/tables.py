@@ -22,6 +22,17 @@ class User(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[int] = mapped_column(Integer)
 
+    # What flask-login asks of a user; only signed-in users are ever loaded (idp.views.account.guard).
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        return not self.disabled
+
+    def get_id(self) -> str:
+        return self.id
+
 
 class Factor(Base):
     """A second factor a user enrolled: TOTP, WebAuthn credential, verified email, recovery codes."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from idp.views import flow
+from idp.views.account.guard import signed_in_or_none
 
 blueprint = Blueprint("home", __name__)
 
 
 @blueprint.route("/")
 def index() -> str:
-    return render_template("home.html", user=flow.signed_in_user())
+    return render_template("home.html", user=signed_in_or_none())

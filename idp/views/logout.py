@@ -7,7 +7,7 @@ from flask import Blueprint, Response, redirect, render_template, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.oidc.clients import RegisteredClient
-from idp.views import flow
+from idp.views import errors, session_state
 from idp.web import audit, durable_store, services
 
 blueprint = Blueprint("logout", __name__)
@@ -78,16 +78,14 @@ def confirm() -> BaseResponse:
 
 
 def _sign_out(target: str | None) -> BaseResponse:
-    user = flow.signed_in_user()
+    user = session_state.signed_in_user()
     if user is not None:
         audit("sign_out", "success", user_id=user.id)
-    flow.end_session()
+    session_state.end_session()
     if target:
         return redirect(target)
     return Response(render_template("signed_out.html"))
 
 
 def _refuse(message: str) -> Response:
-    return Response(
-        render_template("error.html", title="Cannot sign out this way", message=message), status=400
-    )
+    return errors.cannot_sign_out(message)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.base import invalid_error_characters
@@ -13,36 +12,22 @@ from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from flask import (
     Blueprint,
-    Response,
-    current_app,
     jsonify,
-    redirect,
-    render_template,
     request,
-    url_for,
 )
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp import observability
-from idp.auth.pipeline import (
-    Done,
-    Fail,
-    NeedEnrolment,
-    NeedFactor,
-    NeedPassword,
-    RequestRejected,
-    Step,
-    requirement_for,
-)
-from idp.auth.policy import Method
+from idp.auth.pipeline import RequestRejected, requirement_for
 from idp.auth.throttle import address_subject
 from idp.oidc.claims import user_claims
+from idp.oidc.delivery import RESPONSE_MODES
 from idp.oidc.keys import MAX_JWT_LENGTH
-from idp.oidc.server import ProviderServer, StoredAuthorizationRequest
-from idp.oidc.tokens import Authentication, GrantSubject, new_grant_id
-from idp.views import flow
-from idp.views.delivery import RESPONSE_MODES, deliver_error
-from idp.web import audit, durable_store, services
+from idp.views import errors, session_state
+from idp.views import sign_in_request as sign_ins
+from idp.views.continuation import answer_client_error, answer_protocol_error, continue_sign_in
+from idp.views.sign_in_request import ClientRedirect
+from idp.web import audit, authorization_server, durable_store, services
 
 blueprint = Blueprint("oidc", __name__)
 
@@ -53,28 +38,22 @@ ECHOED = frozenset({"response_type", "redirect_uri"})
 log = logging.getLogger(__name__)
 
 
-def authorization_server() -> ProviderServer:
-    server: ProviderServer = current_app.extensions["authlib.server"]
-    return server
-
-
 @blueprint.route("/authorize", methods=["GET", "POST"])
 def authorize() -> BaseResponse:
     """Validate the request (authlib), fix what it requires (pipeline), then sign the user in."""
     server = authorization_server()
     malformed = _malformed_parameters()
     if malformed is not None:
-        return _protocol_error(malformed)
-    end_user = flow.signed_in_user()
+        return answer_protocol_error(malformed, response_mode=request.values.get("response_mode"))
     try:
-        grant = server.get_consent_grant(end_user=end_user)
+        grant = server.get_consent_grant(end_user=session_state.signed_in_user())
     except OAuth2Error as error:
-        return _protocol_error(error)
+        return answer_protocol_error(error, response_mode=request.values.get("response_mode"))
     payload = grant.request.payload
     redirect_uri: str = payload.redirect_uri or grant.client.get_default_redirect_uri()
     response_mode = payload.data.get("response_mode")
     if response_mode is not None and response_mode not in RESPONSE_MODES:
-        return deliver_error(
+        return answer_client_error(
             redirect_uri,
             error="invalid_request",
             description="response_mode must be query or form_post",
@@ -95,136 +74,28 @@ def authorize() -> BaseResponse:
             now=time.time(),
         )
     except RequestRejected as rejected:
-        return deliver_error(
+        return answer_client_error(
             redirect_uri,
             error=rejected.error,
             description=rejected.description,
             state=payload.state,
             response_mode=response_mode,
         )
-    pending = flow.stash(
-        {key: str(value) for key, value in payload.data.items()},
+    destination = ClientRedirect(
         client_id=client.client_id,
         client_name=client.name,
         redirect_uri=redirect_uri,
-        requirement=requirement,
+        params={key: str(value) for key, value in payload.data.items()},
     )
-    return continue_sign_in(pending)
+    return continue_sign_in(sign_ins.start(destination, requirement))
 
 
-@blueprint.route("/authorize/resume/<pending_id>")
-def resume(pending_id: str) -> BaseResponse:
-    pending = flow.load_pending(pending_id)
-    if pending is None:
-        return _expired()
-    return continue_sign_in(pending)
-
-
-def continue_sign_in(pending: flow.PendingAuthorization) -> BaseResponse:
-    """Issue the code when the pipeline says Done; otherwise send the user to the one page it asks for."""
-    step, user = flow.decide(pending)
-    if pending.return_to is not None:
-        return _continue_to_own_page(pending, step)
-    if isinstance(step, Done):
-        assert user is not None
-        return _issue_code(pending, step, user)
-    if isinstance(step, Fail):
-        flow.finish_pending(pending)
-        audit(
-            "sign_in",
-            "failure",
-            user_id=user.id if user else None,
-            client_id=pending.client_id,
-            detail={"error": step.error},
-        )
-        if step.error == "access_denied":
-            flow.end_session()
-        return deliver_error(
-            pending.redirect_uri,
-            error=step.error,
-            description=step.description,
-            state=pending.params.get("state"),
-            response_mode=pending.params.get("response_mode"),
-        )
-    return _page_for(pending, step)
-
-
-def _page_for(pending: flow.PendingAuthorization, step: Step) -> BaseResponse:
-    if isinstance(step, NeedPassword):
-        page = "signin.password"
-    elif isinstance(step, NeedFactor):
-        page = "signin.factor"
-    elif isinstance(step, NeedEnrolment) and Method.TOTP in step.methods:
-        page = "signin.enrol_totp"
-    else:
-        page = "signin.enrol_passkey"
-    return redirect(url_for(page, pending_id=pending.id))
-
-
-def _continue_to_own_page(pending: flow.PendingAuthorization, step: Step) -> BaseResponse:
-    """A provider page (the account pages) asked for this sign-in: go back there when done."""
-    assert pending.return_to is not None
-    if isinstance(step, Done):
-        flow.finish_pending(pending)
-        flow.remember_step_up(pending)
-        _record_sign_in(pending, step, flow.session_sid())
-        return redirect(pending.return_to)
-    if isinstance(step, Fail):
-        flow.finish_pending(pending)
-        body = render_template("error.html", title="You cannot continue", message=step.description)
-        return Response(body, status=403)
-    return _page_for(pending, step)
-
-
-def _issue_code(pending: flow.PendingAuthorization, done: Done, user: Any) -> BaseResponse:
-    if not flow.finish_pending(pending):
-        return _expired()
-    authentication = Authentication(
-        acr=done.acr, amr=tuple(done.amr), auth_time=done.auth_time, sid=flow.session_sid()
-    )
-    subject = GrantSubject(user=user, authentication=authentication, grant_id=new_grant_id())
-    stored = StoredAuthorizationRequest(url_for("oidc.authorize", _external=True), pending.params)
-    server = authorization_server()
-    try:
-        grant = server.get_authorization_grant(stored)
-    except OAuth2Error as error:
-        return _protocol_error(error)
-    response: BaseResponse = server.create_authorization_response(stored, grant_user=subject, grant=grant)
-    _record_sign_in(pending, done, authentication.sid)
-    return response
-
-
-def _record_sign_in(pending: flow.PendingAuthorization, done: Done, sid: str) -> None:
-    """A completed sign-in: counted, audited with what was proven, and shown on the session list."""
-    user = flow.signed_in_user()
-    observability.SIGN_INS.labels("success", done.acr).inc()
-    durable_store().sessions.set_acr(sid, done.acr)
-    audit(
-        "sign_in",
-        "success",
-        user_id=user.id if user else None,
-        client_id=pending.client_id or None,
-        detail={"acr": done.acr, "amr": list(done.amr), "auth_time": done.auth_time},
-    )
-
-
-def _protocol_error(error: OAuth2Error) -> BaseResponse:
-    """Errors with a validated redirect URI go to the client; the rest are shown here (RFC 6749 4.1.2.1)."""
-    log.info("authorization request refused: %s", error.error)
-    if error.redirect_uri:
-        return deliver_error(
-            error.redirect_uri,
-            error=error.error,
-            description=error.description or error.error,
-            state=error.state,
-            response_mode=request.values.get("response_mode"),
-        )
-    return Response(
-        render_template(
-            "error.html", title="This sign-in link is not valid", message=error.description or error.error
-        ),
-        status=400,
-    )
+@blueprint.route("/authorize/resume/<sign_in_id>")
+def resume(sign_in_id: str) -> BaseResponse:
+    sign_in = sign_ins.load(sign_in_id)
+    if sign_in is None:
+        return errors.sign_in_expired()
+    return continue_sign_in(sign_in)
 
 
 def _malformed_parameters() -> InvalidRequestError | None:
@@ -238,11 +109,6 @@ def _malformed_parameters() -> InvalidRequestError | None:
         if name in ECHOED and invalid_error_characters(values[0]):
             return InvalidRequestError(f"{name} is malformed")
     return None
-
-
-def _expired() -> BaseResponse:
-    message = "This sign-in has expired or was already completed. Return to the application and start again."
-    return Response(render_template("error.html", title="Sign-in expired", message=message), status=400)
 
 
 @blueprint.route("/token", methods=["POST"])

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from flask import Response, jsonify, request, session
 
-from idp.auth.factors import WEBAUTHN, credential_lookup_key, stored_credential, webauthn_factor
+from idp.auth.factors import PasskeyData, credential_lookup_key, webauthn_factor
 from idp.auth.pipeline import NeedFactor, NeedPassword, Step
-from idp.auth.policy import Method
+from idp.auth.policy import FactorKind, Method
 from idp.auth.throttle import account_subject, address_subject
 from idp.auth.webauthn import CeremonyFailed, amr_for, credential_id_of, user_handle_of
 from idp.store.tables import Factor, User
-from idp.views import flow
+from idp.views import session_state
 from idp.web import audit, durable_store, services
 
 CEREMONY_KEY = "webauthn_ceremony"
@@ -45,11 +45,11 @@ def json_error(message: str, *, status: int = 400) -> Response:
 
 
 def webauthn_factors(user: User) -> list[Factor]:
-    return list(durable_store().factors.of_user(user.id, WEBAUTHN))
+    return list(durable_store().factors.of_user(user.id, FactorKind.WEBAUTHN))
 
 
 def begin_authentication(usage: PasskeyUsage) -> Response:
-    allowed = [stored_credential(f) for f in webauthn_factors(usage.user)] if usage.user else []
+    allowed = [PasskeyData.of(f).credential for f in webauthn_factors(usage.user)] if usage.user else []
     challenge = services().ceremonies.begin_authentication(
         allowed=allowed, require_user_verification=usage.require_user_verification
     )
@@ -57,7 +57,7 @@ def begin_authentication(usage: PasskeyUsage) -> Response:
     return Response(challenge.options_json, mimetype="application/json")
 
 
-def finish_authentication(usage: PasskeyUsage, *, client_id: str, next_url: str) -> Response:
+def finish_authentication(usage: PasskeyUsage, *, client_id: str | None, next_url: str) -> Response:
     throttle = services().throttle
     attempt = (throttle.webauthn_address, address_subject(request.remote_addr))
     user_id = usage.user.id if usage.user else None
@@ -67,7 +67,7 @@ def finish_authentication(usage: PasskeyUsage, *, client_id: str, next_url: str)
             "sign_in",
             "throttled",
             user_id=user_id,
-            client_id=client_id or None,
+            client_id=client_id,
             detail={"step": "webauthn", "retry_after": blocked.retry_after},
         )
         refusal = json_error(blocked.message, status=429)
@@ -81,7 +81,7 @@ def finish_authentication(usage: PasskeyUsage, *, client_id: str, next_url: str)
             "sign_in",
             "failure",
             user_id=user_id,
-            client_id=client_id or None,
+            client_id=client_id,
             detail={"step": "webauthn", "reason": failure.reason},
         )
         return json_error(str(failure))
@@ -96,7 +96,7 @@ def _verify_assertion(usage: PasskeyUsage) -> User:
     response = _credential_json()
     store = durable_store()
     factor = store.factors.by_lookup_key(credential_lookup_key(credential_id_of(response)))
-    if factor is None or factor.kind != WEBAUTHN:
+    if factor is None or factor.kind != FactorKind.WEBAUTHN:
         raise CeremonyFailed("This passkey is not registered here.", reason="unknown credential")
     if usage.user is not None and factor.user_id != usage.user.id:
         raise CeremonyFailed("This passkey belongs to another account.", reason="credential of another user")
@@ -105,22 +105,22 @@ def _verify_assertion(usage: PasskeyUsage) -> User:
         raise CeremonyFailed("This passkey belongs to another account.", reason="user handle mismatch")
     owner = store.users.get(factor.user_id)
     assert owner is not None
-    stored = stored_credential(factor)
+    passkey = PasskeyData.of(factor)
     assertion = services().ceremonies.finish_authentication(
         ceremony_id=ceremony_id,
         response=response,
-        credential=stored,
+        credential=passkey.credential,
         require_user_verification=usage.require_user_verification,
     )
-    data = {**factor.data, "sign_count": assertion.new_sign_count, "backed_up": assertion.backed_up}
-    store.factors.mark_used(factor.id, int(time.time()), data=data)
-    amr = amr_for(device_bound=stored.device_bound, user_verified=assertion.user_verified)
-    flow.record_proof(owner, Method.WEBAUTHN, amr)
+    used = replace(passkey, sign_count=assertion.new_sign_count, backed_up=assertion.backed_up)
+    store.factors.mark_used(factor.id, int(time.time()), data=used.to_json())
+    amr = amr_for(device_bound=passkey.device_bound, user_verified=assertion.user_verified)
+    session_state.record_proof(owner, Method.WEBAUTHN, amr)
     return owner
 
 
 def begin_registration(user: User) -> Response:
-    existing = [stored_credential(f) for f in webauthn_factors(user)]
+    existing = [PasskeyData.of(f).credential for f in webauthn_factors(user)]
     challenge = services().ceremonies.begin_registration(
         user_handle=user.id.encode(), username=user.username, existing=existing
     )
@@ -145,12 +145,17 @@ def finish_registration(user: User, *, next_url: str) -> Response:
             "factor_enrolment",
             "failure",
             user_id=user.id,
-            detail={"kind": WEBAUTHN, "reason": failure.reason},
+            detail={"kind": FactorKind.WEBAUTHN, "reason": failure.reason},
         )
         return json_error(str(failure))
     factor = webauthn_factor(user_id=user.id, name=name or "Passkey", credential=new)
     durable_store().factors.add(factor)
-    audit("factor_enrolment", "success", user_id=user.id, detail={"kind": WEBAUTHN, "factor_id": factor.id})
+    audit(
+        "factor_enrolment",
+        "success",
+        user_id=user.id,
+        detail={"kind": FactorKind.WEBAUTHN, "factor_id": factor.id},
+    )
     return jsonify(redirect=next_url)
 
 

@@ -16,47 +16,47 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from idp import observability
 from idp.auth.email_codes import CodeRefused
-from idp.auth.factors import EMAIL, RECOVERY_CODE, TOTP
 from idp.auth.pipeline import NeedEnrolment, NeedFactor, NeedPassword, Step
-from idp.auth.policy import Amr, Method
+from idp.auth.policy import METHOD_AMR, FactorKind, Method
 from idp.auth.recovery import lookup_key as recovery_lookup_key
 from idp.auth.throttle import Blocked, Gate, account_subject, address_subject
 from idp.mail import DeliveryFailed
 from idp.store.tables import User
-from idp.views import flow, oidc, passkeys, totp_enrolment
+from idp.views import errors, passkeys, session_state, totp_enrolment
+from idp.views import sign_in_request as sign_ins
+from idp.views.continuation import continue_sign_in
 from idp.views.email_codes import send_code
+from idp.views.sign_in_request import SignInRequest
 from idp.web import audit, durable_store, services
 
 blueprint = Blueprint("signin", __name__, url_prefix="/signin")
 
 WRONG_CREDENTIALS = "The username or password is not right."
 MAX_INPUT = 1024
-EXPIRED = "This sign-in has expired or was already completed. Return to the application and start again."
 NOT_NOW = "This is not what this sign-in needs now."
 RECOVERY_REFUSED = "That recovery code is not valid or was used already."
 
-Pending = flow.PendingAuthorization
 View = TypeVar("View", bound=Callable[..., Any])
 
 
 def at_step(
     wanted: type[Step] | tuple[type[Step], ...], method: Method | None = None, *, json: bool = False
 ) -> Callable[[View], View]:
-    """Run the view as `view(pending, step, user)` when the pipeline's next step is `wanted` (for
-    `method`); otherwise send the user back to the authorization request (or answer JSON)."""
+    """Run the view as `view(sign_in, step, user)` when the pipeline's next step is `wanted` (for
+    `method`); otherwise send the user back to the sign-in's next page (or answer JSON)."""
 
     def decorate(view: View) -> View:
         @wraps(view)
-        def guarded(pending_id: str) -> BaseResponse:
-            pending = flow.load_pending(pending_id)
-            if pending is None:
-                return passkeys.json_error(EXPIRED) if json else _expired()
-            step, user = flow.decide(pending)
+        def guarded(sign_in_id: str) -> BaseResponse:
+            sign_in = sign_ins.load(sign_in_id)
+            if sign_in is None:
+                return passkeys.json_error(errors.SIGN_IN_EXPIRED) if json else errors.sign_in_expired()
+            step, user = sign_ins.decide(sign_in.requirement)
             needs_user = not isinstance(step, NeedPassword)
             offered = method is None or method in getattr(step, "methods", ())
             if not isinstance(step, wanted) or not offered or (needs_user and user is None):
-                return passkeys.json_error(NOT_NOW, status=409) if json else _resume(pending)
-            response: BaseResponse = view(pending, step, user)
+                return passkeys.json_error(NOT_NOW, status=409) if json else _resume(sign_in)
+            response: BaseResponse = view(sign_in, step, user)
             return response
 
         return guarded  # type: ignore[return-value]
@@ -64,24 +64,15 @@ def at_step(
     return decorate
 
 
-def _resume(pending: Pending) -> BaseResponse:
-    return redirect(url_for("oidc.resume", pending_id=pending.id))
-
-
-def _next(pending: Pending) -> BaseResponse:
-    """After a proof: straight on to what the pipeline asks next (a page, or the client's code)."""
-    return oidc.continue_sign_in(pending)
-
-
-def _expired() -> BaseResponse:
-    return Response(render_template("error.html", title="Sign-in expired", message=EXPIRED), status=400)
+def _resume(sign_in: SignInRequest) -> BaseResponse:
+    return redirect(url_for("oidc.resume", sign_in_id=sign_in.id))
 
 
 def _field(name: str) -> str:
     return request.form.get(name, "")[:MAX_INPUT]
 
 
-def _refused(pending: Pending, user: User | None, step_name: str, *attempts: tuple[Gate, str]) -> None:
+def _refused(sign_in: SignInRequest, user: User | None, step_name: str, *attempts: tuple[Gate, str]) -> None:
     """Audit a failed step and count it against its throttles."""
     for gate, subject in attempts:
         services().throttle.failed(gate, subject)
@@ -90,13 +81,13 @@ def _refused(pending: Pending, user: User | None, step_name: str, *attempts: tup
         "sign_in",
         "failure",
         user_id=user.id if user else None,
-        client_id=pending.client_id or None,
+        client_id=sign_in.client_id,
         detail={"step": step_name},
     )
 
 
 def _throttled(
-    pending: Pending, user: User | None, step_name: str, *attempts: tuple[Gate, str]
+    sign_in: SignInRequest, user: User | None, step_name: str, *attempts: tuple[Gate, str]
 ) -> Blocked | None:
     """Whether guessing is paused for these subjects; audited when it is."""
     blocked = services().throttle.blocked(*attempts)
@@ -106,7 +97,7 @@ def _throttled(
             "sign_in",
             "throttled",
             user_id=user.id if user else None,
-            client_id=pending.client_id or None,
+            client_id=sign_in.client_id,
             detail={"step": step_name, "retry_after": blocked.retry_after, "locked": blocked.locked},
         )
     return blocked
@@ -126,61 +117,61 @@ def _too_many(response: Response, blocked: Blocked) -> Response:
 # -- first factor --------------------------------------------------------------------------------
 
 
-@blueprint.route("/<pending_id>", methods=["GET", "POST"])
+@blueprint.route("/<sign_in_id>", methods=["GET", "POST"])
 @at_step(NeedPassword)
-def password(pending: Pending, _step: NeedPassword, _user: User | None) -> BaseResponse:
+def password(sign_in: SignInRequest, _step: NeedPassword, _user: User | None) -> BaseResponse:
     if request.method == "GET":
-        return _password_page(pending)
+        return _password_page(sign_in)
     username, password = _field("username").strip(), _field("password")
     throttle = services().throttle
     attempts = (
         (throttle.password_account, account_subject(username)),
         (throttle.password_address, address_subject(request.remote_addr)),
     )
-    blocked = _throttled(pending, None, "password", *attempts)
+    blocked = _throttled(sign_in, None, "password", *attempts)
     if blocked is not None:
-        return _too_many(_password_page(pending, error=blocked.message, username=username), blocked)
+        return _too_many(_password_page(sign_in, error=blocked.message, username=username), blocked)
     user = durable_store().users.by_username(username)
     usable = user is not None and not user.disabled
     check = services().passwords.verify(
         stored_hash=user.password_hash if usable and user else None, password=password
     )
     if not check.valid or user is None:
-        _refused(pending, user, "password", *attempts)
-        return _password_page(pending, error=WRONG_CREDENTIALS, username=username, status=401)
+        _refused(sign_in, user, "password", *attempts)
+        return _password_page(sign_in, error=WRONG_CREDENTIALS, username=username, status=401)
     throttle.succeeded(*attempts[0])
     if check.new_hash is not None:
         user.password_hash = check.new_hash
-    flow.record_proof(user, Method.PASSWORD, frozenset({Amr.PWD}))
-    return _next(pending)
+    session_state.record_proof(user, Method.PASSWORD, METHOD_AMR[Method.PASSWORD])
+    return continue_sign_in(sign_in)
 
 
 def _password_page(
-    pending: Pending, *, error: str | None = None, username: str = "", status: int = 200
+    sign_in: SignInRequest, *, error: str | None = None, username: str = "", status: int = 200
 ) -> Response:
-    body = render_template("signin_password.html", pending=pending, error=error, username=username)
+    body = render_template("signin_password.html", sign_in=sign_in, error=error, username=username)
     return Response(body, status=status)
 
 
 # -- second factors ------------------------------------------------------------------------------
 
 
-@blueprint.route("/<pending_id>/factor", methods=["GET", "POST"])
+@blueprint.route("/<sign_in_id>/factor", methods=["GET", "POST"])
 @at_step(NeedFactor)
-def factor(pending: Pending, step: NeedFactor, user: User) -> BaseResponse:
+def factor(sign_in: SignInRequest, step: NeedFactor, user: User) -> BaseResponse:
     """The second-factor page: every method the pipeline offers; the form posted here is TOTP."""
     if request.method == "GET" or Method.TOTP not in step.methods:
-        return _factor_page(pending, step)
+        return _factor_page(sign_in, step)
     code = _field("code").replace(" ", "")
-    refusal = _prove_second_factor(pending, step, user, Method.TOTP, lambda: _verify_totp(user, code))
-    return refusal or _next(pending)
+    refusal = _prove_second_factor(sign_in, step, user, Method.TOTP, lambda: _verify_totp(user, code))
+    return refusal or continue_sign_in(sign_in)
 
 
 def _verify_totp(user: User, code: str) -> str | None:
     """Any of the user's authenticator apps; each accepted code is spent for its time step."""
     now = time.time()
     found = services()
-    for candidate in flow.factor_of(user, TOTP):
+    for candidate in durable_store().factors.of_user(user.id, FactorKind.TOTP):
         assert candidate.secret is not None
         secret = found.secret_box.open(candidate.secret).decode()
         if found.totp.verify(factor_id=candidate.id, secret=secret, code=code, now=now):
@@ -189,43 +180,36 @@ def _verify_totp(user: User, code: str) -> str | None:
     return totp_enrolment.WRONG_CODE
 
 
-SECOND_FACTOR_AMR = {
-    Method.TOTP: frozenset({Amr.OTP}),
-    Method.RECOVERY_CODE: frozenset({Amr.OTP}),
-    Method.EMAIL_CODE: frozenset({Amr.EMAIL}),
-}
-
-
 def _prove_second_factor(
-    pending: Pending, step: NeedFactor, user: User, method: Method, verify: Callable[[], str | None]
+    sign_in: SignInRequest, step: NeedFactor, user: User, method: Method, verify: Callable[[], str | None]
 ) -> Response | None:
     """Throttle, verify one second factor (`verify` answers None, or why it refused), count the
     outcome and record the proof. Returns the refusal page, or None once the factor is proven."""
     attempt = _second_factor_attempt(user)
-    blocked = _throttled(pending, user, method.value, attempt)
+    blocked = _throttled(sign_in, user, method.value, attempt)
     if blocked is not None:
-        return _too_many(_factor_page(pending, step, error=blocked.message), blocked)
+        return _too_many(_factor_page(sign_in, step, error=blocked.message), blocked)
     refused = verify()
     if refused is not None:
-        _refused(pending, user, method.value, attempt)
-        return _factor_page(pending, step, error=refused, status=401)
+        _refused(sign_in, user, method.value, attempt)
+        return _factor_page(sign_in, step, error=refused, status=401)
     services().throttle.succeeded(*attempt)
-    flow.record_proof(user, method, SECOND_FACTOR_AMR[method])
+    session_state.record_proof(user, method, METHOD_AMR[method])
     return None
 
 
 def _factor_page(
-    pending: Pending, step: NeedFactor, *, error: str | None = None, status: int = 200
+    sign_in: SignInRequest, step: NeedFactor, *, error: str | None = None, status: int = 200
 ) -> Response:
     """Every method offered; the email code field shows once a code was sent for this sign-in."""
     sent_to = (
-        services().email_codes.pending_address(purpose=_email_purpose(pending))
+        services().email_codes.pending_address(purpose=_email_purpose(sign_in))
         if Method.EMAIL_CODE in step.methods
         else None
     )
     body = render_template(
         "signin_factor.html",
-        pending=pending,
+        sign_in=sign_in,
         step=step,
         error=error,
         Method=Method,
@@ -234,18 +218,18 @@ def _factor_page(
     return Response(body, status=status)
 
 
-def _email_purpose(pending: Pending) -> str:
-    return f"signin:{pending.id}"
+def _email_purpose(sign_in: SignInRequest) -> str:
+    return f"signin:{sign_in.id}"
 
 
-@blueprint.route("/<pending_id>/recovery", methods=["POST"])
+@blueprint.route("/<sign_in_id>/recovery", methods=["POST"])
 @at_step(NeedFactor, Method.RECOVERY_CODE)
-def recovery_code(pending: Pending, step: NeedFactor, user: User) -> BaseResponse:
+def recovery_code(sign_in: SignInRequest, step: NeedFactor, user: User) -> BaseResponse:
     """A recovery code in place of the second factor: single use, then the user is urged to review."""
     store = durable_store()
     code = recovery_lookup_key(_field("recovery_code"))
     refusal = _prove_second_factor(
-        pending,
+        sign_in,
         step,
         user,
         Method.RECOVERY_CODE,
@@ -253,39 +237,39 @@ def recovery_code(pending: Pending, step: NeedFactor, user: User) -> BaseRespons
     )
     if refusal is not None:
         return refusal
-    audit("recovery_code_used", "success", user_id=user.id, client_id=pending.client_id or None)
-    left = len(store.factors.of_user(user.id, RECOVERY_CODE))
-    next_url = url_for("oidc.resume", pending_id=pending.id)
+    audit("recovery_code_used", "success", user_id=user.id, client_id=sign_in.client_id)
+    left = len(store.factors.of_user(user.id, FactorKind.RECOVERY_CODE))
+    next_url = url_for("oidc.resume", sign_in_id=sign_in.id)
     return Response(render_template("recovery_used.html", left=left, next_url=next_url))
 
 
-@blueprint.route("/<pending_id>/email/send", methods=["POST"])
+@blueprint.route("/<sign_in_id>/email/send", methods=["POST"])
 @at_step(NeedFactor, Method.EMAIL_CODE)
-def send_email_code(pending: Pending, step: NeedFactor, user: User) -> BaseResponse:
-    address = flow.factor_of(user, EMAIL)[0].name
+def send_email_code(sign_in: SignInRequest, step: NeedFactor, user: User) -> BaseResponse:
+    address = durable_store().factors.of_user(user.id, FactorKind.EMAIL)[0].name
     try:
-        send_code(user, purpose=_email_purpose(pending), address=address, reason="confirm it is you")
+        send_code(user, purpose=_email_purpose(sign_in), address=address, reason="confirm it is you")
     except CodeRefused as refused:
-        return _factor_page(pending, step, error=str(refused), status=429)
+        return _factor_page(sign_in, step, error=str(refused), status=429)
     except DeliveryFailed:
         error = "The code could not be sent. Use another method or try again later."
-        return _factor_page(pending, step, error=error, status=502)
-    return _factor_page(pending, step)
+        return _factor_page(sign_in, step, error=error, status=502)
+    return _factor_page(sign_in, step)
 
 
-@blueprint.route("/<pending_id>/email", methods=["POST"])
+@blueprint.route("/<sign_in_id>/email", methods=["POST"])
 @at_step(NeedFactor, Method.EMAIL_CODE)
-def email_code(pending: Pending, step: NeedFactor, user: User) -> BaseResponse:
+def email_code(sign_in: SignInRequest, step: NeedFactor, user: User) -> BaseResponse:
     code = _field("email_code")
 
     def verify() -> str | None:
         try:
-            services().email_codes.verify(purpose=_email_purpose(pending), code=code)
+            services().email_codes.verify(purpose=_email_purpose(sign_in), code=code)
         except CodeRefused as refused:
             return str(refused)
         return None
 
-    return _prove_second_factor(pending, step, user, Method.EMAIL_CODE, verify) or _next(pending)
+    return _prove_second_factor(sign_in, step, user, Method.EMAIL_CODE, verify) or continue_sign_in(sign_in)
 
 
 def mask_address(address: str) -> str:
@@ -296,74 +280,74 @@ def mask_address(address: str) -> str:
 # -- passkeys: alone (first page) or as the second factor ------------------------------------------
 
 
-@blueprint.route("/<pending_id>/passkey/options", methods=["POST"])
+@blueprint.route("/<sign_in_id>/passkey/options", methods=["POST"])
 @at_step((NeedPassword, NeedFactor), json=True)
-def passkey_options(_pending: Pending, step: Step, user: User | None) -> BaseResponse:
+def passkey_options(_sign_in: SignInRequest, step: Step, user: User | None) -> BaseResponse:
     """Options for a passkey alone (usernameless, user verification required) or as a second factor."""
     usage = passkeys.usage_for(step, user)
     return passkeys.json_error(NOT_NOW, status=409) if usage is None else passkeys.begin_authentication(usage)
 
 
-@blueprint.route("/<pending_id>/passkey", methods=["POST"])
+@blueprint.route("/<sign_in_id>/passkey", methods=["POST"])
 @at_step((NeedPassword, NeedFactor), json=True)
-def passkey(pending: Pending, step: Step, user: User | None) -> BaseResponse:
+def passkey(sign_in: SignInRequest, step: Step, user: User | None) -> BaseResponse:
     usage = passkeys.usage_for(step, user)
     if usage is None:
         return passkeys.json_error(NOT_NOW, status=409)
-    next_url = url_for("oidc.resume", pending_id=pending.id)
-    return passkeys.finish_authentication(usage, client_id=pending.client_id, next_url=next_url)
+    next_url = url_for("oidc.resume", sign_in_id=sign_in.id)
+    return passkeys.finish_authentication(usage, client_id=sign_in.client_id, next_url=next_url)
 
 
 # -- enrolment inside the sign-in ------------------------------------------------------------------
 
 
-@blueprint.route("/<pending_id>/enrol/totp", methods=["GET", "POST"])
+@blueprint.route("/<sign_in_id>/enrol/totp", methods=["GET", "POST"])
 @at_step(NeedEnrolment, Method.TOTP)
-def enrol_totp(pending: Pending, _step: NeedEnrolment, user: User) -> BaseResponse:
+def enrol_totp(sign_in: SignInRequest, _step: NeedEnrolment, user: User) -> BaseResponse:
     """MFA is mandatory: a user without a second factor sets up TOTP inside the same sign-in."""
     key = f"enrol:{user.id}"  # per user: a sign-in restarted after a failure shows the same secret
     enrolment = totp_enrolment.draft(user, key=key)
     if request.method == "GET":
-        return _enrol_page(pending, enrolment)
+        return _enrol_page(sign_in, enrolment)
     code = _field("code").replace(" ", "")
-    client_id = pending.client_id or None
+    client_id = sign_in.client_id
     if totp_enrolment.confirm(user, key=key, code=code, name=_field("name"), client_id=client_id) is None:
-        return _enrol_page(pending, enrolment, error=totp_enrolment.WRONG_CODE, status=401)
-    flow.record_proof(user, Method.TOTP, frozenset({Amr.OTP}))
-    return _next(pending)
+        return _enrol_page(sign_in, enrolment, error=totp_enrolment.WRONG_CODE, status=401)
+    session_state.record_proof(user, Method.TOTP, METHOD_AMR[Method.TOTP])
+    return continue_sign_in(sign_in)
 
 
 def _enrol_page(
-    pending: Pending, enrolment: object, *, error: str | None = None, status: int = 200
+    sign_in: SignInRequest, enrolment: object, *, error: str | None = None, status: int = 200
 ) -> Response:
-    body = render_template("enrol_totp.html", pending=pending, enrolment=enrolment, error=error)
+    body = render_template("enrol_totp.html", sign_in=sign_in, enrolment=enrolment, error=error)
     response = Response(body, status=status)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-@blueprint.route("/<pending_id>/enrol/passkey", methods=["GET"])
+@blueprint.route("/<sign_in_id>/enrol/passkey", methods=["GET"])
 @at_step(NeedEnrolment, Method.WEBAUTHN)
-def enrol_passkey(pending: Pending, step: NeedEnrolment, _user: User) -> BaseResponse:
+def enrol_passkey(sign_in: SignInRequest, step: NeedEnrolment, _user: User) -> BaseResponse:
     """Step-up to a level only a passkey reaches, when policy lets the user enrol one here."""
     body = render_template(
         "passkey_new.html",
-        lead=f"{pending.client_name} asks for a passkey or security key ({step.level}). Create one now; "
+        lead=f"{sign_in.client_name} asks for a passkey or security key ({step.level}). Create one now; "
         "you will then use it once to continue.",
-        options_url=url_for("signin.enrol_passkey_options", pending_id=pending.id),
-        verify_url=url_for("signin.enrol_passkey_finish", pending_id=pending.id),
+        options_url=url_for("signin.enrol_passkey_options", sign_in_id=sign_in.id),
+        verify_url=url_for("signin.enrol_passkey_finish", sign_in_id=sign_in.id),
         back_url=None,
     )
     return Response(body)
 
 
-@blueprint.route("/<pending_id>/enrol/passkey/options", methods=["POST"])
+@blueprint.route("/<sign_in_id>/enrol/passkey/options", methods=["POST"])
 @at_step(NeedEnrolment, Method.WEBAUTHN, json=True)
-def enrol_passkey_options(_pending: Pending, _step: NeedEnrolment, user: User) -> BaseResponse:
+def enrol_passkey_options(_sign_in: SignInRequest, _step: NeedEnrolment, user: User) -> BaseResponse:
     return passkeys.begin_registration(user)
 
 
-@blueprint.route("/<pending_id>/enrol/passkey", methods=["POST"])
+@blueprint.route("/<sign_in_id>/enrol/passkey", methods=["POST"])
 @at_step(NeedEnrolment, Method.WEBAUTHN, json=True)
-def enrol_passkey_finish(pending: Pending, _step: NeedEnrolment, user: User) -> BaseResponse:
-    return passkeys.finish_registration(user, next_url=url_for("oidc.resume", pending_id=pending.id))
+def enrol_passkey_finish(sign_in: SignInRequest, _step: NeedEnrolment, user: User) -> BaseResponse:
+    return passkeys.finish_registration(user, next_url=url_for("oidc.resume", sign_in_id=sign_in.id))

@@ -8,7 +8,7 @@ import uuid
 
 from flask import session
 
-from idp.auth.factors import TOTP
+from idp.auth.policy import FactorKind
 from idp.auth.totp import Enrolment
 from idp.store.tables import Factor, User
 from idp.web import audit, durable_store, services
@@ -33,12 +33,18 @@ def confirm(user: User, *, key: str, code: str, name: str, client_id: str | None
         return None
     now = time.time()
     if not found.totp.verify(factor_id=pending["factor_id"], secret=pending["secret"], code=code, now=now):
-        audit("factor_enrolment", "failure", user_id=user.id, client_id=client_id, detail={"kind": TOTP})
+        audit(
+            "factor_enrolment",
+            "failure",
+            user_id=user.id,
+            client_id=client_id,
+            detail={"kind": FactorKind.TOTP},
+        )
         return None
     factor = Factor(
         id=pending["factor_id"],
         user_id=user.id,
-        kind=TOTP,
+        kind=FactorKind.TOTP,
         name=name.strip()[:100] or DEFAULT_NAME,
         secret=found.secret_box.seal(pending["secret"].encode()),
         data={},
@@ -47,5 +53,7 @@ def confirm(user: User, *, key: str, code: str, name: str, client_id: str | None
     )
     durable_store().factors.add(factor)
     session.pop(key, None)
-    audit("factor_enrolment", "success", user_id=user.id, client_id=client_id, detail={"kind": TOTP})
+    audit(
+        "factor_enrolment", "success", user_id=user.id, client_id=client_id, detail={"kind": FactorKind.TOTP}
+    )
     return factor

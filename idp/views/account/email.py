@@ -9,10 +9,12 @@ from flask import redirect, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.auth.email_codes import CodeRefused
-from idp.auth.factors import EMAIL
+from idp.auth.policy import FactorKind
 from idp.mail import DeliveryFailed
 from idp.store.tables import Factor, User
-from idp.views.account import blueprint, current_user, page, record_change, redirect_with, signed_in
+from idp.views.account.blueprint import blueprint
+from idp.views.account.guard import account_holder, fresh_login_required
+from idp.views.account.pages import page, record_change, redirect_with
 from idp.views.email_codes import send_code
 from idp.web import audit, durable_store, services
 
@@ -27,18 +29,18 @@ def _cannot_bind(user: User, address: str) -> str | None:
     """Why `address` cannot be bound to `user`, or None: asked before the code is sent and again when
     it comes back (other accounts may have bound the address in between)."""
     store = durable_store()
-    if any(f.name == address for f in store.factors.of_user(user.id, EMAIL)):
+    if any(f.name == address for f in store.factors.of_user(user.id, FactorKind.EMAIL)):
         return "This address is already on your account."
     limit = services().settings.factors.email.max_users_per_email
-    if store.factors.count_named(EMAIL, address) >= limit:
+    if store.factors.count_named(FactorKind.EMAIL, address) >= limit:
         return f"This address is already used by {limit} accounts, the most allowed."
     return None
 
 
 @blueprint.route("/email/new", methods=["GET", "POST"])
-@signed_in(fresh=True)
+@fresh_login_required
 def new_email() -> BaseResponse:
-    user = current_user()
+    user = account_holder()
     if request.method == "GET":
         return page("account_email.html")
     address = request.form.get("address", "").strip().lower()[:MAX_ADDRESS]
@@ -64,9 +66,9 @@ def new_email() -> BaseResponse:
 
 
 @blueprint.route("/email/verify", methods=["GET", "POST"])
-@signed_in(fresh=True)
+@fresh_login_required
 def verify_email() -> BaseResponse:
-    user = current_user()
+    user = account_holder()
     codes = services().email_codes
     if request.method == "GET":
         pending = codes.pending_address(purpose=_purpose(user))
@@ -76,20 +78,20 @@ def verify_email() -> BaseResponse:
     try:
         address = codes.verify(purpose=_purpose(user), code=request.form.get("code", ""))
     except CodeRefused as refused:
-        audit("factor_enrolment", "failure", user_id=user.id, detail={"kind": EMAIL})
+        audit("factor_enrolment", "failure", user_id=user.id, detail={"kind": FactorKind.EMAIL})
         pending = codes.pending_address(purpose=_purpose(user))
         if pending is None:  # expired, used or killed: the way on is a new code
             return page("account_email.html", error=str(refused), status=400)
         return page("account_email_verify.html", address=pending, error=str(refused), status=400)
     refusal = _cannot_bind(user, address)
     if refusal is not None:
-        audit("factor_enrolment", "failure", user_id=user.id, detail={"kind": EMAIL})
+        audit("factor_enrolment", "failure", user_id=user.id, detail={"kind": FactorKind.EMAIL})
         return page("account_email.html", error=refusal, status=400)
     durable_store().factors.add(
         Factor(
             id=str(uuid.uuid4()),
             user_id=user.id,
-            kind=EMAIL,
+            kind=FactorKind.EMAIL,
             name=address,
             secret=None,
             data={},

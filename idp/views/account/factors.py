@@ -8,17 +8,19 @@ from werkzeug.wrappers import Response as BaseResponse
 from idp.auth.factors import capabilities_of
 from idp.auth.pipeline import keeps_minimum
 from idp.views import passkeys, totp_enrolment
-from idp.views.account import blueprint, current_user, page, record_change, redirect_with, signed_in
+from idp.views.account.blueprint import blueprint
+from idp.views.account.guard import account_holder, fresh_login_required
+from idp.views.account.pages import page, record_change, redirect_with
 from idp.web import audit, durable_store, services
 
 TOTP_DRAFT = "account_totp_draft"
 
 
 @blueprint.route("/totp/new", methods=["GET", "POST"])
-@signed_in(fresh=True)
+@fresh_login_required
 def new_totp() -> BaseResponse:
     """Another authenticator app: shown as a QR code, stored only once a code from it is confirmed."""
-    user = current_user()
+    user = account_holder()
     enrolment = totp_enrolment.draft(user, key=TOTP_DRAFT)
     if request.method == "GET":
         return page("account_totp.html", enrolment=enrolment)
@@ -32,7 +34,7 @@ def new_totp() -> BaseResponse:
 
 
 @blueprint.route("/passkeys/new")
-@signed_in(fresh=True)
+@fresh_login_required
 def new_passkey() -> BaseResponse:
     return page(
         "passkey_new.html",
@@ -44,15 +46,15 @@ def new_passkey() -> BaseResponse:
 
 
 @blueprint.route("/passkeys/options", methods=["POST"])
-@signed_in(fresh=True)
+@fresh_login_required
 def passkey_options() -> BaseResponse:
-    return passkeys.begin_registration(current_user())
+    return passkeys.begin_registration(account_holder())
 
 
 @blueprint.route("/passkeys", methods=["POST"])
-@signed_in(fresh=True)
+@fresh_login_required
 def add_passkey() -> BaseResponse:
-    user = current_user()
+    user = account_holder()
     response = passkeys.finish_registration(user, next_url=url_for("account.overview"))
     if response.status_code == 200:
         record_change(user, "passkey added")
@@ -61,10 +63,10 @@ def add_passkey() -> BaseResponse:
 
 
 @blueprint.route("/factors/<factor_id>/remove", methods=["POST"])
-@signed_in(fresh=True)
+@fresh_login_required
 def remove_factor(factor_id: str) -> BaseResponse:
     """Remove a factor, unless the account could then no longer reach the minimum level."""
-    user = current_user()
+    user = account_holder()
     store = durable_store()
     factors = store.factors.of_user(user.id)
     removing = next((f for f in factors if f.id == factor_id), None)

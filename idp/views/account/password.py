@@ -6,16 +6,18 @@ from flask import request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.auth.password_policy import PasswordRejected, check_new_password
-from idp.views.account import blueprint, current_user, page, record_change, redirect_with, signed_in
+from idp.views.account.blueprint import blueprint
+from idp.views.account.guard import account_holder, fresh_login_required
+from idp.views.account.pages import page, record_change, redirect_with
 from idp.web import services
 
 MAX_INPUT = 1024
 
 
 @blueprint.route("/password", methods=["GET", "POST"])
-@signed_in(fresh=True)
+@fresh_login_required
 def change_password() -> BaseResponse:
-    user = current_user()
+    user = account_holder()
     found = services()
     if request.method == "GET":
         return page("account_password.html", min_length=found.settings.passwords.min_length)

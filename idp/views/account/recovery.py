@@ -5,27 +5,29 @@ from __future__ import annotations
 from flask import Response, redirect, session, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from idp.auth.factors import RECOVERY_CODE
+from idp.auth.policy import FactorKind
 from idp.auth.recovery import code_factors, new_codes
-from idp.views.account import blueprint, current_user, page, record_change, signed_in
+from idp.views.account.blueprint import blueprint
+from idp.views.account.guard import account_holder, fresh_login_required, login_required
+from idp.views.account.pages import page, record_change
 from idp.web import durable_store
 
 FRESH_CODES = "fresh_recovery_codes"
 
 
 @blueprint.route("/recovery-codes")
-@signed_in(fresh=False)
+@login_required
 def recovery_codes() -> BaseResponse:
-    left = len(durable_store().factors.of_user(current_user().id, RECOVERY_CODE))
+    left = len(durable_store().factors.of_user(account_holder().id, FactorKind.RECOVERY_CODE))
     return page("account_recovery.html", left=left, codes=None)
 
 
 @blueprint.route("/recovery-codes", methods=["POST"])
-@signed_in(fresh=True)
+@fresh_login_required
 def regenerate_recovery_codes() -> BaseResponse:
-    user = current_user()
+    user = account_holder()
     store = durable_store()
-    store.factors.remove_all(user.id, RECOVERY_CODE)
+    store.factors.remove_all(user.id, FactorKind.RECOVERY_CODE)
     codes = new_codes()
     for factor in code_factors(user.id, codes):
         store.factors.add(factor)
@@ -35,14 +37,14 @@ def regenerate_recovery_codes() -> BaseResponse:
 
 
 @blueprint.route("/recovery-codes.txt")
-@signed_in(fresh=True)
+@fresh_login_required
 def download_recovery_codes() -> BaseResponse:
     """The codes just generated, once, as a text file; afterwards only their digests exist."""
     codes = session.pop(FRESH_CODES, None)
     if not codes:
         return redirect(url_for("account.recovery_codes"))
     body = "Recovery codes for {}\nEach works once, in place of your second factor.\n\n{}\n".format(
-        current_user().username, "\n".join(codes)
+        account_holder().username, "\n".join(codes)
     )
     return Response(
         body,

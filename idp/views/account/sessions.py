@@ -9,17 +9,19 @@ from flask import session, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.store.tables import UserSession
-from idp.views.account import blueprint, current_user, page, record_change, redirect_with, signed_in
-from idp.views.flow import SID_KEY
+from idp.views.account.blueprint import blueprint
+from idp.views.account.guard import account_holder, fresh_login_required, login_required
+from idp.views.account.pages import page, record_change, redirect_with
+from idp.views.session_state import SID_KEY
 from idp.web import durable_store, services
 
 HISTORY_EVENTS = ("sign_in", "factor_enrolment", "account_change", "sign_out")
 
 
 @blueprint.route("/sessions")
-@signed_in(fresh=False)
+@login_required
 def sessions() -> BaseResponse:
-    rows = durable_store().sessions.of_user(current_user().id, now=int(time.time()))
+    rows = durable_store().sessions.of_user(account_holder().id, now=int(time.time()))
     return page(
         "account_sessions.html",
         sessions=rows,
@@ -28,14 +30,14 @@ def sessions() -> BaseResponse:
 
 
 @blueprint.route("/sessions/<sid>/end", methods=["POST"])
-@signed_in(fresh=True)
+@fresh_login_required
 def end_session(sid: str) -> BaseResponse:
     ended = _end(lambda row: row.sid == sid and sid != session.get(SID_KEY))
     return redirect_with(url_for("account.sessions"), f"{ended} session(s) ended.", "success")
 
 
 @blueprint.route("/sessions/end-others", methods=["POST"])
-@signed_in(fresh=True)
+@fresh_login_required
 def end_other_sessions() -> BaseResponse:
     ended = _end(lambda row: row.sid != session.get(SID_KEY))
     return redirect_with(url_for("account.sessions"), f"{ended} session(s) ended.", "success")
@@ -43,7 +45,7 @@ def end_other_sessions() -> BaseResponse:
 
 def _end(chosen: Callable[[UserSession], bool]) -> int:
     """Delete the chosen sessions' data: their next request finds no session and is signed out."""
-    user = current_user()
+    user = account_holder()
     store = durable_store()
     ended = 0
     for row in store.sessions.of_user(user.id, now=int(time.time())):
@@ -57,10 +59,10 @@ def _end(chosen: Callable[[UserSession], bool]) -> int:
 
 
 @blueprint.route("/history")
-@signed_in(fresh=False)
+@login_required
 def history() -> BaseResponse:
     events = [
-        e for e in durable_store().audit.of_user(current_user().id, limit=100) if e.event in HISTORY_EVENTS
+        e for e in durable_store().audit.of_user(account_holder().id, limit=100) if e.event in HISTORY_EVENTS
     ]
     clients = {row.client_id: row.name for row in durable_store().clients.all()}
     return page("account_history.html", events=events[:50], clients=clients)

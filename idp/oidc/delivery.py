@@ -5,16 +5,14 @@ from __future__ import annotations
 from authlib.common.urls import add_params_to_uri
 from flask import Response, render_template
 
-from idp.web import services
-
 RESPONSE_MODES = ("query", "form_post")
 
 
 def deliver(
-    redirect_uri: str, params: list[tuple[str, str]], response_mode: str | None
+    redirect_uri: str, params: list[tuple[str, str]], response_mode: str | None, *, issuer: str
 ) -> tuple[int, str, list[tuple[str, str]]]:
     """The response that carries `params` and the issuer (RFC 9207) to a validated redirect URI."""
-    params = [*params, ("iss", services().settings.issuer)]
+    params = [*params, ("iss", issuer)]
     if response_mode == "form_post":
         body = render_template("form_post.html", redirect_uri=redirect_uri, params=params)
         return 200, body, [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")]
@@ -22,10 +20,17 @@ def deliver(
 
 
 def deliver_error(
-    redirect_uri: str, *, error: str, description: str, state: str | None, response_mode: str | None
+    redirect_uri: str,
+    *,
+    error: str,
+    description: str,
+    state: str | None,
+    response_mode: str | None,
+    issuer: str,
 ) -> Response:
+    """An error response to the client (RFC 6749 4.1.2.1), by the requested response mode."""
     params = [("error", error), ("error_description", description)]
     if state:
         params.append(("state", state))
-    status, body, headers = deliver(redirect_uri, params, response_mode)
+    status, body, headers = deliver(redirect_uri, params, response_mode, issuer=issuer)
     return Response(body, status=status, headers=headers)

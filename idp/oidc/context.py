@@ -1,0 +1,51 @@
+"""What the grants and token endpoints need from the provider, handed to them through the server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from idp.config import TokenSettings
+from idp.oidc.clients import ClientCache
+from idp.oidc.keys import KeyRing
+from idp.oidc.tokens import TokenService
+from idp.store.durable import DurableStore
+from idp.store.ephemeral import EphemeralStore
+
+
+class AuditLog(Protocol):
+    """Records one audit event in the current unit of work; never pass a secret in `detail`."""
+
+    def __call__(
+        self,
+        event: str,
+        outcome: str,
+        *,
+        user_id: str | None = None,
+        client_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """The provider's services as protocol code sees them; grants read it as `self.server.context`.
+
+    The durable store is a callable: each request has a unit of work of its own.
+    """
+
+    issuer: str
+    lifetimes: TokenSettings
+    tokens: TokenService
+    ephemeral: EphemeralStore
+    keyring: KeyRing
+    clients: ClientCache
+    durable: Callable[[], DurableStore]
+    audit: AuditLog
+
+    def revoke_grant(self, grant_id: str, *, reason: str) -> None:
+        """Revoke every refresh and access token of one grant."""
+        self.durable().refresh_tokens.revoke_family(grant_id)
+        self.tokens.revoke_grant_access_tokens(grant_id)
+        self.audit("grant_revoked", "success", detail={"grant_id": grant_id, "reason": reason})

@@ -1,0 +1,98 @@
+"""Token look-up: an access token (JWT) or a refresh token as revocation and introspection see it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from idp.oidc.clients import RegisteredClient
+from idp.oidc.context import ProviderContext
+from idp.oidc.tokens import Authentication, digest
+from idp.store.tables import RefreshToken, User
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A token as revocation and introspection see it."""
+
+    kind: str  # "access_token" | "refresh_token"
+    client_id: str
+    subject: str
+    scope: str
+    issued_at: int
+    expires_at: int
+    authentication: Authentication | None
+    grant_id: str | None
+    claims: dict[str, Any] | None = None  # access tokens
+    row: RefreshToken | None = None  # refresh tokens
+    holder: User | None = None  # refresh tokens: the account, loaded with the row
+
+    def check_client(self, client: RegisteredClient) -> bool:
+        return bool(client.get_client_id() == self.client_id)
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def is_expired(self) -> bool:
+        return self.expires_at <= time.time()
+
+    def is_revoked(self) -> bool:
+        return False  # revoked tokens are never returned by the queries below
+
+
+def refresh_token_view(row: RefreshToken, holder: User) -> IssuedToken:
+    return IssuedToken(
+        kind="refresh_token",
+        client_id=row.client_id,
+        subject=row.user_id,
+        scope=row.scope,
+        issued_at=row.issued_at,
+        expires_at=row.expires_at,
+        authentication=Authentication.from_json(row.authentication),
+        grant_id=row.family_id,
+        row=row,
+        holder=holder,
+    )
+
+
+def find_token(context: ProviderContext, token: str) -> IssuedToken | None:
+    """An access token (JWT) or a current refresh token, of an account that may still hold tokens."""
+    if token.count(".") != 2:
+        return _find_refresh_token(context, token)
+    found = _find_access_token(context, token)
+    if found is None or found.authentication is None:  # None, or a client's own token
+        return found
+    return found if context.durable().users.may_hold_tokens(found.subject) else None
+
+
+def _find_access_token(context: ProviderContext, token: str) -> IssuedToken | None:
+    claims = context.tokens.verify_access_token(token)
+    if claims is None:
+        return None
+    authentication = (
+        Authentication(claims["acr"], tuple(claims["amr"]), claims["auth_time"], claims["sid"])
+        if "acr" in claims
+        else None
+    )
+    return IssuedToken(
+        kind="access_token",
+        client_id=claims["client_id"],
+        subject=claims["sub"],
+        scope=claims.get("scope", ""),
+        issued_at=claims["iat"],
+        expires_at=claims["exp"],
+        authentication=authentication,
+        grant_id=claims.get("grant_id"),
+        claims=claims,
+    )
+
+
+def _find_refresh_token(context: ProviderContext, token: str) -> IssuedToken | None:
+    found = context.durable().refresh_tokens.with_holder(digest(token))
+    if found is None:
+        return None
+    row, holder = found
+    if row.revoked or row.rotated or holder.disabled:
+        return None
+    return refresh_token_view(row, holder)

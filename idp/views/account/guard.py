@@ -1,0 +1,109 @@
+"""Who may use the account pages: flask-login's current user is the session's subject once the pipeline
+says the session reaches the minimum level; changes also need a proof within the reauthentication age.
+
+flask-login loads the user per request (`request_loader`) rather than from an id it stored itself:
+the server-side session holds proofs, and only the pipeline can say whether they are enough.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+import flask_login
+from flask import Request, jsonify, redirect, request, url_for
+from flask_login import LoginManager, current_user
+from werkzeug.wrappers import Response as BaseResponse
+
+from idp.auth.pipeline import Done, Requirement, requirement_for
+from idp.store.tables import User
+from idp.views import session_state
+from idp.views import sign_in_request as sign_ins
+from idp.views.sign_in_request import AccountPage
+from idp.web import services
+
+__all__ = ["account_holder", "fresh_login_required", "login_manager", "login_required", "signed_in_or_none"]
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+login_manager = LoginManager()
+login_manager.session_protection = None  # the session is server-side and re-keyed at every proof
+
+
+def account_holder() -> User:
+    """The signed-in user of a view behind `login_required`."""
+    return cast(User, current_user._get_current_object())
+
+
+def signed_in_or_none() -> User | None:
+    """The signed-in user where signing in is optional (the front page)."""
+    return account_holder() if current_user.is_authenticated else None
+
+
+def account_requirement(*, fresh: bool) -> Requirement:
+    """The minimum level; when `fresh`, proven within the reauthentication age (of a recent proof made
+    for these pages, which they honour for a short grace: the page and the form posted from it)."""
+    found = services()
+    max_age = found.settings.account.reauthentication_max_age if fresh else None
+    return requirement_for(
+        policy=found.policy,
+        scopes=[],
+        acr_values=None,
+        claims=None,
+        max_age=None if max_age is None else str(max_age),
+        prompt=None,
+        client_default_acr_values=[],
+        client_default_max_age=None,
+        now=(session_state.reauthentication_time() if fresh else None) or time.time(),
+    )
+
+
+def load_signed_in_user(_request: Request) -> User | None:
+    step, user = sign_ins.decide(account_requirement(fresh=False))
+    return user if isinstance(step, Done) else None
+
+
+def sign_in_first() -> BaseResponse:
+    return _sign_in_for(account_requirement(fresh=False))
+
+
+def confirm_first() -> BaseResponse:
+    return _sign_in_for(account_requirement(fresh=True))
+
+
+login_manager.request_loader(load_signed_in_user)
+login_manager.unauthorized_handler(sign_in_first)
+login_manager.needs_refresh_handler(confirm_first)
+
+
+def login_required(view: View) -> View:
+    """flask-login's `login_required`: the session reaches the minimum level, else a sign-in first."""
+    return cast(View, flask_login.login_required(view))
+
+
+def fresh_login_required(view: View) -> View:
+    """flask-login's `login_required`, and a proof within the reauthentication age (else a step-up)."""
+
+    @wraps(view)
+    @login_required
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        step, _user = sign_ins.decide(account_requirement(fresh=True))
+        if not isinstance(step, Done):
+            return login_manager.needs_refresh()
+        return view(*args, **kwargs)
+
+    return cast(View, guarded)
+
+
+def _sign_in_for(requirement: Requirement) -> BaseResponse:
+    """Start the sign-in that reaches `requirement`, returning to this page (or the overview after a form)."""
+    path = request.path if request.method == "GET" else url_for("account.overview")
+    sign_in = sign_ins.start(AccountPage(path=path), requirement)
+    target = url_for("oidc.resume", sign_in_id=sign_in.id)
+    if request.is_json:
+        response = jsonify(error="Confirm it is you first.", redirect=target)
+        response.status_code = 401
+        return response
+    return redirect(target)

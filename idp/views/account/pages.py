@@ -1,0 +1,69 @@
+"""What every account page shares: rendering, notices after a change, and telling the user of it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Response, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from idp.auth.factors import PasskeyData
+from idp.auth.policy import FactorKind
+from idp.mail import DeliveryFailed, compose
+from idp.store.tables import Factor, User
+from idp.views.account.guard import account_holder
+from idp.web import audit, durable_store, services
+
+
+def record_change(user: User, change: str, *, detail: dict[str, Any] | None = None) -> None:
+    """Audit an account change and tell the user's verified addresses about it."""
+    audit("account_change", "success", user_id=user.id, detail={"change": change, **(detail or {})})
+    found = services()
+    for factor in durable_store().factors.of_user(user.id, FactorKind.EMAIL):
+        message = compose(
+            sender=found.settings.smtp.from_address,
+            to=factor.name,
+            subject="A change to your account",
+            template="account_change",
+            username=user.username,
+            change=change,
+            when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            ip=request.remote_addr,
+            account_url=url_for("account.overview", _external=True),
+        )
+        try:
+            found.mailer.send(message)
+        except DeliveryFailed:
+            audit("notice", "failure", user_id=user.id, detail={"change": change})
+
+
+def redirect_with(target: str, message: str, category: str) -> BaseResponse:
+    """Redirect after a change, with a message kept in the session (not the URL: no spoofed notices)."""
+    flash(message, category)
+    return redirect(target)
+
+
+def page(template: str, *, status: int = 200, **context: Any) -> Response:
+    response = Response(render_template(template, user=account_holder(), **context), status=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def describe(factor: Factor) -> dict[str, object]:
+    kinds = {
+        FactorKind.TOTP: "Authenticator app",
+        FactorKind.EMAIL: "Email address",
+        FactorKind.RECOVERY_CODE: "Recovery code",
+    }
+    if factor.kind == FactorKind.WEBAUTHN:
+        kind = "Device-bound security key" if PasskeyData.of(factor).device_bound else "Synced passkey"
+    else:
+        kind = kinds[FactorKind(factor.kind)]
+    return {
+        "id": factor.id,
+        "name": factor.name,
+        "kind": kind,
+        "created_at": factor.created_at,
+        "last_used_at": factor.last_used_at,
+    }

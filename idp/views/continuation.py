@@ -1,0 +1,138 @@
+"""Continue a sign-in: ask the pipeline, then send the user to the one page it asks for, or finish
+(an authorization code for the client, or back to the provider's own page)."""
+
+from __future__ import annotations
+
+import logging
+
+from authlib.oauth2 import OAuth2Error
+from flask import redirect, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from idp import observability
+from idp.auth.pipeline import Done, Fail, NeedEnrolment, NeedFactor, NeedPassword, Step, latest_proof_since
+from idp.auth.policy import Method
+from idp.oidc.delivery import deliver_error
+from idp.oidc.server import StoredAuthorizationRequest
+from idp.oidc.tokens import Authentication, GrantSubject, new_grant_id
+from idp.store.tables import User
+from idp.views import errors, session_state
+from idp.views import sign_in_request as sign_ins
+from idp.views.sign_in_request import AccountPage, ClientRedirect, SignInRequest
+from idp.web import audit, authorization_server, durable_store, services
+
+log = logging.getLogger(__name__)
+
+
+def continue_sign_in(sign_in: SignInRequest) -> BaseResponse:
+    """Finish when the pipeline says Done; otherwise send the user to the one page it asks for."""
+    step, user = sign_ins.decide(sign_in.requirement)
+    if isinstance(step, Done):
+        assert user is not None
+        return _finish(sign_in, step, user)
+    if isinstance(step, Fail):
+        return _fail(sign_in, step, user)
+    return redirect(url_for(_page_for(step), sign_in_id=sign_in.id))
+
+
+def _page_for(step: Step) -> str:
+    if isinstance(step, NeedPassword):
+        return "signin.password"
+    if isinstance(step, NeedFactor):
+        return "signin.factor"
+    assert isinstance(step, NeedEnrolment)
+    return "signin.enrol_totp" if Method.TOTP in step.methods else "signin.enrol_passkey"
+
+
+def _finish(sign_in: SignInRequest, done: Done, user: User) -> BaseResponse:
+    if not sign_ins.finish(sign_in):
+        return errors.sign_in_expired()
+    destination = sign_in.destination
+    if isinstance(destination, AccountPage):
+        # Only a proof made for this request makes the session fresh for the account pages.
+        proved_at = latest_proof_since(session_state.current_state(), sign_in.requirement.requested_at)
+        if proved_at is not None:
+            session_state.remember_reauthentication(proved_at)
+        _record_sign_in(user, done, client_id=None, sid=session_state.session_sid())
+        return redirect(destination.path)
+    return _issue_code(destination, done, user)
+
+
+def _issue_code(destination: ClientRedirect, done: Done, user: User) -> BaseResponse:
+    authentication = Authentication(
+        acr=done.acr, amr=tuple(done.amr), auth_time=done.auth_time, sid=session_state.session_sid()
+    )
+    subject = GrantSubject(user=user, authentication=authentication, grant_id=new_grant_id())
+    stored = StoredAuthorizationRequest(url_for("oidc.authorize", _external=True), destination.params)
+    server = authorization_server()
+    try:
+        grant = server.get_authorization_grant(stored)
+    except OAuth2Error as error:
+        return answer_protocol_error(error, response_mode=destination.params.get("response_mode"))
+    response: BaseResponse = server.create_authorization_response(stored, grant_user=subject, grant=grant)
+    _record_sign_in(user, done, client_id=destination.client_id, sid=authentication.sid)
+    return response
+
+
+def _record_sign_in(user: User, done: Done, *, client_id: str | None, sid: str) -> None:
+    """A completed sign-in: counted, audited with what was proven, and shown on the session list."""
+    observability.SIGN_INS.labels("success", done.acr).inc()
+    durable_store().sessions.set_acr(sid, done.acr)
+    audit(
+        "sign_in",
+        "success",
+        user_id=user.id,
+        client_id=client_id,
+        detail={"acr": done.acr, "amr": list(done.amr), "auth_time": done.auth_time},
+    )
+
+
+def _fail(sign_in: SignInRequest, step: Fail, user: User | None) -> BaseResponse:
+    sign_ins.finish(sign_in)
+    audit(
+        "sign_in",
+        "failure",
+        user_id=user.id if user else None,
+        client_id=sign_in.client_id,
+        detail={"error": step.error},
+    )
+    destination = sign_in.destination
+    if isinstance(destination, AccountPage):
+        return errors.cannot_continue(step.description)
+    if step.error == "access_denied":
+        session_state.end_session()
+    return answer_client_error(
+        destination.redirect_uri,
+        error=step.error,
+        description=step.description,
+        state=destination.params.get("state"),
+        response_mode=destination.params.get("response_mode"),
+    )
+
+
+def answer_client_error(
+    redirect_uri: str, *, error: str, description: str, state: str | None, response_mode: str | None
+) -> BaseResponse:
+    """An OAuth error sent to the client's validated redirect URI, with our issuer (RFC 9207)."""
+    return deliver_error(
+        redirect_uri,
+        error=error,
+        description=description,
+        state=state,
+        response_mode=response_mode,
+        issuer=services().settings.issuer,
+    )
+
+
+def answer_protocol_error(error: OAuth2Error, *, response_mode: str | None) -> BaseResponse:
+    """Errors with a validated redirect URI go to the client; the rest are shown here (RFC 6749 4.1.2.1)."""
+    log.info("authorization request refused: %s", error.error)
+    if error.redirect_uri:
+        return answer_client_error(
+            error.redirect_uri,
+            error=error.error,
+            description=error.description or error.error,
+            state=error.state,
+            response_mode=response_mode,
+        )
+    return errors.invalid_authorization_request(error.description or error.error)

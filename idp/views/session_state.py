@@ -1,0 +1,128 @@
+"""The browser session's authentication state: who signed in here, what they proved, and when.
+
+The session's id (its cookie) changes whenever a proof is recorded, so an id seen before a sign-in
+or a step-up never carries what was proven after it; the session index follows the new id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+
+from flask import request, session
+
+from idp.auth.factors import capabilities_of
+from idp.auth.pipeline import Account, AuthState, Proof, apply_proof, state_from_json, state_to_json
+from idp.auth.policy import Amr, Method
+from idp.auth.sessions import ServerSession
+from idp.store.tables import User, UserSession
+from idp.web import durable_store, services
+
+AUTH_KEY = "auth"
+SID_KEY = "sid"
+BROWSER_KEY = "browser"
+REAUTHENTICATED_KEY = "reauthenticated_at"
+REAUTHENTICATION_GRACE = 120
+
+
+def current_state() -> AuthState | None:
+    data = session.get(AUTH_KEY)
+    return None if data is None else state_from_json(data)
+
+
+def signed_in_user() -> User | None:
+    """The subject of the session's proofs (not necessarily enough of them: ask the pipeline)."""
+    state = current_state()
+    return None if state is None else durable_store().users.get(state.subject)
+
+
+def load_account(user: User | None) -> Account | None:
+    """The account as the pipeline sees it: whether it may sign in and what it can prove."""
+    if user is None:
+        return None
+    factors = durable_store().factors.of_user(user.id)
+    return Account(subject=user.id, active=not user.disabled, capabilities=capabilities_of(factors))
+
+
+def session_sid() -> str:
+    """The session's id as relying parties see it (`sid`), distinct from the cookie's secret id."""
+    sid: str | None = session.get(SID_KEY)
+    if sid is None:
+        sid = secrets.token_urlsafe(16)
+        session[SID_KEY] = sid
+    return sid
+
+
+def browser_binding(*, create: bool) -> str | None:
+    """A digest of this browser's own secret, kept across sign-ins: what a sign-in in progress is
+    bound to. None when the browser has none yet and `create` is false."""
+    secret: str | None = session.get(BROWSER_KEY)
+    if secret is None and create:
+        secret = secrets.token_urlsafe(32)
+        session[BROWSER_KEY] = secret
+    return None if secret is None else hashlib.sha256(secret.encode()).hexdigest()
+
+
+def record_proof(user: User, method: Method, amr: frozenset[Amr]) -> AuthState:
+    """Add a verified proof under a new session id (no fixation); a new subject starts a new session."""
+    before = current_state()
+    state = apply_proof(before, user.id, Proof(method=method, amr=amr, at=time.time()))
+    if before is None or before.subject != user.id:
+        browser = session.get(BROWSER_KEY)
+        end_session()
+        if browser is not None:
+            session[BROWSER_KEY] = browser
+        _index_session(user)
+    else:
+        _rekey_session()
+    session[AUTH_KEY] = state_to_json(state)
+    return state
+
+
+def _index_session(user: User) -> None:
+    """List the session under its user, so the account page can show and end it."""
+    assert isinstance(session, ServerSession)
+    now = int(time.time())
+    durable_store().sessions.add(
+        UserSession(
+            sid=session_sid(),
+            user_id=user.id,
+            storage_key=session.storage_key,
+            created_at=now,
+            expires_at=now + services().settings.sessions.lifetime,
+            ip=request.remote_addr,
+            user_agent=(request.user_agent.string or "")[:400] or None,
+        )
+    )
+
+
+def _rekey_session() -> None:
+    """A new cookie id for the same session; its index entry follows."""
+    assert isinstance(session, ServerSession)
+    session.regenerate()
+    durable_store().sessions.rekey(session_sid(), storage_key=session.storage_key)
+
+
+def end_session() -> None:
+    """Forget who signed in here: a fresh, empty session with a new id (used at sign-in and sign-out)."""
+    assert isinstance(session, ServerSession)
+    sid = session.get(SID_KEY)
+    if sid is not None:
+        durable_store().sessions.remove(sid)
+    session.end()
+
+
+def remember_reauthentication(at: float) -> None:
+    """The provider's own pages judge the session as of a proof made for them, for a short while:
+    the page and the form posted from it, however small their max_age."""
+    session[REAUTHENTICATED_KEY] = at
+
+
+def reauthentication_time() -> float | None:
+    """When the user last proved something for the provider's own pages, if within the grace."""
+    at: float | None = session.get(REAUTHENTICATED_KEY)
+    if at is None or at + REAUTHENTICATION_GRACE < time.time():
+        session.pop(REAUTHENTICATED_KEY, None)
+        return None
+    return at

@@ -1,3 +1,5 @@
+"""`python -m idp`: the command line."""
+
 import sys
 
 from idp.cli import main

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -46,6 +46,11 @@ KNOWLEDGE = frozenset({Amr.PWD})
 BACKUP_METHODS = frozenset({Method.RECOVERY_CODE})
 # [factors.email] sign_in = true: password + email code reaches the minimum level.
 EMAIL_SIGN_IN = (frozenset({Amr.PWD, Amr.EMAIL}),)
+
+
+def reaches(method: Method, ways: Iterable[frozenset[Amr]]) -> bool:
+    """Whether `method`, after the password, completes one of `ways`."""
+    return any(way - KNOWLEDGE <= METHOD_AMR[method] for way in ways)
 
 
 @dataclass(frozen=True)

@@ -692,3 +692,84 @@ ANSWERS = [
 @pytest.mark.parametrize("case", ANSWERS, ids=[case.id for case in ANSWERS])
 def test_acr_is_the_first_requested_value_satisfied_else_the_strongest_level_reached(case: Answer) -> None:
     assert decide(case.state, case.account, case.request, policy=case.policy, now=case.now) == case.expected
+
+
+FRESH_EMAIL = Proof(Method.EMAIL_CODE, frozenset({Amr.EMAIL}), NOW + 5)
+PHR_AS_MINIMUM = AssurancePolicy.from_settings(settings_from_mapping({"assurance": {"minimum": "phr"}}))
+
+REFRESH = [
+    Answer(
+        "an email code renews a stale mfa reached with password and TOTP",
+        state(PASSWORD, TOTP, FRESH_EMAIL),
+        account(HAS_TOTP, HAS_EMAIL),
+        Done("mfa", (Amr.PWD, Amr.OTP, Amr.EMAIL, Amr.MFA), int(FRESH_EMAIL.at)),
+        Request(max_age="0"),
+        now=NOW + 6,
+    ),
+    Answer(
+        "an email code never renews a stale phr: the passkey is asked for again",
+        state(PASSWORD, SYNCED_PASSKEY, FRESH_EMAIL),
+        account(HAS_PASSKEY, HAS_EMAIL),
+        NeedFactor((Method.WEBAUTHN,), "phr"),
+        Request(acr_values="phr", max_age="0"),
+        now=NOW + 6,
+    ),
+    Answer(
+        "an email code never renews an essential phrh: the security key is asked for again",
+        state(PASSWORD, SECURITY_KEY, FRESH_EMAIL),
+        account(HAS_SECURITY_KEY, HAS_EMAIL),
+        NeedFactor((Method.WEBAUTHN,), "phrh"),
+        Request(claims=_claims(["phrh"], True), max_age="0"),
+        now=NOW + 6,
+    ),
+    Answer(
+        "a stale phr offers the passkey only, not an email code",
+        state(PASSWORD, SYNCED_PASSKEY),
+        account(HAS_PASSKEY, HAS_EMAIL),
+        NeedFactor((Method.WEBAUTHN,), "phr"),
+        Request(acr_values="phr", max_age="10"),
+    ),
+    Answer(
+        "a stale mfa offers the passkey and an email code",
+        state(PASSWORD, SYNCED_PASSKEY),
+        account(HAS_PASSKEY, HAS_EMAIL),
+        NeedFactor((Method.WEBAUTHN, Method.EMAIL_CODE), "mfa"),
+        Request(max_age="10"),
+    ),
+    Answer(
+        "a key session renewed by an email code says mfa, not the phr its stale key reached",
+        state(PASSWORD, SYNCED_PASSKEY, FRESH_EMAIL),
+        account(HAS_PASSKEY, HAS_EMAIL),
+        Done("mfa", (Amr.PWD, Amr.EMAIL, Amr.SWK, Amr.USER, Amr.MFA), int(FRESH_EMAIL.at)),
+        Request(max_age="0"),
+        now=NOW + 6,
+    ),
+    Answer(
+        "an email code renews only with the password: a passkey-only session uses its key again",
+        state(SYNCED_PASSKEY, FRESH_EMAIL),
+        account(HAS_PASSKEY, HAS_EMAIL),
+        NeedFactor((Method.WEBAUTHN,), "mfa"),
+        Request(max_age="0"),
+        now=NOW + 6,
+    ),
+    Answer(
+        "phr as the minimum level is still never renewed by an email code",
+        state(PASSWORD, SYNCED_PASSKEY, FRESH_EMAIL),
+        account(HAS_PASSKEY, HAS_EMAIL),
+        NeedFactor((Method.WEBAUTHN,), "phr"),
+        Request(max_age="0"),
+        now=NOW + 6,
+        policy=PHR_AS_MINIMUM,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", REFRESH, ids=[case.id for case in REFRESH])
+def test_a_refresher_renews_only_a_level_it_could_reach_with_the_password(case: Answer) -> None:
+    assert decide(case.state, case.account, case.request, policy=case.policy, now=case.now) == case.expected
+
+
+def test_an_email_code_renews_only_the_levels_a_one_time_code_reaches() -> None:
+    renewable = {level.name: bool(level.refreshed_by) for level in POLICY.levels}
+    assert renewable == {"mfa": True, "phr": False, "phrh": False}
+    assert not any(level.refreshed_by for level in NO_EMAIL_STEP_UP.levels)

@@ -226,13 +226,9 @@ def next_step(
     for name in requirement.acceptable:
         level = policy.level(name)
         proofs = _valid_proofs(state, level, requirement, now)
-        if _satisfied(level, proofs, requirement, policy.refreshers) is not None:
+        if _satisfied(level, proofs, requirement) is not None:
             return _answer(state, requirement, policy, now)
-        ask = (
-            _what_to_ask(level, proofs, account, requirement, policy.refreshers)
-            if requirement.interactive
-            else None
-        )
+        ask = _what_to_ask(level, proofs, account, requirement) if requirement.interactive else None
         if ask is not None:
             return ask
     if not requirement.interactive:
@@ -251,12 +247,7 @@ def _answer(state: AuthState, requirement: Requirement, policy: AssurancePolicy,
     reached = {
         level.name: done
         for level in policy.levels
-        if (
-            done := _satisfied(
-                level, _valid_proofs(state, level, requirement, now), requirement, policy.refreshers
-            )
-        )
-        is not None
+        if (done := _satisfied(level, _valid_proofs(state, level, requirement, now), requirement)) is not None
     }
     for wanted in requirement.requested:
         if wanted.level in reached:
@@ -328,23 +319,26 @@ def _only_stale(way: frozenset[Amr], missing: frozenset[Amr], proofs: Sequence[P
     return bool(missing) and way <= _proven(proofs)
 
 
-def _satisfied(
-    level: Level, proofs: tuple[Proof, ...], requirement: Requirement, refreshers: frozenset[Method]
-) -> Done | None:
+def _used(way: frozenset[Amr], proofs: Sequence[Proof]) -> list[Proof]:
+    return [proof for proof in proofs if proof.amr & way]
+
+
+def _satisfied(level: Level, proofs: tuple[Proof, ...], requirement: Requirement) -> Done | None:
     """The way of reaching `level` completed most recently, if any is complete and fresh enough.
 
-    A way that is complete but older than max_age is made fresh again by a recent proof of a
-    refresher method (an email code, where policy allows it for step-up).
+    A way that is complete but older than max_age is made fresh again only by one of the level's own
+    `refreshed_by` combinations, complete and fresh (a weaker factor never renews a stronger level).
     """
-    refreshing = [proof for proof in proofs if proof.method in refreshers and _is_fresh(proof, requirement)]
+    renewals = [
+        _used(renewal, proofs) for renewal in level.refreshed_by if not _missing(renewal, proofs, requirement)
+    ]
     complete = []
     for way in level.satisfied_by:
         missing = _missing(way, proofs, requirement)
-        used = [proof for proof in proofs if proof.amr & way]
         if not missing:
-            complete.append(used)
-        elif refreshing and _only_stale(way, missing, proofs):
-            complete.append([*used, max(refreshing, key=lambda proof: proof.at)])
+            complete.append(_used(way, proofs))
+        elif _only_stale(way, missing, proofs):
+            complete.extend([*_used(way, proofs), *renewal] for renewal in renewals)
     if not complete:
         return None
     used = max(complete, key=lambda candidate: max(proof.at for proof in candidate))
@@ -360,9 +354,9 @@ def _what_to_ask(
     proofs: tuple[Proof, ...],
     account: Account,
     requirement: Requirement,
-    refreshers: frozenset[Method],
 ) -> NeedPassword | NeedFactor | None:
-    """The cheapest completion of the level that the account can perform, or None."""
+    """The cheapest completion of the level that the account can perform, or None; where only
+    freshness is missing, the methods that complete one of the level's renewals are offered too."""
     completions = {way: _missing(way, proofs, requirement) for way in level.satisfied_by}
     performable = {way: missing for way, missing in completions.items() if _performable(missing, account)}
     if not performable:
@@ -371,14 +365,15 @@ def _what_to_ask(
     options = {way: missing for way, missing in performable.items() if _steps(missing) == cheapest}
     if any(Amr.PWD in missing for missing in options.values()):
         return NeedPassword()
+    wanted = list(options.values())
+    if any(_only_stale(way, missing, proofs) for way, missing in options.items()):
+        wanted += [_missing(renewal, proofs, requirement) for renewal in level.refreshed_by]
     offered = {
         capability.method
-        for missing in options.values()
+        for missing in wanted
         for capability in account.capabilities
         if missing <= capability.amr
     }
-    if any(_only_stale(way, missing, proofs) for way, missing in options.items()):
-        offered |= {c.method for c in account.capabilities if c.method in refreshers}
     return NeedFactor(methods=tuple(m for m in METHOD_ORDER if m in offered), level=level.name)
 
 

@@ -144,9 +144,7 @@ def create_app(settings: Settings) -> Flask:
     _install_security_headers(app, hsts=settings.secure_cookies)
     for name in LIBRARIES_LOGGING_SECRETS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    documents = wellknown.published_documents(
-        settings.issuer, found.policy.acr_values_supported, found.keyring.jwks_json
-    )
+    documents = wellknown.published_documents(settings.issuer, found.policy, found.keyring.jwks_json)
     app.wsgi_app = wellknown.PublishedDocuments(  # type: ignore[method-assign]
         app.wsgi_app, documents, hsts=settings.secure_cookies
     )

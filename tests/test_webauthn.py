@@ -377,10 +377,11 @@ class PasskeyKind:
     backup_eligible: bool
     label: str
     amr: str
+    acr: str  # the strongest level a sign-in with it alone reaches
 
 
-SYNCED = PasskeyKind(backup_eligible=True, label="Synced passkey", amr="swk")
-DEVICE_BOUND = PasskeyKind(backup_eligible=False, label="Device-bound security key", amr="hwk")
+SYNCED = PasskeyKind(backup_eligible=True, label="Synced passkey", amr="swk", acr="phr")
+DEVICE_BOUND = PasskeyKind(backup_eligible=False, label="Device-bound security key", amr="hwk", acr="phrh")
 KINDS = [pytest.param(SYNCED, id="synced passkey"), pytest.param(DEVICE_BOUND, id="device-bound key")]
 
 
@@ -484,7 +485,7 @@ def test_a_passkey_alone_signs_in_with_user_verification(provider: Provider, kin
     options = passkey_options(browser, page)
     assert options["allowCredentials"] == [] and options["userVerification"] == "required"
     claims = id_token_after(provider, browser, send_assertion(browser, page, authenticator.get(options)))
-    assert claims["amr"] == [kind.amr, "user", "mfa"] and claims["acr"] == "mfa"
+    assert claims["amr"] == [kind.amr, "user", "mfa"] and claims["acr"] == kind.acr
     (passkey,) = [f for f in provider.rows(Factor) if f.kind == "webauthn"]
     assert claims["sub"] == passkey.user_id
     assert passkey.data["sign_count"] == 1 and passkey.last_used_at is not None
@@ -504,7 +505,7 @@ def test_a_security_key_as_second_factor_needs_no_user_verification(provider: Pr
     assert options["userVerification"] == "preferred"
     answer = send_assertion(browser, factor_page, authenticator.get(options))
     claims = id_token_after(provider, browser, answer)
-    assert claims["amr"] == ["pwd", "hwk", "mfa"] and claims["acr"] == "mfa"
+    assert claims["amr"] == ["pwd", "hwk", "mfa"] and claims["acr"] == "phrh"
 
 
 Forge = Callable[[SoftAuthenticator, dict[str, Any], dict[str, Any]], dict[str, Any]]

@@ -28,6 +28,25 @@ def test_discovery_advertises_what_is_implemented_under_the_issuer(tmp_path: Pat
     assert document["response_types_supported"] == ["code"]
 
 
+MFA_URI = "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
+
+
+def test_discovery_lists_the_configured_scopes_and_every_acr_alias(tmp_path: Path) -> None:
+    scopes = {"payments:write": {"acr": "phr", "max_age": 300}, "reports:read": {}}
+    document = (
+        make_app(tmp_path, scopes=scopes).test_client().get("/.well-known/openid-configuration").get_json()
+    )
+    assert document["scopes_supported"] == [
+        "openid",
+        "profile",
+        "email",
+        "offline_access",
+        "payments:write",
+        "reports:read",
+    ]
+    assert document["acr_values_supported"] == ["mfa", MFA_URI, "phr", "phrh"]
+
+
 def test_jwks_publishes_public_keys_only(tmp_path: Path) -> None:
     keys = make_app(tmp_path).test_client().get("/jwks.json").get_json()["keys"]
     assert {key["alg"] for key in keys} == {"ES256", "RS256"}

@@ -13,7 +13,6 @@ from typing import Any
 from idp.auth.policy import (
     BACKUP_METHODS,
     KNOWLEDGE,
-    METHOD_AMR,
     METHOD_ORDER,
     Amr,
     AssurancePolicy,
@@ -21,6 +20,7 @@ from idp.auth.policy import (
     Level,
     Method,
     amr_claim,
+    reaches,
 )
 
 
@@ -55,19 +55,39 @@ class Account:
 
 
 @dataclass(frozen=True)
-class Requirement:
-    """Acceptable levels in preference order; the last is the floor unless the request is essential."""
+class RequestedAcr:
+    """An acr value as the client spelled it (a level's name or alias), and the level it names."""
 
-    acceptable: tuple[str, ...]
+    value: str
+    level: str
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """The requested acr values at or above the floor, in preference order; the floor level is
+    acceptable too unless the request is essential (or none of its values is)."""
+
+    requested: tuple[RequestedAcr, ...]
+    floor: str
     essential: bool
     max_age: int | None
     force_login: bool
     interactive: bool
     requested_at: float
 
+    @property
+    def acceptable(self) -> tuple[str, ...]:
+        """Acceptable levels in preference order: the requested ones, then the floor."""
+        levels = [wanted.level for wanted in self.requested]
+        if not self.essential or not levels:
+            levels.append(self.floor)
+        return tuple(dict.fromkeys(levels))
+
 
 @dataclass(frozen=True)
 class Done:
+    """Enough was proven: `acr` exactly as answered (OIDC Core 2), `amr` and `auth_time` of its proofs."""
+
     acr: str
     amr: tuple[Amr, ...]
     auth_time: int
@@ -129,7 +149,9 @@ def requirement_for(
     requested, essential = _requested_acr(claims, acr_values)
     if not requested:
         requested = list(client_default_acr_values)
-    known = [level for level in map(policy.resolve, requested) if level is not None]
+    known = [
+        RequestedAcr(value, level) for value in requested if (level := policy.resolve(value)) is not None
+    ]
     if essential and not known:
         raise RequestRejected(
             "unmet_authentication_requirements", f"none of the essential acr values {requested} is offered"
@@ -140,15 +162,15 @@ def requirement_for(
         + [level for level in map(policy.resolve, client_default_acr_values) if level is not None][:1]
     )
     floor_rank = policy.level(floor).rank
-    acceptable = [level for level in dict.fromkeys(known) if policy.level(level).rank >= floor_rank]
-    if not essential or not acceptable:
-        acceptable.append(floor)
     ages = [_max_age(max_age), client_default_max_age] + [
         rule.max_age for scope in scopes if (rule := policy.scope_rules.get(scope))
     ]
     prompts = (prompt or "").split()
     return Requirement(
-        acceptable=tuple(dict.fromkeys(acceptable)),
+        requested=tuple(
+            wanted for wanted in dict.fromkeys(known) if policy.level(wanted.level).rank >= floor_rank
+        ),
+        floor=floor,
         essential=essential,
         max_age=min((age for age in ages if age is not None), default=None),
         force_login="login" in prompts,
@@ -195,33 +217,42 @@ def next_step(
     policy: AssurancePolicy,
     now: float,
 ) -> Step:
-    """Done when a requested level is met; otherwise the one thing the user must do next."""
+    """Done when an acceptable level is met; otherwise the one thing the user must do next."""
     if state is None or account is None or account.subject != state.subject:
         return NeedPassword() if requirement.interactive else _login_required()
     if not account.active:
         return Fail("access_denied", "the account is disabled")
     state = _still_held(state, account)
-    floor = requirement.acceptable[-1]
     for name in requirement.acceptable:
         level = policy.level(name)
         proofs = _valid_proofs(state, level, requirement, now)
-        done = _satisfied(level, proofs, requirement, policy.refreshers)
-        if done is not None:
-            return done
-        ask = (
-            _what_to_ask(level, proofs, account, requirement, policy.refreshers)
-            if requirement.interactive
-            else None
-        )
+        if _satisfied(level, proofs, requirement) is not None:
+            return _answer(state, requirement, policy, now)
+        ask = _what_to_ask(level, proofs, account, requirement) if requirement.interactive else None
         if ask is not None:
             return ask
     if not requirement.interactive:
         return _login_required()
+    floor = policy.level(requirement.floor)
     if not requirement.essential and all(
-        _could_reach(method, policy.level(floor)) for method in policy.enrol_at_sign_in
+        reaches(method, floor.satisfied_by) for method in policy.enrol_at_sign_in
     ):
-        return NeedEnrolment(methods=policy.enrol_at_sign_in, level=floor)
+        return NeedEnrolment(methods=policy.enrol_at_sign_in, level=floor.name)
     return _enrol_for_step_up(state, account, requirement, policy, now)
+
+
+def _answer(state: AuthState, requirement: Requirement, policy: AssurancePolicy, now: float) -> Done:
+    """acr (OIDC Core 2, 3.1.2.1, 5.5.1.1): the first requested value the session satisfies, spelled
+    as requested; otherwise the strongest level it satisfies. amr and auth_time of that level's proofs."""
+    reached = {
+        level.name: done
+        for level in policy.levels
+        if (done := _satisfied(level, _valid_proofs(state, level, requirement, now), requirement)) is not None
+    }
+    for wanted in requirement.requested:
+        if wanted.level in reached:
+            return replace(reached[wanted.level], acr=wanted.value)
+    return reached[policy.strongest(list(reached))]
 
 
 def _enrol_for_step_up(
@@ -230,18 +261,14 @@ def _enrol_for_step_up(
     """An essential level the account cannot reach: enrol a method that reaches it, when policy allows,
     after a fresh sign-in at the minimum level; otherwise the requirement is unmet."""
     target = policy.level(requirement.acceptable[0])
-    methods = tuple(method for method in policy.enrol_at_step_up if _could_reach(method, target))
+    methods = tuple(method for method in policy.enrol_at_step_up if reaches(method, target.satisfied_by))
     if not methods:
         return Fail("unmet_authentication_requirements", f"the account cannot reach {target.name}")
     gate = replace(
-        requirement, acceptable=(policy.minimum,), essential=False, max_age=policy.enrolment_max_age
+        requirement, requested=(), floor=policy.minimum, essential=False, max_age=policy.enrolment_max_age
     )
     step = next_step(state, account, gate, policy, now)
     return NeedEnrolment(methods=methods, level=target.name) if isinstance(step, Done) else step
-
-
-def _could_reach(method: Method, level: Level) -> bool:
-    return any(way - KNOWLEDGE <= METHOD_AMR[method] for way in level.satisfied_by)
 
 
 def apply_proof(state: AuthState | None, subject: str, proof: Proof) -> AuthState:
@@ -298,23 +325,26 @@ def _only_stale(way: frozenset[Amr], missing: frozenset[Amr], proofs: Sequence[P
     return bool(missing) and way <= _proven(proofs)
 
 
-def _satisfied(
-    level: Level, proofs: tuple[Proof, ...], requirement: Requirement, refreshers: frozenset[Method]
-) -> Done | None:
+def _used(way: frozenset[Amr], proofs: Sequence[Proof]) -> list[Proof]:
+    return [proof for proof in proofs if proof.amr & way]
+
+
+def _satisfied(level: Level, proofs: tuple[Proof, ...], requirement: Requirement) -> Done | None:
     """The way of reaching `level` completed most recently, if any is complete and fresh enough.
 
-    A way that is complete but older than max_age is made fresh again by a recent proof of a
-    refresher method (an email code, where policy allows it for step-up).
+    A way that is complete but older than max_age is made fresh again only by one of the level's own
+    `refreshed_by` combinations, complete and fresh (a weaker factor never renews a stronger level).
     """
-    refreshing = [proof for proof in proofs if proof.method in refreshers and _is_fresh(proof, requirement)]
+    renewals = [
+        _used(renewal, proofs) for renewal in level.refreshed_by if not _missing(renewal, proofs, requirement)
+    ]
     complete = []
     for way in level.satisfied_by:
         missing = _missing(way, proofs, requirement)
-        used = [proof for proof in proofs if proof.amr & way]
         if not missing:
-            complete.append(used)
-        elif refreshing and _only_stale(way, missing, proofs):
-            complete.append([*used, max(refreshing, key=lambda proof: proof.at)])
+            complete.append(_used(way, proofs))
+        elif _only_stale(way, missing, proofs):
+            complete.extend([*_used(way, proofs), *renewal] for renewal in renewals)
     if not complete:
         return None
     used = max(complete, key=lambda candidate: max(proof.at for proof in candidate))
@@ -330,9 +360,9 @@ def _what_to_ask(
     proofs: tuple[Proof, ...],
     account: Account,
     requirement: Requirement,
-    refreshers: frozenset[Method],
 ) -> NeedPassword | NeedFactor | None:
-    """The cheapest completion of the level that the account can perform, or None."""
+    """The cheapest completion of the level that the account can perform, or None; where only
+    freshness is missing, the methods that complete one of the level's renewals are offered too."""
     completions = {way: _missing(way, proofs, requirement) for way in level.satisfied_by}
     performable = {way: missing for way, missing in completions.items() if _performable(missing, account)}
     if not performable:
@@ -341,14 +371,15 @@ def _what_to_ask(
     options = {way: missing for way, missing in performable.items() if _steps(missing) == cheapest}
     if any(Amr.PWD in missing for missing in options.values()):
         return NeedPassword()
+    wanted = list(options.values())
+    if any(_only_stale(way, missing, proofs) for way, missing in options.items()):
+        wanted += [_missing(renewal, proofs, requirement) for renewal in level.refreshed_by]
     offered = {
         capability.method
-        for missing in options.values()
+        for missing in wanted
         for capability in account.capabilities
         if missing <= capability.amr
     }
-    if any(_only_stale(way, missing, proofs) for way, missing in options.items()):
-        offered |= {c.method for c in account.capabilities if c.method in refreshers}
     return NeedFactor(methods=tuple(m for m in METHOD_ORDER if m in offered), level=level.name)
 
 
@@ -389,7 +420,8 @@ def requirement_to_json(requirement: Requirement) -> dict[str, object]:
 
 
 def requirement_from_json(data: dict[str, Any]) -> Requirement:
-    return Requirement(**{**data, "acceptable": tuple(data["acceptable"])})
+    requested = tuple(RequestedAcr(**wanted) for wanted in data["requested"])
+    return Requirement(**{**data, "requested": requested})
 
 
 def keeps_minimum(capabilities: frozenset[Capability], policy: AssurancePolicy) -> bool:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from idp.config import Settings
+from idp.config import LevelSettings, Settings
 
 
 class Amr(StrEnum):
@@ -64,8 +64,14 @@ METHOD_AMR: dict[Method, frozenset[Amr]] = {
 KNOWLEDGE = frozenset({Amr.PWD})
 # Methods that get a user back in but do not count as an enrolled factor of their own.
 BACKUP_METHODS = frozenset({Method.RECOVERY_CODE})
-# [factors.email] sign_in = true: password + email code reaches the minimum level.
-EMAIL_SIGN_IN = (frozenset({Amr.PWD, Amr.EMAIL}),)
+# Password + email code: reaches the minimum level with [factors.email] sign_in = true, and renews
+# the freshness of a level a one-time code reaches with step_up = true.
+PASSWORD_AND_EMAIL = (frozenset({Amr.PWD, Amr.EMAIL}),)
+
+
+def reaches(method: Method, ways: Iterable[frozenset[Amr]]) -> bool:
+    """Whether `method`, after the password, completes one of `ways`."""
+    return any(way - KNOWLEDGE <= METHOD_AMR[method] for way in ways)
 
 
 @dataclass(frozen=True)
@@ -78,11 +84,18 @@ class Capability:
 
 @dataclass(frozen=True)
 class Level:
+    """An acr level: the amr combinations that reach it within `ttl`, and those that renew it.
+
+    `refreshed_by` re-proves freshness (max_age) of a level reached otherwise within its ttl, without
+    reaching it: password + email code for a level a one-time code reaches, never one needing a key.
+    """
+
     name: str
     rank: int
     satisfied_by: tuple[frozenset[Amr], ...]
     ttl: int
     aliases: tuple[str, ...] = ()
+    refreshed_by: tuple[frozenset[Amr], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,20 +114,17 @@ class AssurancePolicy:
     enrol_at_sign_in: tuple[Method, ...] = (Method.TOTP,)
     enrol_at_step_up: tuple[Method, ...] = ()
     enrolment_max_age: int = 300
-    # Methods that re-prove freshness (max_age) of a level reached otherwise, without reaching one.
-    refreshers: frozenset[Method] = frozenset()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AssurancePolicy:
         email = settings.factors.email
         levels = tuple(
-            Level(
+            _level(
                 name=name,
                 rank=rank,
-                satisfied_by=tuple(frozenset(Amr(value) for value in way) for way in level.satisfied_by)
-                + (EMAIL_SIGN_IN if email.sign_in and name == settings.assurance.minimum else ()),
-                ttl=level.ttl,
-                aliases=level.aliases,
+                settings=level,
+                email_reaches=email.sign_in and name == settings.assurance.minimum,
+                email_refreshes=email.step_up,
             )
             for rank, (name, level) in enumerate(settings.assurance.levels.items())
         )
@@ -125,7 +135,6 @@ class AssurancePolicy:
             scope_rules=rules,
             enrol_at_step_up=tuple(Method(method) for method in settings.assurance.enrol_at_step_up),
             enrolment_max_age=settings.account.reauthentication_max_age,
-            refreshers=frozenset({Method.EMAIL_CODE}) if email.step_up else frozenset(),
         )
 
     def level(self, name: str) -> Level:
@@ -144,6 +153,21 @@ class AssurancePolicy:
     @property
     def acr_values_supported(self) -> list[str]:
         return [value for level in self.levels for value in (level.name, *level.aliases)]
+
+
+def _level(
+    *, name: str, rank: int, settings: LevelSettings, email_reaches: bool, email_refreshes: bool
+) -> Level:
+    """A configured level; an email code renews it only where a one-time code (TOTP) could reach it."""
+    ways = tuple(frozenset(Amr(value) for value in way) for way in settings.satisfied_by)
+    return Level(
+        name=name,
+        rank=rank,
+        satisfied_by=ways + (PASSWORD_AND_EMAIL if email_reaches else ()),
+        ttl=settings.ttl,
+        aliases=settings.aliases,
+        refreshed_by=PASSWORD_AND_EMAIL if email_refreshes and reaches(Method.TOTP, ways) else (),
+    )
 
 
 def amr_claim(proven: frozenset[Amr], methods: frozenset[Method]) -> tuple[Amr, ...]:

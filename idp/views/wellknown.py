@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response
 
+from idp.auth.policy import AssurancePolicy
 from idp.oidc.claims import CLAIMS_SUPPORTED
 from idp.store.database import DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable
@@ -15,9 +16,13 @@ from idp.web import services
 
 blueprint = Blueprint("wellknown", __name__)
 JSON = "application/json"
+# openid, the claims released by scope (OIDC Core 5.4), and refresh tokens (11).
+STANDARD_SCOPES = ("openid", "profile", "email", "offline_access")
 
 
-def discovery_document(issuer: str, acr_values: list[str]) -> dict[str, Any]:
+def discovery_document(issuer: str, policy: AssurancePolicy) -> dict[str, Any]:
+    """OIDC Discovery 3: the standard scopes and those configured under [scopes."..."]; every acr
+    level by name and by alias."""
     return {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
@@ -27,7 +32,7 @@ def discovery_document(issuer: str, acr_values: list[str]) -> dict[str, Any]:
         "revocation_endpoint": f"{issuer}/revoke",
         "introspection_endpoint": f"{issuer}/introspect",
         "end_session_endpoint": f"{issuer}/logout",
-        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "scopes_supported": list(dict.fromkeys([*STANDARD_SCOPES, *policy.scope_rules])),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
@@ -39,7 +44,7 @@ def discovery_document(issuer: str, acr_values: list[str]) -> dict[str, Any]:
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": CLAIMS_SUPPORTED,
         "claims_parameter_supported": True,
-        "acr_values_supported": acr_values,
+        "acr_values_supported": policy.acr_values_supported,
         "prompt_values_supported": ["none", "login"],
         "authorization_response_iss_parameter_supported": True,
         "request_parameter_supported": False,
@@ -86,8 +91,8 @@ class PublishedDocuments:
         return [b""] if method == "HEAD" else [body]
 
 
-def published_documents(issuer: str, acr_values: list[str], jwks: bytes) -> dict[str, bytes]:
-    document = json.dumps(discovery_document(issuer, acr_values), separators=(",", ":")).encode()
+def published_documents(issuer: str, policy: AssurancePolicy, jwks: bytes) -> dict[str, bytes]:
+    document = json.dumps(discovery_document(issuer, policy), separators=(",", ":")).encode()
     return {DISCOVERY_PATH: document, JWKS_PATH: jwks}
 
 

@@ -173,6 +173,21 @@ class OpenIdProvider:
         assert claims["nonce"] == expected_nonce
         return claims
 
+    def verify_access_token(self, access_token: str, *, expected_audience: str) -> dict[str, Any]:
+        """RFC 9068 as a resource server checks it: typ at+jwt, a published key, iss, aud and exp."""
+        header = jwt.get_unverified_header(access_token)
+        assert header["typ"] == "at+jwt", header
+        key = self.signing_key(header["kid"])
+        claims: dict[str, Any] = jwt.decode(
+            access_token,
+            key=key,
+            algorithms=[key.algorithm_name],
+            audience=expected_audience,
+            issuer=self.issuer,
+            options={"require": ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"]},
+        )
+        return claims
+
 
 # -- the user agent -----------------------------------------------------------------------------
 
@@ -283,6 +298,13 @@ class Browser:
         assert len(forms) == 1, f"expected one form at {page.url}: {page.text}"
         action, defaults = forms[0]
         assert defaults.get("csrf_token"), "every hosted form carries a csrf_token"
+        response = self.http.post(action, data={**defaults, **fields}, allow_redirects=False, timeout=TIMEOUT)
+        return self.settle(response)
+
+    def submit_to(self, page: requests.Response, action_suffix: str, **fields: str) -> requests.Response:
+        """Fill in the form of a page with several (the factor page) whose action ends so, and post it."""
+        (action, defaults), *others = [form for form in forms_of(page) if form[0].endswith(action_suffix)]
+        assert not others, f"several forms post to …{action_suffix} at {page.url}"
         response = self.http.post(action, data={**defaults, **fields}, allow_redirects=False, timeout=TIMEOUT)
         return self.settle(response)
 

@@ -39,6 +39,7 @@ from support import oidc_client
 from support.account import Authenticator
 from support.app import REDIRECT_URI, Browser, add_user, code_from, meta_csrf_token
 from support.live import LiveProvider
+from support.mailbox import Inbox, latest_code
 from support.soft_authenticator import SoftAuthenticator
 
 PASSWORD = "a long enough password"
@@ -291,6 +292,16 @@ def add_passkey_over_http(browser: oidc_client.Browser, authenticator: SoftAuthe
         browser, f"{issuer}/account/passkeys", {"credential": credential, "name": "Key"}, csrf=csrf
     )
     assert added.status_code == 200, added.text
+
+
+def bind_email_over_http(browser: oidc_client.Browser, inbox: Inbox, address: str) -> None:
+    """Add `address` on the account pages with the code mailed to it (needs a fresh sign-in)."""
+    form = browser.visit(f"{browser.provider.issuer}/account/email/new")
+    assert form.status_code == 200 and 'name="address"' in form.text, form.url
+    sent = browser.submit(form, address=address)
+    assert "We sent a 6-digit code" in sent.text, sent.text
+    bound = browser.submit(sent, code=latest_code(inbox, to=address))
+    assert f"{address} is verified." in bound.text, bound.text
 
 
 def use_passkey_over_http(

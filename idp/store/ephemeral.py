@@ -277,6 +277,8 @@ class EmbeddedStore:
             return Reserved(token)
 
     def refund(self, tallies: Sequence[Tally], *, token: str) -> None:
+        if not tallies:
+            return
         with self._transaction():
             now = time.time()
             for tally in tallies:

@@ -26,7 +26,7 @@ class StoreUnavailable(Exception):
 @dataclass(frozen=True)
 class Tally:
     """A count of attempts, kept `window` seconds from its first, and the hold it puts on more of them:
-    the count `free + n` holds the tally `holds[n - 1]` seconds (the last hold repeats)."""
+    the count `free + n` holds the tally `holds[n - 1]` seconds (the last of at least one repeats)."""
 
     key: str
     hold_key: str
@@ -307,7 +307,8 @@ class EmbeddedStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        """Take the file's write lock first: no other process or thread reads in between (atomic)."""
+        """Take the file's write lock before reading: no other writer, in any process or thread, comes
+        in between (atomic)."""
         connection = self._connection()
         connection.execute("BEGIN IMMEDIATE")
         try:

@@ -16,8 +16,11 @@ import pytest
 from idp.store.ephemeral import (
     EmbeddedStore,
     EphemeralStore,
+    Held,
     RedisStore,
+    Reserved,
     StoreUnavailable,
+    Tally,
     open_ephemeral_store,
 )
 
@@ -147,6 +150,126 @@ def test_ping_answers(ephemeral_store: EphemeralStore) -> None:
     ephemeral_store.ping()
 
 
+# -- reserve and refund: an attempt is counted before it is weighed ------------------------------------
+
+
+def tally(name: str, *, free: int = 2, holds: tuple[int, ...] = (60,), window: int = 60) -> Tally:
+    return Tally(key=f"tries:{name}", hold_key=f"held:{name}", window=window, free=free, holds=holds)
+
+
+def held(outcomes: list[Reserved | Held]) -> list[bool]:
+    return [isinstance(outcome, Held) for outcome in outcomes]
+
+
+def test_reserve_counts_the_free_attempts_and_the_first_beyond_them_sets_the_hold(
+    ephemeral_store: EphemeralStore,
+) -> None:
+    tries = tally("alice", free=2, holds=(60,))
+    outcomes = [ephemeral_store.reserve([tries]) for _ in range(5)]
+
+    assert held(outcomes) == [False, False, False, True, True]
+    assert outcomes[3] == outcomes[4] == Held(waits=(60,))
+    assert len({outcome.token for outcome in outcomes[:3] if isinstance(outcome, Reserved)}) == 3
+
+
+def test_each_count_beyond_the_free_ones_takes_the_next_hold_and_the_last_repeats(
+    ephemeral_store: EphemeralStore,
+) -> None:
+    tries = tally("alice", free=1, holds=(10, 20))
+    assert isinstance(ephemeral_store.reserve([tries]), Reserved)
+    waits = []
+    for _ in range(3):
+        assert isinstance(ephemeral_store.reserve([tries]), Reserved)
+        outcome = ephemeral_store.reserve([tries])
+        assert isinstance(outcome, Held)
+        waits.append(outcome.waits)
+        ephemeral_store.delete(tries.hold_key)  # as if the hold had run out
+
+    assert waits == [(10,), (20,), (20,)]
+
+
+def test_one_held_tally_refuses_the_attempt_and_counts_it_nowhere(ephemeral_store: EphemeralStore) -> None:
+    alice, address = tally("alice", free=0), tally("address", free=5)
+    assert isinstance(ephemeral_store.reserve([alice]), Reserved)
+
+    assert ephemeral_store.reserve([address, alice]) == Held(waits=(None, 60))
+    assert held([ephemeral_store.reserve([address]) for _ in range(7)]) == [False] * 6 + [True], (
+        "the address still had all five free attempts and the one that holds"
+    )
+
+
+def test_a_hold_ends_after_its_seconds(ephemeral_store: EphemeralStore) -> None:
+    tries = tally("alice", free=0, holds=(1,))
+    assert isinstance(ephemeral_store.reserve([tries]), Reserved)
+    assert ephemeral_store.reserve([tries]) == Held(waits=(1,))
+
+    time.sleep(PAST_ONE_SECOND)
+
+    assert isinstance(ephemeral_store.reserve([tries]), Reserved)
+
+
+def test_counts_last_the_window_from_the_first_attempt(ephemeral_store: EphemeralStore) -> None:
+    tries = tally("alice", free=2, window=1)
+    ephemeral_store.reserve([tries])
+    time.sleep(PAST_ONE_SECOND / 2)
+    ephemeral_store.reserve([tries])  # must not extend the window
+    time.sleep(PAST_ONE_SECOND / 2)
+
+    assert held([ephemeral_store.reserve([tries]) for _ in range(4)]) == [False, False, False, True]
+
+
+def test_refund_takes_back_one_count_and_the_hold_it_set(ephemeral_store: EphemeralStore) -> None:
+    tries = tally("alice", free=1)
+    ephemeral_store.reserve([tries])
+    second = ephemeral_store.reserve([tries])
+    assert isinstance(second, Reserved)
+    assert isinstance(ephemeral_store.reserve([tries]), Held)
+
+    ephemeral_store.refund([tries], token=second.token)
+
+    assert held([ephemeral_store.reserve([tries]) for _ in range(2)]) == [False, True]
+
+
+def test_refund_leaves_a_hold_another_reservation_set(ephemeral_store: EphemeralStore) -> None:
+    tries = tally("alice", free=0)
+    first = ephemeral_store.reserve([tries])
+    assert isinstance(first, Reserved)
+    ephemeral_store.delete(tries.hold_key)  # as if its hold had run out
+    assert isinstance(ephemeral_store.reserve([tries]), Reserved)
+
+    ephemeral_store.refund([tries], token=first.token)
+
+    assert ephemeral_store.reserve([tries]) == Held(waits=(60,))
+
+
+def test_refund_of_a_count_that_is_gone_takes_nothing(ephemeral_store: EphemeralStore) -> None:
+    tries = tally("alice", free=0)
+    ephemeral_store.refund([tries], token="no reservation")
+    ephemeral_store.refund([], token="nothing")
+
+    assert held([ephemeral_store.reserve([tries]) for _ in range(2)]) == [False, True], (
+        "a count below zero would have made the first attempt free"
+    )
+
+
+def test_racing_reservations_get_no_further_than_the_allowance(ephemeral_store: EphemeralStore) -> None:
+    racers = 32
+    alice, address = tally("alice", free=5), tally("address", free=1000)
+    start = threading.Barrier(racers)
+
+    def race(_: int) -> Reserved | Held:
+        start.wait(timeout=10)
+        return ephemeral_store.reserve([address, alice])
+
+    with ThreadPoolExecutor(racers) as pool:
+        outcomes = list(pool.map(race, range(racers)))
+
+    assert held(outcomes).count(False) == 6, "five free attempts, and the one that set the hold"
+    assert held([ephemeral_store.reserve([address]) for _ in range(994)]) == [False] * 994, (
+        "held attempts counted nowhere"
+    )
+
+
 UNREACHABLE: list[tuple[str, Callable[[EphemeralStore], object]]] = [
     ("ping", lambda store: store.ping()),
     ("put", lambda store: store.put("k", b"v", ttl=60)),
@@ -155,6 +278,8 @@ UNREACHABLE: list[tuple[str, Callable[[EphemeralStore], object]]] = [
     ("delete", lambda store: store.delete("k", "l")),
     ("take", lambda store: store.take("k")),
     ("incr", lambda store: store.incr("k", ttl=60)),
+    ("reserve", lambda store: store.reserve([tally("k")])),
+    ("refund", lambda store: store.refund([tally("k")], token="t")),
 ]
 
 

@@ -34,7 +34,7 @@ from support.attack import (
 from support.soft_authenticator import SoftAuthenticator
 from werkzeug.test import TestResponse
 
-from idp.auth.throttle import Blocked, Gate, Throttle, account_subject
+from idp.auth.throttle import Attempt, Blocked, Gate, Reservation, Throttle, account_subject
 from idp.config import BackoffSettings, ThrottleSettings
 from idp.store.ephemeral import EphemeralStore
 
@@ -50,6 +50,10 @@ WRONG_CREDENTIALS = "The username or password is not right."
 
 
 # -- Throttle on its own ---------------------------------------------------------------------------
+# A failure is an attempt reserved and never taken back; `refusal_of` makes one more attempt and
+# tells how it was refused (None: it got through, and now counts as a failure too).
+
+LOCK = Blocked(retry_after=0, locked=True)
 
 
 def throttle_on(store: EphemeralStore, *, lock_after: int = 100, **schedule: int) -> Throttle:
@@ -59,27 +63,54 @@ def throttle_on(store: EphemeralStore, *, lock_after: int = 100, **schedule: int
     return Throttle(ephemeral=store, settings=settings)
 
 
-def retry_after(throttle: Throttle, *attempts: tuple[Gate, str]) -> int | None:
-    blocked = throttle.blocked(*attempts)
-    return None if blocked is None else blocked.retry_after
+def fail(throttle: Throttle, *attempts: Attempt) -> Reservation:
+    reserved = throttle.reserve(*attempts)
+    assert isinstance(reserved, Reservation), f"refused: {reserved}"
+    return reserved
 
 
-def is_locked(throttle: Throttle, *attempts: tuple[Gate, str]) -> bool:
-    blocked = throttle.blocked(*attempts)
-    return blocked is not None and blocked.locked
+def refusal_of(throttle: Throttle, *attempts: Attempt) -> Blocked | None:
+    reserved = throttle.reserve(*attempts)
+    return reserved if isinstance(reserved, Blocked) else None
 
 
 @pytest.mark.parametrize("gate_name", GATES)
-def test_free_attempts_then_each_failure_doubles_the_wait_up_to_the_cap(
+def test_free_attempts_then_a_wait_of_the_base_delay_and_refused_attempts_count_nothing(
     ephemeral_store: EphemeralStore, gate_name: str
 ) -> None:
     throttle = throttle_on(ephemeral_store)
     attempt = (getattr(throttle, gate_name), "subject")
+    assert [refusal_of(throttle, attempt) for _ in range(7)] == [None] * 4 + [Blocked(retry_after=10)] * 3
+
+
+def test_each_failure_after_a_wait_doubles_it_up_to_the_cap(ephemeral_store: EphemeralStore) -> None:
+    throttle = throttle_on(ephemeral_store, free_attempts=1, base_delay=1, max_delay=2)
+    attempt = (throttle.second_factor, "subject")
+    fail(throttle, attempt)
     waits = []
-    for _ in range(7):
-        throttle.failed(*attempt)
-        waits.append(retry_after(throttle, attempt))
-    assert waits == [None, None, None, 10, 20, 40, 40]
+    for _ in range(3):
+        fail(throttle, attempt)
+        refused = refusal_of(throttle, attempt)
+        assert refused is not None
+        waits.append(refused.retry_after)
+        time.sleep(refused.retry_after + 0.05)
+    assert waits == [1, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("base", "cap", "waits"),
+    [
+        (10, 40, (10, 20, 40)),
+        (5, 300, (5, 10, 20, 40, 80, 160, 300)),
+        (30, 30, (30,)),
+        (60, 45, (45,)),
+    ],
+    ids=["doubles up to the cap", "stops at a cap between doublings", "a cap of the base", "a cap below it"],
+)
+def test_the_waits_of_a_gate_double_from_the_base_delay_up_to_the_cap(
+    base: int, cap: int, waits: tuple[int, ...]
+) -> None:
+    assert Gate("gate", BackoffSettings(base_delay=base, max_delay=cap)).holds == waits
 
 
 @pytest.mark.parametrize(
@@ -114,10 +145,10 @@ def test_failures_count_per_gate_and_subject(
 ) -> None:
     throttle = throttle_on(ephemeral_store)
     alice = (throttle.password_account, account_subject("alice"))
-    for _ in range(5):
-        throttle.failed(*alice)
-    assert retry_after(throttle, alice) == 20
-    assert retry_after(throttle, (getattr(throttle, gate_name), subject)) is None
+    for _ in range(4):
+        fail(throttle, alice)
+    assert refusal_of(throttle, alice) == Blocked(retry_after=10)
+    assert refusal_of(throttle, (getattr(throttle, gate_name), subject)) is None
 
 
 def test_names_are_one_account_whatever_their_case_and_spacing() -> None:
@@ -130,25 +161,39 @@ def test_a_success_starts_the_account_run_over_and_leaves_the_other_gates(
     throttle = throttle_on(ephemeral_store)
     alice = (throttle.password_account, account_subject("alice"))
     address = (throttle.password_address, ATTACKER)
-    for _ in range(5):
-        throttle.failed(*alice)
-        throttle.failed(*address)
-    throttle.succeeded(*alice)
-    assert retry_after(throttle, alice) is None
-    assert throttle.failed(*alice) == 1, "the count of consecutive failures starts over"
-    assert retry_after(throttle, address) == 20
+    for _ in range(3):
+        fail(throttle, alice)
+        fail(throttle, address)
+    throttle.succeeded(fail(throttle, alice, address))  # right, though it had set both waits
+    assert [refusal_of(throttle, alice) for _ in range(5)] == [None] * 4 + [Blocked(retry_after=10)], (
+        "the count of consecutive failures starts over"
+    )
+    assert [refusal_of(throttle, address) for _ in range(2)] == [None, Blocked(retry_after=10)], (
+        "the address keeps its three earlier failures"
+    )
+
+
+def test_an_attempt_never_checked_is_taken_back_at_every_gate(ephemeral_store: EphemeralStore) -> None:
+    throttle = throttle_on(ephemeral_store, lock_after=10, free_attempts=9)
+    alice = (throttle.password_account, account_subject("alice"))
+    address = (throttle.password_address, ATTACKER)
+    for _ in range(9):
+        fail(throttle, alice, address)
+    throttle.refund(fail(throttle, alice, address))  # it set both waits and the lock; its check broke
+    assert [refusal_of(throttle, alice, address) for _ in range(2)] == [None, LOCK]
 
 
 def test_the_longest_wait_of_the_gates_asked_is_reported(ephemeral_store: EphemeralStore) -> None:
-    throttle = throttle_on(ephemeral_store)
+    short, long = (BackoffSettings(free_attempts=3, base_delay=delay, max_delay=40) for delay in (10, 40))
+    settings = ThrottleSettings(password_account=short, password_address=long)
+    throttle = Throttle(ephemeral=ephemeral_store, settings=settings)
     account = (throttle.password_account, account_subject("alice"))
     address = (throttle.password_address, ATTACKER)
     for _ in range(4):
-        throttle.failed(*account)
-    for _ in range(6):
-        throttle.failed(*address)
-    assert [retry_after(throttle, account), retry_after(throttle, address)] == [10, 40]
-    assert retry_after(throttle, account, address) == retry_after(throttle, address, account) == 40
+        fail(throttle, account)
+        fail(throttle, address)
+    assert [refusal_of(throttle, account), refusal_of(throttle, address)] == [Blocked(10), Blocked(40)]
+    assert refusal_of(throttle, account, address) == refusal_of(throttle, address, account) == Blocked(40)
 
 
 @pytest.mark.parametrize(
@@ -165,42 +210,37 @@ def test_only_consecutive_password_failures_of_an_account_lock_it(
 ) -> None:
     throttle = throttle_on(ephemeral_store, lock_after=10, free_attempts=50)
     attempt = (getattr(throttle, gate_name), "subject")
-    for _ in range(9):
-        throttle.failed(*attempt)
-    assert throttle.blocked(attempt) is None
-    throttle.failed(*attempt)
-    assert is_locked(throttle, attempt) is locks
-    if locks:
-        assert throttle.blocked(attempt) == Blocked(retry_after=0, locked=True)
-        assert Blocked(retry_after=0, locked=True).message == LOCKED
+    for _ in range(10):
+        fail(throttle, attempt)  # nine failures do not lock
+    assert refusal_of(throttle, attempt) == (LOCK if locks else None)
+    assert LOCK.message == LOCKED
 
 
 def test_a_lock_beats_any_wait_and_unlock_clears_only_the_account(ephemeral_store: EphemeralStore) -> None:
-    throttle = throttle_on(ephemeral_store, lock_after=10)
+    throttle = throttle_on(ephemeral_store, lock_after=10, free_attempts=9)
     account = (throttle.password_account, account_subject("alice"))
     address = (throttle.password_address, ATTACKER)
     for _ in range(10):
-        throttle.failed(*account)
-        throttle.failed(*address)
-    assert is_locked(throttle, address, account)
+        fail(throttle, account, address)
+    assert refusal_of(throttle, address, account) == LOCK
     throttle.unlock(account_subject("alice"))
-    assert throttle.blocked(account) is None
-    assert throttle.failed(*account) == 1
-    assert retry_after(throttle, address) == 40, "unlocking an account forgives no address"
+    assert [refusal_of(throttle, account) for _ in range(9)] == [None] * 9, "the count starts over"
+    assert refusal_of(throttle, address) == Blocked(retry_after=10), (
+        "unlocking an account forgives no address"
+    )
 
 
 def test_waiting_out_the_back_off_is_enough_but_not_for_a_lock(ephemeral_store: EphemeralStore) -> None:
-    throttle = throttle_on(ephemeral_store, lock_after=10, base_delay=1, max_delay=1)
-    waited = (throttle.password_account, account_subject("alice"))
+    throttle = throttle_on(ephemeral_store, lock_after=10, free_attempts=9, base_delay=1, max_delay=1)
+    waited = (throttle.password_address, ATTACKER)
     locked = (throttle.password_account, account_subject("bob"))
-    for _ in range(4):
-        throttle.failed(*waited)
     for _ in range(10):
-        throttle.failed(*locked)
-    assert retry_after(throttle, waited) == 1
+        fail(throttle, waited)
+        fail(throttle, locked)
+    assert refusal_of(throttle, waited) == Blocked(retry_after=1)
     time.sleep(1.05)
-    assert throttle.blocked(waited) is None
-    assert is_locked(throttle, locked)
+    assert refusal_of(throttle, waited) is None
+    assert refusal_of(throttle, locked) == LOCK
 
 
 def test_a_lock_and_the_run_of_failures_outlast_the_window(ephemeral_store: EphemeralStore) -> None:
@@ -208,13 +248,13 @@ def test_a_lock_and_the_run_of_failures_outlast_the_window(ephemeral_store: Ephe
     alice = (throttle.password_account, account_subject("alice"))
     bob = (throttle.password_account, account_subject("bob"))
     for _ in range(10):
-        throttle.failed(*alice)
+        fail(throttle, alice)
     for _ in range(9):
-        throttle.failed(*bob)
+        fail(throttle, bob)
     time.sleep(1.1)
-    throttle.failed(*bob)
-    assert is_locked(throttle, alice), "waiting out the window unlocked alice"
-    assert is_locked(throttle, bob), "bob's tenth consecutive failure came after the window"
+    fail(throttle, bob)
+    assert refusal_of(throttle, alice) == LOCK, "waiting out the window unlocked alice"
+    assert refusal_of(throttle, bob) == LOCK, "bob's tenth consecutive failure came after the window"
 
 
 # -- an attack on the sign-in pages -----------------------------------------------------------------

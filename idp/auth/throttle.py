@@ -1,8 +1,10 @@
 """Throttling of guesses (NIST SP 800-63B 5.2.2): exponential back-off per account and per address.
 
-Counters live in the ephemeral store, so every worker and instance sees the same ones. Waiting is
-always enough to try again, except that an account with `lock_after` consecutive password failures
-needs more than waiting: a passkey sign-in or an administrator (`idp users unlock`).
+Counters live in the ephemeral store, so every worker and instance sees the same ones. An attempt is
+counted as a failure before it is checked (`reserve`, one atomic step), so guesses sent at once get
+no more checks than guesses sent one after another; a success takes it back. Waiting is always
+enough to try again, except that an account with `lock_after` consecutive password failures needs
+more than waiting: a passkey sign-in or an administrator (`idp users unlock`).
 """
 
 from __future__ import annotations
@@ -11,11 +13,10 @@ import hashlib
 import ipaddress
 import json
 import math
-import time
 from dataclasses import dataclass
 
 from idp.config import BackoffSettings, ThrottleSettings
-from idp.store.ephemeral import EphemeralStore
+from idp.store.ephemeral import EphemeralStore, Held, Tally
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,32 @@ class Blocked:
 
 @dataclass(frozen=True)
 class Gate:
-    """One kind of guess (passwords of an account, codes of a user, ...) and its back-off schedule."""
+    """One kind of guess (passwords of an account, codes of a user, ...) and its back-off schedule;
+    a success forgives the gate's earlier failures only when it is `reset_by_success` (an account's,
+    a user's), never an address's."""
 
     name: str
     schedule: BackoffSettings
+    reset_by_success: bool = False
+
+    @property
+    def holds(self) -> tuple[int, ...]:
+        """The wait after each failure beyond the free ones: doubling from the base up to the cap."""
+        holds = [min(self.schedule.base_delay, self.schedule.max_delay)]
+        while holds[-1] < self.schedule.max_delay:
+            holds.append(min(holds[-1] * 2, self.schedule.max_delay))
+        return tuple(holds)
+
+
+Attempt = tuple[Gate, str]
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """An attempt counted as a failure at each of its gates before it is checked."""
+
+    attempts: tuple[Attempt, ...]
+    token: str
 
 
 class Throttle:
@@ -49,52 +72,72 @@ class Throttle:
         self._ephemeral = ephemeral
         self._lock_after = settings.lock_after
         self._lock_window = settings.lock_window
-        self.password_account = Gate("password-account", settings.password_account)
+        self.password_account = Gate("password-account", settings.password_account, reset_by_success=True)
         self.password_address = Gate("password-address", settings.password_address)
-        self.second_factor = Gate("second-factor", settings.second_factor)
+        self.second_factor = Gate("second-factor", settings.second_factor, reset_by_success=True)
         self.webauthn_address = Gate("webauthn-address", settings.webauthn_address)
         self.client_auth = Gate("client-auth", settings.client_auth)
 
-    def blocked(self, *attempts: tuple[Gate, str]) -> Blocked | None:
-        """The longest wait any of the (gate, subject) pairs imposes now, or None (one round trip)."""
-        keys = [_key("until", gate, subject) for gate, subject in attempts]
-        locks = [_key("locked", gate, subject) for gate, subject in attempts if gate is self.password_account]
-        values = self._ephemeral.get_many(keys + locks)
-        if any(value is not None for value in values[len(keys) :]):
+    def reserve(self, *attempts: Attempt) -> Reservation | Blocked:
+        """Count the attempt as a failure at every gate, unless one of them makes it wait (then the
+        longest wait, and nothing is counted): one atomic step, whoever else tries at the same time."""
+        reserved = self._ephemeral.reserve(self._tallies(*attempts))
+        if not isinstance(reserved, Held):
+            return Reservation(attempts, reserved.token)
+        failures, runs = reserved.waits[: len(attempts)], reserved.waits[len(attempts) :]
+        if any(wait is not None for wait in runs):
             return Blocked(retry_after=0, locked=True)
-        now = time.time()
-        waits = [
-            math.ceil(float(raw) - now) for raw in values[: len(keys)] if raw is not None and float(raw) > now
-        ]
-        return Blocked(retry_after=max(waits)) if waits else None
+        return Blocked(retry_after=max(wait for wait in failures if wait is not None))
 
-    def failed(self, gate: Gate, subject: str) -> int:
-        """Count a failure; from the free attempts on, each failure doubles the wait. Returns the count."""
-        schedule = gate.schedule
-        failures = self._ephemeral.incr(_key("failures", gate, subject), ttl=schedule.window)
-        beyond = failures - schedule.free_attempts
-        if beyond > 0:
-            delay = min(schedule.base_delay * 2 ** min(beyond - 1, 30), schedule.max_delay)
-            self._ephemeral.put(_key("until", gate, subject), str(time.time() + delay).encode(), ttl=delay)
-        if gate is self.password_account:
-            self._count_towards_lock(subject)
-        return failures
+    def succeeded(self, reservation: Reservation) -> None:
+        """A success ends the run of consecutive failures at the gates it resets; the others (the
+        addresses) keep their earlier failures and only take this attempt back."""
+        attempts = reservation.attempts
+        self._forget(*(attempt for attempt in attempts if attempt[0].reset_by_success))
+        kept = [attempt for attempt in attempts if not attempt[0].reset_by_success]
+        self._ephemeral.refund(self._tallies(*kept), token=reservation.token)
 
-    def _count_towards_lock(self, subject: str) -> None:
-        """Consecutive password failures are remembered until a success (or `lock_window`, a month),
-        not just the back-off window: a day's pause must not restart the count towards the lock."""
-        run = self._ephemeral.incr(_key("run", self.password_account, subject), ttl=self._lock_window)
-        if run >= self._lock_after:
-            self._ephemeral.put(_key("locked", self.password_account, subject), b"1", ttl=self._lock_window)
-
-    def succeeded(self, gate: Gate, subject: str) -> None:
-        """A success ends the run of consecutive failures (the address gates keep counting)."""
-        self._ephemeral.delete(
-            *(_key(kind, gate, subject) for kind in ("failures", "until", "run", "locked"))
-        )
+    def refund(self, reservation: Reservation) -> None:
+        """Take back an attempt that was never checked (its check failed on an outage)."""
+        self._ephemeral.refund(self._tallies(*reservation.attempts), token=reservation.token)
 
     def unlock(self, subject: str) -> None:
-        self.succeeded(self.password_account, subject)
+        """Clear an account's back-off and lock (`idp users unlock`, or a passkey sign-in)."""
+        self._forget((self.password_account, subject))
+
+    def _forget(self, *attempts: Attempt) -> None:
+        self._ephemeral.delete(
+            *(key for tally in self._tallies(*attempts) for key in (tally.key, tally.hold_key))
+        )
+
+    def _tallies(self, *attempts: Attempt) -> list[Tally]:
+        """What an attempt counts: failures at its gate, and the run towards the lock for an account."""
+        failures = [self._failures(gate, subject) for gate, subject in attempts]
+        return [
+            *failures,
+            *(self._run(subject) for gate, subject in attempts if gate is self.password_account),
+        ]
+
+    def _failures(self, gate: Gate, subject: str) -> Tally:
+        """Failures within the gate's window; from the free attempts on, each one holds the gate."""
+        return Tally(
+            key=_key("failures", gate, subject),
+            hold_key=_key("until", gate, subject),
+            window=gate.schedule.window,
+            free=gate.schedule.free_attempts,
+            holds=gate.holds,
+        )
+
+    def _run(self, subject: str) -> Tally:
+        """Consecutive password failures are remembered until a success (or `lock_window`, a month),
+        not just the back-off window: a day's pause must not restart the count towards the lock."""
+        return Tally(
+            key=_key("run", self.password_account, subject),
+            hold_key=_key("locked", self.password_account, subject),
+            window=self._lock_window,
+            free=self._lock_after - 1,
+            holds=(self._lock_window,),
+        )
 
 
 def address_subject(address: str | None) -> str:

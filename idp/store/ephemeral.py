@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
+import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -18,8 +23,34 @@ class StoreUnavailable(Exception):
     """The ephemeral store cannot be reached; callers fail closed."""
 
 
+@dataclass(frozen=True)
+class Tally:
+    """A count of attempts, kept `window` seconds from its first, and the hold it puts on more of them:
+    the count `free + n` holds the tally `holds[n - 1]` seconds (the last of at least one repeats)."""
+
+    key: str
+    hold_key: str
+    window: int
+    free: int
+    holds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """Every tally counted the attempt; the holds it set carry `token` (see `refund`)."""
+
+    token: str
+
+
+@dataclass(frozen=True)
+class Held:
+    """Nothing was counted: the seconds each tally is still held (None where it is not)."""
+
+    waits: tuple[int | None, ...]
+
+
 class EphemeralStore(Protocol):
-    """Every key has a TTL and one owning module; `take` and `incr` are atomic."""
+    """Every key has a TTL and one owning module; `take`, `incr`, `reserve` and `refund` are atomic."""
 
     def put(self, key: str, value: bytes, *, ttl: int) -> None: ...
 
@@ -41,14 +72,53 @@ class EphemeralStore(Protocol):
         """Remove the keys (in one round trip); absent ones are ignored."""
         ...
 
+    def reserve(self, tallies: Sequence[Tally]) -> Reserved | Held:
+        """Unless a tally is held, count one attempt on every tally and set the holds the new counts
+        call for, in one step: concurrent callers never get past a hold one of them set."""
+        ...
+
+    def refund(self, tallies: Sequence[Tally], *, token: str) -> None:
+        """Take one count back from each tally, and its hold if the reservation `token` set it."""
+        ...
+
     def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers."""
         ...
 
 
+# KEYS: each tally's count and hold key; ARGV: the reservation's token, the tallies' [window, free, holds].
+_RESERVE = """
+local tallies = cjson.decode(ARGV[2])
+local waits, held = {}, false
+for i = 1, #tallies do
+  local left = redis.call('PTTL', KEYS[2 * i])
+  if left == -2 then waits[i] = -1 else waits[i] = math.max(left, 0); held = true end
+end
+if held then return waits end
+for i = 1, #tallies do
+  local window, free, holds = tallies[i][1], tallies[i][2], tallies[i][3]
+  local count = redis.call('INCR', KEYS[2 * i - 1])
+  redis.call('EXPIRE', KEYS[2 * i - 1], window, 'NX')
+  if count > free then
+    redis.call('SET', KEYS[2 * i], ARGV[1], 'EX', holds[math.min(count - free, #holds)])
+  end
+end
+return {}
+"""
+# KEYS: each tally's count and hold key; ARGV: the token of the reservation taken back.
+_REFUND = """
+for i = 1, #KEYS, 2 do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then redis.call('DECR', KEYS[i]) end
+  if redis.call('GET', KEYS[i + 1]) == ARGV[1] then redis.call('DEL', KEYS[i + 1]) end
+end
+"""
+
+
 class RedisStore:
     def __init__(self, url: str) -> None:
         self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._reserve = self._redis.register_script(_RESERVE)
+        self._refund = self._redis.register_script(_REFUND)
 
     def put(self, key: str, value: bytes, *, ttl: int) -> None:
         with _redis_errors():
@@ -82,9 +152,27 @@ class RedisStore:
         with _redis_errors():
             self._redis.delete(*(KEY_PREFIX + key for key in keys))
 
+    def reserve(self, tallies: Sequence[Tally]) -> Reserved | Held:
+        token = secrets.token_hex(16)
+        schedules = json.dumps([[tally.window, tally.free, tally.holds] for tally in tallies])
+        with _redis_errors():
+            waits = self._reserve(keys=_tally_keys(tallies), args=[token, schedules])
+        if not waits:
+            return Reserved(token)
+        return Held(tuple(None if left < 0 else math.ceil(left / 1000) for left in waits))
+
+    def refund(self, tallies: Sequence[Tally], *, token: str) -> None:
+        if tallies:
+            with _redis_errors():
+                self._refund(keys=_tally_keys(tallies), args=[token])
+
     def ping(self) -> None:
         with _redis_errors():
             self._redis.ping()
+
+
+def _tally_keys(tallies: Sequence[Tally]) -> list[str]:
+    return [KEY_PREFIX + key for tally in tallies for key in (tally.key, tally.hold_key)]
 
 
 class _redis_errors:
@@ -174,11 +262,61 @@ class EmbeddedStore:
                 "DELETE FROM entries WHERE key IN (SELECT value FROM json_each(?))", (json.dumps(keys),)
             )
 
+    def reserve(self, tallies: Sequence[Tally]) -> Reserved | Held:
+        with self._transaction():
+            now = time.time()
+            waits = tuple(self._hold_left(tally.hold_key, now) for tally in tallies)
+            if any(wait is not None for wait in waits):
+                return Held(waits)
+            token = secrets.token_hex(16)
+            for tally in tallies:
+                count = self.incr(tally.key, ttl=tally.window)
+                if count > tally.free:
+                    hold = tally.holds[min(count - tally.free, len(tally.holds)) - 1]
+                    self.put(tally.hold_key, token.encode(), ttl=hold)
+            return Reserved(token)
+
+    def refund(self, tallies: Sequence[Tally], *, token: str) -> None:
+        if not tallies:
+            return
+        with self._transaction():
+            now = time.time()
+            for tally in tallies:
+                self._write(
+                    "UPDATE entries SET value = CAST(value AS INTEGER) - 1 "
+                    "WHERE key = ? AND expires_at > ? AND CAST(value AS INTEGER) > 0",
+                    (tally.key, now),
+                )
+                self._write(
+                    "DELETE FROM entries WHERE key = ? AND value = ?", (tally.hold_key, token.encode())
+                )
+
     def ping(self) -> None:
         try:
             self._connection().execute("SELECT 1").fetchone()
         except sqlite3.Error as error:
             raise StoreUnavailable(f"embedded store: {error}") from error
+
+    def _hold_left(self, key: str, now: float) -> int | None:
+        row = (
+            self._connection()
+            .execute("SELECT expires_at FROM entries WHERE key = ? AND expires_at > ?", (key, now))
+            .fetchone()
+        )
+        return None if row is None else math.ceil(row[0] - now)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Take the file's write lock before reading: no other writer, in any process or thread, comes
+        in between (atomic)."""
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
 
     def _write(self, sql: str, parameters: tuple[object, ...]) -> sqlite3.Cursor:
         connection = self._connection()

@@ -19,15 +19,16 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from idp import observability
 from idp.auth.pipeline import RequestRejected, requirement_for
-from idp.auth.throttle import address_subject
+from idp.auth.throttle import Blocked, address_subject
 from idp.oidc.claims import user_claims
 from idp.oidc.delivery import RESPONSE_MODES
 from idp.oidc.keys import MAX_JWT_LENGTH
-from idp.views import errors, session_state
+from idp.views import errors, guessing, session_state
 from idp.views import sign_in_request as sign_ins
 from idp.views.continuation import answer_client_error, answer_protocol_error, continue_sign_in
+from idp.views.guessing import Event, Guessed
 from idp.views.sign_in_request import ClientRedirect
-from idp.web import audit, authorization_server, durable_store, services
+from idp.web import authorization_server, durable_store, services
 
 blueprint = Blueprint("oidc", __name__)
 
@@ -142,17 +143,19 @@ def _with_client_authentication(endpoint: Callable[[], BaseResponse]) -> BaseRes
         return response
     throttle = services().throttle
     client_id = _presented_client_id()
-    attempt = (throttle.client_auth, f"{client_id}|{address_subject(request.remote_addr)}")
-    blocked = throttle.blocked(attempt)
-    if blocked is not None:
+    guess = guessing.reserve(
+        Guessed(Event.CLIENT_AUTHENTICATION, request.endpoint or "", client_id=client_id[:64]),
+        (throttle.client_auth, f"{client_id}|{address_subject(request.remote_addr)}"),
+    )
+    if isinstance(guess, Blocked):
         refusal = jsonify(error="invalid_client", error_description="too many failed client authentications")
-        refusal.status_code = 429
-        refusal.headers["Retry-After"] = str(blocked.retry_after)
-        return refusal
-    response = endpoint()
-    if _client_authentication_failed(response):
-        throttle.failed(*attempt)
-        audit("client_authentication", "failure", client_id=client_id[:64] or None)
+        return guessing.too_many(refusal, guess)
+    with guess:
+        response = endpoint()
+        if _client_authentication_failed(response):
+            guess.wrong()
+        else:
+            guess.right()
     return response
 
 

@@ -12,10 +12,11 @@ from flask import Response, jsonify, request, session
 from idp.auth.factors import PasskeyData, credential_lookup_key, webauthn_factor
 from idp.auth.pipeline import NeedFactor, NeedPassword, Step
 from idp.auth.policy import FactorKind, Method
-from idp.auth.throttle import account_subject, address_subject
+from idp.auth.throttle import Blocked, account_subject, address_subject
 from idp.auth.webauthn import CeremonyFailed, amr_for, credential_id_of, user_handle_of
 from idp.store.tables import Factor, User
-from idp.views import session_state
+from idp.views import guessing, session_state
+from idp.views.guessing import Event, Guessed
 from idp.web import audit, durable_store, services
 
 CEREMONY_KEY = "webauthn_ceremony"
@@ -59,32 +60,21 @@ def begin_authentication(usage: PasskeyUsage) -> Response:
 
 def finish_authentication(usage: PasskeyUsage, *, client_id: str | None, next_url: str) -> Response:
     throttle = services().throttle
-    attempt = (throttle.webauthn_address, address_subject(request.remote_addr))
-    user_id = usage.user.id if usage.user else None
-    blocked = throttle.blocked(attempt)
-    if blocked is not None:
-        audit(
-            "sign_in",
-            "throttled",
-            user_id=user_id,
-            client_id=client_id,
-            detail={"step": "webauthn", "retry_after": blocked.retry_after},
-        )
-        refusal = json_error(blocked.message, status=429)
-        refusal.headers["Retry-After"] = str(blocked.retry_after)
-        return refusal
-    try:
-        owner = _verify_assertion(usage)
-    except CeremonyFailed as failure:
-        throttle.failed(*attempt)
-        audit(
-            "sign_in",
-            "failure",
-            user_id=user_id,
-            client_id=client_id,
-            detail={"step": "webauthn", "reason": failure.reason},
-        )
-        return json_error(str(failure))
+    guess = guessing.reserve(
+        Guessed(
+            Event.SIGN_IN, "webauthn", client_id=client_id, user_id=usage.user.id if usage.user else None
+        ),
+        (throttle.webauthn_address, address_subject(request.remote_addr)),
+    )
+    if isinstance(guess, Blocked):
+        return guessing.too_many(json_error(guess.message), guess)
+    with guess:
+        try:
+            owner = _verify_assertion(usage)
+        except CeremonyFailed as failure:
+            guess.wrong(reason=failure.reason)
+            return json_error(str(failure))
+        guess.right()
     if usage.require_user_verification:
         # A passkey alone is not guessable: it re-opens password sign-in after a lock (NIST 5.2.2).
         throttle.unlock(account_subject(owner.username))

@@ -14,18 +14,18 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from idp import observability
 from idp.auth.email_codes import CodeRefused
 from idp.auth.pipeline import NeedEnrolment, NeedFactor, NeedPassword, Step
 from idp.auth.policy import METHOD_AMR, FactorKind, Method
 from idp.auth.recovery import lookup_key as recovery_lookup_key
-from idp.auth.throttle import Blocked, Gate, account_subject, address_subject
+from idp.auth.throttle import Blocked, account_subject, address_subject
 from idp.mail import DeliveryFailed
 from idp.store.tables import User
-from idp.views import errors, passkeys, session_state, totp_enrolment
+from idp.views import errors, guessing, passkeys, session_state, totp_enrolment
 from idp.views import sign_in_request as sign_ins
 from idp.views.continuation import continue_sign_in
 from idp.views.email_codes import send_code
+from idp.views.guessing import Event, Guessed
 from idp.views.sign_in_request import SignInRequest
 from idp.web import audit, durable_store, services
 
@@ -72,48 +72,6 @@ def _field(name: str) -> str:
     return request.form.get(name, "")[:MAX_INPUT]
 
 
-def _refused(sign_in: SignInRequest, user: User | None, step_name: str, *attempts: tuple[Gate, str]) -> None:
-    """Audit a failed step and count it against its throttles."""
-    for gate, subject in attempts:
-        services().throttle.failed(gate, subject)
-    observability.SIGN_INS.labels("failure", "").inc()
-    audit(
-        "sign_in",
-        "failure",
-        user_id=user.id if user else None,
-        client_id=sign_in.client_id,
-        detail={"step": step_name},
-    )
-
-
-def _throttled(
-    sign_in: SignInRequest, user: User | None, step_name: str, *attempts: tuple[Gate, str]
-) -> Blocked | None:
-    """Whether guessing is paused for these subjects; audited when it is."""
-    blocked = services().throttle.blocked(*attempts)
-    if blocked is not None:
-        observability.SIGN_INS.labels("throttled", "").inc()
-        audit(
-            "sign_in",
-            "throttled",
-            user_id=user.id if user else None,
-            client_id=sign_in.client_id,
-            detail={"step": step_name, "retry_after": blocked.retry_after, "locked": blocked.locked},
-        )
-    return blocked
-
-
-def _second_factor_attempt(user: User) -> tuple[Gate, str]:
-    return (services().throttle.second_factor, user.id)
-
-
-def _too_many(response: Response, blocked: Blocked) -> Response:
-    response.status_code = 429
-    if blocked.retry_after:
-        response.headers["Retry-After"] = str(blocked.retry_after)
-    return response
-
-
 # -- first factor --------------------------------------------------------------------------------
 
 
@@ -124,22 +82,23 @@ def password(sign_in: SignInRequest, _step: NeedPassword, _user: User | None) ->
         return _password_page(sign_in)
     username, password = _field("username").strip(), _field("password")
     throttle = services().throttle
-    attempts = (
+    guess = guessing.reserve(
+        Guessed(Event.SIGN_IN, "password", client_id=sign_in.client_id),
         (throttle.password_account, account_subject(username)),
         (throttle.password_address, address_subject(request.remote_addr)),
     )
-    blocked = _throttled(sign_in, None, "password", *attempts)
-    if blocked is not None:
-        return _too_many(_password_page(sign_in, error=blocked.message, username=username), blocked)
-    user = durable_store().users.by_username(username)
-    usable = user is not None and not user.disabled
-    check = services().passwords.verify(
-        stored_hash=user.password_hash if usable and user else None, password=password
-    )
-    if not check.valid or user is None:
-        _refused(sign_in, user, "password", *attempts)
-        return _password_page(sign_in, error=WRONG_CREDENTIALS, username=username, status=401)
-    throttle.succeeded(*attempts[0])
+    if isinstance(guess, Blocked):
+        return guessing.too_many(_password_page(sign_in, error=guess.message, username=username), guess)
+    with guess:
+        user = durable_store().users.by_username(username)
+        usable = user is not None and not user.disabled
+        check = services().passwords.verify(
+            stored_hash=user.password_hash if usable and user else None, password=password
+        )
+        if not check.valid or user is None:
+            guess.wrong(user_id=user.id if user else None)
+            return _password_page(sign_in, error=WRONG_CREDENTIALS, username=username, status=401)
+        guess.right()
     if check.new_hash is not None:
         user.password_hash = check.new_hash
     session_state.record_proof(user, Method.PASSWORD, METHOD_AMR[Method.PASSWORD])
@@ -185,15 +144,18 @@ def _prove_second_factor(
 ) -> Response | None:
     """Throttle, verify one second factor (`verify` answers None, or why it refused), count the
     outcome and record the proof. Returns the refusal page, or None once the factor is proven."""
-    attempt = _second_factor_attempt(user)
-    blocked = _throttled(sign_in, user, method.value, attempt)
-    if blocked is not None:
-        return _too_many(_factor_page(sign_in, step, error=blocked.message), blocked)
-    refused = verify()
-    if refused is not None:
-        _refused(sign_in, user, method.value, attempt)
-        return _factor_page(sign_in, step, error=refused, status=401)
-    services().throttle.succeeded(*attempt)
+    guess = guessing.reserve(
+        Guessed(Event.SIGN_IN, method.value, client_id=sign_in.client_id, user_id=user.id),
+        (services().throttle.second_factor, user.id),
+    )
+    if isinstance(guess, Blocked):
+        return guessing.too_many(_factor_page(sign_in, step, error=guess.message), guess)
+    with guess:
+        refused = verify()
+        if refused is not None:
+            guess.wrong()
+            return _factor_page(sign_in, step, error=refused, status=401)
+        guess.right()
     session_state.record_proof(user, method, METHOD_AMR[method])
     return None
 

@@ -29,7 +29,8 @@ from idp.oidc.tokens import TokenService
 from idp.secrets import SecretBox, load_session_secret
 from idp.store.database import Database, DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable, open_ephemeral_store
-from idp.views import account, home, logout, oidc, signin, wellknown
+from idp.views import home, logout, oidc, signin, wellknown
+from idp.views.account import routes as account
 from idp.web import EXTENSION, Services, install_unit_of_work
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -1,7 +1,8 @@
 """The account pages: what a signed-in user sees of their factors, sessions and sign-in history.
 
 Every change needs a fresh MFA sign-in (the same step-up as relying parties get), is audited, and
-is told to the user's verified addresses.
+is told to the user's verified addresses. Each page's module puts its routes on `blueprint`;
+`routes` gathers them for the app (importing them here would make an import cycle).
 """
 
 from __future__ import annotations
@@ -140,14 +141,3 @@ def overview() -> BaseResponse:
     listed = [describe(f) for f in factors if f.kind != RECOVERY_CODE]
     recovery_left = sum(1 for f in factors if f.kind == RECOVERY_CODE)
     return page("account.html", factors=listed, recovery_left=recovery_left)
-
-
-from idp.views.account import (  # noqa: E402  (routes register on the blueprint above)
-    email,
-    factors,
-    password,
-    recovery,
-    sessions,
-)
-
-__all__ = ["blueprint", "email", "factors", "password", "recovery", "sessions"]

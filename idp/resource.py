@@ -17,17 +17,20 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, Protocol, TypeVar
 
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 ACCESS_TOKEN_TYPE = "at+jwt"
+ALGORITHMS = ("ES256", "RS256")
+HEADER_MEMBERS = frozenset({"alg", "kid", "typ"})  # all our tokens' header holds: no crit, jku, x5u, ...
 MAX_TOKEN_LENGTH = 8192
+LAST_NUMERIC_DATE = 253_402_300_799  # 9999-12-31T23:59:59Z
 HTTP_REASONS = {401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable"}
 
 
@@ -79,24 +82,20 @@ class JwksValidator:
         self._fetched_at = 0.0
 
     def validate(self, token: str) -> AccessToken | None:
-        if not token or len(token) > MAX_TOKEN_LENGTH:
+        header = _validate_header(token)
+        if header is None:
             return None
         try:
-            decoded = jwt.decode(token, self._key_set(kid=_kid_of(token)), algorithms=["ES256", "RS256"])
-        except (JoseError, ValueError, KeyError):
-            return None
-        if decoded.header.get("typ") != ACCESS_TOKEN_TYPE:
+            decoded = jwt.decode(token, self._key_set(kid=header.get("kid")), algorithms=ALGORITHMS)
+        except (JoseError, ValueError, KeyError, RecursionError):  # claims may nest past the JSON parser
             return None
         claims = dict(decoded.claims)
-        if (
-            claims.get("iss") != self._issuer
-            or not isinstance(claims.get("exp"), int)
-            or claims["exp"] <= time.time()
-        ):
+        access_token = _validate_claims(claims)
+        if access_token is None or claims.get("iss") != self._issuer or claims["exp"] <= time.time():
             return None
         if self._audience is not None and self._audience not in _as_list(claims.get("aud")):
             return None
-        return _access_token(claims)
+        return access_token
 
     def _key_set(self, *, kid: str | None) -> KeySet:
         """The cached JWKS; fetched again when stale, or when a token names a kid it lacks (rotation)."""
@@ -138,7 +137,7 @@ class IntrospectionValidator:
             return None
         if self._audience is not None and answer.get("client_id") != self._audience:
             return None
-        return _access_token(answer)
+        return _validate_claims(answer)
 
 
 def check(
@@ -266,24 +265,67 @@ class RequireAuthentication:
         return self._app(environ, start_response)  # type: ignore[no-any-return]
 
 
-def _access_token(claims: dict[str, Any]) -> AccessToken:
+def _validate_header(token: str) -> Mapping[str, Any] | None:
+    """The JOSE header of a compact JWS (RFC 7515 7.1) shaped as ours are: an object of alg, kid and typ
+    alone, typ at+jwt (RFC 9068 2.1), a string kid. Anything else (crit, jku, ...) is refused unread."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    try:
+        header: object = jws.extract_compact(token.encode()).headers()
+    except (JoseError, ValueError):
+        return None
+    if not isinstance(header, dict) or not header.keys() <= HEADER_MEMBERS:
+        return None
+    if header.get("typ") != ACCESS_TOKEN_TYPE or header.get("alg") not in ALGORITHMS:
+        return None
+    return header if isinstance(header.get("kid", ""), str) else None
+
+
+def _is_string(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _is_strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_numeric_date(value: object) -> bool:
+    """RFC 7519 2 NumericDate as the provider writes it: whole seconds from 1970 to 9999, a float's reach."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= LAST_NUMERIC_DATE
+
+
+CLAIM_SHAPES: dict[str, Callable[[object], bool]] = {  # RFC 7519 4.1, RFC 9068 2.2, RFC 8176, RFC 9470 3
+    "iss": _is_string,
+    "sub": _is_string,
+    "client_id": _is_string,
+    "jti": _is_string,
+    "scope": _is_string,
+    "acr": _is_string,
+    "aud": lambda value: _is_string(value) or _is_strings(value),
+    "amr": _is_strings,
+    "exp": _is_numeric_date,
+    "iat": _is_numeric_date,
+    "auth_time": _is_numeric_date,
+}
+REQUIRED_CLAIMS = ("sub", "client_id", "exp")
+
+
+def _validate_claims(claims: dict[str, Any]) -> AccessToken | None:
+    """The token's facts when each claim has its shape and none binds it to a key: a token with `cnf`
+    (RFC 7800 3.1; DPoP, RFC 9449 6) is no bearer token (RFC 6750). None otherwise."""
+    if "cnf" in claims or not all(name in claims for name in REQUIRED_CLAIMS):
+        return None
+    if not all(shape(claims[name]) for name, shape in CLAIM_SHAPES.items() if name in claims):
+        return None
     return AccessToken(
-        subject=str(claims.get("sub", "")),
-        client_id=str(claims.get("client_id", "")),
-        scopes=frozenset(str(claims.get("scope", "")).split()),
+        subject=claims["sub"],
+        client_id=claims["client_id"],
+        scopes=frozenset(claims.get("scope", "").split()),
         acr=claims.get("acr"),
         amr=tuple(claims.get("amr", ())),
         auth_time=claims.get("auth_time"),
         claims=claims,
     )
-
-
-def _kid_of(token: str) -> str | None:
-    try:
-        header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
-    except ValueError:
-        return None
-    return header.get("kid") if isinstance(header, dict) else None
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -2,8 +2,8 @@
 
 from idp.app import create_app
 from idp.config import load_settings
+from idp.malloc import limit_malloc_arenas
 from idp.observability import configure_logging
-from idp.serve import limit_malloc_arenas
 
 limit_malloc_arenas()
 configure_logging()

@@ -23,10 +23,11 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
 from flask import Flask, got_request_exception
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 from support.app import REDIRECT_URI, Browser, add_client, add_user, code_from, make_app, meta_csrf_token
+from support.hostile import FUZZ, JSON_VALUES, JWT_LIKE, b64url
 from support.soft_authenticator import SoftAuthenticator
 from support.step_up import registration_options
 from werkzeug.test import TestResponse
@@ -45,11 +46,6 @@ OAUTH_ERRORS = {  # RFC 6749 5.2, RFC 7009 2.2.1
     "unsupported_token_type",
 }
 LENIENT = {"free_attempts": 1_000_000}  # hypothesis fails a lot; keep the back-off out of its way
-FUZZ = settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 
 
 # -- the provider under attack ------------------------------------------------------------------------
@@ -209,10 +205,6 @@ class Artefacts:
         return value
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 SPECIAL = [
     "",
     " ",
@@ -251,31 +243,6 @@ SPECIAL = [
     REDIRECT_URI + "/../evil",
     "javascript:alert(1)",
 ]
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=8,
-)
-JWT_HEADERS = (
-    st.fixed_dictionaries(
-        {"alg": st.sampled_from(["RS256", "ES256", "none", "HS256"]) | JSON_VALUES},
-        optional={
-            "kid": JSON_VALUES,
-            "typ": st.sampled_from(["JWT", "at+jwt"]) | JSON_VALUES,
-            "crit": JSON_VALUES,
-            "b64": JSON_VALUES,
-        },
-    )
-    | JSON_VALUES
-)
-JWT_LIKE = st.builds(
-    lambda header, claims, signature: (
-        f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}.{signature}"
-    ),
-    JWT_HEADERS,
-    JSON_VALUES,
-    st.sampled_from(["", "AAAA", "!!"]) | st.binary(max_size=80).map(b64url),
-)
 TOKENS = ("access_token", "refresh_token", "id_token")
 REALS = st.sampled_from(
     [Real(name) for name in ("client_id", "client_secret", "redirect_uri", "code", "code_verifier", *TOKENS)]

@@ -11,7 +11,7 @@ import pytest
 import requests
 from support.live import LiveProvider, start_provider
 
-from idp.serve import limit_malloc_arenas
+from idp.malloc import limit_malloc_arenas
 
 IDLE_CONNECTIONS = 48  # more than the requests a worker runs at once, times the workers
 

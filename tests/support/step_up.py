@@ -29,6 +29,7 @@ import requests
 from flask import Flask
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import ECKey
+from joserfc.jws import JWSRegistry
 from sqlalchemy import select
 from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
@@ -38,6 +39,7 @@ from idp.web import services
 from support import oidc_client
 from support.account import Authenticator
 from support.app import REDIRECT_URI, Browser, add_user, code_from, meta_csrf_token
+from support.hostile import b64url
 from support.live import LiveProvider
 from support.mailbox import Inbox, latest_code
 from support.soft_authenticator import SoftAuthenticator
@@ -390,6 +392,13 @@ def forge_access_token(key: ECKey, claims: dict[str, Any], **header: str) -> str
     """A JWT signed with `key` that says exactly what we choose (typ at+jwt unless told otherwise)."""
     fields = {"typ": "at+jwt", "alg": "ES256", "kid": key.kid or "", **header}
     return jose_jwt.encode(fields, claims, key, algorithms=["ES256"])
+
+
+def sign_compact(key: ECKey, header: bytes, payload: bytes) -> str:
+    """A compact JWS (RFC 7515 7.1) over exactly these bytes, signed ES256 with `key`: JOSE libraries
+    refuse to sign a malformed header, yet a resource server must refuse one that is signed."""
+    signing_input = f"{b64url(header)}.{b64url(payload)}"
+    return f"{signing_input}.{b64url(JWSRegistry.algorithms['ES256'].sign(signing_input.encode(), key))}"
 
 
 def unverified_claims(token: str) -> dict[str, Any]:

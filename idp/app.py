@@ -145,6 +145,7 @@ def create_app(settings: Settings) -> Flask:
     for name in LIBRARIES_LOGGING_SECRETS:
         logging.getLogger(name).setLevel(logging.WARNING)
     documents = wellknown.published_documents(settings.issuer, found.policy, found.keyring.jwks_json)
+    # Flask's documented way to wrap the app in WSGI middleware, which mypy sees as replacing a method.
     app.wsgi_app = wellknown.PublishedDocuments(  # type: ignore[method-assign]
         app.wsgi_app, documents, hsts=settings.secure_cookies
     )

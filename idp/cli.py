@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import TracebackType
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -237,9 +238,11 @@ class _store:
     def __enter__(self) -> DurableStore:
         return DurableStore.over(self._unit.__enter__())
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
-            self._unit.__exit__(kind, error, tb)  # type: ignore[arg-type]
+            self._unit.__exit__(kind, error, tb)
         except IntegrityError as failure:
             raise UsageError(f"refused by the database: {str(failure.orig).splitlines()[0]}") from failure
         finally:

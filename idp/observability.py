@@ -85,6 +85,7 @@ def install(app: Flask) -> None:
         registry: CollectorRegistry | None = None
         if os.environ.get(MULTIPROCESS_ENV):
             registry = CollectorRegistry()
+            # prometheus_client leaves this constructor unannotated; it registers itself on `registry`.
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         body = generate_latest(registry) if registry is not None else generate_latest()
         return Response(

@@ -20,11 +20,14 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import wraps
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, KeySetSerialization
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 ACCESS_TOKEN_TYPE = "at+jwt"
 ALGORITHMS = ("ES256", "RS256")
@@ -104,7 +107,8 @@ class JwksValidator:
             known = self._keys is not None and (kid is None or any(key.kid == kid for key in self._keys.keys))
             if self._keys is None or age > self._cache_seconds or (not known and age > self._refetch_after):
                 metadata = _get_json(f"{self._issuer}/.well-known/openid-configuration")
-                self._keys = KeySet.import_key_set(_get_json(metadata["jwks_uri"]))  # type: ignore[arg-type]
+                # The provider's JWKS document; import_key_set refuses one that is not a key set.
+                self._keys = KeySet.import_key_set(cast(KeySetSerialization, _get_json(metadata["jwks_uri"])))
                 self._fetched_at = time.monotonic()
             return self._keys
 
@@ -217,7 +221,7 @@ def require(
             g.access_token = outcome
             return view(*args, **kwargs)
 
-        return guarded  # type: ignore[return-value]
+        return cast(View, guarded)
 
     return decorate
 
@@ -229,7 +233,7 @@ class RequireAuthentication:
 
     def __init__(
         self,
-        app: Callable[..., Any],
+        app: WSGIApplication,
         validator: TokenValidator,
         *,
         acr: Iterable[str] = (),
@@ -262,7 +266,7 @@ class RequireAuthentication:
             )
             return [body]
         environ[self.ENVIRON_KEY] = outcome
-        return self._app(environ, start_response)  # type: ignore[no-any-return]
+        return self._app(environ, start_response)
 
 
 def _validate_header(token: str) -> Mapping[str, Any] | None:

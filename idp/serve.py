@@ -40,7 +40,7 @@ def _prepare_metrics(directory: Path) -> None:
 def _serve_gunicorn(host: str, port: int, workers: int) -> None:
     from gunicorn.app.base import BaseApplication
 
-    class Application(BaseApplication):  # type: ignore[misc]
+    class Application(BaseApplication):
         def load_config(self) -> None:
             options = {
                 "bind": f"{host}:{port}",

@@ -89,7 +89,7 @@ def _validate_redirect_uri(uri: str) -> None:
         raise ClientRegistrationError(f"redirect URI {uri!r}: plain http is allowed only for localhost")
 
 
-class RegisteredClient(ClientMixin):  # type: ignore[misc]
+class RegisteredClient(ClientMixin):
     """What authlib asks of a client, answered from the durable row."""
 
     def __init__(self, row: Client) -> None:

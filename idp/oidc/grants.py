@@ -56,7 +56,7 @@ class IssuedCode:
 # -- authorization code ------------------------------------------------------------------------
 
 
-class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
+class S256CodeChallenge(CodeChallenge):
     """RFC 7636 with S256 only (RFC 9700 2.1.1), required for public clients."""
 
     SUPPORTED_CODE_CHALLENGE_METHOD: ClassVar[list[str]] = ["S256"]
@@ -71,7 +71,7 @@ class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
         super().validate_code_challenge(grant, redirect_uri)
 
 
-class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [*CONFIDENTIAL_AUTH_METHODS, "none"]
 
     def create_authorization_response(self, redirect_uri: str, grant_user: Any) -> tuple[int, Any, Any]:
@@ -138,7 +138,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         return GrantSubject(user=user, authentication=authentication, grant_id=authorization_code.grant_id)
 
 
-class OpenIDConnectCode(OpenIDCode):  # type: ignore[misc]
+class OpenIDConnectCode(OpenIDCode):
     """ID tokens signed with the client's algorithm, carrying acr, amr, auth_time and sid."""
 
     def __init__(self, context: ProviderContext) -> None:
@@ -174,7 +174,7 @@ class OpenIDConnectCode(OpenIDCode):  # type: ignore[misc]
 # -- refresh token -----------------------------------------------------------------------------
 
 
-class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
+class RefreshTokenGrant(grants.RefreshTokenGrant):
     """Rotation with reuse detection (RFC 9700 4.14.2): an old token revokes its whole family."""
 
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [*CONFIDENTIAL_AUTH_METHODS, "none"]
@@ -217,7 +217,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         """Already marked rotated by authenticate_user, in this unit of work."""
 
 
-class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = CONFIDENTIAL_AUTH_METHODS
 
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, KeySet, RSAKey
+from joserfc.jwk import ECKey, KeySet, KeySetSerialization, RSAKey
 from joserfc.jwt import Token
 
 from idp.keyfiles import write_private
@@ -40,11 +40,11 @@ class KeyRing:
         documents = [json.loads(path.read_text()) for path in directory.glob(f"*{SUFFIX}")]
         documents.sort(key=lambda document: document.get("iat", 0), reverse=True)
         keys = tuple(_import(document) for document in documents)
-        public = {"keys": [key.as_dict(private=False) for key in keys]}
+        public: KeySetSerialization = {"keys": [key.as_dict(private=False) for key in keys]}
         return cls(
             keys=keys,
             jwks_json=json.dumps(public, separators=(",", ":")).encode(),
-            public_key_set=KeySet.import_key_set(public) if keys else KeySet([]),  # type: ignore[arg-type]
+            public_key_set=KeySet.import_key_set(public) if keys else KeySet([]),
         )
 
     def decode(self, token: str) -> Token | None:

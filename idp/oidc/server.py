@@ -21,7 +21,7 @@ from idp.oidc.grants import (
 from idp.oidc.token_endpoints import TokenIntrospection, TokenRevocation
 
 
-class StoredAuthorizationRequest(OAuth2Request):  # type: ignore[misc]
+class StoredAuthorizationRequest(OAuth2Request):
     """An authorization request replayed from its stored parameters after the user signed in."""
 
     def __init__(self, uri: str, params: dict[str, str]) -> None:
@@ -38,7 +38,7 @@ class StoredAuthorizationRequest(OAuth2Request):  # type: ignore[misc]
         return {}
 
 
-class ProviderServer(AuthorizationServer):  # type: ignore[misc]
+class ProviderServer(AuthorizationServer):
     """authlib's server carrying the provider's context, which grants and endpoints read through it."""
 
     def __init__(self, context: ProviderContext) -> None:

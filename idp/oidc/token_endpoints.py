@@ -12,7 +12,7 @@ from idp.oidc.clients import CONFIDENTIAL_AUTH_METHODS, RegisteredClient
 from idp.oidc.token_lookup import IssuedToken, find_token
 
 
-class TokenRevocation(RevocationEndpoint):  # type: ignore[misc]
+class TokenRevocation(RevocationEndpoint):
     CLIENT_AUTH_METHODS: ClassVar[list[str]] = [*CONFIDENTIAL_AUTH_METHODS, "none"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
@@ -26,7 +26,7 @@ class TokenRevocation(RevocationEndpoint):  # type: ignore[misc]
             self.server.context.tokens.revoke_access_token(token.claims)
 
 
-class TokenIntrospection(IntrospectionEndpoint):  # type: ignore[misc]
+class TokenIntrospection(IntrospectionEndpoint):
     CLIENT_AUTH_METHODS: ClassVar[list[str]] = CONFIDENTIAL_AUTH_METHODS
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:

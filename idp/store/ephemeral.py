@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import redis
 
@@ -126,17 +126,17 @@ class RedisStore:
 
     def get(self, key: str) -> bytes | None:
         with _redis_errors():
-            return self._redis.get(KEY_PREFIX + key)  # type: ignore[return-value]
+            return cast(bytes | None, self._redis.get(KEY_PREFIX + key))
 
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         if not keys:
             return []
         with _redis_errors():
-            return self._redis.mget([KEY_PREFIX + key for key in keys])  # type: ignore[return-value]
+            return cast(list[bytes | None], self._redis.mget([KEY_PREFIX + key for key in keys]))
 
     def take(self, key: str) -> bytes | None:
         with _redis_errors():
-            return self._redis.getdel(KEY_PREFIX + key)  # type: ignore[return-value]
+            return cast(bytes | None, self._redis.getdel(KEY_PREFIX + key))
 
     def incr(self, key: str, *, ttl: int) -> int:
         with _redis_errors():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
@@ -59,7 +59,7 @@ def at_step(
             response: BaseResponse = view(sign_in, step, user)
             return response
 
-        return guarded  # type: ignore[return-value]
+        return cast(View, guarded)
 
     return decorate
 

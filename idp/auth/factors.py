@@ -11,12 +11,18 @@ from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
 from idp.auth.policy import Amr, Capability, Method
 from idp.auth.webauthn import NewCredential, StoredCredential, amr_for
-from idp.store.tables import Factor
+from idp.store.tables import EMAIL, RECOVERY_CODE, TOTP, WEBAUTHN, Factor
 
-TOTP = "totp"
-WEBAUTHN = "webauthn"
-EMAIL = "email"
-RECOVERY_CODE = "recovery_code"
+__all__ = [
+    "EMAIL",
+    "RECOVERY_CODE",
+    "TOTP",
+    "WEBAUTHN",
+    "capabilities_of",
+    "credential_lookup_key",
+    "stored_credential",
+    "webauthn_factor",
+]
 
 
 def capabilities_of(factors: Iterable[Factor]) -> frozenset[Capability]:

@@ -25,6 +25,7 @@ def recovery_codes() -> BaseResponse:
 def regenerate_recovery_codes() -> BaseResponse:
     user = current_user()
     store = durable_store()
+    store.factors.lock_of_user(user.id)  # a parallel regeneration waits, then replaces this set too
     store.factors.remove_all(user.id, RECOVERY_CODE)
     codes = new_codes()
     for factor in code_factors(user.id, codes):

@@ -183,8 +183,8 @@ def _verify_totp(user: User, code: str) -> str | None:
     for candidate in flow.factor_of(user, TOTP):
         assert candidate.secret is not None
         secret = found.secret_box.open(candidate.secret).decode()
-        if found.totp.verify(factor_id=candidate.id, secret=secret, code=code, now=now):
-            durable_store().factors.mark_used(candidate.id, int(now))
+        step = found.totp.matching_step(secret=secret, code=code, now=now)
+        if step is not None and durable_store().factors.claim_step(candidate.id, step, at=int(now)):
             return None
     return totp_enrolment.WRONG_CODE
 

@@ -32,7 +32,10 @@ def confirm(user: User, *, key: str, code: str, name: str, client_id: str | None
     if pending is None:
         return None
     now = time.time()
-    if not found.totp.verify(factor_id=pending["factor_id"], secret=pending["secret"], code=code, now=now):
+    step = found.totp.verify_draft(
+        draft_id=pending["factor_id"], secret=pending["secret"], code=code, now=now
+    )
+    if step is None:
         audit("factor_enrolment", "failure", user_id=user.id, client_id=client_id, detail={"kind": TOTP})
         return None
     factor = Factor(
@@ -44,6 +47,7 @@ def confirm(user: User, *, key: str, code: str, name: str, client_id: str | None
         data={},
         created_at=int(now),
         last_used_at=int(now),
+        last_step=step,
     )
     durable_store().factors.add(factor)
     session.pop(key, None)

@@ -68,11 +68,6 @@ class Factors:
             self._of_user[user_id] = self._session.scalars(query).all()
         return [factor for factor in self._of_user[user_id] if kind is None or factor.kind == kind]
 
-    def count_named(self, kind: str, name: str) -> int:
-        """How many factors of this kind carry this name (users bound to one email address)."""
-        query = select(func.count()).select_from(Factor).where(Factor.kind == kind, Factor.name == name)
-        return int(self._session.scalar(query) or 0)
-
     def lock_of_user(self, user_id: str) -> Sequence[Factor]:
         """The user's factors read afresh, with the account locked until the unit of work ends: a
         change decided on them (keep a second factor, replace the recovery codes) cannot interleave with

@@ -338,6 +338,23 @@ def test_the_limit_holds_for_codes_sent_before_it_was_reached(tmp_path: Path, sm
     assert ADDRESS not in text(second.client.get("/account"))
 
 
+NOT_ADDRESSES = [
+    pytest.param("alice@localhost", id="fails because the domain has no dot"),
+    pytest.param("alice@exa_mple.com", id="fails because IDNA forbids an underscore in a domain"),
+    pytest.param(f"alice@{'a.' * 160}example", id="fails because it is over 320 characters (not cut to fit)"),
+]
+
+
+@pytest.mark.parametrize("typed", NOT_ADDRESSES)
+def test_what_is_not_an_address_is_refused_and_nothing_is_sent(
+    browser: Browser, smtp: SmtpServer, typed: str
+) -> None:
+    refused = browser.submit(_new_address_form(browser, "alice"), address=typed)
+    assert refused.status_code == 400
+    assert "Enter an email address like name@example.com." in text(refused)
+    assert code_messages(smtp) == []
+
+
 SPELLINGS = [
     pytest.param("alice@mail.example", "ALICE@Mail.EXAMPLE", id="fails because case makes no new address"),
     pytest.param("alice@mail.example", "alice@mail.example.", id="fails because the root's dot makes none"),

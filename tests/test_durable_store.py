@@ -459,7 +459,7 @@ def test_racing_regenerations_leave_one_set_of_recovery_codes(
 def test_a_totp_step_signs_in_once_among_racing_sign_ins(with_factors: Database) -> None:
     def claim(database: Database, _racer: int) -> bool:
         with database.unit_of_work() as session:
-            claimed = DurableStore.over(session).factors.claim_step("totp", 1000, at=30000)
+            claimed = DurableStore.over(session).factors.claim_step("totp", step=1000, at=30000)
             time.sleep(SLOW_REQUEST)
             return claimed
 
@@ -481,7 +481,7 @@ def test_totp_steps_are_spent_in_order(
     results = []
     for step in steps:
         with with_factors.unit_of_work() as session:
-            results.append(DurableStore.over(session).factors.claim_step("totp", step, at=step * 30))
+            results.append(DurableStore.over(session).factors.claim_step("totp", step=step, at=step * 30))
 
     assert results == accepted
     with with_factors.unit_of_work() as session:

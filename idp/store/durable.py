@@ -110,7 +110,7 @@ class Factors:
         )
         return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
-    def claim_step(self, factor_id: str, step: int, *, at: int) -> bool:
+    def claim_step(self, factor_id: str, *, step: int, at: int) -> bool:
         """Spend a TOTP time step; True for the one caller that found it newer than every step spent
         before (RFC 6238 5.2: one accepted code per step, never an older one after it). Atomic."""
         result = self._session.execute(

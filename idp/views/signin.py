@@ -184,7 +184,7 @@ def _verify_totp(user: User, code: str) -> str | None:
         assert candidate.secret is not None
         secret = found.secret_box.open(candidate.secret).decode()
         step = found.totp.matching_step(secret=secret, code=code, now=now)
-        if step is not None and durable_store().factors.claim_step(candidate.id, step, at=int(now)):
+        if step is not None and durable_store().factors.claim_step(candidate.id, step=step, at=int(now)):
             return None
     return totp_enrolment.WRONG_CODE
 

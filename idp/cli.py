@@ -19,6 +19,7 @@ from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
 from idp.auth.throttle import Throttle, account_subject
 from idp.config import CONFIG_ENV, ConfigError, Settings, load_settings
+from idp.email_address import AddressRejected, canonical_address
 from idp.oidc.clients import GRANT_TYPES, ClientRegistrationError, register_client
 from idp.oidc.keys import ALGORITHMS, KeyRing, KeyringError, ensure_keys, generate_key, retire_key
 from idp.secrets import SecretsMissing, ensure_secrets
@@ -93,13 +94,15 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
+    email = _email_option(args.email, verified=args.email_verified)
     password = _read_password(args.password_stdin)
     if len(password) < settings.passwords.min_length:
         raise UsageError(f"the password must have at least {settings.passwords.min_length} characters")
     user = User(
         id=str(uuid.uuid4()),
         username=args.username,
-        email=args.email,
+        email=email,
+        email_verified=args.email_verified,
         password_hash=Passwords(settings.passwords).hash(password),
         disabled=False,
         created_at=int(time.time()),
@@ -107,9 +110,33 @@ def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
     with _store(settings) as store:
         if store.users.by_username(args.username) is not None:
             raise UsageError(f"a user named {args.username!r} already exists")
+        if email is not None:
+            _admit_address(store, email, user_id=user.id, limit=settings.factors.email.max_users_per_email)
         store.users.add(user)
         store.audit.record(audit_event("user_created", "success", at=int(time.time()), user_id=user.id))
     print(f"created user {args.username} ({user.id})")
+
+
+def _email_option(email: str | None, *, verified: bool) -> str | None:
+    """--email in its canonical form (the one the account pages and the claims use)."""
+    if email is None:
+        if verified:
+            raise UsageError("--email-verified needs --email")
+        return None
+    try:
+        return canonical_address(email)
+    except AddressRejected:
+        raise UsageError(f"--email {email!r} is not an email address like name@example.com") from None
+
+
+def _admit_address(store: DurableStore, email: str, *, user_id: str, limit: int) -> None:
+    """Refuse an address that `limit` accounts hold already; the lock lasts until the user is stored."""
+    store.addresses.lock(email)
+    if store.addresses.holders(email).full_for(user_id, limit=limit):
+        raise UsageError(
+            f"{email} is already used by {limit} accounts, the most allowed "
+            "([factors.email] max_users_per_email)"
+        )
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -274,7 +301,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     create = users.add_parser("create", help="create a user (password from stdin or a prompt)")
     create.add_argument("username")
-    create.add_argument("--email")
+    create.add_argument(
+        "--email",
+        help="the user's email address; ID tokens say email_verified false until the user proves it "
+        "on the account pages",
+    )
+    create.add_argument(
+        "--email-verified",
+        action="store_true",
+        help="you vouch that the user controls --email: ID tokens say email_verified true",
+    )
     create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     create.set_defaults(handler=cmd_users_create)
     users.add_parser("list", help="list users").set_defaults(handler=cmd_users_list)

@@ -83,13 +83,18 @@ def postgres_url(_postgres_server: tuple[str, Engine]) -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """A migrated, empty database: a SQLite file, or a fresh PostgreSQL schema."""
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database without a schema: a SQLite file, or a fresh PostgreSQL schema."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'idp.sqlite3'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    database = Database(url)
+        return f"sqlite:///{tmp_path / 'idp.sqlite3'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    """A migrated, empty database: a SQLite file, or a fresh PostgreSQL schema."""
+    database = Database(database_url)
     database.migrate()
     yield database
     database.engine.dispose()

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from support.app import make_app
+from support.app import Browser, add_client, code_from, make_app
 from support.live import free_port, write_config
 
+from idp.app import create_app
 from idp.config import Settings, load_settings
 from idp.demo import DEMO_API_PORT, DEMO_PORT
 
@@ -106,6 +107,72 @@ def test_user_lifecycle(config: Path) -> None:
 def test_password_without_terminal_or_stdin_flag_is_refused(config: Path) -> None:
     refused = idp(config, "users", "create", "carol", stdin="")
     assert refused.returncode == 2 and "--password-stdin" in refused.stderr
+
+
+def create_user(config: Path, username: str, *options: str) -> subprocess.CompletedProcess[str]:
+    return idp(config, "users", "create", username, *options, "--password-stdin", stdin=PASSWORD)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--email", "alice"], "idp: --email 'alice' is not an email address like name@example.com"),
+        (
+            ["--email", "alice@localhost"],
+            "idp: --email 'alice@localhost' is not an email address like name@example.com",
+        ),
+        (["--email-verified"], "idp: --email-verified needs --email"),
+    ],
+    ids=[
+        "fails because the address has no domain",
+        "fails because the domain has no dot",
+        "fails because there is no address to vouch for",
+    ],
+)
+def test_user_creation_refusals(config: Path, options: list[str], message: str) -> None:
+    refused = create_user(config, "alice", *options)
+    assert (refused.returncode, refused.stderr) == (2, f"{message}\n")
+
+
+@pytest.mark.parametrize(
+    ("options", "email", "verified"),
+    [
+        (["--email", " Alice@Bücher.Example. "], "alice@xn--bcher-kva.example", False),
+        (["--email", "alice@example.com", "--email-verified"], "alice@example.com", True),
+    ],
+    ids=["an address stored canonical, unverified", "an address the operator vouches for"],
+)
+def test_the_email_claim_says_whether_the_address_was_verified(
+    config: Path, options: list[str], email: str, verified: bool
+) -> None:
+    assert create_user(config, "alice", *options).returncode == 0
+    assert f"alice\t{email}\tactive" in idp(config, "users", "list").stdout
+    app = create_app(load_settings(config))
+    client_id, client_secret = add_client(app, scope="openid email")
+    browser = Browser(app.test_client(), client_id)
+    done, _secret = browser.sign_in_with_enrolment("alice", PASSWORD.strip(), scope="openid email")
+    claims = browser.id_token_claims(browser.redeem(code_from(done), client_secret)["id_token"])
+    assert (claims["email"], claims["email_verified"]) == (email, verified)
+
+
+def test_an_address_goes_to_no_more_accounts_than_max_users_per_email(tmp_path: Path) -> None:
+    config = write_config(tmp_path, port=8000, extra="[factors.email]\nmax_users_per_email = 2\n")
+    assert idp(config, "init").returncode == 0
+    assert create_user(config, "alice", "--email", "shared@example.com").returncode == 0
+    assert create_user(config, "bob", "--email", "SHARED@example.com.", "--email-verified").returncode == 0
+    refused = create_user(config, "carol", "--email", "Shared@Example.Com")
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        "idp: shared@example.com is already used by 2 accounts, the most allowed "
+        "([factors.email] max_users_per_email)\n"
+    )
+    assert create_user(config, "carol", "--email", "carol@example.com").returncode == 0
+    listed = idp(config, "users", "list").stdout
+    assert [line.split("\t")[:2] for line in listed.splitlines()] == [
+        ["alice", "shared@example.com"],
+        ["bob", "shared@example.com"],
+        ["carol", "carol@example.com"],
+    ]
 
 
 def test_client_secret_is_shown_once_and_stored_hashed(config: Path) -> None:

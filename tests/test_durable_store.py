@@ -1,9 +1,11 @@
-"""The durable repositories, on SQLite and on PostgreSQL, each test in a fresh migrated schema."""
+"""The durable repositories, on SQLite and on PostgreSQL, each test in a fresh migrated schema; the
+invariants racing units of work (threads, each with its own session) must not break."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -11,10 +13,16 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
+from idp.auth.factors import capabilities_of
+from idp.auth.pipeline import keeps_minimum
+from idp.auth.policy import AssurancePolicy
+from idp.auth.recovery import code_factors, new_codes
+from idp.auth.recovery import lookup_key as recovery_lookup_key
+from idp.config import settings_from_mapping
 from idp.store import database as database_module
 from idp.store.database import Database, DatabaseUnavailable
-from idp.store.durable import DurableStore, audit_event
-from idp.store.tables import Client, Factor, RefreshToken, User
+from idp.store.durable import AddressHolders, DurableStore, audit_event
+from idp.store.tables import Client, Factor, FactorKind, RefreshToken, User
 
 ALICE, BOB = "00000000-0000-0000-0000-00000000a11c", "00000000-0000-0000-0000-000000000b0b"
 
@@ -307,3 +315,182 @@ def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced(
             assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != backend
     finally:
         database.engine.dispose()
+
+
+# -- invariants that racing units of work cannot break ----------------------------------------------
+
+POLICY = AssurancePolicy.from_settings(settings_from_mapping({}))
+ADDRESS = "shared@example.com"
+SLOW_REQUEST = 0.1  # between reading and writing, long enough for every racer to read, unless locked out
+
+
+def _race(racers: int, work: Callable[[Database, int], Any], database: Database) -> list[Any]:
+    """Run `work(database, racer)` in `racers` threads, each its own unit of work, started together."""
+    start = threading.Barrier(racers)
+
+    def run(racer: int) -> Any:
+        start.wait(timeout=10)
+        return work(database, racer)
+
+    with ThreadPoolExecutor(racers) as pool:
+        return list(pool.map(run, range(racers)))
+
+
+@pytest.fixture
+def with_three_apps(with_alice_and_bob: Database) -> Database:
+    with with_alice_and_bob.unit_of_work() as session:
+        for number in range(3):
+            DurableStore.over(session).factors.add(
+                _factor(f"app-{number}", ALICE, FactorKind.TOTP, created_at=number)
+            )
+    return with_alice_and_bob
+
+
+def _remove_unless_last(database: Database, racer: int) -> bool:
+    """What the account page does: remove an app only while another second factor would remain."""
+    with database.unit_of_work() as session:
+        factors = DurableStore.over(session).factors
+        held = factors.lock_of_user(ALICE)
+        time.sleep(SLOW_REQUEST)
+        remaining = capabilities_of(factor for factor in held if factor.id != f"app-{racer}")
+        return keeps_minimum(remaining, POLICY) and factors.remove(ALICE, f"app-{racer}")
+
+
+def test_racing_removals_leave_the_account_a_second_factor(with_three_apps: Database) -> None:
+    removed = _race(3, _remove_unless_last, with_three_apps)
+
+    assert sorted(removed) == [False, True, True]
+    with with_three_apps.unit_of_work() as session:
+        assert len(DurableStore.over(session).factors.of_user(ALICE, FactorKind.TOTP)) == 1
+
+
+def _bind_or_create(database: Database, racer: int) -> bool:
+    """Even racers bind the address on the account page; odd ones are new users given it by the CLI."""
+    user_id = f"00000000-0000-0000-0000-{racer:012d}"
+    with database.unit_of_work() as session:
+        store = DurableStore.over(session)
+        if racer % 2 == 0:
+            store.users.add(_user(user_id, f"binder-{racer}"))
+        store.addresses.lock(ADDRESS)
+        if store.addresses.holders(ADDRESS).full_for(user_id, limit=3):
+            return False
+        time.sleep(SLOW_REQUEST)
+        if racer % 2 == 0:
+            store.factors.add(
+                Factor(
+                    id=f"email-{racer}", user_id=user_id, kind=FactorKind.EMAIL, name=ADDRESS, created_at=1
+                )
+            )
+        else:
+            store.users.add(_user(user_id, f"created-{racer}", email=ADDRESS))
+        return True
+
+
+def test_racing_bindings_and_creations_stop_at_the_accounts_an_address_allows(database: Database) -> None:
+    admitted = _race(8, _bind_or_create, database)
+
+    assert admitted.count(True) == 3, admitted
+    with database.unit_of_work() as session:
+        holders = DurableStore.over(session).addresses.holders(ADDRESS)
+    assert len(holders.accounts) == 3
+
+
+def test_an_address_is_held_once_per_account_whether_bound_or_given(with_alice_and_bob: Database) -> None:
+    with with_alice_and_bob.unit_of_work() as session:
+        store = DurableStore.over(session)
+        store.factors.add(
+            Factor(id="bound", user_id=ALICE, kind=FactorKind.EMAIL, name="alice@example.com", created_at=1)
+        )
+        store.factors.add(
+            Factor(id="app", user_id=BOB, kind=FactorKind.TOTP, name="alice@example.com", created_at=1)
+        )
+        holders = store.addresses.holders("alice@example.com")
+
+    assert holders == AddressHolders(bound=frozenset({ALICE}), accounts=frozenset({ALICE}))
+    assert not holders.full_for(ALICE, limit=1), "alice holding it again adds no account"
+    assert holders.full_for(BOB, limit=1)
+
+
+@pytest.fixture
+def with_recovery_codes(with_alice_and_bob: Database) -> tuple[Database, list[str]]:
+    codes = new_codes()
+    with with_alice_and_bob.unit_of_work() as session:
+        for factor in code_factors(ALICE, codes):
+            DurableStore.over(session).factors.add(factor)
+    return with_alice_and_bob, codes
+
+
+def test_a_recovery_code_signs_in_once_among_racing_uses(
+    with_recovery_codes: tuple[Database, list[str]],
+) -> None:
+    database, codes = with_recovery_codes
+
+    def use(database: Database, _racer: int) -> bool:
+        with database.unit_of_work() as session:
+            used = DurableStore.over(session).factors.consume(ALICE, recovery_lookup_key(codes[0]))
+            time.sleep(SLOW_REQUEST)
+            return used
+
+    assert sorted(_race(4, use, database)) == [False, False, False, True]
+
+
+def _regenerate(database: Database, _racer: int) -> list[str]:
+    """What the account page does: a new set of codes replaces the set the account holds."""
+    with database.unit_of_work() as session:
+        factors = DurableStore.over(session).factors
+        factors.lock_of_user(ALICE)
+        factors.remove_all(ALICE, FactorKind.RECOVERY_CODE)
+        time.sleep(SLOW_REQUEST)
+        codes = new_codes()
+        for factor in code_factors(ALICE, codes):
+            factors.add(factor)
+        return codes
+
+
+def test_racing_regenerations_leave_one_set_of_recovery_codes(
+    with_recovery_codes: tuple[Database, list[str]],
+) -> None:
+    database, _codes = with_recovery_codes
+
+    shown = _race(2, _regenerate, database)
+
+    with database.unit_of_work() as session:
+        held = {
+            factor.lookup_key
+            for factor in DurableStore.over(session).factors.of_user(ALICE, FactorKind.RECOVERY_CODE)
+        }
+    sets = [{recovery_lookup_key(code) for code in codes} for codes in shown]
+    assert len(held) == 10 and held in sets, "one set, all of it"
+
+
+def test_a_totp_step_signs_in_once_among_racing_sign_ins(with_factors: Database) -> None:
+    def claim(database: Database, _racer: int) -> bool:
+        with database.unit_of_work() as session:
+            claimed = DurableStore.over(session).factors.claim_step("totp", step=1000, at=30000)
+            time.sleep(SLOW_REQUEST)
+            return claimed
+
+    assert sorted(_race(4, claim, with_factors)) == [False, False, False, True]
+
+
+STEPS = [
+    pytest.param([1000], [True], id="a first step is accepted"),
+    pytest.param([1000, 1000], [True, False], id="fails because the step was spent"),
+    pytest.param([1001, 1000], [True, False], id="fails because a later step was spent (RFC 6238 5.2)"),
+    pytest.param([1000, 1001, 1003], [True, True, True], id="later steps are accepted"),
+]
+
+
+@pytest.mark.parametrize(("steps", "accepted"), STEPS)
+def test_totp_steps_are_spent_in_order(
+    with_factors: Database, steps: list[int], accepted: list[bool]
+) -> None:
+    results = []
+    for step in steps:
+        with with_factors.unit_of_work() as session:
+            results.append(DurableStore.over(session).factors.claim_step("totp", step=step, at=step * 30))
+
+    assert results == accepted
+    with with_factors.unit_of_work() as session:
+        (totp,) = DurableStore.over(session).factors.of_user(ALICE, FactorKind.TOTP)
+    assert (totp.last_step, totp.last_used_at) == (max(steps), max(steps) * 30)

@@ -338,6 +338,81 @@ def test_the_limit_holds_for_codes_sent_before_it_was_reached(tmp_path: Path, sm
     assert ADDRESS not in text(second.client.get("/account"))
 
 
+NOT_ADDRESSES = [
+    pytest.param("alice@localhost", id="fails because the domain has no dot"),
+    pytest.param("alice@exa_mple.com", id="fails because IDNA forbids an underscore in a domain"),
+    pytest.param(f"alice@{'a.' * 160}example", id="fails because it is over 320 characters (not cut to fit)"),
+]
+
+
+@pytest.mark.parametrize("typed", NOT_ADDRESSES)
+def test_what_is_not_an_address_is_refused_and_nothing_is_sent(
+    browser: Browser, smtp: SmtpServer, typed: str
+) -> None:
+    refused = browser.submit(_new_address_form(browser, "alice"), address=typed)
+    assert refused.status_code == 400
+    assert "Enter an email address like name@example.com." in text(refused)
+    assert code_messages(smtp) == []
+
+
+SPELLINGS = [
+    pytest.param("alice@mail.example", "ALICE@Mail.EXAMPLE", id="fails because case makes no new address"),
+    pytest.param("alice@mail.example", "alice@mail.example.", id="fails because the root's dot makes none"),
+    pytest.param("alice@bücher.example", "alice@xn--bcher-kva.example", id="fails because IDNA makes none"),
+    pytest.param(
+        "alice@XN--BCHER-KVA.example", " Alice@Bücher.Example. ", id="fails because nor do all at once"
+    ),
+]
+
+
+@pytest.mark.parametrize(("bound", "typed"), SPELLINGS)
+def test_another_spelling_of_an_address_is_the_same_address_for_the_limit(
+    tmp_path: Path, smtp: SmtpServer, bound: str, typed: str
+) -> None:
+    app = make_app(tmp_path, smtp=smtp.settings, factors={"email": {"max_users_per_email": 1}})
+    client_id = add_client(app)[0]
+    add_user(app, "first", PASSWORD)
+    sign_in_and_bind(
+        Browser(app.test_client(), client_id), smtp, username="first", password=PASSWORD, address=bound
+    )
+    add_user(app, "second", PASSWORD)
+    second = Browser(app.test_client(), client_id)
+    refused = second.submit(_new_address_form(second, "second"), address=typed)
+    assert refused.status_code == 400 and "already used by 1 accounts" in text(refused)
+    assert len(code_messages(smtp)) == 1, "no code goes to the address in its other spelling"
+
+
+def test_an_address_the_operator_gave_an_account_counts_toward_the_limit(
+    tmp_path: Path, smtp: SmtpServer
+) -> None:
+    app = make_app(tmp_path, smtp=smtp.settings, factors={"email": {"max_users_per_email": 1}})
+    client_id = add_client(app)[0]
+    add_user(app, "carol", PASSWORD)  # as `idp users create carol --email carol@example.com` would
+    add_user(app, "dave", PASSWORD)
+    dave = Browser(app.test_client(), client_id)
+    refused = dave.submit(_new_address_form(dave, "dave"), address="Carol@Example.com")
+    assert refused.status_code == 400 and "already used by 1 accounts" in text(refused)
+    assert code_messages(smtp) == []
+
+
+def test_the_email_claim_is_verified_once_the_user_proved_the_address(app: Flask, smtp: SmtpServer) -> None:
+    client_id, client_secret = add_client(app, scope="openid email")
+    add_user(app, "alice", PASSWORD)  # the operator gave alice@example.com, which nobody proved
+    browser = Browser(app.test_client(), client_id)
+    done, _secret = browser.sign_in_with_enrolment("alice", PASSWORD, scope="openid email")
+    claims = token_claims(browser, done, client_secret)
+    assert (claims["email"], claims["email_verified"]) == ("alice@example.com", False)
+
+    bind_address(browser, smtp, "Alice@Mail.Example.")
+
+    tokens = browser.redeem(code_from(browser.authorize(scope="openid email")), client_secret)
+    claims = browser.id_token_claims(tokens["id_token"])
+    assert (claims["email"], claims["email_verified"]) == (ADDRESS, True), "the proven address replaces it"
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    userinfo = browser.client.get("/userinfo", headers=bearer).get_json()
+    assert (userinfo["email"], userinfo["email_verified"]) == (ADDRESS, True)
+
+
 # -- delivery failure -----------------------------------------------------------------------------
 
 

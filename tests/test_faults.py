@@ -422,6 +422,31 @@ def test_redis_killed_and_restarted_under_load_fails_closed_and_recovers_without
         live.stop()
 
 
+def test_a_totp_code_spent_before_redis_forgot_everything_stays_spent(
+    tmp_path: Path, own_redis: RedisServer
+) -> None:
+    """Redis restarted without persistence (or a replica promoted before a write reached it) forgets what it
+    held; the time steps a factor spent are in the database, so a code seen once is refused after."""
+    app = make_app(tmp_path, redis={"url": own_redis.url})
+    client_id, _client_secret = add_client(app)
+    add_user(app, "alice", PASSWORD)
+    done, secret = Browser(app.test_client(), client_id).sign_in_with_enrolment("alice", PASSWORD)
+    code_from(done)
+    seen = pyotp.TOTP(secret).at(time.time() + 30)  # the enrolment spent this step's code
+    victim = Browser(app.test_client(), client_id)
+    code_from(
+        victim.submit(victim.submit(victim.authorize(), username="alice", password=PASSWORD), code=seen)
+    )
+
+    own_redis.kill()
+    own_redis.start()
+
+    attacker = Browser(app.test_client(), client_id)  # who watched the code typed, and knows the password
+    factor_page = attacker.submit(attacker.authorize(), username="alice", password=PASSWORD)
+    replayed = attacker.submit(factor_page, code=seen)
+    assert replayed.status_code == 401 and "That code is not valid." in replayed.get_data(as_text=True)
+
+
 # -- PostgreSQL -------------------------------------------------------------------------------------------
 
 

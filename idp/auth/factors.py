@@ -11,9 +11,9 @@ from typing import Any
 
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
-from idp.auth.policy import METHOD_AMR, Capability, FactorKind
+from idp.auth.policy import FACTOR_METHOD, METHOD_AMR, Capability
 from idp.auth.webauthn import NewCredential, StoredCredential, amr_for
-from idp.store.tables import Factor
+from idp.store.tables import Factor, FactorKind
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,9 @@ def capabilities_of(factors: Iterable[Factor]) -> frozenset[Capability]:
         amr = (
             amr_for(device_bound=PasskeyData.of(factor).device_bound, user_verified=True)
             if kind is FactorKind.WEBAUTHN
-            else METHOD_AMR[kind.method]
+            else METHOD_AMR[FACTOR_METHOD[kind]]
         )
-        found.add(Capability(kind.method, amr))
+        found.add(Capability(FACTOR_METHOD[kind], amr))
     return frozenset(found)
 
 

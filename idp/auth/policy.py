@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from idp.config import LevelSettings, Settings
+from idp.store.tables import FactorKind
 
 
 class Amr(StrEnum):
@@ -31,19 +32,7 @@ class Method(StrEnum):
     RECOVERY_CODE = "recovery_code"
 
 
-class FactorKind(StrEnum):
-    """What a stored factor is; each kind is proven by one method (`method`)."""
-
-    TOTP = "totp"
-    WEBAUTHN = "webauthn"
-    EMAIL = "email"
-    RECOVERY_CODE = "recovery_code"
-
-    @property
-    def method(self) -> Method:
-        return FACTOR_METHOD[self]
-
-
+# The method that proves each kind of stored factor.
 FACTOR_METHOD: dict[FactorKind, Method] = {
     FactorKind.TOTP: Method.TOTP,
     FactorKind.WEBAUTHN: Method.WEBAUTHN,

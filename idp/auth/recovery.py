@@ -8,8 +8,7 @@ import secrets
 import time
 import uuid
 
-from idp.auth.policy import FactorKind
-from idp.store.tables import Factor
+from idp.store.tables import Factor, FactorKind
 
 CODES_PER_SET = 10
 

@@ -1,4 +1,4 @@
-"""TOTP (RFC 6238: SHA-1, 6 digits, 30 s): verification with single use per step, and enrolment."""
+"""TOTP (RFC 6238: SHA-1, 6 digits, 30 s): the step a code belongs to, and enrolment."""
 
 from __future__ import annotations
 
@@ -48,10 +48,11 @@ class Totp:
                 return step
         return None
 
-    def verify(self, *, factor_id: str, secret: str, code: str, now: float) -> bool:
-        """True once per factor and step: a code accepted anywhere is refused everywhere after."""
+    def verify_draft(self, *, draft_id: str, secret: str, code: str, now: float) -> int | None:
+        """The step of a code from an app being set up, once per draft and step, else None. A stored
+        factor's steps are spent in the database instead (Factors.claim_step)."""
         step = self.matching_step(secret=secret, code=code, now=now)
         if step is None:
-            return False
+            return None
         window = (2 * self._drift_steps + 2) * STEP_SECONDS
-        return self._ephemeral.incr(f"totp-used:{factor_id}:{step}", ttl=window) == 1
+        return step if self._ephemeral.incr(f"totp-draft:{draft_id}:{step}", ttl=window) == 1 else None

@@ -32,5 +32,5 @@ def user_claims(user: User, scope: str) -> dict[str, Any]:
     if "profile" in scopes:
         claims |= {"preferred_username": user.username, "name": user.username}
     if "email" in scopes and user.email:
-        claims |= {"email": user.email, "email_verified": False}
+        claims |= {"email": user.email, "email_verified": user.email_verified}
     return claims

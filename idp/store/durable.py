@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Executable, delete, false, func, literal, or_, select, true, union_all, update
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session
 
-from idp.store.tables import AuditEvent, Client, Factor, RefreshToken, User, UserSession
+from idp.store.tables import AuditEvent, Client, Factor, FactorKind, RefreshToken, User, UserSession
+
+
+def _lock_until_commit(session: Session, postgresql_lock: Executable) -> None:
+    """Hold a lock until the unit of work ends: another unit of work taking the same lock waits, then
+    reads what this one committed. PostgreSQL takes `postgresql_lock` (a row or an advisory lock);
+    SQLite has one writer at a time, so its write lock is taken now (unless a write already holds it)."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        connection.execute(postgresql_lock)
+        return
+    driver = connection.connection.driver_connection  # pysqlite: a transaction begins at the first write
+    if driver is not None and not driver.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Users:
@@ -55,10 +69,16 @@ class Factors:
             self._of_user[user_id] = self._session.scalars(query).all()
         return [factor for factor in self._of_user[user_id] if kind is None or factor.kind == kind]
 
-    def count_named(self, kind: str, name: str) -> int:
-        """How many factors of this kind carry this name (users bound to one email address)."""
-        query = select(func.count()).select_from(Factor).where(Factor.kind == kind, Factor.name == name)
-        return int(self._session.scalar(query) or 0)
+    def lock_of_user(self, user_id: str) -> Sequence[Factor]:
+        """The user's factors read afresh, with the account locked until the unit of work ends: a
+        change decided on them (keep a second factor, replace the recovery codes) cannot interleave with
+        another one of the same account (SELECT ... FOR NO KEY UPDATE of the user's row)."""
+        self._of_user.pop(user_id, None)
+        account = select(User.id).where(User.id == user_id).with_for_update(key_share=True)
+        _lock_until_commit(self._session, account)
+        query = select(Factor).where(Factor.user_id == user_id).order_by(Factor.created_at)
+        self._of_user[user_id] = self._session.scalars(query.execution_options(populate_existing=True)).all()
+        return self._of_user[user_id]
 
     def by_lookup_key(self, lookup_key: str) -> Factor | None:
         return self._session.scalars(select(Factor).where(Factor.lookup_key == lookup_key)).one_or_none()
@@ -73,7 +93,7 @@ class Factors:
         result = self._session.execute(
             delete(Factor).where(Factor.user_id == user_id, Factor.id == factor_id)
         )
-        return int(result.rowcount) == 1  # type: ignore[attr-defined]
+        return _rows_affected(result) == 1
 
     def remove_all(self, user_id: str, kind: str | None = None) -> int:
         self._of_user.clear()
@@ -81,7 +101,7 @@ class Factors:
         if kind is not None:
             statement = statement.where(Factor.kind == kind)
         result = self._session.execute(statement)
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return _rows_affected(result)
 
     def consume(self, user_id: str, lookup_key: str) -> bool:
         """Delete a single-use factor (a recovery code); True for the one caller that found it."""
@@ -89,12 +109,57 @@ class Factors:
         result = self._session.execute(
             delete(Factor).where(Factor.user_id == user_id, Factor.lookup_key == lookup_key)
         )
-        return int(result.rowcount) == 1  # type: ignore[attr-defined]
+        return _rows_affected(result) == 1
+
+    def claim_step(self, factor_id: str, *, step: int, at: int) -> bool:
+        """Spend a TOTP time step; True for the one caller that found it newer than every step spent
+        before (RFC 6238 5.2: one accepted code per step, never an older one after it). Atomic."""
+        result = self._session.execute(
+            update(Factor)
+            .where(Factor.id == factor_id, or_(Factor.last_step.is_(None), Factor.last_step < step))
+            .values(last_step=step, last_used_at=at)
+        )
+        return _rows_affected(result) == 1
 
     def mark_used(self, factor_id: str, at: int, data: dict[str, Any] | None = None) -> None:
         values: dict[str, Any] = {"last_used_at": at} if data is None else {"last_used_at": at, "data": data}
         # No re-read needed: the ORM applies the new values to the factors this session holds.
         self._session.execute(update(Factor).where(Factor.id == factor_id).values(**values))
+
+
+@dataclass(frozen=True)
+class AddressHolders:
+    """The accounts holding one email address: bound on the account pages, or as their email."""
+
+    bound: frozenset[str]
+    accounts: frozenset[str]
+
+    def full_for(self, user_id: str, *, limit: int) -> bool:
+        """Whether `user_id` would make more than `limit` accounts hold the address."""
+        return len(self.accounts - {user_id}) >= limit
+
+
+class Addresses:
+    """Email addresses (canonical, see idp.email_address) and the accounts holding them."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def lock(self, address: str) -> None:
+        """Lock the address until the unit of work ends, so that whoever binds it next counts the
+        accounts this unit of work makes hold it (an advisory lock on PostgreSQL)."""
+        key = func.hashtextextended(literal("email:") + address, 0)
+        _lock_until_commit(self._session, select(func.pg_advisory_xact_lock(key)))
+
+    def holders(self, address: str) -> AddressHolders:
+        """Who holds the address now (one query; under `lock`, nobody else can add to them)."""
+        bound = select(Factor.user_id, true()).where(Factor.kind == FactorKind.EMAIL, Factor.name == address)
+        named = select(User.id, false()).where(User.email == address)
+        rows = self._session.execute(union_all(bound, named)).all()
+        return AddressHolders(
+            bound=frozenset(user_id for user_id, is_bound in rows if is_bound),
+            accounts=frozenset(user_id for user_id, _ in rows),
+        )
 
 
 class Clients:
@@ -144,7 +209,7 @@ class RefreshTokens:
             )
             .values(rotated=True)
         )
-        return int(result.rowcount) == 1  # type: ignore[attr-defined]
+        return _rows_affected(result) == 1
 
     def revoke_family(self, family_id: str) -> None:
         self._session.execute(
@@ -215,6 +280,7 @@ class DurableStore:
 
     users: Users
     factors: Factors
+    addresses: Addresses
     clients: Clients
     refresh_tokens: RefreshTokens
     sessions: UserSessions
@@ -225,6 +291,7 @@ class DurableStore:
         return cls(
             users=Users(session),
             factors=Factors(session),
+            addresses=Addresses(session),
             clients=Clients(session),
             refresh_tokens=RefreshTokens(session),
             sessions=UserSessions(session),
@@ -253,3 +320,8 @@ def audit_event(
         user_agent=(user_agent or "")[:400] or None,
         detail=detail or {},
     )
+
+
+def _rows_affected(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE changed (DML runs to a CursorResult, which Session.execute's type hides)."""
+    return cast(CursorResult[Any], result).rowcount

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -17,7 +18,9 @@ class User(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     username: Mapped[str] = mapped_column(String(150), unique=True)
-    email: Mapped[str | None] = mapped_column(String(320))
+    # Canonical (idp.email_address); verified once the user proved it, or the operator vouched for it.
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     password_hash: Mapped[str] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[int] = mapped_column(Integer)
@@ -34,22 +37,36 @@ class User(Base):
         return self.id
 
 
+class FactorKind(StrEnum):
+    """What a stored factor is (`Factor.kind`); idp.auth.policy says which method proves each."""
+
+    TOTP = "totp"
+    WEBAUTHN = "webauthn"
+    EMAIL = "email"
+    RECOVERY_CODE = "recovery_code"
+
+
 class Factor(Base):
     """A second factor a user enrolled: TOTP, WebAuthn credential, verified email, recovery codes."""
 
     __tablename__ = "factors"
-    __table_args__ = (Index("ix_factors_user_kind", "user_id", "kind"),)
+    __table_args__ = (
+        Index("ix_factors_user_kind", "user_id", "kind"),
+        Index("ix_factors_kind_name", "kind", "name"),  # the accounts an email address is bound to
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
-    name: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(320))  # an email factor's name is its canonical address
     # Finds a factor without knowing its user: a digest of a WebAuthn credential id.
     lookup_key: Mapped[str | None] = mapped_column(String(80), unique=True, index=True)
     secret: Mapped[bytes | None] = mapped_column(LargeBinary)
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[int] = mapped_column(Integer)
     last_used_at: Mapped[int | None] = mapped_column(Integer)
+    # TOTP: the newest time step accepted; a code of this step or an earlier one is refused (RFC 6238 5.2).
+    last_step: Mapped[int | None] = mapped_column(Integer)
 
 
 class UserSession(Base):

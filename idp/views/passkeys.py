@@ -11,10 +11,10 @@ from flask import Response, jsonify, request, session
 
 from idp.auth.factors import PasskeyData, credential_lookup_key, webauthn_factor
 from idp.auth.pipeline import NeedFactor, NeedPassword, Step
-from idp.auth.policy import FactorKind, Method
+from idp.auth.policy import Method
 from idp.auth.throttle import Blocked, account_subject, address_subject
 from idp.auth.webauthn import CeremonyFailed, amr_for, credential_id_of, user_handle_of
-from idp.store.tables import Factor, User
+from idp.store.tables import Factor, FactorKind, User
 from idp.views import guessing, session_state
 from idp.views.guessing import Event, Guessed
 from idp.web import audit, durable_store, services

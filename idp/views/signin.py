@@ -16,11 +16,11 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from idp.auth.email_codes import CodeRefused
 from idp.auth.pipeline import NeedEnrolment, NeedFactor, NeedPassword, Step
-from idp.auth.policy import METHOD_AMR, FactorKind, Method
+from idp.auth.policy import METHOD_AMR, Method
 from idp.auth.recovery import lookup_key as recovery_lookup_key
 from idp.auth.throttle import Blocked, account_subject, address_subject
 from idp.mail import DeliveryFailed
-from idp.store.tables import User
+from idp.store.tables import FactorKind, User
 from idp.views import errors, guessing, passkeys, session_state, totp_enrolment
 from idp.views import sign_in_request as sign_ins
 from idp.views.continuation import continue_sign_in
@@ -133,8 +133,8 @@ def _verify_totp(user: User, code: str) -> str | None:
     for candidate in durable_store().factors.of_user(user.id, FactorKind.TOTP):
         assert candidate.secret is not None
         secret = found.secret_box.open(candidate.secret).decode()
-        if found.totp.verify(factor_id=candidate.id, secret=secret, code=code, now=now):
-            durable_store().factors.mark_used(candidate.id, int(now))
+        step = found.totp.matching_step(secret=secret, code=code, now=now)
+        if step is not None and durable_store().factors.claim_step(candidate.id, step=step, at=int(now)):
             return None
     return totp_enrolment.WRONG_CODE
 

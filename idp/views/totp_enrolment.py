@@ -8,9 +8,8 @@ import uuid
 
 from flask import session
 
-from idp.auth.policy import FactorKind
 from idp.auth.totp import Enrolment
-from idp.store.tables import Factor, User
+from idp.store.tables import Factor, FactorKind, User
 from idp.web import audit, durable_store, services
 
 WRONG_CODE = "That code is not valid. Each code works once; wait for the next one and try again."
@@ -32,7 +31,10 @@ def confirm(user: User, *, key: str, code: str, name: str, client_id: str | None
     if pending is None:
         return None
     now = time.time()
-    if not found.totp.verify(factor_id=pending["factor_id"], secret=pending["secret"], code=code, now=now):
+    step = found.totp.verify_draft(
+        draft_id=pending["factor_id"], secret=pending["secret"], code=code, now=now
+    )
+    if step is None:
         audit(
             "factor_enrolment",
             "failure",
@@ -50,6 +52,7 @@ def confirm(user: User, *, key: str, code: str, name: str, client_id: str | None
         data={},
         created_at=int(now),
         last_used_at=int(now),
+        last_step=step,
     )
     durable_store().factors.add(factor)
     session.pop(key, None)

@@ -32,14 +32,15 @@ class Authenticator:
     used: set[int] = field(default_factory=set)
 
     def code(self) -> str:
-        """A code for the current step, else the one before or after (drift_steps = 1); when all
-        three are spent, wait for the next step to begin, as a person would."""
+        """A code for the earliest step within one step of drift (drift_steps = 1) that is later than
+        every step used (the provider refuses a spent step and any before it); when none is left, wait
+        for the next step to begin, as a person would."""
         while True:
             if time.time() % STEP > STEP - 1:
                 time.sleep(1.1)  # not at a step boundary: the provider must see the same step
             now = int(time.time()) // STEP
-            for step in (now, now - 1, now + 1):
-                if step not in self.used:
+            for step in (now - 1, now, now + 1):
+                if step > max(self.used, default=step - 1):
                     self.used.add(step)
                     return pyotp.TOTP(self.secret).at(step * STEP)
             time.sleep(STEP - time.time() % STEP + 0.1)

@@ -167,9 +167,9 @@ class Browser:
         )
         return claims
 
-    def sign_in_with_enrolment(self, username: str, password: str) -> tuple[TestResponse, str]:
+    def sign_in_with_enrolment(self, username: str, password: str, **extra: str) -> tuple[TestResponse, str]:
         """Password, then TOTP enrolment from the page; returns the client's redirect and the secret."""
-        enrol = self.submit(self.authorize(), username=username, password=password)
+        enrol = self.submit(self.authorize(**extra), username=username, password=password)
         secret = re.search(r'id="secret">([A-Z2-7]+)<', enrol.get_data(as_text=True))
         assert secret, "expected the TOTP enrolment page"
         done = self.submit(enrol, code=pyotp.TOTP(secret.group(1)).now(), name="phone")

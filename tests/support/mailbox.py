@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from aiosmtpd.controller import Controller
 from werkzeug.test import TestResponse
 
+from idp.email_address import canonical_address
 from support.app import Browser, code_from
 
 CODE_SUBJECT = re.compile(r"Your code: (\d{6})")
@@ -138,20 +139,21 @@ def submit_form(browser: Browser, page: TestResponse, action_suffix: str, **fiel
 
 
 def bind_address(browser: Browser, inbox: Inbox, address: str) -> TestResponse:
-    """Add an email address on the account pages, with the code mailed to it; returns /account."""
+    """Add an email address on the account pages, with the code mailed to it (its canonical form);
+    returns /account."""
     form = browser.follow(browser.client.get("/account/email/new"))
     assert form.status_code == 200 and "Add an email address" in form.get_data(as_text=True)
     confirm = browser.submit(form, address=address)
     assert confirm.status_code == 200, confirm.get_data(as_text=True)
     assert "We sent a 6-digit code" in confirm.get_data(as_text=True)
-    return browser.submit(confirm, code=latest_code(inbox, to=address))
+    return browser.submit(confirm, code=latest_code(inbox, to=canonical_address(address)))
 
 
 def sign_in_and_bind(browser: Browser, inbox: Inbox, *, username: str, password: str, address: str) -> None:
     """A first sign-in (enrolling TOTP), then `address` bound on the account pages."""
     code_from(browser.sign_in_with_enrolment(username, password)[0])
     overview = bind_address(browser, inbox, address)
-    assert f"{address} is verified." in overview.get_data(as_text=True)
+    assert f"{canonical_address(address)} is verified." in overview.get_data(as_text=True)
 
 
 # -- no network ----------------------------------------------------------------------------------

@@ -78,15 +78,16 @@ class Authenticator:
         self.used: set[int] = set()
 
     def next_code(self) -> str:
-        """A code the provider has not seen, within its one step of drift; waits when none is left."""
+        """A code of the earliest step within the provider's one step of drift that is later than every
+        step it saw (it refuses a spent step and any before it); waits when none is left."""
         while True:
             now = time.time()
             current = int(now) // TOTP_STEP
             candidates = [current, current + 1]
             if now % TOTP_STEP < TOTP_STEP - 5:  # the previous step stays valid for the rest of this one
-                candidates.append(current - 1)
+                candidates.insert(0, current - 1)
             for step in candidates:
-                if step not in self.used:
+                if step > max(self.used, default=step - 1):
                     self.used.add(step)
                     return str(self.totp.generate_otp(step))
             time.sleep(TOTP_STEP - now % TOTP_STEP + 0.1)

@@ -68,7 +68,7 @@ def remove_factor(factor_id: str) -> BaseResponse:
     """Remove a factor, unless the account could then no longer reach the minimum level."""
     user = account_holder()
     store = durable_store()
-    factors = store.factors.of_user(user.id)
+    factors = store.factors.lock_of_user(user.id)  # a parallel removal waits, then sees this one
     removing = next((f for f in factors if f.id == factor_id), None)
     if removing is None:
         return redirect_with(url_for("account.overview"), "That sign-in method no longer exists.", "error")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from werkzeug.wrappers import Response as BaseResponse
 
-from idp.auth.policy import FactorKind
+from idp.store.tables import FactorKind
 from idp.views.account.blueprint import blueprint
 from idp.views.account.guard import account_holder, login_required
 from idp.views.account.pages import describe, page

@@ -9,9 +9,8 @@ from flask import Response, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.auth.factors import PasskeyData
-from idp.auth.policy import FactorKind
 from idp.mail import DeliveryFailed, compose
-from idp.store.tables import Factor, User
+from idp.store.tables import Factor, FactorKind, User
 from idp.views.account.guard import account_holder
 from idp.web import audit, durable_store, services
 

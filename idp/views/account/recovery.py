@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Response, redirect, session, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from idp.auth.policy import FactorKind
 from idp.auth.recovery import code_factors, new_codes
+from idp.store.tables import FactorKind
 from idp.views.account.blueprint import blueprint
 from idp.views.account.guard import account_holder, fresh_login_required, login_required
 from idp.views.account.pages import page, record_change
@@ -27,6 +27,7 @@ def recovery_codes() -> BaseResponse:
 def regenerate_recovery_codes() -> BaseResponse:
     user = account_holder()
     store = durable_store()
+    store.factors.lock_of_user(user.id)  # a parallel regeneration waits, then replaces this set too
     store.factors.remove_all(user.id, FactorKind.RECOVERY_CODE)
     codes = new_codes()
     for factor in code_factors(user.id, codes):

@@ -31,6 +31,7 @@ from idp.oidc.tokens import TokenService
 from idp.secrets import SecretBox, load_session_secret
 from idp.store.database import Database, DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable, open_ephemeral_store
+from idp.trusted_proxies import TrustedProxies, parse_networks
 from idp.views import account, errors, home, logout, oidc, signin, wellknown
 from idp.views.account.guard import login_manager
 from idp.web import AUTHORIZATION_SERVER, EXTENSION, Services, audit, durable_store, install_unit_of_work
@@ -147,6 +148,9 @@ def create_app(settings: Settings) -> Flask:
     documents = wellknown.published_documents(settings.issuer, found.policy, found.keyring.jwks_json)
     app.wsgi_app = wellknown.PublishedDocuments(  # type: ignore[method-assign]
         app.wsgi_app, documents, hsts=settings.secure_cookies
+    )
+    app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+        app.wsgi_app, trusted_proxies=parse_networks(settings.server.trusted_proxies)
     )
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -212,6 +213,18 @@ class ServerSettings(_Section):
     port: Annotated[int, Field(gt=0, lt=65536)] = 8000
     workers: Annotated[int, Field(ge=1, le=64)] = 2
     engine: Literal["granian", "gunicorn"] = "granian"
+    # Reverse proxies (CIDRs) whose Forwarded / X-Forwarded-* headers are believed; nobody else's are.
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=True)
+            except ValueError as error:
+                raise ValueError(f"not a CIDR: {error}") from None
+        return values
 
 
 class Settings(_Section):

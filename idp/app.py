@@ -28,6 +28,7 @@ from idp.oidc.context import ProviderContext
 from idp.oidc.keys import KeyRing
 from idp.oidc.server import build_server
 from idp.oidc.tokens import TokenService
+from idp.package_data import data_folder
 from idp.secrets import SecretBox, load_session_secret
 from idp.store.database import Database, DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable, open_ephemeral_store
@@ -36,7 +37,6 @@ from idp.views import account, errors, home, logout, oidc, signin, wellknown
 from idp.views.account.guard import login_manager
 from idp.web import AUTHORIZATION_SERVER, EXTENSION, Services, audit, durable_store, install_unit_of_work
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CLIENT_CACHE_SECONDS = 10
 STORE_FAILURES = (StoreUnavailable, DatabaseUnavailable, OperationalError)
 MAX_REQUEST_BYTES = 64 * 1024
@@ -110,8 +110,8 @@ def create_app(settings: Settings) -> Flask:
     found = open_services(settings)
     app = Flask(
         __name__,
-        template_folder=str(PROJECT_ROOT / "templates"),
-        static_folder=str(PROJECT_ROOT / "static"),
+        template_folder=str(data_folder("templates")),
+        static_folder=str(data_folder("static")),
     )
     app.json = BoundedJSONProvider(app)
     app.config.update(

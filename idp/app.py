@@ -22,6 +22,7 @@ from idp.auth.throttle import Throttle
 from idp.auth.totp import Totp
 from idp.auth.webauthn import Ceremonies, RelyingParty
 from idp.config import Settings
+from idp.csrf_origin import install_origin_check
 from idp.mail import open_mailer
 from idp.oidc.clients import ClientCache
 from idp.oidc.context import ProviderContext
@@ -118,7 +119,7 @@ def create_app(settings: Settings) -> Flask:
         SECRET_KEY=load_session_secret(Path(settings.keys.directory)),
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
         WTF_CSRF_TIME_LIMIT=settings.tokens.sign_in_lifetime,
-        WTF_CSRF_SSL_STRICT=settings.secure_cookies,
+        WTF_CSRF_SSL_STRICT=False,  # browsers send no Referer under no-referrer: Origin is checked instead
     )
     app.extensions[EXTENSION] = found
     app.extensions[AUTHORIZATION_SERVER] = build_server(protocol_context(found))
@@ -133,8 +134,10 @@ def create_app(settings: Settings) -> Flask:
         secure=settings.secure_cookies,
     )
     csrf = CSRFProtect(app)
-    for view in (oidc.authorize, oidc.token, oidc.revoke, oidc.introspect, oidc.userinfo, logout.end_session):
+    exempt = (oidc.authorize, oidc.token, oidc.revoke, oidc.introspect, oidc.userinfo, logout.end_session)
+    for view in exempt:
         csrf.exempt(view)
+    install_origin_check(app, expected_origin=settings.origin, exempt=exempt)
     for module in (wellknown, oidc, signin, logout, home, account):
         app.register_blueprint(module.blueprint)
     app.add_template_filter(_datetime, "datetime")

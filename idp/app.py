@@ -22,20 +22,22 @@ from idp.auth.throttle import Throttle
 from idp.auth.totp import Totp
 from idp.auth.webauthn import Ceremonies, RelyingParty
 from idp.config import Settings
+from idp.csrf_origin import install_origin_check
 from idp.mail import open_mailer
 from idp.oidc.clients import ClientCache
 from idp.oidc.context import ProviderContext
 from idp.oidc.keys import KeyRing
 from idp.oidc.server import build_server
 from idp.oidc.tokens import TokenService
+from idp.package_data import data_folder
 from idp.secrets import SecretBox, load_session_secret
 from idp.store.database import Database, DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable, open_ephemeral_store
+from idp.trusted_proxies import TrustedProxies, parse_networks
 from idp.views import account, errors, home, logout, oidc, signin, wellknown
 from idp.views.account.guard import login_manager
 from idp.web import AUTHORIZATION_SERVER, EXTENSION, Services, audit, durable_store, install_unit_of_work
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CLIENT_CACHE_SECONDS = 10
 STORE_FAILURES = (StoreUnavailable, DatabaseUnavailable, OperationalError)
 MAX_REQUEST_BYTES = 64 * 1024
@@ -109,15 +111,15 @@ def create_app(settings: Settings) -> Flask:
     found = open_services(settings)
     app = Flask(
         __name__,
-        template_folder=str(PROJECT_ROOT / "templates"),
-        static_folder=str(PROJECT_ROOT / "static"),
+        template_folder=str(data_folder("templates")),
+        static_folder=str(data_folder("static")),
     )
     app.json = BoundedJSONProvider(app)
     app.config.update(
         SECRET_KEY=load_session_secret(Path(settings.keys.directory)),
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
         WTF_CSRF_TIME_LIMIT=settings.tokens.sign_in_lifetime,
-        WTF_CSRF_SSL_STRICT=settings.secure_cookies,
+        WTF_CSRF_SSL_STRICT=False,  # browsers send no Referer under no-referrer: Origin is checked instead
     )
     app.extensions[EXTENSION] = found
     app.extensions[AUTHORIZATION_SERVER] = build_server(protocol_context(found))
@@ -132,8 +134,10 @@ def create_app(settings: Settings) -> Flask:
         secure=settings.secure_cookies,
     )
     csrf = CSRFProtect(app)
-    for view in (oidc.authorize, oidc.token, oidc.revoke, oidc.introspect, oidc.userinfo, logout.end_session):
+    exempt = (oidc.authorize, oidc.token, oidc.revoke, oidc.introspect, oidc.userinfo, logout.end_session)
+    for view in exempt:
         csrf.exempt(view)
+    install_origin_check(app, expected_origin=settings.origin, exempt=exempt)
     for module in (wellknown, oidc, signin, logout, home, account):
         app.register_blueprint(module.blueprint)
     app.add_template_filter(_datetime, "datetime")
@@ -148,6 +152,9 @@ def create_app(settings: Settings) -> Flask:
     # Flask's documented way to wrap the app in WSGI middleware, which mypy sees as replacing a method.
     app.wsgi_app = wellknown.PublishedDocuments(  # type: ignore[method-assign]
         app.wsgi_app, documents, hsts=settings.secure_cookies
+    )
+    app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+        app.wsgi_app, trusted_proxies=parse_networks(settings.server.trusted_proxies)
     )
     return app
 

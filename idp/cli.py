@@ -1,4 +1,4 @@
-"""idp init | serve | demo | users ... | clients ... | keys ...: every error is one line and exit code 2."""
+"""idp init | serve | demo | config ... | users ... | clients ... | keys ...: errors exit with code 2."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
 from idp.auth.throttle import Throttle, account_subject
 from idp.config import CONFIG_ENV, ConfigError, Settings, load_settings
+from idp.config_check import describe_settings, verify_smtp, verify_stores
 from idp.email_address import AddressRejected, canonical_address
 from idp.oidc.clients import GRANT_TYPES, ClientRegistrationError, register_client
 from idp.oidc.keys import ALGORITHMS, KeyRing, KeyringError, ensure_keys, generate_key, retire_key
@@ -59,6 +60,9 @@ def initialize(settings: Settings, *, report: Callable[[str], object]) -> None:
     """Idempotent: schema at the newest revision, one key per algorithm, the symmetric secrets."""
     keys_dir = Path(settings.keys.directory)
     Path(settings.instance_dir).mkdir(parents=True, exist_ok=True)
+    problems = verify_stores(settings)
+    if problems:
+        raise UsageError("; ".join(problems))
     Database(settings.database_url).migrate()
     for kid in ensure_keys(keys_dir):
         report(f"created signing key {kid}")
@@ -88,6 +92,24 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
         run_demo(settings, config_path=args.config or os.environ.get(CONFIG_ENV))
     except PortsBusy as error:
         raise UsageError(str(error)) from None
+
+
+# -- config --------------------------------------------------------------------------------------
+
+
+def cmd_config_show(settings: Settings, _args: argparse.Namespace) -> None:
+    for line in describe_settings(settings):
+        print(line)
+
+
+def cmd_config_check(settings: Settings, _args: argparse.Namespace) -> None:
+    """Valid settings (else main reports the first problem), then every connection: one line per failure."""
+    problems = verify_stores(settings) + verify_smtp(settings)
+    for problem in problems:
+        print(f"idp: {problem}", file=sys.stderr)
+    if problems:
+        raise SystemExit(2)
+    print("configuration valid; the database, the ephemeral store and mail answer")
 
 
 # -- users ---------------------------------------------------------------------------------------
@@ -295,6 +317,16 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "demo", help="init, create a demo user and client, run the provider and a demo app"
     ).set_defaults(handler=cmd_demo)
+
+    config = commands.add_parser("config", help="inspect the effective configuration").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    config.add_parser("show", help="print the effective settings, secrets masked").set_defaults(
+        handler=cmd_config_show
+    )
+    config.add_parser("check", help="validate the settings and test the connections").set_defaults(
+        handler=cmd_config_check
+    )
 
     users = commands.add_parser("users", help="manage users").add_subparsers(
         dest="action", required=True, metavar="ACTION"

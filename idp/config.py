@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import ipaddress
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -13,6 +16,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 CONFIG_ENV = "IDP_CONFIG"
+ENV_PREFIX = "IDP_"
+# Settings that hold a secret: each may come from a file (`<key>_file`), and `idp config show` masks it.
+SECRET_KEYS = (("database", "url"), ("redis", "url"), ("smtp", "password"))
 PositiveSeconds = Annotated[int, Field(gt=0)]
 SUPPORTED_DATABASES = ("sqlite", "postgresql")
 AMR_VALUES = frozenset({"pwd", "otp", "email", "hwk", "swk", "user", "mfa"})
@@ -212,6 +218,18 @@ class ServerSettings(_Section):
     port: Annotated[int, Field(gt=0, lt=65536)] = 8000
     workers: Annotated[int, Field(ge=1, le=64)] = 2
     engine: Literal["granian", "gunicorn"] = "granian"
+    # Reverse proxies (CIDRs) whose Forwarded / X-Forwarded-* headers are believed; nobody else's are.
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=True)
+            except ValueError as error:
+                raise ValueError(f"not a CIDR: {error}") from None
+        return values
 
 
 class Settings(_Section):
@@ -272,9 +290,13 @@ class Settings(_Section):
         return self.issuer.startswith("https://")
 
 
-def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
-    """Read the TOML file named by `path`, else by IDP_CONFIG, else use the built-in defaults."""
-    chosen = path or os.environ.get(CONFIG_ENV)
+def load_settings(
+    path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the TOML file named by `path`, else by IDP_CONFIG, else use the built-in defaults; then
+    IDP_SECTION__KEY variables override it, and `*_file` keys read secrets from files."""
+    environ = os.environ if environ is None else environ
+    chosen = path or environ.get(CONFIG_ENV)
     raw: dict[str, Any] = {}
     if chosen:
         try:
@@ -283,7 +305,67 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
             raise ConfigError(f"config file {chosen}: {error.strerror}") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"config file {chosen}: not valid TOML ({error})") from None
-    return settings_from_mapping(raw)
+    return settings_from_mapping(read_secret_files(apply_environment(raw, environ)))
+
+
+def apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """IDP_SERVER__PORT=8080 sets [server] port (12-factor); only variables naming a settings section or
+    top-level key count, so IDP_CONFIG and other IDP_ variables are left alone."""
+    merged = copy.deepcopy(raw)
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        if path[0] not in Settings.model_fields or not all(path):
+            continue
+        table = merged
+        for part in path[:-1]:
+            found = table.setdefault(part, {})
+            if not isinstance(found, dict):
+                raise ConfigError(f"config error: {name}: {part} is not a section")
+            table = found
+        table[path[-1]] = _environment_value(path, value)
+    return merged
+
+
+def _environment_value(path: list[str], value: str) -> Any:
+    """A text setting takes the variable as it is; any other is read as a TOML value (8080, true, [...])."""
+    if _is_text(path):
+        return value
+    try:
+        return tomllib.loads(f"value = {value}")["value"]
+    except tomllib.TOMLDecodeError:
+        return value
+
+
+def _is_text(path: list[str]) -> bool:
+    model: type[BaseModel] = Settings
+    for part in path:
+        field = model.model_fields.get(part)
+        if field is None:
+            return True  # unknown keys (and `*_file` keys) are text; validation names the unknown ones
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            model = field.annotation
+            continue
+        return field.annotation is str
+    return False
+
+
+def read_secret_files(raw: dict[str, Any]) -> dict[str, Any]:
+    """`url_file = "/run/secrets/db"` in place of `url`: container and systemd credentials (one line)."""
+    resolved = copy.deepcopy(raw)
+    for section, key in SECRET_KEYS:
+        table = resolved.get(section)
+        if not isinstance(table, dict) or f"{key}_file" not in table:
+            continue
+        source = table.pop(f"{key}_file")
+        if key in table:
+            raise ConfigError(f"config error: {section}.{key}_file: {section}.{key} is set too; keep one")
+        try:
+            table[key] = Path(str(source)).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as error:
+            raise ConfigError(f"config error: {section}.{key}_file: {source}: {error.strerror}") from None
+    return resolved
 
 
 def settings_from_mapping(raw: dict[str, Any]) -> Settings:

@@ -16,13 +16,13 @@ from pathlib import Path
 from idp.auth.passwords import Passwords
 from idp.config import CONFIG_ENV, Settings
 from idp.oidc.clients import register_client
+from idp.package_data import data_folder
 from idp.store.database import Database
 from idp.store.durable import DurableStore
 from idp.store.tables import User
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEMO_RP = PROJECT_ROOT / "examples" / "demo_rp.py"
-DEMO_API = PROJECT_ROOT / "examples" / "demo_api.py"
+DEMO_RP = data_folder("examples") / "demo_rp.py"
+DEMO_API = data_folder("examples") / "demo_api.py"
 DEMO_PORT = 8001
 DEMO_API_PORT = 8002
 DEMO_USER = "demo"

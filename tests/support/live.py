@@ -12,6 +12,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
+from sqlalchemy import select
+
+from idp.config import load_settings
+from idp.store.database import Database
+from idp.store.tables import AuditEvent
 
 
 def free_port() -> int:
@@ -20,21 +25,37 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+# The CLI as this checkout runs it; an installed wheel's is its venv's `bin/idp`.
+CHECKOUT_IDP = (sys.executable, "-m", "idp")
+
+
 @dataclass
 class LiveProvider:
     issuer: str
     config: Path
     process: subprocess.Popen[bytes]
+    command: tuple[str, ...] = CHECKOUT_IDP
 
     def idp(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the CLI against this provider's settings."""
         return subprocess.run(
-            [sys.executable, "-m", "idp", "--config", str(self.config), *args],
+            [*self.command, "--config", str(self.config), *args],
             input=stdin,
             capture_output=True,
             text=True,
             check=False,
         )
+
+    def audit_events(self, event: str) -> list[AuditEvent]:
+        """The audit log as the provider wrote it, read from its database."""
+        database = Database(load_settings(self.config).database_url)
+        try:
+            with database.unit_of_work() as session:
+                found = list(session.scalars(select(AuditEvent).where(AuditEvent.event == event)))
+                session.expunge_all()
+                return found
+        finally:
+            database.engine.dispose()
 
     def stop(self) -> None:
         _stop(self.process)
@@ -86,39 +107,48 @@ def start_provider(
     redis_url: str = "",
     extra: str = "",
     host: str = "127.0.0.1",
+    issuer: str | None = None,
+    command: tuple[str, ...] = CHECKOUT_IDP,
 ) -> LiveProvider:
-    """`host` names the issuer; WebAuthn needs a domain (localhost), not an IP address."""
+    """`host` names the issuer; WebAuthn needs a domain (localhost), not an IP address. `issuer` is for
+    a provider behind a reverse proxy (its public address); `command` runs another installation's CLI."""
     port = free_port()
     config = write_config(
         directory, port=port, database_url=database_url, redis_url=redis_url, extra=extra, host=host
     )
+    if issuer is not None:
+        config.write_text(f'issuer = "{issuer}"\n' + config.read_text().split("\n", 1)[1])
     init = subprocess.run(
-        [sys.executable, "-m", "idp", "--config", str(config), "init"],
+        [*command, "--config", str(config), "init"],
         capture_output=True,
         text=True,
         check=False,
+        cwd=directory,
     )
     assert init.returncode == 0, init.stderr
-    process = _serve(config, port, directory / "idp-serve.log")
-    provider = LiveProvider(issuer=f"http://{host}:{port}", config=config, process=process)
-    _wait_healthy(provider.issuer, process, directory / "idp-serve.log")
-    return provider
+    process = _serve(config, port, directory / "idp-serve.log", command=command)
+    _wait_healthy(f"http://{host}:{port}", process, directory / "idp-serve.log")
+    public = issuer or f"http://{host}:{port}"
+    return LiveProvider(issuer=public, config=config, process=process, command=command)
 
 
 def start_instance(provider: LiveProvider) -> Instance:
     """Scale out: `idp --config F serve --port P2` beside the provider, as a second node would run it."""
     port = free_port()
     log = provider.config.parent / f"idp-serve-{port}.log"
-    process = _serve(provider.config, port, log)
+    process = _serve(provider.config, port, log, command=provider.command)
     instance = Instance(origin=f"http://{urlsplit(provider.issuer).hostname}:{port}", process=process)
     _wait_healthy(instance.origin, process, log)
     return instance
 
 
-def _serve(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _serve(
+    config: Path, port: int, log: Path, *, command: tuple[str, ...] = CHECKOUT_IDP
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "idp", "--config", str(config), "serve", "--port", str(port)],
+        [*command, "--config", str(config), "serve", "--port", str(port)],
         env={**os.environ},
+        cwd=config.parent,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -357,3 +358,11 @@ def create_account(live: LiveProvider, role: str) -> Account:
     )
     assert done.returncode == 0, done.stderr
     return account
+
+
+def register_client(live: LiveProvider, name: str, redirect_uri: str) -> Client:
+    """A confidential client made with the CLI (`idp clients create --json`)."""
+    done = live.idp("clients", "create", "--name", name, "--redirect-uri", redirect_uri, "--json")
+    assert done.returncode == 0, done.stderr
+    created = json.loads(done.stdout)
+    return Client(created["client_id"], redirect_uri, created.get("client_secret"))

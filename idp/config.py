@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,6 +18,7 @@ PositiveSeconds = Annotated[int, Field(gt=0)]
 SUPPORTED_DATABASES = ("sqlite", "postgresql")
 AMR_VALUES = frozenset({"pwd", "otp", "email", "hwk", "swk", "user", "mfa"})
 SigningAlg = Literal["RS256", "ES256"]
+AAGUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class ConfigError(Exception):
@@ -97,6 +99,26 @@ class WebAuthnSettings(_Section):
     rp_id: str = ""
     rp_name: str = "idp"
     challenge_ttl: Annotated[int, Field(ge=30, le=900)] = 300
+    # Trust anchors for attestation (hwk): a directory of PEM root certificates and/or a FIDO MDS3
+    # BLOB with the PEM root its signing chain ends at; an optional AAGUID allow-list.
+    attestation_roots: str = ""
+    mds_blob: str = ""
+    mds_root: str = ""
+    allowed_aaguids: tuple[str, ...] = ()
+
+    @field_validator("allowed_aaguids")
+    @classmethod
+    def _aaguids(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            if not AAGUID.fullmatch(value):
+                raise ValueError(f"not an AAGUID (lowercase 8-4-4-4-12 hex): {value!r}")
+        return values
+
+    @model_validator(mode="after")
+    def _blob_has_root(self) -> WebAuthnSettings:
+        if self.mds_blob and not self.mds_root:
+            raise ValueError("mds_blob needs mds_root, the certificate its signing chain ends at")
+        return self
 
 
 class AccountSettings(_Section):

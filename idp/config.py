@@ -127,6 +127,12 @@ class AccountSettings(_Section):
     reauthentication_max_age: Annotated[int, Field(ge=0)] = 300
 
 
+class AdminSettings(_Section):
+    """Administrators must hold a key that reaches `acr` (an attested key for phrh) and enrol one first."""
+
+    acr: str = "phrh"
+
+
 class SmtpSettings(_Section):
     """Outgoing mail; with no host, messages are written to the outbox directory instead."""
 
@@ -248,6 +254,7 @@ class Settings(_Section):
     totp: TotpSettings = TotpSettings()
     webauthn: WebAuthnSettings = WebAuthnSettings()
     account: AccountSettings = AccountSettings()
+    admin: AdminSettings = AdminSettings()
     smtp: SmtpSettings = SmtpSettings()
     factors: FactorSettings = FactorSettings()
     throttle: ThrottleSettings = ThrottleSettings()
@@ -270,6 +277,12 @@ class Settings(_Section):
         for scope, policy in self.scopes.items():
             if policy.acr is not None and policy.acr not in self.assurance.levels:
                 raise ValueError(f"scopes.{scope}.acr: {policy.acr!r} is not a configured level")
+        return self
+
+    @model_validator(mode="after")
+    def _admin_level_exists(self) -> Settings:
+        if self.admin.acr not in self.assurance.levels:
+            raise ValueError(f"admin.acr: {self.admin.acr!r} is not a configured level")
         return self
 
     @property

@@ -121,6 +121,7 @@ class AssurancePolicy:
     enrol_at_sign_in: tuple[Method, ...] = (Method.TOTP,)
     enrol_at_step_up: tuple[Method, ...] = ()
     enrolment_max_age: int = 300
+    admin_level: str = "phrh"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AssurancePolicy:
@@ -142,6 +143,7 @@ class AssurancePolicy:
             scope_rules=rules,
             enrol_at_step_up=tuple(Method(method) for method in settings.assurance.enrol_at_step_up),
             enrolment_max_age=settings.account.reauthentication_max_age,
+            admin_level=settings.admin.acr,
         )
 
     def level(self, name: str) -> Level:

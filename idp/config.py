@@ -128,9 +128,9 @@ class AccountSettings(_Section):
 
 
 class AdminSettings(_Section):
-    """Administrators must hold a key that reaches `acr` (an attested key for phrh) and enrol one first."""
+    """Administrators must hold a key that reaches `acr` (empty: the strongest level) and enrol one first."""
 
-    acr: str = "phrh"
+    acr: str = ""
 
 
 class SmtpSettings(_Section):
@@ -281,7 +281,7 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _admin_level_exists(self) -> Settings:
-        if self.admin.acr not in self.assurance.levels:
+        if self.admin.acr and self.admin.acr not in self.assurance.levels:
             raise ValueError(f"admin.acr: {self.admin.acr!r} is not a configured level")
         return self
 

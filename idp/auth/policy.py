@@ -143,7 +143,7 @@ class AssurancePolicy:
             scope_rules=rules,
             enrol_at_step_up=tuple(Method(method) for method in settings.assurance.enrol_at_step_up),
             enrolment_max_age=settings.account.reauthentication_max_age,
-            admin_level=settings.admin.acr,
+            admin_level=settings.admin.acr or list(settings.assurance.levels)[-1],
         )
 
     def level(self, name: str) -> Level:

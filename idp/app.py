@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import InternalServerError, RequestEntityTooLarge
 
 from idp import observability
+from idp.auth.attestation import load_trust_anchors
 from idp.auth.email_codes import EmailCodes
 from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
@@ -50,9 +51,11 @@ def open_services(settings: Settings) -> Services:
     keys_dir = Path(settings.keys.directory)
     ephemeral = open_ephemeral_store(settings.redis.url, Path(settings.instance_dir))
     keyring = KeyRing.load(keys_dir)
+    policy = AssurancePolicy.from_settings(settings)
+    trust = load_trust_anchors(settings.webauthn)
     return Services(
         settings=settings,
-        policy=AssurancePolicy.from_settings(settings),
+        policy=policy,
         database=Database(settings.database_url, pool_size=settings.database.pool_size),
         ephemeral=ephemeral,
         keyring=keyring,
@@ -73,6 +76,8 @@ def open_services(settings: Settings) -> Services:
             ),
             ephemeral=ephemeral,
             challenge_ttl=settings.webauthn.challenge_ttl,
+            trust=trust,
+            request_attestation=trust.configured and policy.needs_attestation,
         ),
         email_codes=EmailCodes(ephemeral=ephemeral, lifetime=settings.factors.email.code_lifetime),
         throttle=Throttle(ephemeral=ephemeral, settings=settings.throttle),

@@ -128,6 +128,7 @@ def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
         password_hash=Passwords(settings.passwords).hash(password),
         disabled=False,
         created_at=int(time.time()),
+        is_admin=args.admin,
     )
     with _store(settings) as store:
         if store.users.by_username(args.username) is not None:
@@ -136,7 +137,8 @@ def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
             _admit_address(store, email, user_id=user.id, limit=settings.factors.email.max_users_per_email)
         store.users.add(user)
         store.audit.record(audit_event("user_created", "success", at=int(time.time()), user_id=user.id))
-    print(f"created user {args.username} ({user.id})")
+    role = "administrator" if args.admin else "user"
+    print(f"created {role} {args.username} ({user.id})")
 
 
 def _email_option(email: str | None, *, verified: bool) -> str | None:
@@ -186,6 +188,25 @@ def cmd_users_disable(settings: Settings, args: argparse.Namespace) -> None:
         user.disabled = True
         store.audit.record(audit_event("user_disabled", "success", at=int(time.time()), user_id=user.id))
     print(f"disabled {args.username}")
+
+
+def cmd_users_promote(settings: Settings, args: argparse.Namespace) -> None:
+    """Make a user an administrator: their next sign-in enrols an attested key if they hold none."""
+    _set_admin(settings, args.username, admin=True)
+    print(f"{args.username} is an administrator")
+
+
+def cmd_users_demote(settings: Settings, args: argparse.Namespace) -> None:
+    _set_admin(settings, args.username, admin=False)
+    print(f"{args.username} is no longer an administrator")
+
+
+def _set_admin(settings: Settings, username: str, *, admin: bool) -> None:
+    with _store(settings) as store:
+        user = _user(store, username)
+        user.is_admin = admin
+        event = "user_promoted" if admin else "user_demoted"
+        store.audit.record(audit_event(event, "success", at=int(time.time()), user_id=user.id))
 
 
 def cmd_users_reset_mfa(settings: Settings, args: argparse.Namespace) -> None:
@@ -344,7 +365,15 @@ def _parser() -> argparse.ArgumentParser:
         help="you vouch that the user controls --email: ID tokens say email_verified true",
     )
     create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    create.add_argument("--admin", action="store_true", help="an administrator (must enrol an attested key)")
     create.set_defaults(handler=cmd_users_create)
+    for name, handler, text in (
+        ("promote", cmd_users_promote, "make a user an administrator"),
+        ("demote", cmd_users_demote, "take a user's administrator role away"),
+    ):
+        role = users.add_parser(name, help=text)
+        role.add_argument("username")
+        role.set_defaults(handler=handler)
     users.add_parser("list", help="list users").set_defaults(handler=cmd_users_list)
     disable = users.add_parser("disable", help="disable a user")
     disable.add_argument("username")

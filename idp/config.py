@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,7 @@ PositiveSeconds = Annotated[int, Field(gt=0)]
 SUPPORTED_DATABASES = ("sqlite", "postgresql")
 AMR_VALUES = frozenset({"pwd", "otp", "email", "hwk", "swk", "user", "mfa"})
 SigningAlg = Literal["RS256", "ES256"]
+AAGUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class ConfigError(Exception):
@@ -103,12 +105,38 @@ class WebAuthnSettings(_Section):
     rp_id: str = ""
     rp_name: str = "idp"
     challenge_ttl: Annotated[int, Field(ge=30, le=900)] = 300
+    # Trust anchors for attestation (hwk): a directory of PEM root certificates and/or a FIDO MDS3
+    # BLOB with the PEM root its signing chain ends at; an optional AAGUID allow-list.
+    attestation_roots: str = ""
+    mds_blob: str = ""
+    mds_root: str = ""
+    allowed_aaguids: tuple[str, ...] = ()
+
+    @field_validator("allowed_aaguids")
+    @classmethod
+    def _aaguids(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            if not AAGUID.fullmatch(value):
+                raise ValueError(f"not an AAGUID (lowercase 8-4-4-4-12 hex): {value!r}")
+        return values
+
+    @model_validator(mode="after")
+    def _blob_has_root(self) -> WebAuthnSettings:
+        if self.mds_blob and not self.mds_root:
+            raise ValueError("mds_blob needs mds_root, the certificate its signing chain ends at")
+        return self
 
 
 class AccountSettings(_Section):
     """Changes on the account pages need an MFA sign-in no older than this (seconds)."""
 
     reauthentication_max_age: Annotated[int, Field(ge=0)] = 300
+
+
+class AdminSettings(_Section):
+    """Administrators must hold a key that reaches `acr` (empty: the strongest level) and enrol one first."""
+
+    acr: str = ""
 
 
 class SmtpSettings(_Section):
@@ -244,6 +272,7 @@ class Settings(_Section):
     totp: TotpSettings = TotpSettings()
     webauthn: WebAuthnSettings = WebAuthnSettings()
     account: AccountSettings = AccountSettings()
+    admin: AdminSettings = AdminSettings()
     smtp: SmtpSettings = SmtpSettings()
     factors: FactorSettings = FactorSettings()
     throttle: ThrottleSettings = ThrottleSettings()
@@ -266,6 +295,12 @@ class Settings(_Section):
         for scope, policy in self.scopes.items():
             if policy.acr is not None and policy.acr not in self.assurance.levels:
                 raise ValueError(f"scopes.{scope}.acr: {policy.acr!r} is not a configured level")
+        return self
+
+    @model_validator(mode="after")
+    def _admin_level_exists(self) -> Settings:
+        if self.admin.acr and self.admin.acr not in self.assurance.levels:
+            raise ValueError(f"admin.acr: {self.admin.acr!r} is not a configured level")
         return self
 
     @property

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from support.attestation import Attester, CertificateAuthority
 from support.authlib_rp import AuthlibRelyingParty
 from support.live import LiveProvider, start_provider
 from support.mailbox import Outbox, code_messages, latest_code
@@ -32,11 +33,14 @@ from support.step_up import (
 MFA_URI = "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
 PAYMENTS = "payments:write"
 PAYMENTS_POLICY = f'[scopes."{PAYMENTS}"]\nacr = "phr"\nmax_age = 300\n'
+VENDOR = CertificateAuthority("Trusted Vendor")  # the provider trusts its attestation root
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
-    provider = start_provider(tmp_path_factory.mktemp("acr"), host="localhost", extra=PAYMENTS_POLICY)
+    directory = tmp_path_factory.mktemp("acr")
+    trusted = f'[webauthn]\nattestation_roots = "{VENDOR.write(directory / "roots").parent}"\n'
+    provider = start_provider(directory, host="localhost", extra=PAYMENTS_POLICY + trusted)
     try:
         yield provider
     finally:
@@ -69,11 +73,12 @@ def signed_in(live: LiveProvider, op: OpenIdProvider, rp: AuthlibRelyingParty, r
 
 
 def with_passkey(
-    live: LiveProvider, op: OpenIdProvider, rp: AuthlibRelyingParty, role: str, *, device_bound: bool
+    live: LiveProvider, op: OpenIdProvider, rp: AuthlibRelyingParty, role: str, *, attested: bool
 ) -> LiveMember:
-    """A signed-in user who then added a synced passkey, or a device-bound security key."""
+    """A signed-in user who then added a synced passkey, or a security key attested by VENDOR."""
     member = signed_in(live, op, rp, role)
-    member.passkey = SoftAuthenticator(origin=live.issuer, backup_eligible=not device_bound)
+    attester = Attester(VENDOR) if attested else None
+    member.passkey = SoftAuthenticator(origin=live.issuer, backup_eligible=not attested, attester=attester)
     add_passkey_over_http(member.browser, member.passkey)
     return member
 
@@ -124,10 +129,10 @@ def test_the_pape_alias_is_answered_as_the_pape_alias(
 
 
 @pytest.mark.parametrize(
-    ("device_bound", "request_params", "answered"),
+    ("attested", "request_params", "answered"),
     [
         pytest.param(False, {}, "phr", id="no acr_values: a synced passkey says phr"),
-        pytest.param(True, {}, "phrh", id="no acr_values: a device-bound key says phrh"),
+        pytest.param(True, {}, "phrh", id="no acr_values: an attested key says phrh"),
         pytest.param(False, {"acr_values": "mfa phr"}, "mfa", id="mfa phr: the first value satisfied"),
         pytest.param(True, {"acr_values": "phr phrh"}, "phr", id="phr phrh: the first value satisfied"),
     ],
@@ -136,11 +141,11 @@ def test_a_passkey_sign_in_answers_the_level_it_reached_or_the_first_value_it_sa
     live: LiveProvider,
     op: OpenIdProvider,
     rp: AuthlibRelyingParty,
-    device_bound: bool,
+    attested: bool,
     request_params: dict[str, str],
     answered: str,
 ) -> None:
-    member = with_passkey(live, op, rp, "keyholder", device_bound=device_bound)
+    member = with_passkey(live, op, rp, "keyholder", attested=attested)
     elsewhere = Browser(op)  # another user agent: no session, the passkey alone on the first page
     authorization = rp.authorize(elsewhere, **request_params)
     done = use_passkey_over_http(elsewhere, authorization.page, member.passkey)
@@ -156,7 +161,7 @@ def test_discovery_lists_the_configured_scope_and_the_alias_and_a_client_gets_bo
     assert PAYMENTS in op.metadata["scopes_supported"]
     assert {"openid", "profile", "email"} <= set(op.metadata["scopes_supported"])
     assert op.metadata["acr_values_supported"] == ["mfa", MFA_URI, "phr", "phrh"]
-    member = with_passkey(live, op, rp, "payer", device_bound=False)
+    member = with_passkey(live, op, rp, "payer", attested=False)
     authorization = rp.authorize(member.browser, scope=f"openid {PAYMENTS}")
     assert offered(authorization.page) == {"passkey"}, "the scope's policy asks for phr"
     answered = rp.finish(
@@ -178,7 +183,7 @@ class Mailed:
 
 @pytest.fixture
 def mailed(live: LiveProvider, op: OpenIdProvider, rp: AuthlibRelyingParty, outbox: Outbox) -> Mailed:
-    member = with_passkey(live, op, rp, "mailed", device_bound=False)
+    member = with_passkey(live, op, rp, "mailed", attested=False)
     address = f"{member.account.username}@mail.example"
     bind_email_over_http(member.browser, outbox, address)
     authorization = rp.authorize(member.browser, acr_values="phr")

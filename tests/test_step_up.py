@@ -261,8 +261,8 @@ def test_phr_asked_for_voluntarily_from_an_account_without_a_passkey_gives_mfa(c
 DEMANDS_PHR = [
     pytest.param(Ask("shop", {"claims": ESSENTIAL_PHR}, "Shop"), id="phr is essential"),
     pytest.param(
-        Ask("shop", {"scope": f"openid {PAYMENTS}"}, "Shop", answered="phrh"),
-        id="the payments:write scope demands phr (none requested: the device-bound key's phrh is answered)",
+        Ask("shop", {"scope": f"openid {PAYMENTS}"}, "Shop"),
+        id="the payments:write scope demands phr (none requested: the strongest level reached is answered)",
     ),
     pytest.param(
         Ask("bank", {}, "Bank"),
@@ -306,7 +306,7 @@ def test_a_demanded_phr_offers_passkey_enrolment_then_asks_for_the_new_passkey(
     assertion_step = enrol_passkey_in_sign_in(alice, page, SoftAuthenticator(backup_eligible=False))
     assert is_factor_page(assertion_step) and offered(assertion_step) == {"passkey"}, "creating is not using"
     claims = alice.id_token(alice.use_passkey(assertion_step), relying_party)
-    assert claims["acr"] == ask.answered and claims["amr"] == ["pwd", "hwk", "user", "mfa"]
+    assert claims["acr"] == ask.answered and claims["amr"] == ["pwd", "swk", "user", "mfa"]
 
 
 def test_passkey_enrolment_at_step_up_needs_a_fresh_second_factor_first(enrolling: Clients) -> None:

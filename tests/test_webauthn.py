@@ -15,6 +15,7 @@ from fido2.utils import websafe_decode, websafe_encode
 from flask import Flask
 from sqlalchemy import select
 from support.app import Browser, add_client, add_user, code_from, csrf_token, make_app
+from support.attestation import Attester, CertificateAuthority
 from support.soft_authenticator import ORIGIN, Credential, InvalidStateError, SoftAuthenticator
 from support.step_up import RelyingParty as Client
 from support.step_up import (
@@ -27,7 +28,8 @@ from support.step_up import (
 )
 from werkzeug.test import TestResponse
 
-from idp.auth.policy import Amr
+from idp.auth.attestation import TrustAnchors
+from idp.auth.policy import Amr, passkey_amr
 from idp.auth.webauthn import (
     MAX_RESPONSE_BYTES,
     Assertion,
@@ -36,7 +38,6 @@ from idp.auth.webauthn import (
     NewCredential,
     RelyingParty,
     StoredCredential,
-    amr_for,
     credential_id_of,
 )
 from idp.store.ephemeral import EmbeddedStore, EphemeralStore
@@ -56,7 +57,13 @@ CLONE_REASON = "sign count went backwards"
 
 def ceremonies_on(ephemeral: EphemeralStore) -> Ceremonies:
     relying_party = RelyingParty(id="localhost", name="idp", origin=ORIGIN)
-    return Ceremonies(relying_party=relying_party, ephemeral=ephemeral, challenge_ttl=60)
+    return Ceremonies(
+        relying_party=relying_party,
+        ephemeral=ephemeral,
+        challenge_ttl=60,
+        trust=TrustAnchors(),
+        request_attestation=False,
+    )
 
 
 @pytest.fixture
@@ -70,7 +77,6 @@ def stored(new: NewCredential) -> StoredCredential:
         public_key=new.public_key,
         sign_count=new.sign_count,
         transports=new.transports,
-        device_bound=not new.backup_eligible,
     )
 
 
@@ -349,7 +355,7 @@ def test_only_known_transports_are_kept_and_odd_ones_do_not_break_registration(
 
 
 @pytest.mark.parametrize(
-    ("device_bound", "user_verified", "amr"),
+    ("attested", "user_verified", "amr"),
     [
         (True, True, {Amr.HWK, Amr.USER}),
         (True, False, {Amr.HWK}),
@@ -357,32 +363,48 @@ def test_only_known_transports_are_kept_and_odd_ones_do_not_break_registration(
         (False, False, {Amr.SWK}),
     ],
     ids=[
-        "device-bound key that verified the user",
-        "device-bound key that only saw presence",
-        "synced passkey that verified the user",
-        "synced passkey that only saw presence",
+        "attested security key that verified the user",
+        "attested security key that only saw presence",
+        "any other passkey that verified the user",
+        "any other passkey that only saw presence",
     ],
 )
-def test_amr_for_a_webauthn_assertion(device_bound: bool, user_verified: bool, amr: set[Amr]) -> None:
-    assert amr_for(device_bound=device_bound, user_verified=user_verified) == amr
+def test_amr_for_a_webauthn_assertion(attested: bool, user_verified: bool, amr: set[Amr]) -> None:
+    assert passkey_amr(attested=attested, user_verified=user_verified) == amr
 
 
 # -- through the app --------------------------------------------------------------------------------
 
 
+# The vendor whose root the provider below trusts, and one of its key models.
+VENDOR = CertificateAuthority("Trusted Vendor")
+KEY_MODEL = Attester(VENDOR)
+
+
 @dataclass(frozen=True)
 class PasskeyKind:
-    """A synced passkey or a device-bound security key, and what the provider makes of it."""
+    """A synced passkey, a device-bound key or an attested security key, and what the provider makes of it."""
 
     backup_eligible: bool
+    attester: Attester | None
     label: str
     amr: str
     acr: str  # the strongest level a sign-in with it alone reaches
 
+    def authenticator(self, **knobs: Any) -> SoftAuthenticator:
+        return SoftAuthenticator(backup_eligible=self.backup_eligible, attester=self.attester, **knobs)
 
-SYNCED = PasskeyKind(backup_eligible=True, label="Synced passkey", amr="swk", acr="phr")
-DEVICE_BOUND = PasskeyKind(backup_eligible=False, label="Device-bound security key", amr="hwk", acr="phrh")
-KINDS = [pytest.param(SYNCED, id="synced passkey"), pytest.param(DEVICE_BOUND, id="device-bound key")]
+
+SYNCED = PasskeyKind(backup_eligible=True, attester=None, label="Passkey", amr="swk", acr="phr")
+DEVICE_BOUND = PasskeyKind(backup_eligible=False, attester=None, label="Passkey", amr="swk", acr="phr")
+ATTESTED = PasskeyKind(
+    backup_eligible=False, attester=KEY_MODEL, label="Attested security key", amr="hwk", acr="phrh"
+)
+KINDS = [
+    pytest.param(SYNCED, id="synced passkey"),
+    pytest.param(DEVICE_BOUND, id="device-bound but unattested key: flags prove nothing"),
+    pytest.param(ATTESTED, id="attested security key"),
+]
 
 
 class Provider(Client):
@@ -402,7 +424,10 @@ def provider_on(app: Flask) -> Provider:
 
 @pytest.fixture
 def provider(tmp_path: Path) -> Provider:
-    return provider_on(make_app(tmp_path))
+    """A provider trusting VENDOR's attestation root."""
+    roots = tmp_path / "attestation-roots"
+    VENDOR.write(roots)
+    return provider_on(make_app(tmp_path, webauthn={"attestation_roots": str(roots)}))
 
 
 def signed_in(provider: Provider, username: str) -> Browser:
@@ -438,7 +463,7 @@ def id_token_after(provider: Provider, browser: Browser, answer: TestResponse) -
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_passkey_added_on_the_account_page_is_listed_by_kind(provider: Provider, kind: PasskeyKind) -> None:
     browser = signed_in(provider, "alice")
-    added = add_passkey(browser, SoftAuthenticator(backup_eligible=kind.backup_eligible), name="Work laptop")
+    added = add_passkey(browser, kind.authenticator(), name="Work laptop")
     assert added.status_code == 200
     account = browser.follow(browser.client.get(added.get_json()["redirect"]))
     assert account.request.path == "/account"
@@ -477,7 +502,7 @@ def test_a_credential_registered_to_one_account_is_refused_for_another(provider:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_passkey_alone_signs_in_with_user_verification(provider: Provider, kind: PasskeyKind) -> None:
-    authenticator = SoftAuthenticator(backup_eligible=kind.backup_eligible)
+    authenticator = kind.authenticator()
     with_passkey(provider, "alice", authenticator)
     browser = provider.browser()
     page = browser.authorize()
@@ -492,7 +517,7 @@ def test_a_passkey_alone_signs_in_with_user_verification(provider: Provider, kin
 
 
 def test_a_security_key_as_second_factor_needs_no_user_verification(provider: Provider) -> None:
-    authenticator = SoftAuthenticator(backup_eligible=False, user_verified=False)
+    authenticator = ATTESTED.authenticator(user_verified=False)
     with_passkey(provider, "alice", authenticator)
     browser = provider.browser()
     factor_page = browser.submit(browser.authorize(), username="alice", password=PASSWORD)

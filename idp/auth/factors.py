@@ -11,14 +11,18 @@ from typing import Any
 
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
-from idp.auth.policy import FACTOR_METHOD, METHOD_AMR, Capability
-from idp.auth.webauthn import NewCredential, StoredCredential, amr_for
+from idp.auth.policy import FACTOR_METHOD, METHOD_AMR, Amr, Capability, passkey_amr
+from idp.auth.webauthn import NewCredential, StoredCredential
 from idp.store.tables import Factor, FactorKind
 
 
 @dataclass(frozen=True)
 class PasskeyData:
-    """A WebAuthn factor's stored data, typed (the `data` column of its row)."""
+    """A WebAuthn factor's stored data, typed (the `data` column of its row).
+
+    `attested`: its attestation chained to an operator's trust anchor when registered (keys stored before
+    attestation was checked are not); `model`: the authenticator's name from FIDO metadata, if known.
+    """
 
     credential_id: bytes
     public_key: bytes
@@ -27,6 +31,8 @@ class PasskeyData:
     aaguid: str
     backup_eligible: bool
     backed_up: bool
+    attested: bool
+    model: str
 
     @classmethod
     def of(cls, factor: Factor) -> PasskeyData:
@@ -39,6 +45,8 @@ class PasskeyData:
             aaguid=str(data.get("aaguid", "")),
             backup_eligible=bool(data["backup_eligible"]),
             backed_up=bool(data.get("backed_up", False)),
+            attested=bool(data.get("attested", False)),
+            model=str(data.get("model", "")),
         )
 
     @classmethod
@@ -51,6 +59,8 @@ class PasskeyData:
             aaguid=credential.aaguid,
             backup_eligible=credential.backup_eligible,
             backed_up=credential.backed_up,
+            attested=credential.attestation.trusted,
+            model=credential.attestation.model,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -62,12 +72,14 @@ class PasskeyData:
             "aaguid": self.aaguid,
             "backup_eligible": self.backup_eligible,
             "backed_up": self.backed_up,
+            "attested": self.attested,
+            "model": self.model,
         }
 
     @property
-    def device_bound(self) -> bool:
-        """A credential that cannot be synced to another device (WebAuthn backup eligibility clear)."""
-        return not self.backup_eligible
+    def amr(self) -> frozenset[Amr]:
+        """What an assertion with user verification proves (hwk only when attested)."""
+        return passkey_amr(attested=self.attested, user_verified=True)
 
     @property
     def credential(self) -> StoredCredential:
@@ -76,21 +88,16 @@ class PasskeyData:
             public_key=self.public_key,
             sign_count=self.sign_count,
             transports=self.transports,
-            device_bound=self.device_bound,
         )
 
 
 def capabilities_of(factors: Iterable[Factor]) -> frozenset[Capability]:
     """What the account can perform: each kind's method with what it proves (METHOD_AMR), a passkey's
-    by its key (hwk or swk), with user verification."""
+    by its attestation (hwk or swk), with user verification."""
     found: set[Capability] = set()
     for factor in factors:
         kind = FactorKind(factor.kind)
-        amr = (
-            amr_for(device_bound=PasskeyData.of(factor).device_bound, user_verified=True)
-            if kind is FactorKind.WEBAUTHN
-            else METHOD_AMR[FACTOR_METHOD[kind]]
-        )
+        amr = PasskeyData.of(factor).amr if kind is FactorKind.WEBAUTHN else METHOD_AMR[FACTOR_METHOD[kind]]
         found.add(Capability(FACTOR_METHOD[kind], amr))
     return frozenset(found)
 

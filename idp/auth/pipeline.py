@@ -52,6 +52,11 @@ class Account:
     subject: str
     active: bool
     capabilities: frozenset[Capability]
+    administrator: bool = False
+
+    @property
+    def holds_attested_key(self) -> bool:
+        return any(Amr.HWK in capability.amr for capability in self.capabilities)
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,8 @@ def next_step(
     if not account.active:
         return Fail("access_denied", "the account is disabled")
     state = _still_held(state, account)
+    if account.administrator and not account.holds_attested_key:
+        return _enrol_administrator_key(state, account, requirement, policy, now)
     for name in requirement.acceptable:
         level = policy.level(name)
         proofs = _valid_proofs(state, level, requirement, now)
@@ -269,6 +276,22 @@ def _enrol_for_step_up(
     )
     step = next_step(state, account, gate, policy, now)
     return NeedEnrolment(methods=methods, level=target.name) if isinstance(step, Done) else step
+
+
+def _enrol_administrator_key(
+    state: AuthState, account: Account, requirement: Requirement, policy: AssurancePolicy, now: float
+) -> Step:
+    """An administrator without an attested key enrols one before anything else: in the first sign-in
+    instead of TOTP, otherwise after a fresh sign-in at the minimum level (as step-up enrolment)."""
+    if not requirement.interactive:
+        return _login_required()
+    gate = replace(
+        requirement, requested=(), floor=policy.minimum, essential=False, max_age=policy.enrolment_max_age
+    )
+    step = next_step(state, replace(account, administrator=False), gate, policy, now)
+    if isinstance(step, Done | NeedEnrolment):
+        return NeedEnrolment(methods=(Method.WEBAUTHN,), level=policy.admin_level)
+    return step
 
 
 def apply_proof(state: AuthState | None, subject: str, proof: Proof) -> AuthState:

@@ -42,7 +42,7 @@ FACTOR_METHOD: dict[FactorKind, Method] = {
 # The order in which the pages offer second factors: phishing-resistant first.
 METHOD_ORDER: tuple[Method, ...] = tuple(Method)
 # What each method proves; the one place these facts are written. A WebAuthn assertion proves at
-# most these: hwk or swk by the key (a credential is device-bound or synced), user when it verified.
+# most these: hwk or swk by the key (passkey_amr: attested hardware or not), user when it verified.
 METHOD_AMR: dict[Method, frozenset[Amr]] = {
     Method.PASSWORD: frozenset({Amr.PWD}),
     Method.WEBAUTHN: frozenset({Amr.HWK, Amr.SWK, Amr.USER}),
@@ -56,6 +56,13 @@ BACKUP_METHODS = frozenset({Method.RECOVERY_CODE})
 # Password + email code: reaches the minimum level with [factors.email] sign_in = true, and renews
 # the freshness of a level a one-time code reaches with step_up = true.
 PASSWORD_AND_EMAIL = (frozenset({Amr.PWD, Amr.EMAIL}),)
+
+
+def passkey_amr(*, attested: bool, user_verified: bool) -> frozenset[Amr]:
+    """RFC 8176: hwk only for a key whose attestation chained to a trust anchor (flags prove nothing), else
+    swk; user when the key verified the user."""
+    key = Amr.HWK if attested else Amr.SWK
+    return frozenset({key, Amr.USER}) if user_verified else frozenset({key})
 
 
 def reaches(method: Method, ways: Iterable[frozenset[Amr]]) -> bool:
@@ -103,6 +110,7 @@ class AssurancePolicy:
     enrol_at_sign_in: tuple[Method, ...] = (Method.TOTP,)
     enrol_at_step_up: tuple[Method, ...] = ()
     enrolment_max_age: int = 300
+    admin_level: str = "phrh"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AssurancePolicy:
@@ -124,6 +132,7 @@ class AssurancePolicy:
             scope_rules=rules,
             enrol_at_step_up=tuple(Method(method) for method in settings.assurance.enrol_at_step_up),
             enrolment_max_age=settings.account.reauthentication_max_age,
+            admin_level=settings.admin.acr or list(settings.assurance.levels)[-1],
         )
 
     def level(self, name: str) -> Level:
@@ -138,6 +147,11 @@ class AssurancePolicy:
 
     def strongest(self, names: list[str]) -> str:
         return max(names, key=lambda name: self.level(name).rank)
+
+    @property
+    def needs_attestation(self) -> bool:
+        """Whether some level asks for an attested key (hwk): then registration asks keys for attestation."""
+        return any(Amr.HWK in way for level in self.levels for way in level.satisfied_by)
 
     @property
     def acr_values_supported(self) -> list[str]:

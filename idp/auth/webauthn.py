@@ -17,6 +17,7 @@ from webauthn import (
 from webauthn.helpers import (
     base64url_to_bytes,
     bytes_to_base64url,
+    parse_attestation_object,
     parse_authentication_credential_json,
     parse_registration_credential_json,
 )
@@ -27,6 +28,7 @@ from webauthn.helpers.exceptions import (
     InvalidRegistrationResponse,
 )
 from webauthn.helpers.structs import (
+    AttestationConveyancePreference,
     AuthenticatorSelectionCriteria,
     AuthenticatorTransport,
     CredentialDeviceType,
@@ -35,7 +37,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from idp.auth.policy import Amr
+from idp.auth.attestation import AttestationVerdict, TrustAnchors
 from idp.store.ephemeral import EphemeralStore
 
 MAX_RESPONSE_BYTES = 16 * 1024
@@ -65,7 +67,6 @@ class StoredCredential:
     public_key: bytes
     sign_count: int
     transports: tuple[str, ...]
-    device_bound: bool
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class NewCredential:
     backup_eligible: bool
     backed_up: bool
     user_verified: bool
+    attestation: AttestationVerdict
 
 
 @dataclass(frozen=True)
@@ -94,17 +96,27 @@ class Challenge:
     options_json: str
 
 
-def amr_for(*, device_bound: bool, user_verified: bool) -> frozenset[Amr]:
-    """RFC 8176: hwk for a device-bound key, swk for a synced passkey; user when the key verified the user."""
-    key = Amr.HWK if device_bound else Amr.SWK
-    return frozenset({key, Amr.USER}) if user_verified else frozenset({key})
-
-
 class Ceremonies:
-    def __init__(self, *, relying_party: RelyingParty, ephemeral: EphemeralStore, challenge_ttl: int) -> None:
+    """`trust`: the operator's attestation anchors; `request_attestation`: ask keys for it (`direct`)."""
+
+    def __init__(
+        self,
+        *,
+        relying_party: RelyingParty,
+        ephemeral: EphemeralStore,
+        challenge_ttl: int,
+        trust: TrustAnchors,
+        request_attestation: bool,
+    ) -> None:
         self._rp = relying_party
         self._ephemeral = ephemeral
         self._ttl = challenge_ttl
+        self._trust = trust
+        self._attestation = (
+            AttestationConveyancePreference.DIRECT
+            if request_attestation
+            else AttestationConveyancePreference.NONE
+        )
 
     # -- registration (WebAuthn 7.1) ---------------------------------------------------------
 
@@ -121,6 +133,7 @@ class Ceremonies:
                 user_verification=UserVerificationRequirement.PREFERRED,
             ),
             exclude_credentials=[_descriptor(credential) for credential in existing],
+            attestation=self._attestation,
             timeout=self._ttl * 1000,
         )
         return self._remember("register", options.challenge, options_to_json(options))
@@ -139,6 +152,7 @@ class Ceremonies:
             raise CeremonyFailed("The passkey could not be verified.", reason=str(error)) from None
         except PARSE_ERRORS:
             raise _malformed("malformed response") from None
+        statement = parse_attestation_object(verified.attestation_object).att_stmt
         return NewCredential(
             credential_id=verified.credential_id,
             public_key=verified.credential_public_key,
@@ -148,6 +162,7 @@ class Ceremonies:
             backup_eligible=verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
             backed_up=verified.credential_backed_up,
             user_verified=verified.user_verified,
+            attestation=self._trust.verify_attestation(aaguid=verified.aaguid, x5c=statement.x5c or ()),
         )
 
     # -- authentication (WebAuthn 7.2) -------------------------------------------------------

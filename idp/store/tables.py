@@ -24,6 +24,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[int] = mapped_column(Integer)
+    # An administrator must hold an attested key and act only with a fresh admin-level sign-in.
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     # What flask-login asks of a user; only signed-in users are ever loaded (idp.views.account.guard).
     is_authenticated = True

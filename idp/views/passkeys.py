@@ -11,9 +11,9 @@ from flask import Response, jsonify, request, session
 
 from idp.auth.factors import PasskeyData, credential_lookup_key, webauthn_factor
 from idp.auth.pipeline import NeedFactor, NeedPassword, Step
-from idp.auth.policy import Method
+from idp.auth.policy import Method, passkey_amr
 from idp.auth.throttle import Blocked, account_subject, address_subject
-from idp.auth.webauthn import CeremonyFailed, amr_for, credential_id_of, user_handle_of
+from idp.auth.webauthn import CeremonyFailed, credential_id_of, user_handle_of
 from idp.store.tables import Factor, FactorKind, User
 from idp.views import guessing, session_state
 from idp.views.guessing import Event, Guessed
@@ -104,7 +104,7 @@ def _verify_assertion(usage: PasskeyUsage) -> User:
     )
     used = replace(passkey, sign_count=assertion.new_sign_count, backed_up=assertion.backed_up)
     store.factors.mark_used(factor.id, int(time.time()), data=used.to_json())
-    amr = amr_for(device_bound=passkey.device_bound, user_verified=assertion.user_verified)
+    amr = passkey_amr(attested=passkey.attested, user_verified=assertion.user_verified)
     session_state.record_proof(owner, Method.WEBAUTHN, amr)
     return owner
 

@@ -42,7 +42,12 @@ def load_account(user: User | None) -> Account | None:
     if user is None:
         return None
     factors = durable_store().factors.of_user(user.id)
-    return Account(subject=user.id, active=not user.disabled, capabilities=capabilities_of(factors))
+    return Account(
+        subject=user.id,
+        active=not user.disabled,
+        capabilities=capabilities_of(factors),
+        administrator=user.is_admin,
+    )
 
 
 def session_sid() -> str:

@@ -46,8 +46,9 @@ class PasskeyKind:
 
 
 KINDS = [
-    PasskeyKind("device-bound", backup_eligible=False, account_label="Device-bound security key", amr="hwk"),
-    PasskeyKind("synced", backup_eligible=True, account_label="Synced passkey", amr="swk"),
+    # No operator trust anchor: a device-bound key's flags alone never make it hwk.
+    PasskeyKind("device-bound", backup_eligible=False, account_label="Passkey", amr="swk"),
+    PasskeyKind("synced", backup_eligible=True, account_label="Passkey", amr="swk"),
 ]
 
 

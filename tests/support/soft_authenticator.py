@@ -23,6 +23,8 @@ from fido2.webauthn import (
     CollectedClientData,
 )
 
+from support.attestation import Attester
+
 ORIGIN = "http://localhost:8000"
 Flag = AuthenticatorData.FLAG
 
@@ -52,13 +54,15 @@ class Credential:
 class SoftAuthenticator:
     """One authenticator holding discoverable ES256 credentials.
 
-    `backup_eligible`: a synced passkey (BE and BS set) rather than a device-bound security key.
+    `backup_eligible`: a synced passkey (BE and BS set) rather than a device-bound security key;
+    `attester`: the vendor's attestation it answers `direct` requests with (none: "none" attestation).
     """
 
     origin: str = ORIGIN
     user_verified: bool = True
     backup_eligible: bool = True
     credentials: list[Credential] = field(default_factory=list)
+    attester: Attester | None = None
 
     @property
     def transports(self) -> list[str]:
@@ -86,16 +90,26 @@ class SoftAuthenticator:
         if reuse is None:
             self.credentials.append(credential)
         client_data = self._client_data(client_data_type, options["challenge"], origin)
+        public_key = credential.private_key.public_key()
+        aaguid = self.attester.aaguid if self.attester else bytes(16)
         attested = AttestedCredentialData.create(
-            bytes(16), credential.id, ES256.from_cryptography_key(credential.private_key.public_key())
+            aaguid, credential.id, ES256.from_cryptography_key(public_key)
         )
+        rp_id_hash = _rp_id_hash(rp_id or credential.rp_id)
         auth_data = AuthenticatorData.create(
-            _rp_id_hash(rp_id or credential.rp_id),
-            self._flags(user_verified) | Flag.AT,
-            credential.sign_count,
-            attested,
+            rp_id_hash, self._flags(user_verified) | Flag.AT, credential.sign_count, attested
         )
-        attestation = AttestationObject.create("none", auth_data, {})
+        if self.attester is None or options.get("attestation", "none") == "none":
+            attestation = AttestationObject.create("none", auth_data, {})
+        else:
+            statement = self.attester.statement(
+                auth_data=auth_data,
+                client_data_hash=client_data.hash,
+                rp_id_hash=rp_id_hash,
+                credential_id=credential.id,
+                public_key=public_key,
+            )
+            attestation = AttestationObject.create(self.attester.fmt, auth_data, statement)
         return self._public_key_credential(
             credential,
             clientDataJSON=client_data.b64,

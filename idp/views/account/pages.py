@@ -56,7 +56,8 @@ def describe(factor: Factor) -> dict[str, object]:
         FactorKind.RECOVERY_CODE: "Recovery code",
     }
     if factor.kind == FactorKind.WEBAUTHN:
-        kind = "Device-bound security key" if PasskeyData.of(factor).device_bound else "Synced passkey"
+        passkey = PasskeyData.of(factor)
+        kind = (passkey.model or "Attested security key") if passkey.attested else "Passkey"
     else:
         kind = kinds[FactorKind(factor.kind)]
     return {

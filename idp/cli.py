@@ -290,7 +290,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     client_create = clients.add_parser("create", help="register a client; prints its id and secret once")
     client_create.add_argument("--name", required=True)
-    client_create.add_argument("--redirect-uri", action="append", default=[])
+    client_create.add_argument(
+        "--redirect-uri",
+        action="append",
+        default=[],
+        help="https, http on localhost (http://127.0.0.1/cb or http://[::1]/cb match any port), or a "
+        "native app's private-use scheme like com.example.app:/callback (repeat)",
+    )
     client_create.add_argument("--post-logout-redirect-uri", action="append", default=[])
     client_create.add_argument("--public", action="store_true", help="no secret; PKCE required")
     client_create.add_argument("--grant-type", action="append", default=[], choices=GRANT_TYPES)

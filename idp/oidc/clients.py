@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin, list_to_scope, scope_to_list
 
@@ -20,6 +21,10 @@ MAX_CLIENT_ID_LENGTH = 64
 CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 DEFAULT_USER_GRANTS = ("authorization_code", "refresh_token")
+# RFC 8252 7.3: loopback IP literals (not "localhost", 8.3), whose port the app picks at run time.
+LOOPBACK_ADDRESSES = ("127.0.0.1", "::1")
+# RFC 8252 7.1: a native app's private-use scheme is a domain name it controls, reversed (com.example.app).
+PRIVATE_USE_SCHEME = re.compile(r"[a-z][a-z0-9-]*(\.[a-z0-9-]+)+")
 
 
 class ClientRegistrationError(Exception):
@@ -82,11 +87,46 @@ def register_client(
 
 
 def _validate_redirect_uri(uri: str) -> None:
+    """https, http on this machine, or a native app's private-use scheme (RFC 8252 7.1, 7.3, 8.4):
+    never a scheme that runs or embeds content (javascript:, data:) or any other."""
     parts = urlsplit(uri)
-    if parts.fragment or not parts.scheme or not (parts.netloc or parts.scheme not in ("http", "https")):
+    if parts.fragment or not parts.scheme:
         raise ClientRegistrationError(f"redirect URI {uri!r} must be absolute and have no fragment")
-    if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
-        raise ClientRegistrationError(f"redirect URI {uri!r}: plain http is allowed only for localhost")
+    if parts.scheme in ("http", "https"):
+        if not parts.hostname or not _has_valid_port(parts):
+            raise ClientRegistrationError(f"redirect URI {uri!r} must name a host, and a port only in digits")
+        if parts.scheme == "http" and parts.hostname not in ("localhost", *LOOPBACK_ADDRESSES):
+            raise ClientRegistrationError(f"redirect URI {uri!r}: plain http is allowed only for localhost")
+        return
+    if not PRIVATE_USE_SCHEME.fullmatch(parts.scheme):
+        raise ClientRegistrationError(
+            f"redirect URI {uri!r}: the scheme must be https, http for localhost, or a native app's "
+            "private-use scheme named after its domain in reverse order, like com.example.app:/callback"
+        )
+    if parts.netloc or not parts.path.startswith("/"):
+        raise ClientRegistrationError(
+            f"redirect URI {uri!r}: a private-use scheme is followed by a single slash and a path, "
+            "like com.example.app:/callback (RFC 8252 7.1)"
+        )
+
+
+def _has_valid_port(parts: SplitResult) -> bool:
+    try:
+        parts.port  # noqa: B018 (urllib checks the port when it is read)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_loopback_with_any_port(registered: SplitResult, requested: str) -> bool:
+    """`requested` is the loopback redirect URI `registered` without a port, on some port (RFC 8252 7.3)."""
+    if registered.scheme != "http" or registered.hostname not in LOOPBACK_ADDRESSES or registered.port:
+        return False
+    asked = urlsplit(requested)
+    if not _has_valid_port(asked) or not asked.port:
+        return False
+    same_but_the_port = asked._replace(netloc=registered.netloc) == registered
+    return same_but_the_port and asked.netloc == f"{registered.netloc}:{asked.port}"
 
 
 class RegisteredClient(ClientMixin):  # type: ignore[misc]
@@ -116,7 +156,11 @@ class RegisteredClient(ClientMixin):  # type: ignore[misc]
         return str(list_to_scope([s for s in scope_to_list(scope) if s in allowed]))
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return redirect_uri in self.row.redirect_uris
+        """A registered URI exactly, or a loopback one registered portless on any port (RFC 8252 7.3)."""
+        return redirect_uri in self.row.redirect_uris or any(
+            _is_loopback_with_any_port(urlsplit(registered), redirect_uri)
+            for registered in self.row.redirect_uris
+        )
 
     def check_post_logout_redirect_uri(self, uri: str) -> bool:
         return uri in self.row.post_logout_redirect_uris

@@ -1,0 +1,112 @@
+"""Token boundaries, end to end with Authlib's client (`OAuth2Session`) against a live provider.
+
+Who gets which scopes (client credentials, refresh), who learns that a token is active
+(introspection), where codes may be sent (native apps: private-use schemes, loopback ports), and how
+long a refresh token lives: as long as the browser session it came from, unless the user granted
+offline_access, which lasts until it is revoked on the account page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pytest
+from support.live import LiveProvider, free_port
+from support.oauth_session import code_flow, oauth_session
+from support.oidc_client import Browser, Client, OpenIdProvider, create_account
+from support.services import end_to_end_provider
+from support.step_up import cli_client
+
+LOOPBACK = "http://127.0.0.1/native/callback"
+LOOPBACK_V6 = "http://[::1]/native/callback"
+PRIVATE_USE = "com.example.app:/oauth2redirect"
+
+
+# -- the provider and its clients ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
+    with end_to_end_provider(tmp_path_factory.mktemp("tokens"), prefix="idp_tokens_") as provider:
+        yield provider
+
+
+@pytest.fixture(scope="module")
+def op(live: LiveProvider) -> OpenIdProvider:
+    return OpenIdProvider(live.issuer)
+
+
+@dataclass(frozen=True)
+class Apps:
+    loopback: Client  # a native app (public) on 127.0.0.1, no port registered
+    loopback_v6: Client  # the same on [::1]
+    mobile: Client  # a native app (public) with a private-use scheme
+
+
+@pytest.fixture(scope="module")
+def apps(live: LiveProvider) -> Apps:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        loopback = pool.submit(cli_client, live, "loopback", "--public", redirect_uri=LOOPBACK)
+        loopback_v6 = pool.submit(cli_client, live, "loopback-v6", "--public", redirect_uri=LOOPBACK_V6)
+        mobile = pool.submit(cli_client, live, "mobile", "--public", redirect_uri=PRIVATE_USE)
+        return Apps(
+            loopback=loopback.result(),
+            loopback_v6=loopback_v6.result(),
+            mobile=mobile.result(),
+        )
+
+
+# -- native apps: private-use schemes and loopback ports (RFC 8252) ---------------------------------------
+
+
+def test_a_native_app_gets_its_code_at_its_private_use_scheme(
+    live: LiveProvider, op: OpenIdProvider, apps: Apps
+) -> None:
+    session = oauth_session(op, apps.mobile)
+
+    token = code_flow(session, Browser(op), account=create_account(live, "mobile"))
+
+    assert token["access_token"] and token["refresh_token"]
+
+
+@pytest.mark.parametrize(
+    ("name", "host"),
+    [pytest.param("loopback", "127.0.0.1", id="IPv4"), pytest.param("loopback_v6", "[::1]", id="IPv6")],
+)
+def test_a_loopback_redirect_uri_registered_without_a_port_matches_the_port_the_app_listens_on(
+    live: LiveProvider, op: OpenIdProvider, apps: Apps, name: str, host: str
+) -> None:
+    session = oauth_session(
+        op, getattr(apps, name), redirect_uri=f"http://{host}:{free_port()}/native/callback"
+    )
+
+    token = code_flow(session, Browser(op), account=create_account(live, "cli"))
+
+    assert token["access_token"] and token["refresh_token"]
+
+
+@pytest.mark.parametrize(
+    "redirect_uri",
+    [
+        pytest.param(
+            "http://localhost:{port}/native/callback", id="fails because localhost was not registered"
+        ),
+        pytest.param("http://127.0.0.1:{port}/native/other", id="fails because the path differs"),
+        pytest.param("http://127.0.0.1:{port}/native/callback?x=1", id="fails because a query was added"),
+        pytest.param("https://127.0.0.1:{port}/native/callback", id="fails because the scheme differs"),
+        pytest.param(
+            "http://127.0.0.1:{port}@evil.example/native/callback",
+            id="fails because the host is evil.example",
+        ),
+    ],
+)
+def test_a_loopback_redirect_uri_matches_any_port_and_nothing_else(
+    op: OpenIdProvider, apps: Apps, redirect_uri: str
+) -> None:
+    browser = Browser(op)
+
+    attempt = browser.authorize(apps.loopback, redirect_uri=redirect_uri.format(port=free_port()))
+
+    assert attempt.page.status_code == 400 and "Location" not in attempt.page.headers

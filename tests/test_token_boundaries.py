@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
+from authlib.integrations.requests_client import OAuthError
 from support.live import LiveProvider, free_port
-from support.oauth_session import code_flow, oauth_session
+from support.oauth_session import code_flow, introspect, oauth_session
 from support.oidc_client import Browser, Client, OpenIdProvider, create_account
 from support.services import end_to_end_provider
 from support.step_up import cli_client
@@ -43,6 +44,7 @@ class Apps:
     loopback: Client  # a native app (public) on 127.0.0.1, no port registered
     loopback_v6: Client  # the same on [::1]
     mobile: Client  # a native app (public) with a private-use scheme
+    machine: Client  # client credentials, registered for reports:read
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +53,45 @@ def apps(live: LiveProvider) -> Apps:
         loopback = pool.submit(cli_client, live, "loopback", "--public", redirect_uri=LOOPBACK)
         loopback_v6 = pool.submit(cli_client, live, "loopback-v6", "--public", redirect_uri=LOOPBACK_V6)
         mobile = pool.submit(cli_client, live, "mobile", "--public", redirect_uri=PRIVATE_USE)
+        machine = pool.submit(
+            cli_client, live, "machine", *("--grant-type", "client_credentials", "--scope", "reports:read")
+        )
         return Apps(
             loopback=loopback.result(),
             loopback_v6=loopback_v6.result(),
             mobile=mobile.result(),
+            machine=machine.result(),
         )
+
+
+# -- client credentials: the scopes a machine registered ------------------------------------------------
+
+
+def test_client_credentials_give_a_machine_a_scope_it_registered(op: OpenIdProvider, apps: Apps) -> None:
+    session = oauth_session(op, apps.machine, scope="reports:read")
+
+    token = session.fetch_token(grant_type="client_credentials")
+
+    assert token["scope"] == "reports:read"
+    assert introspect(session, op, token["access_token"])["scope"] == "reports:read"
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        pytest.param("reports:read reports:write", id="fails because one scope was never registered"),
+        pytest.param("openid", id="fails because the machine did not register openid"),
+    ],
+)
+def test_client_credentials_refuse_a_scope_the_machine_did_not_register(
+    op: OpenIdProvider, apps: Apps, scope: str
+) -> None:
+    session = oauth_session(op, apps.machine, scope=scope)
+
+    with pytest.raises(OAuthError) as refused:
+        session.fetch_token(grant_type="client_credentials")
+
+    assert refused.value.error == "invalid_scope"
 
 
 # -- native apps: private-use schemes and loopback ports (RFC 8252) ---------------------------------------

@@ -150,10 +150,15 @@ class RegisteredClient(ClientMixin):  # type: ignore[misc]
         return uris[0] if len(uris) == 1 else None
 
     def get_allowed_scope(self, scope: str | None) -> str:
+        """The requested scopes this client registered, the others dropped (as at authorization)."""
         if not scope:
             return ""
         allowed = set(scope_to_list(self.row.scope))
         return str(list_to_scope([s for s in scope_to_list(scope) if s in allowed]))
+
+    def registered_every_scope(self, scope: str | None) -> bool:
+        """Every requested scope is one this client registered (none requested: trivially)."""
+        return set(scope_to_list(scope) or []) <= set(scope_to_list(self.row.scope))
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         """A registered URI exactly, or a loopback one registered portless on any port (RFC 8252 7.3)."""

@@ -7,7 +7,13 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, OAuth2Request, grants
+from authlib.oauth2.rfc6749 import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    OAuth2Request,
+    grants,
+)
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
 
@@ -219,6 +225,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = CONFIDENTIAL_AUTH_METHODS
+
+    def validate_requested_scope(self) -> None:
+        """Only scopes the client registered (RFC 6749 4.4.2): with no user to trim a request for, a wider
+        one is refused (invalid_scope, RFC 6749 5.2), not narrowed."""
+        if not self.request.client.registered_every_scope(self.request.payload.scope):
+            raise InvalidScopeError("The client is not registered for every scope it asked for.")
 
 
 def save_token(context: ProviderContext, token: dict[str, Any], request: OAuth2Request) -> None:

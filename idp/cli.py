@@ -185,8 +185,12 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
         id_token_signed_response_alg=args.id_token_alg,
         default_acr_values=args.default_acr_value,
         default_max_age=args.default_max_age,
+        introspect_audiences=args.introspect,
     )
     with _store(settings) as store:
+        unknown = [client_id for client_id in args.introspect if store.clients.get(client_id) is None]
+        if unknown:
+            raise UsageError(f"--introspect names no registered client: {unknown}")
         store.clients.add(created.client)
     result = {"client_id": created.client.client_id, "client_secret": created.secret}
     if args.json:
@@ -310,6 +314,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     client_create.add_argument(
         "--default-max-age", type=int, help="max_age applied to every request (seconds)"
+    )
+    client_create.add_argument(
+        "--introspect",
+        action="append",
+        default=[],
+        metavar="CLIENT_ID",
+        help="a resource server: may introspect access tokens issued to CLIENT_ID (repeat)",
     )
     client_create.add_argument("--json", action="store_true", help="print the result as JSON")
     client_create.set_defaults(handler=cmd_clients_create)

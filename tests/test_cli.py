@@ -156,6 +156,14 @@ def test_client_secret_is_shown_once_and_stored_hashed(config: Path) -> None:
         (["--redirect-uri", "file:///etc/passwd"], PRIVATE_USE_SCHEMES_ONLY),
         (["--redirect-uri", "myapp:/callback"], PRIVATE_USE_SCHEMES_ONLY),
         (["--redirect-uri", "com.example.app://callback"], "followed by a single slash and a path"),
+        (
+            ["--grant-type", "client_credentials", "--introspect", "no-such-client"],
+            "--introspect names no registered",
+        ),
+        (
+            ["--public", "--redirect-uri", "https://x.example/cb", "--introspect", "any"],
+            "a public client cannot introspect",
+        ),
     ],
     ids=[
         "fails because http is not localhost",
@@ -167,6 +175,8 @@ def test_client_secret_is_shown_once_and_stored_hashed(config: Path) -> None:
         "fails because file: is neither web nor app",
         "fails because a private-use scheme must be a reversed domain name (RFC 8252 7.1)",
         "fails because a private-use scheme has no authority",
+        "fails because a resource server must serve a registered client",
+        "fails because a public client cannot authenticate to introspect",
     ],
 )
 def test_client_registration_refusals(config: Path, args: list[str], message: str) -> None:

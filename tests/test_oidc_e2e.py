@@ -298,16 +298,14 @@ def test_introspection_tells_a_resource_server_how_the_user_authenticated(
 def test_revoking_a_refresh_token_ends_its_grant_only_for_the_client_it_was_issued_to(
     op: OpenIdProvider, clients: Clients, member: Member, owner: str, revoker: str, revoked: bool
 ) -> None:
-    resource_server = clients.confidential
     _, tokens = tokens_from_session(op, member.browser, getattr(clients, owner))
 
     response = op.revoke(tokens["refresh_token"], client=getattr(clients, revoker), hint="refresh_token")
 
     assert response.status_code == 200 or not revoked, response.text
-    for token in (tokens["refresh_token"], tokens["access_token"]):
-        assert op.introspect(token, resource_server=resource_server)["active"] is not revoked
-    if revoked:
-        assert refused(op.refresh(getattr(clients, owner), tokens["refresh_token"]), 400, "invalid_grant")
+    assert (op.userinfo(tokens["access_token"]).status_code == 401) is revoked
+    refreshed = op.refresh(getattr(clients, owner), tokens["refresh_token"])
+    assert refused(refreshed, 400, "invalid_grant") is revoked, refreshed.text
 
 
 def test_a_replayed_authorization_code_is_refused_and_revokes_what_it_issued(

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
-from authlib.integrations.requests_client import OAuthError
+from authlib.integrations.requests_client import OAuth2Session, OAuthError
 from support.live import LiveProvider, free_port
 from support.oauth_session import code_flow, introspect, oauth_session
-from support.oidc_client import Browser, Client, OpenIdProvider, create_account
+from support.oidc_client import Account, Browser, Client, OpenIdProvider, create_account
 from support.services import end_to_end_provider
 from support.step_up import cli_client
 
@@ -41,27 +42,62 @@ def op(live: LiveProvider) -> OpenIdProvider:
 
 @dataclass(frozen=True)
 class Apps:
+    app: Client  # a web app: code and refresh, registered for openid profile email
+    other: Client  # another web app
     loopback: Client  # a native app (public) on 127.0.0.1, no port registered
     loopback_v6: Client  # the same on [::1]
     mobile: Client  # a native app (public) with a private-use scheme
     machine: Client  # client credentials, registered for reports:read
+    api: Client  # a resource server for `app`'s tokens
+    other_api: Client  # a resource server for `other`'s tokens
 
 
 @pytest.fixture(scope="module")
 def apps(live: LiveProvider) -> Apps:
+    def resource_server(name: str, audience: Client) -> Client:
+        return cli_client(
+            live, name, "--grant-type", "client_credentials", "--introspect", audience.client_id
+        )
+
     with ThreadPoolExecutor(max_workers=4) as pool:
+        app = pool.submit(cli_client, live, "app")
+        other = pool.submit(cli_client, live, "other")
         loopback = pool.submit(cli_client, live, "loopback", "--public", redirect_uri=LOOPBACK)
         loopback_v6 = pool.submit(cli_client, live, "loopback-v6", "--public", redirect_uri=LOOPBACK_V6)
         mobile = pool.submit(cli_client, live, "mobile", "--public", redirect_uri=PRIVATE_USE)
         machine = pool.submit(
             cli_client, live, "machine", *("--grant-type", "client_credentials", "--scope", "reports:read")
         )
+        api = pool.submit(resource_server, "api", app.result())
+        other_api = pool.submit(resource_server, "other-api", other.result())
         return Apps(
+            app=app.result(),
+            other=other.result(),
             loopback=loopback.result(),
             loopback_v6=loopback_v6.result(),
             mobile=mobile.result(),
             machine=machine.result(),
+            api=api.result(),
+            other_api=other_api.result(),
         )
+
+
+@dataclass
+class Grant:
+    """A user who signed in to a client in their own browser, and what Authlib's client got for it."""
+
+    account: Account
+    browser: Browser
+    session: OAuth2Session
+    token: dict[str, Any]
+
+
+def signed_in(live: LiveProvider, op: OpenIdProvider, client: Client, role: str, *, scope: str) -> Grant:
+    """A new user's first sign-in to `client` (enrolling TOTP), asking for `scope`."""
+    account = create_account(live, role)
+    browser = Browser(op)
+    session = oauth_session(op, client, scope=scope)
+    return Grant(account, browser, session, code_flow(session, browser, account=account))
 
 
 # -- client credentials: the scopes a machine registered ------------------------------------------------
@@ -92,6 +128,45 @@ def test_client_credentials_refuse_a_scope_the_machine_did_not_register(
         session.fetch_token(grant_type="client_credentials")
 
     assert refused.value.error == "invalid_scope"
+
+
+# -- introspection: only the token's client and its resource servers -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reader(live: LiveProvider, op: OpenIdProvider, apps: Apps) -> Grant:
+    return signed_in(live, op, apps.app, "reader", scope="openid profile")
+
+
+@pytest.mark.parametrize(
+    ("asker", "kind", "active"),
+    [
+        pytest.param("app", "access_token", True, id="the client it was issued to"),
+        pytest.param("api", "access_token", True, id="a resource server registered for its audience"),
+        pytest.param("other", "access_token", False, id="fails because another client is not its audience"),
+        pytest.param(
+            "other_api",
+            "access_token",
+            False,
+            id="fails because that resource server serves another audience",
+        ),
+        pytest.param("app", "refresh_token", True, id="the client holding the refresh token"),
+        pytest.param(
+            "api", "refresh_token", False, id="fails because a refresh token is never a resource server's"
+        ),
+    ],
+)
+def test_introspection_says_active_only_to_the_tokens_client_and_its_resource_servers(
+    op: OpenIdProvider, apps: Apps, reader: Grant, asker: str, kind: str, active: bool
+) -> None:
+    session = oauth_session(op, getattr(apps, asker))
+
+    answer = introspect(session, op, reader.token[kind])
+
+    if active:
+        assert answer["active"] is True and answer["client_id"] == apps.app.client_id
+    else:
+        assert answer == {"active": False}
 
 
 # -- native apps: private-use schemes and loopback ports (RFC 8252) ---------------------------------------

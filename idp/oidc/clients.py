@@ -53,6 +53,7 @@ def register_client(
     id_token_signed_response_alg: str = "RS256",
     default_acr_values: Sequence[str] = (),
     default_max_age: int | None = None,
+    introspect_audiences: Sequence[str] = (),
 ) -> NewClient:
     """Validate a registration (OIDC Registration 2) and mint the client id and secret."""
     grants = tuple(grant_types) or (("client_credentials",) if not redirect_uris else DEFAULT_USER_GRANTS)
@@ -63,6 +64,8 @@ def register_client(
         raise ClientRegistrationError("a public client cannot use client_credentials")
     if "authorization_code" in grants and not redirect_uris:
         raise ClientRegistrationError("authorization_code needs at least one --redirect-uri")
+    if public and introspect_audiences:
+        raise ClientRegistrationError("a public client cannot introspect: it has no secret to authenticate")
     for uri in (*redirect_uris, *post_logout_redirect_uris):
         _validate_redirect_uri(uri)
     if default_max_age is not None and default_max_age < 0:
@@ -82,6 +85,7 @@ def register_client(
         default_acr_values=list(default_acr_values),
         default_max_age=default_max_age,
         created_at=int(time.time()),
+        introspect_audiences=list(introspect_audiences),
     )
     return NewClient(client=client, secret=secret)
 
@@ -159,6 +163,10 @@ class RegisteredClient(ClientMixin):  # type: ignore[misc]
     def registered_every_scope(self, scope: str | None) -> bool:
         """Every requested scope is one this client registered (none requested: trivially)."""
         return set(scope_to_list(scope) or []) <= set(scope_to_list(self.row.scope))
+
+    def may_introspect_for(self, audience: Sequence[str]) -> bool:
+        """A resource server registered for one of a token's audiences (`idp clients create --introspect`)."""
+        return not set(audience).isdisjoint(self.row.introspect_audiences)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         """A registered URI exactly, or a loopback one registered portless on any port (RFC 8252 7.3)."""

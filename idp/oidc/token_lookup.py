@@ -24,6 +24,7 @@ class IssuedToken:
     expires_at: int
     authentication: Authentication | None
     grant_id: str | None
+    audience: tuple[str, ...] = ()  # access tokens: `aud`, what resource servers are registered for
     claims: dict[str, Any] | None = None  # access tokens
     row: RefreshToken | None = None  # refresh tokens
     holder: User | None = None  # refresh tokens: the account, loaded with the row
@@ -84,8 +85,15 @@ def _find_access_token(context: ProviderContext, token: str) -> IssuedToken | No
         expires_at=claims["exp"],
         authentication=authentication,
         grant_id=claims.get("grant_id"),
+        audience=_audience(claims.get("aud")),
         claims=claims,
     )
+
+
+def _audience(aud: object) -> tuple[str, ...]:
+    """RFC 7519 4.1.3: one string or a list of them."""
+    values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    return tuple(value for value in values if isinstance(value, str))
 
 
 def _find_refresh_token(context: ProviderContext, token: str) -> IssuedToken | None:

@@ -84,6 +84,8 @@ class Client(Base):
     default_acr_values: Mapped[list[str]] = mapped_column(default=list)
     default_max_age: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[int] = mapped_column(Integer)
+    # A resource server: the audiences (client ids) whose access tokens it may introspect (RFC 7662 4).
+    introspect_audiences: Mapped[list[str]] = mapped_column(default=list)
 
 
 class RefreshToken(Base):

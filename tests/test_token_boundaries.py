@@ -91,6 +91,18 @@ class Grant:
     session: OAuth2Session
     token: dict[str, Any]
 
+    def refresh(self, **params: str) -> dict[str, Any]:
+        """Authlib's refresh: the newest refresh token, and the scope first asked for unless given."""
+        refreshed: dict[str, Any] = self.session.refresh_token(
+            self.session.metadata["token_endpoint"], **params
+        )
+        return refreshed
+
+    def refresh_error(self, **params: str) -> str:
+        with pytest.raises(OAuthError) as refused:
+            self.refresh(**params)
+        return str(refused.value.error)
+
 
 def signed_in(live: LiveProvider, op: OpenIdProvider, client: Client, role: str, *, scope: str) -> Grant:
     """A new user's first sign-in to `client` (enrolling TOTP), asking for `scope`."""
@@ -221,3 +233,29 @@ def test_a_loopback_redirect_uri_matches_any_port_and_nothing_else(
     attempt = browser.authorize(apps.loopback, redirect_uri=redirect_uri.format(port=free_port()))
 
     assert attempt.page.status_code == 400 and "Location" not in attempt.page.headers
+
+
+# -- refresh tokens: the grant's scope ----------------------------------------------------------------------
+
+
+def test_the_token_scope_is_what_was_granted_and_a_refresh_may_repeat_what_was_asked(
+    live: LiveProvider, op: OpenIdProvider, apps: Apps
+) -> None:
+    user = signed_in(live, op, apps.app, "asks-offline", scope="openid profile offline_access")
+    assert user.token["scope"] == "openid profile", "app did not register offline_access"
+
+    refreshed = user.refresh()  # Authlib resends the scope it first asked for, offline_access included
+    again = user.refresh()  # with the refresh token the first refresh gave
+
+    assert refreshed["scope"] == again["scope"] == "openid profile"
+
+
+def test_a_refresh_token_keeps_the_grants_scope_when_an_access_token_is_asked_for_less(
+    live: LiveProvider, op: OpenIdProvider, apps: Apps
+) -> None:
+    user = signed_in(live, op, apps.app, "narrow", scope="openid profile")
+
+    assert user.refresh(scope="openid")["scope"] == "openid"
+
+    assert user.refresh(scope="openid profile")["scope"] == "openid profile", "RFC 6749 6"
+    assert user.refresh_error(scope="openid profile email") == "invalid_scope", "email was never granted"

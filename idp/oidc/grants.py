@@ -13,6 +13,8 @@ from authlib.oauth2.rfc6749 import (
     InvalidScopeError,
     OAuth2Request,
     grants,
+    list_to_scope,
+    scope_to_list,
 )
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
@@ -39,6 +41,7 @@ class IssuedCode:
     code_challenge_method: str | None
     authentication: dict[str, Any]
     grant_id: str
+    requested_scope: str = ""  # what the request asked for, which a refresh may repeat (older codes: none)
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
@@ -104,6 +107,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
             code_challenge_method=data.get("code_challenge_method"),
             authentication=subject.authentication.to_json(),
             grant_id=subject.grant_id,
+            requested_scope=request.payload.scope or "",
         )
         context: ProviderContext = self.server.context
         context.ephemeral.put(
@@ -204,6 +208,35 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             return None
         return refresh_token_view(row, holder)
 
+    def requested_scope(self, refresh_token: IssuedToken) -> str:
+        """What a refresh gets of what it asks for: the granted part (RFC 6749 6); the grant's whole
+        scope when it names none."""
+        asked = self.request.payload.scope
+        if not asked:
+            return refresh_token.scope
+        granted = scope_to_list(refresh_token.scope) or []
+        return str(list_to_scope([scope for scope in scope_to_list(asked) if scope in granted]))
+
+    def _validate_token_scope(self, token: IssuedToken) -> None:
+        """authlib's step of validate_token_request: a refresh may ask for the grant's scope or less, and
+        may repeat the scope its authorization request asked for (authlib's own client resends it),
+        whose ungranted part it does not get then either; anything else is invalid_scope (RFC 6749 6)."""
+        asked = set(scope_to_list(self.request.payload.scope) or [])
+        if not asked:
+            return
+        repeatable = set(scope_to_list(token.scope) or []) | set(scope_to_list(token.requested_scope) or [])
+        if not asked <= repeatable or not self.requested_scope(token):
+            raise InvalidScopeError("The refresh asks for a scope that was not granted.")
+
+    def issue_token(self, user: GrantSubject, refresh_token: IssuedToken) -> dict[str, Any]:
+        """An access token for the requested scope; save_token keeps the grant's for the refresh token."""
+        token: dict[str, Any] = self.generate_token(
+            user=user,
+            scope=self.requested_scope(refresh_token),
+            include_refresh_token=self.INCLUDE_NEW_REFRESH_TOKEN,
+        )
+        return token
+
     def authenticate_user(self, refresh_token: IssuedToken) -> GrantSubject | None:
         """Called once the whole request is valid: only now is the token spent, so a refused request
         (a wider scope, say) leaves it usable; a racing use of the same token revokes the family."""
@@ -239,6 +272,7 @@ def save_token(context: ProviderContext, token: dict[str, Any], request: OAuth2R
     if not refresh:
         return
     subject: GrantSubject = request.user
+    grant = _redeemed(request)
     now = int(time.time())
     context.durable().refresh_tokens.add(
         RefreshToken(
@@ -246,9 +280,17 @@ def save_token(context: ProviderContext, token: dict[str, Any], request: OAuth2R
             family_id=subject.grant_id,
             client_id=request.client.get_client_id(),
             user_id=subject.user.id,
-            scope=token.get("scope", ""),
+            scope=grant.scope,
+            requested_scope=grant.requested_scope,
             authentication=subject.authentication.to_json(),
             issued_at=now,
             expires_at=now + context.lifetimes.refresh_token_lifetime,
         )
     )
+
+
+def _redeemed(request: OAuth2Request) -> IssuedCode | IssuedToken:
+    """What the token request redeemed: a code, or a refresh token whose grant's scope the new one keeps
+    whatever narrower scope its access token was asked for (RFC 6749 6)."""
+    redeemed: IssuedCode | IssuedToken = request.refresh_token or request.authorization_code
+    return redeemed

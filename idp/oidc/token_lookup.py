@@ -28,6 +28,7 @@ class IssuedToken:
     claims: dict[str, Any] | None = None  # access tokens
     row: RefreshToken | None = None  # refresh tokens
     holder: User | None = None  # refresh tokens: the account, loaded with the row
+    requested_scope: str = ""  # refresh tokens: what the authorization request asked for
 
     def check_client(self, client: RegisteredClient) -> bool:
         return bool(client.get_client_id() == self.client_id)
@@ -54,6 +55,7 @@ def refresh_token_view(row: RefreshToken, holder: User) -> IssuedToken:
         grant_id=row.family_id,
         row=row,
         holder=holder,
+        requested_scope=row.requested_scope or row.scope,
     )
 
 

@@ -98,6 +98,8 @@ class RefreshToken(Base):
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     scope: Mapped[str] = mapped_column(Text)
+    # What the authorization request asked for (a refresh may repeat it); None before 0004.
+    requested_scope: Mapped[str | None] = mapped_column(Text)
     authentication: Mapped[dict[str, Any]] = mapped_column()
     issued_at: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[int] = mapped_column(Integer)

@@ -1,4 +1,4 @@
-"""token boundaries: the audiences a resource server may introspect tokens of
+"""token boundaries: resource servers' audiences; the scope a refresh token's authorization asked for
 
 Revision ID: 0004_token_scope
 Revises: 0003
@@ -20,7 +20,9 @@ def upgrade() -> None:
         "clients",
         sa.Column("introspect_audiences", sa.JSON(), nullable=False, server_default=sa.text("'[]'")),
     )
+    op.add_column("refresh_tokens", sa.Column("requested_scope", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("refresh_tokens", "requested_scope")
     op.drop_column("clients", "introspect_audiences")

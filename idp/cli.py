@@ -304,7 +304,12 @@ def _parser() -> argparse.ArgumentParser:
     client_create.add_argument("--post-logout-redirect-uri", action="append", default=[])
     client_create.add_argument("--public", action="store_true", help="no secret; PKCE required")
     client_create.add_argument("--grant-type", action="append", default=[], choices=GRANT_TYPES)
-    client_create.add_argument("--scope", action="append", default=[], help="allowed scope (repeat)")
+    client_create.add_argument(
+        "--scope",
+        action="append",
+        default=[],
+        help="allowed scope (repeat); offline_access lets refresh tokens outlive the user's session",
+    )
     client_create.add_argument("--id-token-alg", default="RS256", choices=["RS256", "ES256"])
     client_create.add_argument(
         "--default-acr-value",

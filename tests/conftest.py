@@ -83,16 +83,22 @@ def postgres_url(_postgres_server: tuple[str, Engine]) -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """A migrated, empty database: a SQLite file, or a fresh PostgreSQL schema."""
+def unmigrated_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """An empty database without a schema: a SQLite file, or a fresh PostgreSQL schema."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'idp.sqlite3'}"
     else:
         url = request.getfixturevalue("postgres_url")
     database = Database(url)
-    database.migrate()
     yield database
     database.engine.dispose()
+
+
+@pytest.fixture
+def database(unmigrated_database: Database) -> Database:
+    """A migrated, empty database: a SQLite file, or a fresh PostgreSQL schema."""
+    unmigrated_database.migrate()
+    return unmigrated_database
 
 
 @pytest.fixture(params=["redis", "embedded"])

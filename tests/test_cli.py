@@ -157,6 +157,17 @@ def test_client_secret_is_shown_once_and_stored_hashed(config: Path) -> None:
         (["--redirect-uri", "myapp:/callback"], PRIVATE_USE_SCHEMES_ONLY),
         (["--redirect-uri", "com.example.app://callback"], "followed by a single slash and a path"),
         (
+            [
+                "--redirect-uri",
+                "https://x.example/cb",
+                "--scope",
+                "offline_access",
+                "--grant-type",
+                "authorization_code",
+            ],
+            "the offline_access scope needs the refresh_token grant",
+        ),
+        (
             ["--grant-type", "client_credentials", "--introspect", "no-such-client"],
             "--introspect names no registered",
         ),
@@ -175,6 +186,7 @@ def test_client_secret_is_shown_once_and_stored_hashed(config: Path) -> None:
         "fails because file: is neither web nor app",
         "fails because a private-use scheme must be a reversed domain name (RFC 8252 7.1)",
         "fails because a private-use scheme has no authority",
+        "fails because offline_access without refresh tokens would be a lie",
         "fails because a resource server must serve a registered client",
         "fails because a public client cannot authenticate to introspect",
     ],

@@ -8,18 +8,21 @@ offline_access, which lasts until it is revoked on the account page.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
+from support.app import add_client, make_app
 from support.live import LiveProvider, free_port
 from support.oauth_session import code_flow, introspect, oauth_session
-from support.oidc_client import Account, Browser, Client, OpenIdProvider, create_account
+from support.oidc_client import TIMEOUT, Account, Browser, Client, OpenIdProvider, create_account, forms_of
 from support.services import end_to_end_provider
-from support.step_up import cli_client
+from support.step_up import RelyingParty, cli_client, member, unverified_claims
 
 LOOPBACK = "http://127.0.0.1/native/callback"
 LOOPBACK_V6 = "http://[::1]/native/callback"
@@ -44,6 +47,7 @@ def op(live: LiveProvider) -> OpenIdProvider:
 class Apps:
     app: Client  # a web app: code and refresh, registered for openid profile email
     other: Client  # another web app
+    offline: Client  # registered for offline_access
     loopback: Client  # a native app (public) on 127.0.0.1, no port registered
     loopback_v6: Client  # the same on [::1]
     mobile: Client  # a native app (public) with a private-use scheme
@@ -62,6 +66,9 @@ def apps(live: LiveProvider) -> Apps:
     with ThreadPoolExecutor(max_workers=4) as pool:
         app = pool.submit(cli_client, live, "app")
         other = pool.submit(cli_client, live, "other")
+        offline = pool.submit(
+            cli_client, live, "offline", *("--scope", "openid", "--scope", "offline_access")
+        )
         loopback = pool.submit(cli_client, live, "loopback", "--public", redirect_uri=LOOPBACK)
         loopback_v6 = pool.submit(cli_client, live, "loopback-v6", "--public", redirect_uri=LOOPBACK_V6)
         mobile = pool.submit(cli_client, live, "mobile", "--public", redirect_uri=PRIVATE_USE)
@@ -73,6 +80,7 @@ def apps(live: LiveProvider) -> Apps:
         return Apps(
             app=app.result(),
             other=other.result(),
+            offline=offline.result(),
             loopback=loopback.result(),
             loopback_v6=loopback_v6.result(),
             mobile=mobile.result(),
@@ -103,6 +111,13 @@ class Grant:
             self.refresh(**params)
         return str(refused.value.error)
 
+    def sign_out(self, op: OpenIdProvider) -> None:
+        """RP-Initiated Logout with the ID token of this sign-in: the browser's session ends."""
+        page = self.browser.visit(
+            op.endpoint("end_session"), params={"id_token_hint": self.token["id_token"]}
+        )
+        assert page.status_code == 200 and "signed out" in page.text.lower(), page.text
+
 
 def signed_in(live: LiveProvider, op: OpenIdProvider, client: Client, role: str, *, scope: str) -> Grant:
     """A new user's first sign-in to `client` (enrolling TOTP), asking for `scope`."""
@@ -110,6 +125,22 @@ def signed_in(live: LiveProvider, op: OpenIdProvider, client: Client, role: str,
     browser = Browser(op)
     session = oauth_session(op, client, scope=scope)
     return Grant(account, browser, session, code_flow(session, browser, account=account))
+
+
+def account_page(op: OpenIdProvider, account: Account, path: str) -> tuple[Browser, Any]:
+    """Another browser of the same user opens an account page, signing in on the way."""
+    browser = Browser(op)
+    page = browser.pass_sign_in(browser.visit(f"{op.issuer}{path}"), account)
+    assert page.status_code == 200 and page.url == f"{op.issuer}{path}", page.url
+    return browser, page
+
+
+def post_form(browser: Browser, page: Any, action_suffix: str) -> Any:
+    """Press the button of the page's form whose action ends with `action_suffix`."""
+    [(action, fields)] = [
+        (action, fields) for action, fields in forms_of(page) if action.endswith(action_suffix)
+    ]
+    return browser.settle(browser.http.post(action, data=fields, allow_redirects=False, timeout=TIMEOUT))
 
 
 # -- client credentials: the scopes a machine registered ------------------------------------------------
@@ -235,7 +266,50 @@ def test_a_loopback_redirect_uri_matches_any_port_and_nothing_else(
     assert attempt.page.status_code == 400 and "Location" not in attempt.page.headers
 
 
-# -- refresh tokens: the grant's scope ----------------------------------------------------------------------
+# -- refresh tokens: bound to the browser session, unless offline_access ------------------------------------
+
+
+def test_a_refresh_token_stops_working_when_its_browser_signs_out(
+    live: LiveProvider, op: OpenIdProvider, apps: Apps
+) -> None:
+    user = signed_in(live, op, apps.app, "leaving", scope="openid profile")
+    refreshed = user.refresh()
+
+    user.sign_out(op)
+
+    assert user.refresh_error() == "invalid_grant"
+    assert introspect(user.session, op, refreshed["refresh_token"]) == {"active": False}
+
+
+def test_a_refresh_token_stops_working_when_its_session_is_ended_from_another_browser(
+    live: LiveProvider, op: OpenIdProvider, apps: Apps
+) -> None:
+    laptop = signed_in(live, op, apps.app, "two-devices", scope="openid profile")
+    laptop_sid = unverified_claims(laptop.token["id_token"])["sid"]
+    phone, sessions = account_page(op, laptop.account, "/account/sessions")
+
+    ended = post_form(phone, sessions, f"/sessions/{laptop_sid}/end")
+
+    assert "1 session(s) ended." in ended.text
+    assert laptop.refresh_error() == "invalid_grant"
+
+
+def test_offline_access_survives_sign_out_until_it_is_revoked_on_the_account_page(
+    live: LiveProvider, op: OpenIdProvider, apps: Apps
+) -> None:
+    user = signed_in(live, op, apps.offline, "offline", scope="openid offline_access")
+    assert user.token["scope"] == "openid offline_access"
+    user.sign_out(op)
+    assert user.refresh()["scope"] == "openid offline_access", "offline access outlives the session"
+
+    browser, listed = account_page(op, user.account, "/account/offline-access")
+    assert "<strong>offline</strong>" in listed.text
+    revoked = post_form(browser, listed, "/revoke")
+
+    assert "offline no longer has offline access." in revoked.text
+    assert user.refresh_error() == "invalid_grant"
+    assert introspect(user.session, op, user.session.token["access_token"]) == {"active": False}
+    assert forms_of(revoked) == [], "nothing left to revoke"
 
 
 def test_the_token_scope_is_what_was_granted_and_a_refresh_may_repeat_what_was_asked(
@@ -248,6 +322,8 @@ def test_the_token_scope_is_what_was_granted_and_a_refresh_may_repeat_what_was_a
     again = user.refresh()  # with the refresh token the first refresh gave
 
     assert refreshed["scope"] == again["scope"] == "openid profile"
+    user.sign_out(op)
+    assert user.refresh_error() == "invalid_grant", "without offline_access, the token ends with the session"
 
 
 def test_a_refresh_token_keeps_the_grants_scope_when_an_access_token_is_asked_for_less(
@@ -259,3 +335,25 @@ def test_a_refresh_token_keeps_the_grants_scope_when_an_access_token_is_asked_fo
 
     assert user.refresh(scope="openid profile")["scope"] == "openid profile", "RFC 6749 6"
     assert user.refresh_error(scope="openid profile email") == "invalid_scope", "email was never granted"
+
+
+# -- in process: a session that expires ---------------------------------------------------------------------
+
+SHORT_SESSION = 10
+
+
+def test_a_refresh_token_stops_working_when_its_session_expires(tmp_path: Path) -> None:
+    app = make_app(tmp_path, sessions={"lifetime": SHORT_SESSION})
+    relying_party = RelyingParty(app, *add_client(app))
+    started = time.time()
+    joined = member(relying_party, "alice")
+    tokens = relying_party.refresh(joined.tokens(joined.authorize())["refresh_token"])
+
+    time.sleep(max(0.0, started + SHORT_SESSION + 1 - time.time()))
+
+    response = app.test_client().post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=(relying_party.client_id, relying_party.secret),
+    )
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant"

@@ -21,6 +21,8 @@ MAX_CLIENT_ID_LENGTH = 64
 CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 DEFAULT_USER_GRANTS = ("authorization_code", "refresh_token")
+# OIDC Core 11: a refresh token that outlives the user's browser session.
+OFFLINE_ACCESS = "offline_access"
 # RFC 8252 7.3: loopback IP literals (not "localhost", 8.3), whose port the app picks at run time.
 LOOPBACK_ADDRESSES = ("127.0.0.1", "::1")
 # RFC 8252 7.1: a native app's private-use scheme is a domain name it controls, reversed (com.example.app).
@@ -64,6 +66,8 @@ def register_client(
         raise ClientRegistrationError("a public client cannot use client_credentials")
     if "authorization_code" in grants and not redirect_uris:
         raise ClientRegistrationError("authorization_code needs at least one --redirect-uri")
+    if OFFLINE_ACCESS in scope_to_list(scope) and "refresh_token" not in grants:
+        raise ClientRegistrationError(f"the {OFFLINE_ACCESS} scope needs the refresh_token grant")
     if public and introspect_audiences:
         raise ClientRegistrationError("a public client cannot introspect: it has no secret to authenticate")
     for uri in (*redirect_uris, *post_logout_redirect_uris):

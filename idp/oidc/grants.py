@@ -20,7 +20,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
 
 from idp.oidc.claims import user_claims
-from idp.oidc.clients import CONFIDENTIAL_AUTH_METHODS, RegisteredClient
+from idp.oidc.clients import CONFIDENTIAL_AUTH_METHODS, OFFLINE_ACCESS, RegisteredClient
 from idp.oidc.context import ProviderContext
 from idp.oidc.delivery import deliver
 from idp.oidc.token_lookup import IssuedToken, refresh_token_view
@@ -195,18 +195,17 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         found = context.durable().refresh_tokens.with_holder(digest(refresh_token))
         if found is None:
             return None
-        row, holder = found
+        row = found.row
         if row.revoked or row.client_id != self.request.client.get_client_id():
             return None
-        if holder.disabled:
+        if found.holder.disabled:
             context.revoke_grant(row.family_id, reason="account disabled")
             return None
         if row.rotated:
             context.revoke_grant(row.family_id, reason="refresh token reused")
             return None
-        if row.expires_at <= time.time():
-            return None
-        return refresh_token_view(row, holder)
+        token = refresh_token_view(found)
+        return None if token.is_expired() or token.is_revoked() else token
 
     def requested_scope(self, refresh_token: IssuedToken) -> str:
         """What a refresh gets of what it asks for: the granted part (RFC 6749 6); the grant's whole
@@ -267,7 +266,8 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
 
 
 def save_token(context: ProviderContext, token: dict[str, Any], request: OAuth2Request) -> None:
-    """Persist the refresh token of a user grant (hashed); access tokens are self-contained JWTs."""
+    """Persist the refresh token of a user grant (hashed), bound to the browser session it comes from
+    unless the grant has offline_access; access tokens are self-contained JWTs."""
     refresh = token.get("refresh_token")
     if not refresh:
         return
@@ -285,6 +285,8 @@ def save_token(context: ProviderContext, token: dict[str, Any], request: OAuth2R
             authentication=subject.authentication.to_json(),
             issued_at=now,
             expires_at=now + context.lifetimes.refresh_token_lifetime,
+            sid=subject.authentication.sid,
+            offline=OFFLINE_ACCESS in scope_to_list(grant.scope),
         )
     )
 

@@ -105,6 +105,10 @@ class RefreshToken(Base):
     expires_at: Mapped[int] = mapped_column(Integer)
     rotated: Mapped[bool] = mapped_column(Boolean, default=False)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The browser session it was issued from; unless `offline` (offline_access, OIDC Core 11), the
+    # token works only while that session lives.
+    sid: Mapped[str | None] = mapped_column(String(64))
+    offline: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class AuditEvent(Base):

@@ -136,9 +136,11 @@ def main() -> None:
     ):
         config = prepare(Path(scratch), database_url=database_url, redis_url=args.redis_url)
         population = copy_users(database_url, count=args.sign_ins + 2, config=config)
-        relying_party, service = (
-            register_relying_party(config),
-            register(config, "bench-service", "--grant-type", "client_credentials"),
+        relying_party = register_relying_party(config)
+        service = register(  # it introspects the relying party's tokens: registered as their resource server
+            config,
+            "bench-service",
+            *("--grant-type", "client_credentials", "--introspect", relying_party.client_id),
         )
         app = create_app(load_settings(config))
         count_round_trips()

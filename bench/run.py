@@ -385,7 +385,12 @@ def main() -> None:
         config = prepare(tmp / "idp", database_url=database_url, redis_url=args.redis_url)
         hashing = load_settings(config).passwords
         relying_party = register_relying_party(config)
-        machine = register(config, "bench-machine", "--grant-type", "client_credentials")
+        # It introspects the relying party's tokens: registered as their resource server.
+        machine = register(
+            config,
+            "bench-machine",
+            *("--grant-type", "client_credentials", "--introspect", relying_party.client_id),
+        )
         users = Users(copy_users(database_url, count=args.users, config=config))
         print(
             f"load: {'wrk' if wrk else 'python'} on core {LOAD_CORE}, {args.connections} connections "

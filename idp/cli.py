@@ -256,8 +256,12 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
         id_token_signed_response_alg=args.id_token_alg,
         default_acr_values=args.default_acr_value,
         default_max_age=args.default_max_age,
+        introspect_audiences=args.introspect,
     )
     with _store(settings) as store:
+        unknown = [client_id for client_id in args.introspect if store.clients.get(client_id) is None]
+        if unknown:
+            raise UsageError(f"--introspect names no registered client: {unknown}")
         store.clients.add(created.client)
     result = {"client_id": created.client.client_id, "client_secret": created.secret}
     if args.json:
@@ -390,11 +394,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     client_create = clients.add_parser("create", help="register a client; prints its id and secret once")
     client_create.add_argument("--name", required=True)
-    client_create.add_argument("--redirect-uri", action="append", default=[])
+    client_create.add_argument(
+        "--redirect-uri",
+        action="append",
+        default=[],
+        help="https, http on localhost (http://127.0.0.1/cb or http://[::1]/cb match any port), or a "
+        "native app's private-use scheme like com.example.app:/callback (repeat)",
+    )
     client_create.add_argument("--post-logout-redirect-uri", action="append", default=[])
     client_create.add_argument("--public", action="store_true", help="no secret; PKCE required")
     client_create.add_argument("--grant-type", action="append", default=[], choices=GRANT_TYPES)
-    client_create.add_argument("--scope", action="append", default=[], help="allowed scope (repeat)")
+    client_create.add_argument(
+        "--scope",
+        action="append",
+        default=[],
+        help="allowed scope (repeat); offline_access lets refresh tokens outlive the user's session",
+    )
     client_create.add_argument("--id-token-alg", default="RS256", choices=["RS256", "ES256"])
     client_create.add_argument(
         "--default-acr-value",
@@ -404,6 +419,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     client_create.add_argument(
         "--default-max-age", type=int, help="max_age applied to every request (seconds)"
+    )
+    client_create.add_argument(
+        "--introspect",
+        action="append",
+        default=[],
+        metavar="CLIENT_ID",
+        help="a resource server: may introspect access tokens issued to CLIENT_ID (repeat)",
     )
     client_create.add_argument("--json", action="store_true", help="print the result as JSON")
     client_create.set_defaults(handler=cmd_clients_create)

@@ -92,12 +92,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    """A migrated, empty database: a SQLite file, or a fresh PostgreSQL schema."""
+def unmigrated_database(database_url: str) -> Iterator[Database]:
+    """A database without a schema yet, to migrate step by step."""
     database = Database(database_url)
-    database.migrate()
     yield database
     database.engine.dispose()
+
+
+@pytest.fixture
+def database(unmigrated_database: Database) -> Database:
+    """A migrated, empty database: a SQLite file, or a fresh PostgreSQL schema."""
+    unmigrated_database.migrate()
+    return unmigrated_database
 
 
 @pytest.fixture(params=["redis", "embedded"])

@@ -21,6 +21,9 @@ from idp.config import Settings, load_settings
 from idp.demo import DEMO_API_PORT, DEMO_PORT
 
 PASSWORD = "a long enough password\n"
+PRIVATE_USE_SCHEMES_ONLY = (
+    "the scheme must be https, http for localhost, or a native app's private-use scheme"
+)
 
 
 def idp(config: Path | None, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -215,12 +218,44 @@ def test_client_secret_is_shown_once_and_stored_hashed(config: Path) -> None:
         (["--redirect-uri", "https://console.example.com/cb#frag"], "no fragment"),
         ([], "authorization_code needs at least one --redirect-uri"),
         (["--public", "--grant-type", "client_credentials"], "a public client cannot use client_credentials"),
+        (["--redirect-uri", "javascript:alert(document.cookie)"], PRIVATE_USE_SCHEMES_ONLY),
+        (["--redirect-uri", "data:text/html,<script>alert(1)</script>"], PRIVATE_USE_SCHEMES_ONLY),
+        (["--redirect-uri", "file:///etc/passwd"], PRIVATE_USE_SCHEMES_ONLY),
+        (["--redirect-uri", "myapp:/callback"], PRIVATE_USE_SCHEMES_ONLY),
+        (["--redirect-uri", "com.example.app://callback"], "followed by a single slash and a path"),
+        (
+            [
+                "--redirect-uri",
+                "https://x.example/cb",
+                "--scope",
+                "offline_access",
+                "--grant-type",
+                "authorization_code",
+            ],
+            "the offline_access scope needs the refresh_token grant",
+        ),
+        (
+            ["--grant-type", "client_credentials", "--introspect", "no-such-client"],
+            "--introspect names no registered",
+        ),
+        (
+            ["--public", "--redirect-uri", "https://x.example/cb", "--introspect", "any"],
+            "a public client cannot introspect",
+        ),
     ],
     ids=[
         "fails because http is not localhost",
         "fails because of a fragment",
         "fails because there is no redirect URI",
         "fails because a public client has no secret",
+        "fails because javascript: runs script",
+        "fails because data: embeds a page",
+        "fails because file: is neither web nor app",
+        "fails because a private-use scheme must be a reversed domain name (RFC 8252 7.1)",
+        "fails because a private-use scheme has no authority",
+        "fails because offline_access without refresh tokens would be a lie",
+        "fails because a resource server must serve a registered client",
+        "fails because a public client cannot authenticate to introspect",
     ],
 )
 def test_client_registration_refusals(config: Path, args: list[str], message: str) -> None:

@@ -22,7 +22,7 @@ from idp.config import settings_from_mapping
 from idp.store import database as database_module
 from idp.store.database import Database, DatabaseUnavailable
 from idp.store.durable import AddressHolders, DurableStore, audit_event
-from idp.store.tables import Client, Factor, FactorKind, RefreshToken, User
+from idp.store.tables import Client, Factor, FactorKind, RefreshToken, User, UserSession
 
 ALICE, BOB = "00000000-0000-0000-0000-00000000a11c", "00000000-0000-0000-0000-000000000b0b"
 
@@ -47,16 +47,19 @@ def _client(client_id: str, created_at: int = 1000) -> Client:
     )
 
 
-def _refresh_token(token_hash: str, family_id: str) -> RefreshToken:
+def _refresh_token(token_hash: str, family_id: str, **fields: Any) -> RefreshToken:
     return RefreshToken(
-        token_hash=token_hash,
-        family_id=family_id,
-        client_id="app",
-        user_id=ALICE,
-        scope="openid",
-        authentication={"amr": ["pwd", "hwk"], "acr": "phr", "auth_time": 1000},
-        issued_at=1000,
-        expires_at=2000,
+        **{
+            "token_hash": token_hash,
+            "family_id": family_id,
+            "client_id": "app",
+            "user_id": ALICE,
+            "scope": "openid",
+            "authentication": {"amr": ["pwd", "hwk"], "acr": "phr", "auth_time": 1000},
+            "issued_at": 1000,
+            "expires_at": 2000,
+            **fields,
+        }
     )
 
 
@@ -212,9 +215,8 @@ def test_claim_for_rotation_succeeds_once(with_tokens: Database) -> None:
     with with_tokens.unit_of_work() as session:
         found = DurableStore.over(session).refresh_tokens.with_holder("first")
         assert found is not None
-        token, holder = found
-        assert token.rotated and not token.revoked and holder.username == "alice"
-        assert token.authentication == {"amr": ["pwd", "hwk"], "acr": "phr", "auth_time": 1000}
+        assert found.row.rotated and not found.row.revoked and found.holder.username == "alice"
+        assert found.row.authentication == {"amr": ["pwd", "hwk"], "acr": "phr", "auth_time": 1000}
 
 
 def test_claim_for_rotation_has_one_winner_among_racing_sessions(with_tokens: Database) -> None:
@@ -241,11 +243,56 @@ def test_revoke_family_revokes_every_token_of_that_family_only(with_tokens: Data
     with with_tokens.unit_of_work() as session:
         tokens = DurableStore.over(session).refresh_tokens
         revoked = {
-            name: found[0].revoked
+            name: found.row.revoked
             for name in ("first", "second", "other")
             if (found := tokens.with_holder(name))
         }
     assert revoked == {"first": True, "second": True, "other": False}
+
+
+def test_a_refresh_token_is_read_with_the_end_of_the_session_it_was_issued_from(
+    with_alice_and_bob: Database,
+) -> None:
+    with with_alice_and_bob.unit_of_work() as session:
+        store = DurableStore.over(session)
+        store.clients.add(_client("app"))
+        store.sessions.add(
+            UserSession(sid="s-1", user_id=ALICE, storage_key="k", created_at=1000, expires_at=5000)
+        )
+        store.refresh_tokens.add(_refresh_token("bound", "family-1", sid="s-1"))
+        store.refresh_tokens.add(_refresh_token("orphan", "family-2", sid="s-never-indexed"))
+
+    def session_end(token_hash: str) -> int | None:
+        with with_alice_and_bob.unit_of_work() as session:
+            found = DurableStore.over(session).refresh_tokens.with_holder(token_hash)
+            assert found is not None and found.holder.username == "alice"
+            return found.session_expires_at
+
+    assert (session_end("bound"), session_end("orphan")) == (5000, None)
+    with with_alice_and_bob.unit_of_work() as session:
+        DurableStore.over(session).sessions.remove("s-1")
+    assert session_end("bound") is None, "an ended session is gone from the index"
+
+
+def test_offline_of_user_lists_the_current_token_of_each_of_the_users_offline_grants(
+    with_alice_and_bob: Database,
+) -> None:
+    with with_alice_and_bob.unit_of_work() as session:
+        store = DurableStore.over(session)
+        store.clients.add(_client("app"))
+        for token in [
+            _refresh_token("rotated", "family-1", offline=True, rotated=True),
+            _refresh_token("current", "family-1", offline=True, issued_at=1500),
+            _refresh_token("session-bound", "family-2"),
+            _refresh_token("revoked", "family-3", offline=True, revoked=True),
+            _refresh_token("expired", "family-4", offline=True, expires_at=1200),
+            _refresh_token("bobs", "family-5", offline=True, user_id=BOB),
+        ]:
+            store.refresh_tokens.add(token)
+
+    with with_alice_and_bob.unit_of_work() as session:
+        listed = DurableStore.over(session).refresh_tokens.offline_of_user(ALICE, now=1300)
+        assert [(token.token_hash, client.name) for token, client in listed] == [("current", "App app")]
 
 
 def test_audit_of_user_is_newest_first(with_alice_and_bob: Database) -> None:

@@ -126,13 +126,21 @@ def issued(live: Live) -> Issued:
     demo_port = free_port()
     with ThreadPoolExecutor(max_workers=5) as pool:
         shop = pool.submit(cli_client, provider, "shop")
-        api = pool.submit(cli_client, provider, "api", "--grant-type", "client_credentials")
         demo = pool.submit(
             cli_client, provider, "demo", "--public", redirect_uri=f"http://localhost:{demo_port}/callback"
         )
         alice = pool.submit(live_member, provider, op, "alice")
         bob = pool.submit(live_member, provider, op, "bob")
         shop_client, alice_member = shop.result(), alice.result()
+        api = pool.submit(
+            cli_client,
+            provider,
+            "api",
+            "--grant-type",
+            "client_credentials",
+            "--introspect",
+            shop_client.client_id,
+        )
         mfa = alice_member.sign_in(shop_client)
         add_passkey_over_http(alice_member.browser, alice_member.passkey)
         phr = alice_member.step_up(shop_client, acr_values="phr")

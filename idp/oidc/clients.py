@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin, list_to_scope, scope_to_list
 
@@ -20,6 +21,12 @@ MAX_CLIENT_ID_LENGTH = 64
 CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 DEFAULT_USER_GRANTS = ("authorization_code", "refresh_token")
+# OIDC Core 11: a refresh token that outlives the user's browser session.
+OFFLINE_ACCESS = "offline_access"
+# RFC 8252 7.3: loopback IP literals (not "localhost", 8.3), whose port the app picks at run time.
+LOOPBACK_ADDRESSES = ("127.0.0.1", "::1")
+# RFC 8252 7.1: a native app's private-use scheme is a domain name it controls, reversed (com.example.app).
+PRIVATE_USE_SCHEME = re.compile(r"[a-z][a-z0-9-]*(\.[a-z0-9-]+)+")
 
 
 class ClientRegistrationError(Exception):
@@ -48,6 +55,7 @@ def register_client(
     id_token_signed_response_alg: str = "RS256",
     default_acr_values: Sequence[str] = (),
     default_max_age: int | None = None,
+    introspect_audiences: Sequence[str] = (),
 ) -> NewClient:
     """Validate a registration (OIDC Registration 2) and mint the client id and secret."""
     grants = tuple(grant_types) or (("client_credentials",) if not redirect_uris else DEFAULT_USER_GRANTS)
@@ -58,6 +66,10 @@ def register_client(
         raise ClientRegistrationError("a public client cannot use client_credentials")
     if "authorization_code" in grants and not redirect_uris:
         raise ClientRegistrationError("authorization_code needs at least one --redirect-uri")
+    if OFFLINE_ACCESS in scope_to_list(scope) and "refresh_token" not in grants:
+        raise ClientRegistrationError(f"the {OFFLINE_ACCESS} scope needs the refresh_token grant")
+    if public and introspect_audiences:
+        raise ClientRegistrationError("a public client cannot introspect: it has no secret to authenticate")
     for uri in (*redirect_uris, *post_logout_redirect_uris):
         _validate_redirect_uri(uri)
     if default_max_age is not None and default_max_age < 0:
@@ -77,16 +89,52 @@ def register_client(
         default_acr_values=list(default_acr_values),
         default_max_age=default_max_age,
         created_at=int(time.time()),
+        introspect_audiences=list(introspect_audiences),
     )
     return NewClient(client=client, secret=secret)
 
 
 def _validate_redirect_uri(uri: str) -> None:
+    """https, http on this machine, or a native app's private-use scheme (RFC 8252 7.1, 7.3, 8.4):
+    never a scheme that runs or embeds content (javascript:, data:) or any other."""
     parts = urlsplit(uri)
-    if parts.fragment or not parts.scheme or not (parts.netloc or parts.scheme not in ("http", "https")):
+    if parts.fragment or not parts.scheme:
         raise ClientRegistrationError(f"redirect URI {uri!r} must be absolute and have no fragment")
-    if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
-        raise ClientRegistrationError(f"redirect URI {uri!r}: plain http is allowed only for localhost")
+    if parts.scheme in ("http", "https"):
+        if not parts.hostname or not _has_valid_port(parts):
+            raise ClientRegistrationError(f"redirect URI {uri!r} must name a host, and a port only in digits")
+        if parts.scheme == "http" and parts.hostname not in ("localhost", *LOOPBACK_ADDRESSES):
+            raise ClientRegistrationError(f"redirect URI {uri!r}: plain http is allowed only for localhost")
+        return
+    if not PRIVATE_USE_SCHEME.fullmatch(parts.scheme):
+        raise ClientRegistrationError(
+            f"redirect URI {uri!r}: the scheme must be https, http for localhost, or a native app's "
+            "private-use scheme named after its domain in reverse order, like com.example.app:/callback"
+        )
+    if parts.netloc or not parts.path.startswith("/"):
+        raise ClientRegistrationError(
+            f"redirect URI {uri!r}: a private-use scheme is followed by a single slash and a path, "
+            "like com.example.app:/callback (RFC 8252 7.1)"
+        )
+
+
+def _has_valid_port(parts: SplitResult) -> bool:
+    try:
+        parts.port  # noqa: B018 (urllib checks the port when it is read)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_loopback_with_any_port(registered: SplitResult, requested: str) -> bool:
+    """`requested` is the loopback redirect URI `registered` without a port, on some port (RFC 8252 7.3)."""
+    if registered.scheme != "http" or registered.hostname not in LOOPBACK_ADDRESSES or registered.port:
+        return False
+    asked = urlsplit(requested)
+    if not _has_valid_port(asked) or not asked.port:
+        return False
+    same_but_the_port = asked._replace(netloc=registered.netloc) == registered
+    return same_but_the_port and asked.netloc == f"{registered.netloc}:{asked.port}"
 
 
 class RegisteredClient(ClientMixin):
@@ -110,13 +158,26 @@ class RegisteredClient(ClientMixin):
         return uris[0] if len(uris) == 1 else None
 
     def get_allowed_scope(self, scope: str | None) -> str:
+        """The requested scopes this client registered, the others dropped (as at authorization)."""
         if not scope:
             return ""
         allowed = set(scope_to_list(self.row.scope))
         return str(list_to_scope([s for s in scope_to_list(scope) if s in allowed]))
 
+    def registered_every_scope(self, scope: str | None) -> bool:
+        """Every requested scope is one this client registered (none requested: trivially)."""
+        return set(scope_to_list(scope) or []) <= set(scope_to_list(self.row.scope))
+
+    def may_introspect_for(self, audience: Sequence[str]) -> bool:
+        """A resource server registered for one of a token's audiences (`idp clients create --introspect`)."""
+        return not set(audience).isdisjoint(self.row.introspect_audiences)
+
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return redirect_uri in self.row.redirect_uris
+        """A registered URI exactly, or a loopback one registered portless on any port (RFC 8252 7.3)."""
+        return redirect_uri in self.row.redirect_uris or any(
+            _is_loopback_with_any_port(urlsplit(registered), redirect_uri)
+            for registered in self.row.redirect_uris
+        )
 
     def check_post_logout_redirect_uri(self, uri: str) -> bool:
         return uri in self.row.post_logout_redirect_uris

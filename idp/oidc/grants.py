@@ -7,12 +7,20 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, OAuth2Request, grants
+from authlib.oauth2.rfc6749 import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    OAuth2Request,
+    grants,
+    list_to_scope,
+    scope_to_list,
+)
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
 
 from idp.oidc.claims import user_claims
-from idp.oidc.clients import CONFIDENTIAL_AUTH_METHODS, RegisteredClient
+from idp.oidc.clients import CONFIDENTIAL_AUTH_METHODS, OFFLINE_ACCESS, RegisteredClient
 from idp.oidc.context import ProviderContext
 from idp.oidc.delivery import deliver
 from idp.oidc.token_lookup import IssuedToken, refresh_token_view
@@ -33,6 +41,7 @@ class IssuedCode:
     code_challenge_method: str | None
     authentication: dict[str, Any]
     grant_id: str
+    requested_scope: str = ""  # what the request asked for, which a refresh may repeat (older codes: none)
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
@@ -98,6 +107,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             code_challenge_method=data.get("code_challenge_method"),
             authentication=subject.authentication.to_json(),
             grant_id=subject.grant_id,
+            requested_scope=request.payload.scope or "",
         )
         context: ProviderContext = self.server.context
         context.ephemeral.put(
@@ -185,18 +195,46 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         found = context.durable().refresh_tokens.with_holder(digest(refresh_token))
         if found is None:
             return None
-        row, holder = found
+        row = found.row
         if row.revoked or row.client_id != self.request.client.get_client_id():
             return None
-        if holder.disabled:
+        if found.holder.disabled:
             context.revoke_grant(row.family_id, reason="account disabled")
             return None
         if row.rotated:
             context.revoke_grant(row.family_id, reason="refresh token reused")
             return None
-        if row.expires_at <= time.time():
-            return None
-        return refresh_token_view(row, holder)
+        token = refresh_token_view(found)
+        return None if token.is_expired() or token.is_revoked() else token
+
+    def requested_scope(self, refresh_token: IssuedToken) -> str:
+        """What a refresh gets of what it asks for: the granted part (RFC 6749 6); the grant's whole
+        scope when it names none."""
+        asked = self.request.payload.scope
+        if not asked:
+            return refresh_token.scope
+        granted = scope_to_list(refresh_token.scope) or []
+        return str(list_to_scope([scope for scope in scope_to_list(asked) if scope in granted]))
+
+    def _validate_token_scope(self, token: IssuedToken) -> None:
+        """authlib's step of validate_token_request: a refresh may ask for the grant's scope or less, and
+        may repeat the scope its authorization request asked for (authlib's own client resends it),
+        whose ungranted part it does not get then either; anything else is invalid_scope (RFC 6749 6)."""
+        asked = set(scope_to_list(self.request.payload.scope) or [])
+        if not asked:
+            return
+        repeatable = set(scope_to_list(token.scope) or []) | set(scope_to_list(token.requested_scope) or [])
+        if not asked <= repeatable or not self.requested_scope(token):
+            raise InvalidScopeError("The refresh asks for a scope that was not granted.")
+
+    def issue_token(self, user: GrantSubject, refresh_token: IssuedToken) -> dict[str, Any]:
+        """An access token for the requested scope; save_token keeps the grant's for the refresh token."""
+        token: dict[str, Any] = self.generate_token(
+            user=user,
+            scope=self.requested_scope(refresh_token),
+            include_refresh_token=self.INCLUDE_NEW_REFRESH_TOKEN,
+        )
+        return token
 
     def authenticate_user(self, refresh_token: IssuedToken) -> GrantSubject | None:
         """Called once the whole request is valid: only now is the token spent, so a refused request
@@ -220,13 +258,21 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = CONFIDENTIAL_AUTH_METHODS
 
+    def validate_requested_scope(self) -> None:
+        """Only scopes the client registered (RFC 6749 4.4.2): with no user to trim a request for, a wider
+        one is refused (invalid_scope, RFC 6749 5.2), not narrowed."""
+        if not self.request.client.registered_every_scope(self.request.payload.scope):
+            raise InvalidScopeError("The client is not registered for every scope it asked for.")
+
 
 def save_token(context: ProviderContext, token: dict[str, Any], request: OAuth2Request) -> None:
-    """Persist the refresh token of a user grant (hashed); access tokens are self-contained JWTs."""
+    """Persist the refresh token of a user grant (hashed), bound to the browser session it comes from
+    unless the grant has offline_access; access tokens are self-contained JWTs."""
     refresh = token.get("refresh_token")
     if not refresh:
         return
     subject: GrantSubject = request.user
+    grant = _redeemed(request)
     now = int(time.time())
     context.durable().refresh_tokens.add(
         RefreshToken(
@@ -234,9 +280,19 @@ def save_token(context: ProviderContext, token: dict[str, Any], request: OAuth2R
             family_id=subject.grant_id,
             client_id=request.client.get_client_id(),
             user_id=subject.user.id,
-            scope=token.get("scope", ""),
+            scope=grant.scope,
+            requested_scope=grant.requested_scope,
             authentication=subject.authentication.to_json(),
             issued_at=now,
             expires_at=now + context.lifetimes.refresh_token_lifetime,
+            sid=subject.authentication.sid,
+            offline=OFFLINE_ACCESS in scope_to_list(grant.scope),
         )
     )
+
+
+def _redeemed(request: OAuth2Request) -> IssuedCode | IssuedToken:
+    """What the token request redeemed: a code, or a refresh token whose grant's scope the new one keeps
+    whatever narrower scope its access token was asked for (RFC 6749 6)."""
+    redeemed: IssuedCode | IssuedToken = request.refresh_token or request.authorization_code
+    return redeemed

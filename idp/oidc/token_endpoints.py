@@ -33,8 +33,10 @@ class TokenIntrospection(IntrospectionEndpoint):
         return find_token(self.server.context, token_string)
 
     def check_permission(self, token: IssuedToken, client: RegisteredClient, request: OAuth2Request) -> bool:
-        """Any authenticated confidential client (a resource server) may introspect."""
-        return True
+        """Only the client the token was issued to, or a resource server registered for its audience,
+        learns it is active (RFC 7662 4); anyone else is told `active: false`. A refresh token has no
+        audience: it is never sent to resource servers (RFC 6749 1.5)."""
+        return token.check_client(client) or client.may_introspect_for(token.audience)
 
     def introspect_token(self, token: IssuedToken) -> dict[str, Any]:
         payload: dict[str, Any] = {

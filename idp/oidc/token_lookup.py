@@ -9,6 +9,7 @@ from typing import Any
 from idp.oidc.clients import RegisteredClient
 from idp.oidc.context import ProviderContext
 from idp.oidc.tokens import Authentication, digest
+from idp.store.durable import HeldRefreshToken
 from idp.store.tables import RefreshToken, User
 
 
@@ -24,9 +25,12 @@ class IssuedToken:
     expires_at: int
     authentication: Authentication | None
     grant_id: str | None
+    audience: tuple[str, ...] = ()  # access tokens: `aud`, what resource servers are registered for
     claims: dict[str, Any] | None = None  # access tokens
     row: RefreshToken | None = None  # refresh tokens
     holder: User | None = None  # refresh tokens: the account, loaded with the row
+    outlived_its_session: bool = False  # refresh tokens: see `outlived_its_session`
+    requested_scope: str = ""  # refresh tokens: what the authorization request asked for
 
     def check_client(self, client: RegisteredClient) -> bool:
         return bool(client.get_client_id() == self.client_id)
@@ -38,10 +42,20 @@ class IssuedToken:
         return self.expires_at <= time.time()
 
     def is_revoked(self) -> bool:
-        return False  # revoked tokens are never returned by the queries below
+        """Revoked tokens are never returned by the queries below; one that outlived its browser
+        session is as good as revoked."""
+        return self.outlived_its_session
 
 
-def refresh_token_view(row: RefreshToken, holder: User) -> IssuedToken:
+def outlived_its_session(held: HeldRefreshToken, *, now: float) -> bool:
+    """A refresh token not issued for offline_access lives only as long as its browser session: not
+    after a sign-out, an end on the account page, another user's sign-in there, or its expiry
+    (OIDC Core 11, as Keycloak does)."""
+    return not held.row.offline and (held.session_expires_at is None or held.session_expires_at <= now)
+
+
+def refresh_token_view(held: HeldRefreshToken) -> IssuedToken:
+    row = held.row
     return IssuedToken(
         kind="refresh_token",
         client_id=row.client_id,
@@ -52,7 +66,9 @@ def refresh_token_view(row: RefreshToken, holder: User) -> IssuedToken:
         authentication=Authentication.from_json(row.authentication),
         grant_id=row.family_id,
         row=row,
-        holder=holder,
+        holder=held.holder,
+        outlived_its_session=outlived_its_session(held, now=time.time()),
+        requested_scope=row.requested_scope or row.scope,
     )
 
 
@@ -84,15 +100,19 @@ def _find_access_token(context: ProviderContext, token: str) -> IssuedToken | No
         expires_at=claims["exp"],
         authentication=authentication,
         grant_id=claims.get("grant_id"),
+        audience=_audience(claims.get("aud")),
         claims=claims,
     )
 
 
+def _audience(aud: object) -> tuple[str, ...]:
+    """RFC 7519 4.1.3: one string or a list of them."""
+    values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    return tuple(value for value in values if isinstance(value, str))
+
+
 def _find_refresh_token(context: ProviderContext, token: str) -> IssuedToken | None:
     found = context.durable().refresh_tokens.with_holder(digest(token))
-    if found is None:
+    if found is None or found.row.revoked or found.row.rotated or found.holder.disabled:
         return None
-    row, holder = found
-    if row.revoked or row.rotated or holder.disabled:
-        return None
-    return refresh_token_view(row, holder)
+    return refresh_token_view(found)

@@ -184,6 +184,16 @@ class Clients:
         return self._session.scalars(select(Client).order_by(Client.created_at)).all()
 
 
+@dataclass(frozen=True)
+class HeldRefreshToken:
+    """A refresh token, the account holding it, and until when the browser session it was issued from
+    lives (None once that session ended or was never indexed)."""
+
+    row: RefreshToken
+    holder: User
+    session_expires_at: int | None
+
+
 class RefreshTokens:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -192,11 +202,32 @@ class RefreshTokens:
         self._session.add(token)
         self._session.flush()
 
-    def with_holder(self, token_hash: str) -> tuple[RefreshToken, User] | None:
-        """The token and the account holding it, in one query (None when either is gone)."""
-        query = select(RefreshToken, User).join(User, User.id == RefreshToken.user_id)
-        row = self._session.execute(query.where(RefreshToken.token_hash == token_hash)).one_or_none()
-        return None if row is None else (row[0], row[1])
+    def with_holder(self, token_hash: str) -> HeldRefreshToken | None:
+        """The token, the account holding it and its session's end, in one query (None when the token
+        or the account is gone)."""
+        query = (
+            select(RefreshToken, User, UserSession.expires_at)
+            .join(User, User.id == RefreshToken.user_id)
+            .outerjoin(UserSession, UserSession.sid == RefreshToken.sid)
+        )
+        found = self._session.execute(query.where(RefreshToken.token_hash == token_hash)).one_or_none()
+        return None if found is None else HeldRefreshToken(found[0], found[1], found[2])
+
+    def offline_of_user(self, user_id: str, *, now: int) -> Sequence[tuple[RefreshToken, Client]]:
+        """The current token of each of the user's offline grants (OIDC Core 11), with its client."""
+        query = (
+            select(RefreshToken, Client)
+            .join(Client, Client.client_id == RefreshToken.client_id)
+            .where(
+                RefreshToken.user_id == user_id,
+                RefreshToken.offline.is_(True),
+                RefreshToken.rotated.is_(False),
+                RefreshToken.revoked.is_(False),
+                RefreshToken.expires_at > now,
+            )
+            .order_by(RefreshToken.issued_at.desc())
+        )
+        return [(token, client) for token, client in self._session.execute(query)]
 
     def claim_for_rotation(self, token_hash: str) -> bool:
         """Mark the token rotated; True only for the one caller that found it current (atomic)."""

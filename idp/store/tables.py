@@ -103,6 +103,8 @@ class Client(Base):
     default_acr_values: Mapped[list[str]] = mapped_column(default=list)
     default_max_age: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[int] = mapped_column(Integer)
+    # A resource server: the audiences (client ids) whose access tokens it may introspect (RFC 7662 4).
+    introspect_audiences: Mapped[list[str]] = mapped_column(default=list)
 
 
 class RefreshToken(Base):
@@ -115,11 +117,17 @@ class RefreshToken(Base):
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     scope: Mapped[str] = mapped_column(Text)
+    # What the authorization request asked for (a refresh may repeat it); None before 0004.
+    requested_scope: Mapped[str | None] = mapped_column(Text)
     authentication: Mapped[dict[str, Any]] = mapped_column()
     issued_at: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[int] = mapped_column(Integer)
     rotated: Mapped[bool] = mapped_column(Boolean, default=False)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The browser session it was issued from; unless `offline` (offline_access, OIDC Core 11), the
+    # token works only while that session lives.
+    sid: Mapped[str | None] = mapped_column(String(64))
+    offline: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class AuditEvent(Base):

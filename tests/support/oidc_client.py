@@ -334,14 +334,19 @@ class Browser:
     ) -> tuple[Attempt, dict[str, str]]:
         """The happy path: password, then the second factor (enrolling TOTP first when the user has none)."""
         attempt = self.authorize(client, **params)
-        assert is_password_page(attempt.page), attempt.page.text
-        page = self.submit(attempt.page, username=account.username, password=account.password)
+        return attempt, attempt.callback(self.pass_sign_in(attempt.page, account))
+
+    def pass_sign_in(self, page: requests.Response, account: Account) -> requests.Response:
+        """From the password page: the password, then the second factor (enrolling TOTP first when the
+        user has none); returns where the provider then sends the user agent."""
+        assert is_password_page(page), page.text
+        page = self.submit(page, username=account.username, password=account.password)
         if is_enrolment_page(page):
             account.authenticator = Authenticator(enrolment_secret(page))
         else:
             assert is_factor_page(page), page.text
         assert account.authenticator is not None
-        return attempt, attempt.callback(self.submit(page, code=account.authenticator.next_code()))
+        return self.submit(page, code=account.authenticator.next_code())
 
 
 def create_account(live: LiveProvider, role: str) -> Account:

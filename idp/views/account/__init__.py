@@ -1,4 +1,4 @@
-"""The account pages: what a signed-in user sees of their factors, sessions and sign-in history.
+"""The account pages: what a signed-in user sees of their factors, sessions, offline apps and history.
 
 Every change needs a fresh MFA sign-in (the same step-up as relying parties get), is audited, and
 is told to the user's verified addresses. Importing the package registers every page's routes.
@@ -6,7 +6,7 @@ is told to the user's verified addresses. Importing the package registers every 
 
 from __future__ import annotations
 
-from idp.views.account import email, factors, overview, password, recovery, sessions
+from idp.views.account import email, factors, offline_access, overview, password, recovery, sessions
 from idp.views.account.blueprint import blueprint
 
-__all__ = ["blueprint", "email", "factors", "overview", "password", "recovery", "sessions"]
+__all__ = ["blueprint", "email", "factors", "offline_access", "overview", "password", "recovery", "sessions"]

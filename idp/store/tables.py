@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -84,6 +84,18 @@ class Client(Base):
     default_acr_values: Mapped[list[str]] = mapped_column(default=list)
     default_max_age: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[int] = mapped_column(Integer)
+    # How the client authenticates (OIDC Registration 2): "none" for a public client.
+    token_endpoint_auth_method: Mapped[str] = mapped_column(
+        String(32), default="client_secret_basic", server_default="client_secret_basic"
+    )
+    # The public keys of the JWTs it signs (request objects, client assertions): inline, or by URL.
+    jwks: Mapped[dict[str, Any] | None] = mapped_column()
+    jwks_uri: Mapped[str | None] = mapped_column(String(2000))
+    # The one alg its request objects use ("none": unsigned ones, by opt-in); None: any we support.
+    request_object_signing_alg: Mapped[str | None] = mapped_column(String(16))
+    require_pushed_authorization_requests: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
 
 class RefreshToken(Base):

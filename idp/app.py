@@ -23,6 +23,7 @@ from idp.auth.totp import Totp
 from idp.auth.webauthn import Ceremonies, RelyingParty
 from idp.config import Settings
 from idp.mail import open_mailer
+from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import ClientCache
 from idp.oidc.context import ProviderContext
 from idp.oidc.keys import KeyRing
@@ -92,6 +93,7 @@ def protocol_context(found: Services) -> ProviderContext:
         ),
         durable=durable_store,
         audit=audit,
+        client_keys=ClientKeys(found.settings.client_keys),
     )
 
 

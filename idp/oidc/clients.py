@@ -22,7 +22,7 @@ MAX_CLIENT_ID_LENGTH = 64
 SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 # How a client may register to authenticate (besides "none", a public client).
 AUTH_METHODS = (*SECRET_AUTH_METHODS, "private_key_jwt")
-CONFIDENTIAL_AUTH_METHODS = list(SECRET_AUTH_METHODS)
+CONFIDENTIAL_AUTH_METHODS = list(AUTH_METHODS)
 PUBLIC_CLIENT_ENDPOINTS = ("token", "revocation", "pushed_authorization_request")
 REQUEST_OBJECT_ALGORITHMS = (*CLIENT_JWT_ALGORITHMS, "none")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")

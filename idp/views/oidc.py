@@ -21,6 +21,7 @@ from idp import observability
 from idp.auth.pipeline import RequestRejected, requirement_for
 from idp.auth.throttle import address_subject
 from idp.oidc.claims import user_claims
+from idp.oidc.client_assertions import asserted_client_id
 from idp.oidc.delivery import RESPONSE_MODES
 from idp.oidc.keys import MAX_JWT_LENGTH
 from idp.views import errors, session_state
@@ -169,7 +170,7 @@ def _presented_client_id() -> str:
     """The client id a request claims, before it is authenticated, read the way authlib reads it (HTTP
     Basic percent-decoded and leniently base64-decoded, else the form): disguises count as the client."""
     basic_id, _secret = extract_basic_authorization(request.headers)
-    return str(basic_id or request.form.get("client_id", ""))[:200]
+    return str(basic_id or request.form.get("client_id") or asserted_client_id(request.form) or "")[:200]
 
 
 def _client_authentication_failed(response: BaseResponse) -> bool:

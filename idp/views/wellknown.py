@@ -9,6 +9,8 @@ from typing import Any
 from flask import Blueprint, Response
 
 from idp.oidc.claims import CLAIMS_SUPPORTED
+from idp.oidc.client_keys import CLIENT_JWT_ALGORITHMS
+from idp.oidc.clients import AUTH_METHODS
 from idp.store.database import DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable
 from idp.web import services
@@ -18,6 +20,7 @@ JSON = "application/json"
 
 
 def discovery_document(issuer: str, acr_values: list[str]) -> dict[str, Any]:
+    signing_algs = list(CLIENT_JWT_ALGORITHMS)
     return {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
@@ -33,9 +36,12 @@ def discovery_document(issuer: str, acr_values: list[str]) -> dict[str, Any]:
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
+        "token_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "revocation_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "introspection_endpoint_auth_signing_alg_values_supported": signing_algs,
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": CLAIMS_SUPPORTED,
         "claims_parameter_supported": True,

@@ -94,6 +94,7 @@ def protocol_context(found: Services) -> ProviderContext:
         durable=durable_store,
         audit=audit,
         client_keys=ClientKeys(found.settings.client_keys),
+        par=found.settings.par,
     )
 
 
@@ -134,7 +135,15 @@ def create_app(settings: Settings) -> Flask:
         secure=settings.secure_cookies,
     )
     csrf = CSRFProtect(app)
-    for view in (oidc.authorize, oidc.token, oidc.revoke, oidc.introspect, oidc.userinfo, logout.end_session):
+    for view in (
+        oidc.authorize,
+        oidc.token,
+        oidc.revoke,
+        oidc.introspect,
+        oidc.userinfo,
+        oidc.pushed_authorization_request,
+        logout.end_session,
+    ):
         csrf.exempt(view)
     for module in (wellknown, oidc, signin, logout, home, account):
         app.register_blueprint(module.blueprint)
@@ -147,7 +156,7 @@ def create_app(settings: Settings) -> Flask:
     for name in LIBRARIES_LOGGING_SECRETS:
         logging.getLogger(name).setLevel(logging.WARNING)
     documents = wellknown.published_documents(
-        settings.issuer, found.policy.acr_values_supported, found.keyring.jwks_json
+        settings.issuer, found.policy.acr_values_supported, found.keyring.jwks_json, par=settings.par
     )
     app.wsgi_app = wellknown.PublishedDocuments(  # type: ignore[method-assign]
         app.wsgi_app, documents, hsts=settings.secure_cookies

@@ -207,6 +207,14 @@ class ScopePolicy(_Section):
     max_age: Annotated[int, Field(ge=0)] | None = None
 
 
+class ParSettings(_Section):
+    """Pushed authorization requests (RFC 9126): required of every client or not, and how long a
+    pushed request's request_uri lives (single use)."""
+
+    required: bool = False
+    lifetime: Annotated[int, Field(ge=10, le=600)] = 60
+
+
 class ClientKeySettings(_Section):
     """Fetching a client's registered jwks_uri: a short timeout, a size cap, and a cache."""
 
@@ -239,6 +247,7 @@ class Settings(_Section):
     throttle: ThrottleSettings = ThrottleSettings()
     assurance: AssuranceSettings = AssuranceSettings()
     scopes: dict[str, ScopePolicy] = Field(default_factory=dict)
+    par: ParSettings = ParSettings()
     client_keys: ClientKeySettings = ClientKeySettings()
     server: ServerSettings = ServerSettings()
 

@@ -1,5 +1,5 @@
 """private_key_jwt (RFC 7523 2.2, OIDC Core 9): a client authenticates with a JWT signed by its own key,
-at the token, introspection and revocation endpoints; each JWT once."""
+at the token, introspection, revocation and pushed authorization request endpoints; each JWT once."""
 
 from __future__ import annotations
 
@@ -37,9 +37,9 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
         self.context = context
 
     def get_audiences(self) -> list[str]:
-        """The issuer or the token endpoint (RFC 7523 3)."""
+        """The issuer, the token endpoint, or (RFC 9126 2) the pushed authorization request endpoint."""
         issuer = self.context.issuer
-        return [issuer, f"{issuer}/token"]
+        return [issuer, f"{issuer}/token", f"{issuer}/par"]
 
     def resolve_client_public_key(self, client: RegisteredClient) -> KeySet:
         if client.row.token_endpoint_auth_method != self.CLIENT_AUTH_METHOD:

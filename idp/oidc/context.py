@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from idp.config import TokenSettings
+from idp.config import ParSettings, TokenSettings
 from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import ClientCache
 from idp.oidc.keys import KeyRing
@@ -45,6 +45,7 @@ class ProviderContext:
     durable: Callable[[], DurableStore]
     audit: AuditLog
     client_keys: ClientKeys
+    par: ParSettings
 
     def revoke_grant(self, grant_id: str, *, reason: str) -> None:
         """Revoke every refresh and access token of one grant."""

@@ -19,6 +19,8 @@ from idp.oidc.grants import (
     S256CodeChallenge,
     save_token,
 )
+from idp.oidc.pushed_requests import PushedAuthorizationEndpoint, validate_pushed_when_required
+from idp.oidc.request_objects import RequestObjects
 from idp.oidc.token_endpoints import TokenIntrospection, TokenRevocation
 
 
@@ -55,6 +57,14 @@ class ProviderServer(AuthorizationServer):  # type: ignore[misc]
             methods = [method for method in methods if method == PrivateKeyJwt.CLIENT_AUTH_METHOD]
         return super().authenticate_client(request, methods, endpoint)
 
+    def get_consent_grant(self, request: Any = None, end_user: Any = None) -> Any:
+        """A new request at the authorization endpoint: pushed first where that is required (RFC 9126)."""
+        request = self.create_oauth2_request(request)
+        validate_pushed_when_required(
+            request, query_client=self.query_client, required_by_server=self.context.par.required
+        )
+        return super().get_consent_grant(request, end_user)
+
     def create_oauth2_request(self, request: Any) -> OAuth2Request:
         if isinstance(request, OAuth2Request):
             return request
@@ -72,4 +82,6 @@ def build_server(context: ProviderContext) -> ProviderServer:
     server.register_endpoint(TokenRevocation)
     server.register_endpoint(TokenIntrospection)
     server.register_client_auth_method(PrivateKeyJwt.CLIENT_AUTH_METHOD, PrivateKeyJwt(context))
+    server.register_extension(RequestObjects(context))
+    server.register_endpoint(PushedAuthorizationEndpoint)
     return server

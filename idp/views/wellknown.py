@@ -8,9 +8,10 @@ from typing import Any
 
 from flask import Blueprint, Response
 
+from idp.config import ParSettings
 from idp.oidc.claims import CLAIMS_SUPPORTED
 from idp.oidc.client_keys import CLIENT_JWT_ALGORITHMS
-from idp.oidc.clients import AUTH_METHODS
+from idp.oidc.clients import AUTH_METHODS, REQUEST_OBJECT_ALGORITHMS
 from idp.store.database import DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable
 from idp.web import services
@@ -19,7 +20,7 @@ blueprint = Blueprint("wellknown", __name__)
 JSON = "application/json"
 
 
-def discovery_document(issuer: str, acr_values: list[str]) -> dict[str, Any]:
+def discovery_document(issuer: str, acr_values: list[str], *, par: ParSettings) -> dict[str, Any]:
     signing_algs = list(CLIENT_JWT_ALGORITHMS)
     return {
         "issuer": issuer,
@@ -48,8 +49,13 @@ def discovery_document(issuer: str, acr_values: list[str]) -> dict[str, Any]:
         "acr_values_supported": acr_values,
         "prompt_values_supported": ["none", "login"],
         "authorization_response_iss_parameter_supported": True,
-        "request_parameter_supported": False,
-        "request_uri_parameter_supported": False,
+        "request_parameter_supported": True,
+        "request_object_signing_alg_values_supported": list(REQUEST_OBJECT_ALGORITHMS),
+        # request_uri: only references from the pushed authorization request endpoint (RFC 9126).
+        "request_uri_parameter_supported": True,
+        "require_request_uri_registration": True,
+        "pushed_authorization_request_endpoint": f"{issuer}/par",
+        "require_pushed_authorization_requests": par.required,
     }
 
 
@@ -92,8 +98,10 @@ class PublishedDocuments:
         return [b""] if method == "HEAD" else [body]
 
 
-def published_documents(issuer: str, acr_values: list[str], jwks: bytes) -> dict[str, bytes]:
-    document = json.dumps(discovery_document(issuer, acr_values), separators=(",", ":")).encode()
+def published_documents(
+    issuer: str, acr_values: list[str], jwks: bytes, *, par: ParSettings
+) -> dict[str, bytes]:
+    document = json.dumps(discovery_document(issuer, acr_values, par=par), separators=(",", ":")).encode()
     return {DISCOVERY_PATH: document, JWKS_PATH: jwks}
 
 

@@ -10,6 +10,7 @@ import base64
 import http.server
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from support.oidc_client import (
 )
 
 MFA_AMR = {"pwd", "otp", "mfa"}
+SLOWER_THAN_THE_TIMEOUT = 10  # seconds; [client_keys] fetch_timeout is 3
 # The attacks below fail on purpose, many times: keep the back-off of client authentication out of the way.
 LENIENT_THROTTLE = "[throttle.client_auth]\nfree_attempts = 1000\n"
 
@@ -293,11 +295,16 @@ def key_server() -> Iterator[KeyServer]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             served.asked.append(self.path)
+            if self.path == "/slow.json":
+                time.sleep(SLOWER_THAN_THE_TIMEOUT)
             body = served.documents.get(self.path)
-            self.send_response(200 if body is not None else 404)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body or b"")
+            try:
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body or b"")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the provider hung up: it stopped waiting at its timeout
 
         def log_message(self, *_args: Any) -> None:
             return None
@@ -366,3 +373,28 @@ def json_bytes(document: dict[str, Any]) -> bytes:
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_a_jwks_uri_that_does_not_answer_in_time_authenticates_no_one(
+    live: LiveProvider, op: OpenIdProvider, key_server: KeyServer
+) -> None:
+    key = ClientKey.generate("RS256")
+    key_server.documents["/slow.json"] = json_bytes(key.jwks())
+    client = register_client(
+        live,
+        "slow",
+        "--grant-type",
+        "client_credentials",
+        "--token-endpoint-auth-method",
+        "private_key_jwt",
+        "--jwks-uri",
+        f"{key_server.origin}/slow.json",
+        redirect=False,
+    )
+    assertion = key.sign(assertion_claims(client_id=client.client_id, audience=op.issuer))
+    started = time.monotonic()
+
+    response = client_credentials(op, assertion)
+
+    assert refused(response) == "invalid_client"
+    assert time.monotonic() - started < SLOWER_THAN_THE_TIMEOUT - 2, "the provider gave up at its timeout"

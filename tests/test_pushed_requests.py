@@ -215,6 +215,44 @@ def test_a_pushed_request_lives_sixty_seconds_in_the_ephemeral_store(
     assert 55 <= ttl <= 60
 
 
+def test_a_pushed_request_is_kept_without_the_clients_credentials(
+    op: OpenIdProvider, clients: Clients
+) -> None:
+    params = authorization_params(clients.app)
+    del params["verifier"], params["client_id"]  # client_secret_post puts client_id in the form itself
+    session = OAuth2Session(
+        clients.app.client_id, clients.app.secret, token_endpoint_auth_method="client_secret_post"
+    )
+
+    response = push(op, session, params)
+
+    assert response.status_code == 201, response.text
+    key = "idp:par:" + hashlib.sha256(response.json()["request_uri"].encode()).hexdigest()
+    with redis.Redis.from_url(E2E_REDIS_URL) as store:
+        kept = store.get(key)
+    assert kept is not None and params["state"].encode() in kept
+    assert clients.app.secret is not None and clients.app.secret.encode() not in kept
+
+
+def test_with_a_request_object_only_its_parameters_are_pushed(op: OpenIdProvider, clients: Clients) -> None:
+    """RFC 9126 3: the other authorization parameters belong in the request object; outside it they count
+    for nothing (here prompt=none, which would otherwise answer login_required)."""
+    params = authorization_params(clients.signer)
+    params.pop("verifier")
+    request_object = clients.key.sign(request_object_claims(params, issuer=op.issuer))
+    session = OAuth2Session(
+        clients.signer.client_id, clients.key.private, token_endpoint_auth_method="private_key_jwt"
+    )
+    session.register_client_auth_method(PrivateKeyJWT(op.issuer, alg="ES256"))
+
+    response = push(
+        op, session, {"client_id": clients.signer.client_id, "request": request_object, "prompt": "none"}
+    )
+
+    assert response.status_code == 201, response.text
+    assert is_password_page(visit(op, clients.signer, response.json()["request_uri"]))
+
+
 # -- the attacker's moves ----------------------------------------------------------------------------------
 
 

@@ -53,6 +53,7 @@ class Clients:
     key: ClientKey
     unsigned: Client  # opted in to unsigned request objects (--request-object-signing-alg none)
     keyless: Client  # registered no keys
+    ps256_only: Client  # registered the same keys and --request-object-signing-alg PS256
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,9 @@ def clients(live: LiveProvider, tmp_path_factory: pytest.TempPathFactory) -> Cli
         key=key,
         unsigned=register_client(live, "unsigned", "--request-object-signing-alg", "none"),
         keyless=register_client(live, "keyless"),
+        ps256_only=register_client(
+            live, "ps256", "--jwks-file", str(jwks), "--request-object-signing-alg", "PS256"
+        ),
     )
 
 
@@ -156,6 +160,18 @@ def test_a_request_object_signed_with_ps256_is_verified_too(op: OpenIdProvider, 
     request_object = clients.key.sign(request_claims(op, clients.signer), alg="PS256")
 
     assert is_password_page(authorize_with(op, clients.signer, request=request_object))
+
+
+def test_a_client_registered_for_ps256_has_only_ps256_request_objects_verified(
+    op: OpenIdProvider, clients: Clients
+) -> None:
+    claims = request_claims(op, clients.ps256_only)
+
+    rs256 = authorize_with(op, clients.ps256_only, request=clients.key.sign(claims, alg="RS256"))
+    ps256 = authorize_with(op, clients.ps256_only, request=clients.key.sign(claims, alg="PS256"))
+
+    assert client_error(rs256, clients.ps256_only)["error"] == "invalid_request"
+    assert is_password_page(ps256), ps256.text[:300]
 
 
 def test_an_unsigned_request_object_is_accepted_from_a_client_that_opted_in(

@@ -89,8 +89,9 @@ class PushedAuthorizationEndpoint(Endpoint):  # type: ignore[misc]
         return 201, {"request_uri": request_uri, "expires_in": context.par.lifetime}, JSON_HEADERS
 
     def validate_pushed_request(self, request: OAuth2Request, client: RegisteredClient) -> dict[str, str]:
-        """RFC 9126 2.1: for the authenticated client only, with no request_uri; a request object in it
-        is verified now (authlib's hook, idp.oidc.request_objects)."""
+        """RFC 9126 2.1: for the authenticated client only, with no request_uri. A request object in it
+        is verified now (authlib's hook, idp.oidc.request_objects) and holds every other parameter
+        (RFC 9126 3): those beside it count for nothing."""
         client_id = client.get_client_id()
         data = request.payload.data
         params = {name: value for name, value in data.items() if name not in CLIENT_CREDENTIALS}
@@ -98,6 +99,8 @@ class PushedAuthorizationEndpoint(Endpoint):  # type: ignore[misc]
             raise InvalidRequestError("request_uri cannot be pushed")
         if params.setdefault("client_id", client_id) != client_id:
             raise InvalidRequestError("client_id is not the authenticated client")
+        if "request" in params:
+            params = {"client_id": client_id, "request": params["request"]}
         request.payload = BasicOAuth2Payload(params)
         try:
             grant = self.server.get_authorization_grant(request)

@@ -25,6 +25,7 @@ from idp.auth.webauthn import Ceremonies, RelyingParty
 from idp.config import Settings
 from idp.csrf_origin import install_origin_check
 from idp.mail import open_mailer
+from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import ClientCache
 from idp.oidc.context import ProviderContext
 from idp.oidc.keys import KeyRing
@@ -99,6 +100,8 @@ def protocol_context(found: Services) -> ProviderContext:
         ),
         durable=durable_store,
         audit=audit,
+        client_keys=ClientKeys(found.settings.client_keys),
+        par=found.settings.par,
     )
 
 
@@ -139,7 +142,15 @@ def create_app(settings: Settings) -> Flask:
         secure=settings.secure_cookies,
     )
     csrf = CSRFProtect(app)
-    exempt = (oidc.authorize, oidc.token, oidc.revoke, oidc.introspect, oidc.userinfo, logout.end_session)
+    exempt = (
+        oidc.authorize,
+        oidc.token,
+        oidc.revoke,
+        oidc.introspect,
+        oidc.userinfo,
+        oidc.pushed_authorization_request,
+        logout.end_session,
+    )
     for view in exempt:
         csrf.exempt(view)
     install_origin_check(app, expected_origin=settings.origin, exempt=exempt)
@@ -153,7 +164,9 @@ def create_app(settings: Settings) -> Flask:
     _install_security_headers(app, hsts=settings.secure_cookies)
     for name in LIBRARIES_LOGGING_SECRETS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    documents = wellknown.published_documents(settings.issuer, found.policy, found.keyring.jwks_json)
+    documents = wellknown.published_documents(
+        settings.issuer, found.policy, found.keyring.jwks_json, par=settings.par
+    )
     # Flask's documented way to wrap the app in WSGI middleware, which mypy sees as replacing a method.
     app.wsgi_app = wellknown.PublishedDocuments(  # type: ignore[method-assign]
         app.wsgi_app, documents, hsts=settings.secure_cookies

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -21,7 +22,14 @@ from idp.auth.throttle import Throttle, account_subject
 from idp.config import CONFIG_ENV, ConfigError, Settings, load_settings
 from idp.config_check import describe_settings, verify_smtp, verify_stores
 from idp.email_address import AddressRejected, canonical_address
-from idp.oidc.clients import GRANT_TYPES, ClientRegistrationError, register_client
+from idp.oidc.client_keys import CLIENT_JWT_ALGORITHMS
+from idp.oidc.clients import (
+    AUTH_METHODS,
+    GRANT_TYPES,
+    REQUEST_OBJECT_ALGORITHMS,
+    ClientRegistrationError,
+    register_client,
+)
 from idp.oidc.keys import ALGORITHMS, KeyRing, KeyringError, ensure_keys, generate_key, retire_key
 from idp.secrets import SecretsMissing, ensure_secrets
 from idp.store.database import Database
@@ -257,6 +265,11 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
         default_acr_values=args.default_acr_value,
         default_max_age=args.default_max_age,
         introspect_audiences=args.introspect,
+        token_endpoint_auth_method=args.token_endpoint_auth_method,
+        jwks=_read_jwks(args.jwks_file) if args.jwks_file else None,
+        jwks_uri=args.jwks_uri,
+        request_object_signing_alg=args.request_object_signing_alg,
+        require_pushed_authorization_requests=args.require_par,
     )
     with _store(settings) as store:
         unknown = [client_id for client_id in args.introspect if store.clients.get(client_id) is None]
@@ -272,11 +285,25 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
         print(f"client_secret: {created.secret}   (shown once; only its hash is stored)")
 
 
+def _read_jwks(path: str) -> dict[str, Any]:
+    """The client's public keys from a JWKS file (RFC 7517 5); checked by register_client."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise UsageError(f"cannot read --jwks-file {path}: {error.strerror}") from None
+    except ValueError:
+        raise UsageError(f"--jwks-file {path} is not JSON") from None
+    if not isinstance(document, dict):
+        raise UsageError(f'--jwks-file {path} is not a JWKS (a JSON object with "keys")')
+    return document
+
+
 def cmd_clients_list(settings: Settings, _args: argparse.Namespace) -> None:
     with _store(settings) as store:
         for client in store.clients.all():
-            kind = "public" if client.secret_hash is None else "confidential"
-            print(f"{client.client_id}\t{client.name}\t{kind}\t{' '.join(client.grant_types)}")
+            kind = "public" if client.token_endpoint_auth_method == "none" else "confidential"
+            method = client.token_endpoint_auth_method
+            print(f"{client.client_id}\t{client.name}\t{kind}\t{method}\t{' '.join(client.grant_types)}")
 
 
 # -- keys ----------------------------------------------------------------------------------------
@@ -426,6 +453,31 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="CLIENT_ID",
         help="a resource server: may introspect access tokens issued to CLIENT_ID (repeat)",
+    )
+    client_create.add_argument(
+        "--token-endpoint-auth-method",
+        choices=AUTH_METHODS,
+        help="how it authenticates (default client_secret_basic; a client with a secret may send it by "
+        "Basic or in the form); private_key_jwt mints no secret and needs --jwks-file or --jwks-uri",
+    )
+    client_create.add_argument(
+        "--jwks-file",
+        metavar="PATH",
+        help="its public keys (a JWKS file), for private_key_jwt and request objects",
+    )
+    client_create.add_argument(
+        "--jwks-uri", metavar="URL", help="where its public keys are published (https; fetched and cached)"
+    )
+    client_create.add_argument(
+        "--request-object-signing-alg",
+        choices=REQUEST_OBJECT_ALGORITHMS,
+        help="the only alg its request objects may use; 'none' opts in to unsigned ones "
+        f"(default: any of {', '.join(CLIENT_JWT_ALGORITHMS)})",
+    )
+    client_create.add_argument(
+        "--require-par",
+        action="store_true",
+        help="accept its authorization requests only when pushed first (RFC 9126 PAR)",
     )
     client_create.add_argument("--json", action="store_true", help="print the result as JSON")
     client_create.set_defaults(handler=cmd_clients_create)

@@ -241,6 +241,22 @@ class ScopePolicy(_Section):
     max_age: Annotated[int, Field(ge=0)] | None = None
 
 
+class ParSettings(_Section):
+    """Pushed authorization requests (RFC 9126): required of every client or not, and how long a
+    pushed request's request_uri lives (single use)."""
+
+    required: bool = False
+    lifetime: Annotated[int, Field(ge=10, le=600)] = 60
+
+
+class ClientKeySettings(_Section):
+    """Fetching a client's registered jwks_uri: a short timeout, a size cap, and a cache."""
+
+    fetch_timeout: Annotated[int, Field(ge=1, le=30)] = 3
+    max_bytes: Annotated[int, Field(ge=1024, le=1048576)] = 65536
+    cache_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(gt=0, lt=65536)] = 8000
@@ -278,6 +294,8 @@ class Settings(_Section):
     throttle: ThrottleSettings = ThrottleSettings()
     assurance: AssuranceSettings = AssuranceSettings()
     scopes: dict[str, ScopePolicy] = Field(default_factory=dict)
+    par: ParSettings = ParSettings()
+    client_keys: ClientKeySettings = ClientKeySettings()
     server: ServerSettings = ServerSettings()
 
     @field_validator("issuer")

@@ -5,7 +5,6 @@ refuse one change at a time, they refuse when the changes arrive together.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -13,30 +12,21 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from support.live import LiveProvider, start_provider
+from support.live import LiveProvider, provider_on_real_stores
 from support.oidc_client import TIMEOUT, Browser, Client, OpenIdProvider, forms_of, is_enrolment_page
-from support.services import dedicated_database, emptied_redis
 from support.step_up import LiveMember, add_passkey_over_http, cli_client, live_member, offered
 
-REDIS_URL_ENV = "IDP_TEST_E2E_REDIS_URL"
-REDIS_URL = os.environ.get(REDIS_URL_ENV) or "redis://127.0.0.1:6379/14"
 ROUNDS = 3
 RECOVERY_LEFT = re.compile(r'id="recovery-left">(\d+)')
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
-    with dedicated_database(prefix="idp_races_") as database_url:
-        provider = start_provider(
-            tmp_path_factory.mktemp("races"),
-            database_url=database_url,
-            redis_url=emptied_redis(REDIS_URL, env=REDIS_URL_ENV),
-            host="localhost",  # WebAuthn needs a domain
-        )
-        try:
-            yield provider
-        finally:
-            provider.stop()
+    # WebAuthn needs a domain: localhost
+    with provider_on_real_stores(
+        tmp_path_factory.mktemp("races"), database_prefix="idp_races_", host="localhost"
+    ) as provider:
+        yield provider
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 from joserfc import jwt
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, RSAKey
 from support.app import Browser, add_client, code_from, make_app
 from support.live import free_port, write_config
 
 from idp.app import create_app
 from idp.config import Settings, load_settings
 from idp.demo import DEMO_API_PORT, DEMO_PORT
+from idp.store.database import Database
+from idp.store.durable import DurableStore
 
 PASSWORD = "a long enough password\n"
 PRIVATE_USE_SCHEMES_ONLY = (
@@ -262,6 +264,90 @@ def test_client_registration_refusals(config: Path, args: list[str], message: st
     grant = [] if "--grant-type" in args or args else ["--grant-type", "authorization_code"]
     refused = idp(config, "clients", "create", "--name", "X", *args, *grant)
     assert refused.returncode == 2 and message in refused.stderr
+
+
+RSA_PUBLIC = RSAKey.generate_key(2048, auto_kid=True).as_dict(private=False)
+CONSOLE = ["--redirect-uri", "https://console.example.com/cb"]
+
+
+@pytest.mark.parametrize(
+    ("args", "jwks", "message"),
+    [
+        (["--token-endpoint-auth-method", "private_key_jwt"], None, "private_key_jwt needs the client's"),
+        (["--request-object-signing-alg", "PS256"], None, "signed request objects (PS256) need the client's"),
+        (["--jwks-uri", "http://keys.example.com/jwks.json"], None, "plain http is allowed only for local"),
+        (["--jwks-uri", "file:///etc/keys.json"], None, "must be an absolute http(s) URL"),
+        (["--jwks-uri", "https://keys.example.com/jwks.json"], {"keys": [RSA_PUBLIC]}, "not both"),
+        (["--public", "--token-endpoint-auth-method", "private_key_jwt"], {"keys": [RSA_PUBLIC]}, "public"),
+        ([], {"keys": [RSAKey.generate_key(2048).as_dict(private=True)]}, "holds a private key"),
+        ([], {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}, "holds a private key"),
+        ([], {"keys": [{**RSA_PUBLIC, "use": "enc"}]}, "no RSA or EC signing key"),
+        ([], {"keys": [{"kty": "RSA", "n": "AQAB"}]}, "malformed key"),
+        ([], ["not", "a", "jwks"], "is not a JWKS"),
+        ([], "{not json", "is not JSON"),
+        (["--jwks-file", "/nonexistent/jwks.json"], None, "cannot read --jwks-file /nonexistent/jwks.json"),
+    ],
+    ids=[
+        "fails because private_key_jwt needs keys",
+        "fails because signed request objects need keys",
+        "fails because a jwks_uri over http is not localhost",
+        "fails because a jwks_uri is a file",
+        "fails because keys are registered both inline and by URL",
+        "fails because a public client has nothing to sign with",
+        "fails because the JWKS holds a private RSA key",
+        "fails because the JWKS holds a symmetric key",
+        "fails because the JWKS has no signing key",
+        "fails because the JWKS has a broken key",
+        "fails because the file is not a JWKS object",
+        "fails because the file is not JSON",
+        "fails because the file does not exist",
+    ],
+)
+def test_client_key_registration_refusals(
+    config: Path, tmp_path: Path, args: list[str], jwks: object, message: str
+) -> None:
+    """Bad client keys stop registration with one line and exit code 2, and register nothing."""
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(jwks if isinstance(jwks, str) else json.dumps(jwks))
+    file_args = ["--jwks-file", str(jwks_file)] if jwks is not None else []
+
+    refused = idp(config, "clients", "create", "--name", "Keyed", *CONSOLE, *args, *file_args)
+
+    assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+    assert refused.stderr.count("\n") == 1 and "Keyed" not in idp(config, "clients", "list").stdout
+
+
+def test_a_private_key_jwt_client_gets_no_secret_and_keeps_its_rules(config: Path, tmp_path: Path) -> None:
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps({"keys": [RSA_PUBLIC]}))
+    created = idp(
+        config,
+        "clients",
+        "create",
+        "--name",
+        "Bank",
+        *CONSOLE,
+        "--token-endpoint-auth-method",
+        "private_key_jwt",
+        "--jwks-file",
+        str(jwks_file),
+        "--request-object-signing-alg",
+        "PS256",
+        "--require-par",
+        "--json",
+    )
+    assert created.returncode == 0, created.stderr
+    client_id = json.loads(created.stdout)["client_id"]
+    assert "client_secret" not in json.loads(created.stdout)
+
+    database = Database(load_settings(config).database_url)
+    with database.unit_of_work() as session:
+        row = DurableStore.over(session).clients.get(client_id)
+    database.engine.dispose()
+    assert row is not None and row.token_endpoint_auth_method == "private_key_jwt"
+    assert row.jwks == {"keys": [RSA_PUBLIC]} and row.jwks_uri is None
+    assert row.request_object_signing_alg == "PS256" and row.require_pushed_authorization_requests
+    assert f"{client_id}\tBank\tconfidential\tprivate_key_jwt" in idp(config, "clients", "list").stdout
 
 
 def test_rotated_key_signs_after_restart_and_the_old_one_stays_published(

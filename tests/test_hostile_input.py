@@ -27,6 +27,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 from support.app import REDIRECT_URI, Browser, add_client, add_user, code_from, make_app, meta_csrf_token
+from support.client_jwts import ASSERTION_TYPE, ClientKey
 from support.hostile import FUZZ, JSON_VALUES, JWT_LIKE, b64url
 from support.soft_authenticator import SoftAuthenticator
 from support.step_up import registration_options
@@ -36,7 +37,7 @@ from idp.web import services
 
 PASSWORD = "a long enough password"
 DURABLE_TABLES = ("users", "factors", "clients", "refresh_tokens", "user_sessions")
-OAUTH_ERRORS = {  # RFC 6749 5.2, RFC 7009 2.2.1
+OAUTH_ERRORS = {  # RFC 6749 5.2, RFC 7009 2.2.1; RFC 9126 2.3 adds those of the authorization endpoint
     "invalid_request",
     "invalid_client",
     "invalid_grant",
@@ -44,7 +45,10 @@ OAUTH_ERRORS = {  # RFC 6749 5.2, RFC 7009 2.2.1
     "unsupported_grant_type",
     "invalid_scope",
     "unsupported_token_type",
+    "unsupported_response_type",
+    "invalid_request_object",
 }
+REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
 LENIENT = {"free_attempts": 1_000_000}  # hypothesis fails a lot; keep the back-off out of its way
 
 
@@ -97,7 +101,8 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         throttle={"client_auth": LENIENT, "webauthn_address": LENIENT},
         account={"reauthentication_max_age": 86400},
     )
-    client_id, client_secret = add_client(app)
+    # Its keys let the hostile request objects reach the JWS parser (RFC 9101).
+    client_id, client_secret = add_client(app, jwks=ClientKey.generate().jwks())
     add_user(app, "member", PASSWORD)
     member = Browser(app.test_client(), client_id)
     done, _secret = member.sign_in_with_enrolment("member", PASSWORD)
@@ -284,6 +289,12 @@ SHAPED = {  # values shaped like the parameter, so its own parser gets exercised
         ["authorization_code", "refresh_token", "client_credentials", "password", "é"]
     ),
     "token_type_hint": st.sampled_from(["access_token", "refresh_token", "id_token", "é", ""]),
+    "request": JWT_LIKE,
+    "request_uri": st.sampled_from(
+        [REQUEST_URI_PREFIX, REQUEST_URI_PREFIX + "x", "https://attacker.example/r"]
+    ),
+    "client_assertion_type": st.sampled_from([ASSERTION_TYPE, ASSERTION_TYPE + "x", ""]),
+    "client_assertion": JWT_LIKE,
 }
 AUTHORIZATION_NAMES = [
     "response_type",
@@ -313,7 +324,7 @@ TOKEN_NAMES = [
     "client_id",
     "client_secret",
 ]
-TOKEN_NAMES += ["scope"]
+TOKEN_NAMES += ["scope", "client_assertion_type", "client_assertion"]
 REVOCATION_NAMES = ["token", "token_type_hint", "client_id", "client_secret"]
 LOGOUT_NAMES = ["id_token_hint", "client_id", "post_logout_redirect_uri", "state"]
 
@@ -575,6 +586,36 @@ def test_a_refused_token_type_hint_does_not_count_as_a_failed_client_authenticat
     valid = client.post("/introspect", data={"token": "x"}, auth=(client_id, client_secret))
 
     assert valid.status_code == 200 and valid.get_json() == {"active": False}
+
+
+# -- the pushed authorization request endpoint ------------------------------------------------------------
+
+
+@FUZZ
+@given(
+    edits=edits([*AUTHORIZATION_NAMES, "client_assertion_type", "client_assertion"]),
+    authentication=AUTHENTICATIONS,
+    content_type=CONTENT_TYPES,
+)
+def test_an_edited_pushed_request_gets_a_request_uri_or_an_oauth_error_never_a_redirect(
+    target: Target, edits: list[Any], authentication: str, content_type: str
+) -> None:
+    """RFC 9126 2.2, 2.3: the answer is to the client, in JSON; a refused push changes nothing."""
+    artefacts = Artefacts(target)
+    pairs = resolved(artefacts, edited(authorization_request(), edits))
+    headers = authorization_header(artefacts, authentication)
+    before = target.snapshot()
+
+    response = send(target.anonymous().client, "POST", "/par", pairs, content_type, headers=headers)
+
+    assert_calm(target, response)
+    assert "Location" not in response.headers
+    if response.status_code == 201:
+        assert response.get_json()["request_uri"].startswith(REQUEST_URI_PREFIX)
+        assert not repeated(pairs) or not parsed_as_form("POST", content_type)
+    else:
+        assert_oauth_error(response)
+    assert_unchanged(target, before)
 
 
 # -- introspection and revocation ---------------------------------------------------------------------------
@@ -1027,6 +1068,68 @@ HOSTILE = [
     pytest.param(
         Hostile("GET", "/logout", 200, query=[("id_token_hint", CRIT_NOT_A_LIST)]),
         id="fails because the ID token hint's crit header is not a list: asks to confirm",
+    ),
+    pytest.param(
+        Hostile(
+            "GET", "/authorize", 302, "invalid_request_object", query=_authorize(request=CRIT_NOT_A_LIST)
+        ),
+        id="fails because the request object's crit header is not a list",
+    ),
+    pytest.param(
+        Hostile(
+            "GET",
+            "/authorize",
+            302,
+            "request_uri_not_supported",
+            query=_authorize(request_uri="https://x.test/r"),
+        ),
+        id="fails because a request_uri other than a pushed request's would be fetched (SSRF)",
+    ),
+    pytest.param(
+        Hostile(
+            "GET",
+            "/authorize",
+            302,
+            "invalid_request_uri",
+            query=_authorize(request_uri=REQUEST_URI_PREFIX + "x"),
+        ),
+        id="fails because the pushed request is unknown",
+    ),
+    pytest.param(
+        Hostile(
+            "POST",
+            "/token",
+            400,
+            "invalid_client",
+            form=[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", CRIT_NOT_A_LIST),
+            ],
+        ),
+        id="fails because the client assertion names no client",
+    ),
+    pytest.param(
+        Hostile(
+            "POST",
+            "/par",
+            400,
+            "invalid_request",
+            form=[*_authorize(), ("scope", "openid")],
+            headers={"Authorization": "Basic {basic}"},
+        ),
+        id="fails because a pushed parameter is repeated",
+    ),
+    pytest.param(
+        Hostile(
+            "POST",
+            "/par",
+            400,
+            "invalid_request",
+            form=_authorize(request_uri=REQUEST_URI_PREFIX + "x"),
+            headers={"Authorization": "Basic {basic}"},
+        ),
+        id="fails because a request_uri cannot be pushed",
     ),
     pytest.param(
         Hostile(

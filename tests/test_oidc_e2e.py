@@ -8,7 +8,6 @@ single-use rule for TOTP codes is exercised rather than tripped over.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from typing import Any
 
 import jwt
 import pytest
-from support.live import LiveProvider
+from support.live import LiveProvider, provider_on_real_stores
 from support.oidc_client import (
     Account,
     Attempt,
@@ -34,7 +33,7 @@ from support.oidc_client import (
     is_factor_page,
     is_password_page,
 )
-from support.services import end_to_end_provider
+from support.oidc_client import register_client as register
 
 MFA_AMR = {"pwd", "otp", "mfa"}
 UNREGISTERED_URI = "http://127.0.0.1/nowhere/callback"
@@ -45,7 +44,7 @@ UNREGISTERED_URI = "http://127.0.0.1/nowhere/callback"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
-    with end_to_end_provider(tmp_path_factory.mktemp("e2e"), prefix="idp_e2e_") as provider:
+    with provider_on_real_stores(tmp_path_factory.mktemp("e2e"), database_prefix="idp_e2e_") as provider:
         yield provider
 
 
@@ -53,15 +52,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
 def op(live: LiveProvider) -> OpenIdProvider:
     """The provider as the relying party knows it: from discovery only."""
     return OpenIdProvider(live.issuer)
-
-
-def register(live: LiveProvider, name: str, *options: str, redirect: bool = True) -> Client:
-    redirect_uri = f"http://127.0.0.1/{name}/callback" if redirect else ""
-    uri_option = ("--redirect-uri", redirect_uri) if redirect else ()
-    done = live.idp("clients", "create", "--name", name, *uri_option, "--json", *options)
-    assert done.returncode == 0, done.stderr
-    created = json.loads(done.stdout)
-    return Client(created["client_id"], redirect_uri, created.get("client_secret"))
 
 
 @dataclass(frozen=True)

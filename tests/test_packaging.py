@@ -60,7 +60,7 @@ def test_a_sign_in_succeeds_from_the_installed_wheel(installed: LiveProvider) ->
     assert CHECKOUT not in Path(where.strip()).parents, (
         "the provider must run from the wheel, not the checkout"
     )
-    client = register_client(installed, "from-wheel", "http://127.0.0.1/cb")
+    client = register_client(installed, "from-wheel", redirect_uri="http://127.0.0.1/cb")
     browser = Browser(OpenIdProvider(installed.issuer))
     attempt, callback = browser.sign_in(client, create_account(installed, "operator"))
     assert callback["state"] == attempt.state and callback["code"]

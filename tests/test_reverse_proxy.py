@@ -43,7 +43,7 @@ def guesses(browser: Browser, client: Client, count: int) -> list[int]:
 
 
 def test_through_nginx_one_clients_failures_do_not_throttle_another(proxied: LiveProvider) -> None:
-    client = register_client(proxied, "through-nginx", "https://127.0.0.1/cb")
+    client = register_client(proxied, "through-nginx", redirect_uri="https://127.0.0.1/cb")
     alice = browser_at(proxied, ALICE)
     alice.http.headers["X-Forwarded-For"] = BOB  # a forgery: nginx appends the real address after it
     assert guesses(alice, client, 3) == [401, 401, 429]

@@ -18,10 +18,9 @@ from typing import Any
 import pytest
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
 from support.app import add_client, make_app
-from support.live import LiveProvider, free_port
+from support.live import LiveProvider, free_port, provider_on_real_stores
 from support.oauth_session import code_flow, introspect, oauth_session
 from support.oidc_client import TIMEOUT, Account, Browser, Client, OpenIdProvider, create_account, forms_of
-from support.services import end_to_end_provider
 from support.step_up import RelyingParty, cli_client, member, unverified_claims
 
 LOOPBACK = "http://127.0.0.1/native/callback"
@@ -34,7 +33,9 @@ PRIVATE_USE = "com.example.app:/oauth2redirect"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
-    with end_to_end_provider(tmp_path_factory.mktemp("tokens"), prefix="idp_tokens_") as provider:
+    with provider_on_real_stores(
+        tmp_path_factory.mktemp("tokens"), database_prefix="idp_tokens_"
+    ) as provider:
         yield provider
 
 

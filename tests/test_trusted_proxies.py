@@ -108,7 +108,7 @@ def guess_passwords(live: LiveProvider, client: Client, *, forwarded_for: str, g
 
 
 def test_through_a_trusted_proxy_one_clients_guessing_leaves_another_untouched(proxied: LiveProvider) -> None:
-    client = register_client(proxied, "behind-proxy", "http://127.0.0.1/cb")
+    client = register_client(proxied, "behind-proxy", redirect_uri="http://127.0.0.1/cb")
     assert guess_passwords(proxied, client, forwarded_for=ALICE, guesses=3) == [401, 401, 429]
     assert guess_passwords(proxied, client, forwarded_for=BOB, guesses=1) == [401]
     account = create_account(proxied, "bob")
@@ -131,7 +131,7 @@ def test_the_issuer_stays_the_configured_one_whatever_the_proxy_says(proxied: Li
 
 
 def test_an_untrusted_peer_cannot_spoof_its_address(exposed: LiveProvider) -> None:
-    client = register_client(exposed, "exposed", "http://127.0.0.1/cb")
+    client = register_client(exposed, "exposed", redirect_uri="http://127.0.0.1/cb")
     statuses = [
         guess_passwords(exposed, client, forwarded_for=forged, guesses=1)[0]
         for forged in ("198.51.100.1", "198.51.100.2", "198.51.100.3")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from support.app import Browser, add_client, make_app
+from support.app import Browser, add_client, make_app, make_settings
 
+from idp.app import create_app
 from idp.config import Settings, load_settings
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -60,7 +61,8 @@ def test_health_reports_both_stores(tmp_path: Path, redis_url: str) -> None:
 
 
 def test_health_fails_closed_when_redis_is_unreachable(tmp_path: Path) -> None:
-    app = make_app(tmp_path, redis={"url": "redis://127.0.0.1:1/0"})
+    make_app(tmp_path)  # initialized while the stores answered (`idp init` refuses otherwise)
+    app = create_app(make_settings(tmp_path, redis={"url": "redis://127.0.0.1:1/0"}))
     response = app.test_client().get("/health")
     assert response.status_code == 503 and response.get_json()["failing"] == ["ephemeral"]
     browser = Browser(app.test_client(), add_client(app)[0])

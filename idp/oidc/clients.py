@@ -10,15 +10,22 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin, list_to_scope, scope_to_list
 
+from idp.oidc.client_keys import CLIENT_JWT_ALGORITHMS, load_public_jwks, validate_jwks_uri
 from idp.store.tables import Client
 
 MAX_CACHED_CLIENTS = 10_000
 MAX_CLIENT_ID_LENGTH = 64
-CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+# How a client may register to authenticate (besides "none", a public client).
+AUTH_METHODS = (*SECRET_AUTH_METHODS, "private_key_jwt")
+CONFIDENTIAL_AUTH_METHODS = list(AUTH_METHODS)
+PUBLIC_CLIENT_ENDPOINTS = ("token", "revocation", "pushed_authorization_request")
+REQUEST_OBJECT_ALGORITHMS = (*CLIENT_JWT_ALGORITHMS, "none")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 DEFAULT_USER_GRANTS = ("authorization_code", "refresh_token")
 # OIDC Core 11: a refresh token that outlives the user's browser session.
@@ -56,8 +63,13 @@ def register_client(
     default_acr_values: Sequence[str] = (),
     default_max_age: int | None = None,
     introspect_audiences: Sequence[str] = (),
+    token_endpoint_auth_method: str | None = None,
+    jwks: dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
+    request_object_signing_alg: str | None = None,
+    require_pushed_authorization_requests: bool = False,
 ) -> NewClient:
-    """Validate a registration (OIDC Registration 2) and mint the client id and secret."""
+    """Validate a registration (OIDC Registration 2, RFC 9126 6) and mint the client id and secret."""
     grants = tuple(grant_types) or (("client_credentials",) if not redirect_uris else DEFAULT_USER_GRANTS)
     unknown = set(grants) - set(GRANT_TYPES)
     if unknown:
@@ -76,7 +88,11 @@ def register_client(
         raise ClientRegistrationError("default_max_age must be zero or more seconds")
     if id_token_signed_response_alg not in ("RS256", "ES256"):
         raise ClientRegistrationError("id_token_signed_response_alg must be RS256 or ES256")
-    secret = None if public else secrets.token_urlsafe(32)
+    _validate_keys(jwks, jwks_uri)
+    has_keys = jwks is not None or bool(jwks_uri)
+    auth_method = _validate_auth_method(token_endpoint_auth_method, public=public, has_keys=has_keys)
+    _validate_request_object_alg(request_object_signing_alg, has_keys=has_keys)
+    secret = secrets.token_urlsafe(32) if auth_method in SECRET_AUTH_METHODS else None
     client = Client(
         client_id=secrets.token_urlsafe(16),
         secret_hash=None if secret is None else hash_secret(secret),
@@ -90,8 +106,51 @@ def register_client(
         default_max_age=default_max_age,
         created_at=int(time.time()),
         introspect_audiences=list(introspect_audiences),
+        token_endpoint_auth_method=auth_method,
+        jwks=jwks,
+        jwks_uri=jwks_uri or None,
+        request_object_signing_alg=request_object_signing_alg,
+        require_pushed_authorization_requests=require_pushed_authorization_requests,
     )
     return NewClient(client=client, secret=secret)
+
+
+def _validate_keys(jwks: dict[str, Any] | None, jwks_uri: str | None) -> None:
+    """Public keys inline or by URL, never both (OIDC Registration 2)."""
+    if jwks is not None and jwks_uri:
+        raise ClientRegistrationError("register the keys either inline (jwks) or by URL (jwks_uri), not both")
+    try:
+        if jwks is not None:
+            load_public_jwks(jwks)
+        if jwks_uri:
+            validate_jwks_uri(jwks_uri)
+    except ValueError as error:
+        raise ClientRegistrationError(str(error)) from None
+
+
+def _validate_auth_method(method: str | None, *, public: bool, has_keys: bool) -> str:
+    """The token_endpoint_auth_method (OIDC Registration 2): "none" exactly for public clients."""
+    if public:
+        if method not in (None, "none"):
+            raise ClientRegistrationError("a public client has no credentials to authenticate with")
+        return "none"
+    chosen = method or "client_secret_basic"
+    if chosen not in AUTH_METHODS:
+        raise ClientRegistrationError(f"token_endpoint_auth_method must be one of {list(AUTH_METHODS)}")
+    if chosen == "private_key_jwt" and not has_keys:
+        raise ClientRegistrationError("private_key_jwt needs the client's public keys (jwks or jwks_uri)")
+    return chosen
+
+
+def _validate_request_object_alg(alg: str | None, *, has_keys: bool) -> None:
+    """request_object_signing_alg (OIDC Registration 2): "none" opts in to unsigned request objects."""
+    if alg is None:
+        return
+    if alg not in REQUEST_OBJECT_ALGORITHMS:
+        known = list(REQUEST_OBJECT_ALGORITHMS)
+        raise ClientRegistrationError(f"request_object_signing_alg must be one of {known}")
+    if alg != "none" and not has_keys:
+        raise ClientRegistrationError(f"signed request objects ({alg}) need the client's public keys")
 
 
 def _validate_redirect_uri(uri: str) -> None:
@@ -148,7 +207,7 @@ class RegisteredClient(ClientMixin):
 
     @property
     def is_public(self) -> bool:
-        return self.row.secret_hash is None
+        return self.row.token_endpoint_auth_method == "none"
 
     def get_client_id(self) -> str:
         return self.row.client_id
@@ -179,6 +238,13 @@ class RegisteredClient(ClientMixin):
             for registered in self.row.redirect_uris
         )
 
+    def redirect_uri_for(self, requested: str | None) -> str | None:
+        """Where an error may go before the request is validated (RFC 6749 4.1.2.1): the registered
+        URI the request names, else the client's only one; None when the request names another."""
+        if requested:
+            return requested if self.check_redirect_uri(requested) else None
+        return self.get_default_redirect_uri()
+
     def check_post_logout_redirect_uri(self, uri: str) -> bool:
         return uri in self.row.post_logout_redirect_uris
 
@@ -188,9 +254,13 @@ class RegisteredClient(ClientMixin):
         return hmac.compare_digest(self.row.secret_hash, hash_secret(client_secret))
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        if self.is_public:
-            return method == "none" and endpoint in ("token", "revocation")
-        return method in ("client_secret_basic", "client_secret_post")
+        """Only the registered method: a secret either way (Basic or form), or the client's keys."""
+        registered = self.row.token_endpoint_auth_method
+        if registered == "none":
+            return method == "none" and endpoint in PUBLIC_CLIENT_ENDPOINTS
+        if registered == "private_key_jwt":
+            return method == "private_key_jwt"
+        return method in SECRET_AUTH_METHODS
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type == "code" and "authorization_code" in self.row.grant_types

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from idp.config import TokenSettings
+from idp.config import ParSettings, TokenSettings
+from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import ClientCache
 from idp.oidc.keys import KeyRing
 from idp.oidc.tokens import TokenService
@@ -43,6 +44,8 @@ class ProviderContext:
     clients: ClientCache
     durable: Callable[[], DurableStore]
     audit: AuditLog
+    client_keys: ClientKeys
+    par: ParSettings
 
     def revoke_grant(self, grant_id: str, *, reason: str) -> None:
         """Revoke every refresh and access token of one grant."""

@@ -9,6 +9,7 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 
+from idp.oidc.client_assertions import ASSERTION_TYPE, PrivateKeyJwt
 from idp.oidc.context import ProviderContext
 from idp.oidc.grants import (
     AuthorizationCodeGrant,
@@ -18,6 +19,8 @@ from idp.oidc.grants import (
     S256CodeChallenge,
     save_token,
 )
+from idp.oidc.pushed_requests import PushedAuthorizationEndpoint, validate_pushed_when_required
+from idp.oidc.request_objects import RequestObjects
 from idp.oidc.token_endpoints import TokenIntrospection, TokenRevocation
 
 
@@ -46,11 +49,21 @@ class ProviderServer(AuthorizationServer):
         self.context = context
 
     def authenticate_client(self, request: OAuth2Request, methods: list[str], endpoint: str = "token") -> Any:
-        """One authentication method per request (RFC 6749 2.3): failed Basic credentials must not
-        fall back to the client_id of a public client named in the form."""
+        """One authentication method per request (RFC 6749 2.3): failed Basic credentials or a failed
+        client assertion must not fall back to another method, or to a public client named in the form."""
         if request.headers.get("Authorization", "").lower().startswith("basic "):
             methods = [method for method in methods if method == "client_secret_basic"]
+        elif request.payload.data.get("client_assertion_type") == ASSERTION_TYPE:
+            methods = [method for method in methods if method == PrivateKeyJwt.CLIENT_AUTH_METHOD]
         return super().authenticate_client(request, methods, endpoint)
+
+    def get_consent_grant(self, request: Any = None, end_user: Any = None) -> Any:
+        """A new request at the authorization endpoint: pushed first where that is required (RFC 9126)."""
+        request = self.create_oauth2_request(request)
+        validate_pushed_when_required(
+            request, query_client=self.query_client, required_by_server=self.context.par.required
+        )
+        return super().get_consent_grant(request, end_user)
 
     def create_oauth2_request(self, request: Any) -> OAuth2Request:
         if isinstance(request, OAuth2Request):
@@ -68,4 +81,7 @@ def build_server(context: ProviderContext) -> ProviderServer:
     server.register_grant(ClientCredentialsGrant)
     server.register_endpoint(TokenRevocation)
     server.register_endpoint(TokenIntrospection)
+    server.register_client_auth_method(PrivateKeyJwt.CLIENT_AUTH_METHOD, PrivateKeyJwt(context))
+    server.register_extension(RequestObjects(context))
+    server.register_endpoint(PushedAuthorizationEndpoint)
     return server

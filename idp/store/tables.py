@@ -105,6 +105,18 @@ class Client(Base):
     created_at: Mapped[int] = mapped_column(Integer)
     # A resource server: the audiences (client ids) whose access tokens it may introspect (RFC 7662 4).
     introspect_audiences: Mapped[list[str]] = mapped_column(default=list)
+    # How the client authenticates (OIDC Registration 2): "none" for a public client.
+    token_endpoint_auth_method: Mapped[str] = mapped_column(
+        String(32), default="client_secret_basic", server_default="client_secret_basic"
+    )
+    # The public keys of the JWTs it signs (request objects, client assertions): inline, or by URL.
+    jwks: Mapped[dict[str, Any] | None] = mapped_column()
+    jwks_uri: Mapped[str | None] = mapped_column(String(2000))
+    # The one alg its request objects use ("none": unsigned ones, by opt-in); None: any we support.
+    request_object_signing_alg: Mapped[str | None] = mapped_column(String(16))
+    require_pushed_authorization_requests: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
 
 class RefreshToken(Base):

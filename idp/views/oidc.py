@@ -21,8 +21,10 @@ from idp import observability
 from idp.auth.pipeline import RequestRejected, requirement_for
 from idp.auth.throttle import Blocked, address_subject
 from idp.oidc.claims import user_claims
+from idp.oidc.client_assertions import asserted_client_id
 from idp.oidc.delivery import RESPONSE_MODES
 from idp.oidc.keys import MAX_JWT_LENGTH
+from idp.oidc.request_objects import ECHOED
 from idp.views import errors, guessing, session_state
 from idp.views import sign_in_request as sign_ins
 from idp.views.continuation import answer_client_error, answer_protocol_error, continue_sign_in
@@ -33,9 +35,6 @@ from idp.web import authorization_server, durable_store, services
 blueprint = Blueprint("oidc", __name__)
 
 MAX_PARAMETER_LENGTH = MAX_JWT_LENGTH  # no parameter we accept is longer than the longest token
-# Plain ASCII by their syntax (RFC 6749 A.3, A.6); authlib repeats them in its error descriptions, which
-# must be too (RFC 6749 4.1.2.1), and raises ValueError instead of the error when they are not.
-ECHOED = frozenset({"response_type", "redirect_uri"})
 log = logging.getLogger(__name__)
 
 
@@ -126,6 +125,14 @@ def revoke() -> BaseResponse:
     return _with_client_authentication(lambda: authorization_server().create_endpoint_response("revocation"))
 
 
+@blueprint.route("/par", methods=["POST"])
+def pushed_authorization_request() -> BaseResponse:
+    """RFC 9126: idp.oidc.pushed_requests."""
+    return _with_client_authentication(
+        lambda: authorization_server().create_endpoint_response("pushed_authorization_request")
+    )
+
+
 @blueprint.route("/introspect", methods=["POST"])
 def introspect() -> BaseResponse:
     response = _with_client_authentication(
@@ -172,7 +179,7 @@ def _presented_client_id() -> str:
     """The client id a request claims, before it is authenticated, read the way authlib reads it (HTTP
     Basic percent-decoded and leniently base64-decoded, else the form): disguises count as the client."""
     basic_id, _secret = extract_basic_authorization(request.headers)
-    return str(basic_id or request.form.get("client_id", ""))[:200]
+    return str(basic_id or request.form.get("client_id") or asserted_client_id(request.form) or "")[:200]
 
 
 def _client_authentication_failed(response: BaseResponse) -> bool:

@@ -9,7 +9,10 @@ from typing import Any
 from flask import Blueprint, Response
 
 from idp.auth.policy import AssurancePolicy
+from idp.config import ParSettings
 from idp.oidc.claims import CLAIMS_SUPPORTED
+from idp.oidc.client_keys import CLIENT_JWT_ALGORITHMS
+from idp.oidc.clients import AUTH_METHODS, REQUEST_OBJECT_ALGORITHMS
 from idp.store.database import DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable
 from idp.web import services
@@ -20,9 +23,10 @@ JSON = "application/json"
 STANDARD_SCOPES = ("openid", "profile", "email", "offline_access")
 
 
-def discovery_document(issuer: str, policy: AssurancePolicy) -> dict[str, Any]:
+def discovery_document(issuer: str, policy: AssurancePolicy, *, par: ParSettings) -> dict[str, Any]:
     """OIDC Discovery 3: the standard scopes and those configured under [scopes."..."]; every acr
-    level by name and by alias."""
+    level by name and by alias; what works of JAR, PAR and private_key_jwt."""
+    signing_algs = list(CLIENT_JWT_ALGORITHMS)
     return {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
@@ -38,17 +42,25 @@ def discovery_document(issuer: str, policy: AssurancePolicy) -> dict[str, Any]:
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
+        "token_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "revocation_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "introspection_endpoint_auth_signing_alg_values_supported": signing_algs,
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": CLAIMS_SUPPORTED,
         "claims_parameter_supported": True,
         "acr_values_supported": policy.acr_values_supported,
         "prompt_values_supported": ["none", "login"],
         "authorization_response_iss_parameter_supported": True,
-        "request_parameter_supported": False,
-        "request_uri_parameter_supported": False,
+        "request_parameter_supported": True,
+        "request_object_signing_alg_values_supported": list(REQUEST_OBJECT_ALGORITHMS),
+        # request_uri: only references from the pushed authorization request endpoint (RFC 9126).
+        "request_uri_parameter_supported": True,
+        "require_request_uri_registration": True,
+        "pushed_authorization_request_endpoint": f"{issuer}/par",
+        "require_pushed_authorization_requests": par.required,
     }
 
 
@@ -91,8 +103,10 @@ class PublishedDocuments:
         return [b""] if method == "HEAD" else [body]
 
 
-def published_documents(issuer: str, policy: AssurancePolicy, jwks: bytes) -> dict[str, bytes]:
-    document = json.dumps(discovery_document(issuer, policy), separators=(",", ":")).encode()
+def published_documents(
+    issuer: str, policy: AssurancePolicy, jwks: bytes, *, par: ParSettings
+) -> dict[str, bytes]:
+    document = json.dumps(discovery_document(issuer, policy, par=par), separators=(",", ":")).encode()
     return {DISCOVERY_PATH: document, JWKS_PATH: jwks}
 
 

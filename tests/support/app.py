@@ -73,8 +73,10 @@ def add_client(
     scope: str = "openid profile",
     default_acr_values: Sequence[str] = (),
     default_max_age: int | None = None,
+    jwks: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
-    """A confidential client registered as `idp clients create` would, with its OIDC defaults."""
+    """A confidential client registered as `idp clients create` would, with its OIDC defaults (and the
+    public keys of its request objects, `jwks`)."""
     created = register_client(
         name=name,
         redirect_uris=[REDIRECT_URI],
@@ -83,6 +85,7 @@ def add_client(
         scope=scope,
         default_acr_values=default_acr_values,
         default_max_age=default_max_age,
+        jwks=jwks,
     )
     with app.app_context(), services().database.unit_of_work() as session:
         DurableStore.over(session).clients.add(created.client)

@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,6 +19,10 @@ from sqlalchemy import select
 from idp.config import load_settings
 from idp.store.database import Database
 from idp.store.tables import AuditEvent
+from support.services import dedicated_database, emptied_redis
+
+E2E_REDIS_URL_ENV = "IDP_TEST_E2E_REDIS_URL"
+E2E_REDIS_URL = os.environ.get(E2E_REDIS_URL_ENV) or "redis://127.0.0.1:6379/14"
 
 
 def free_port() -> int:
@@ -130,6 +136,23 @@ def start_provider(
     _wait_healthy(f"http://{host}:{port}", process, directory / "idp-serve.log")
     public = issuer or f"http://{host}:{port}"
     return LiveProvider(issuer=public, config=config, process=process, command=command)
+
+
+@contextmanager
+def provider_on_real_stores(
+    directory: Path, *, database_prefix: str, extra: str = "", host: str = "127.0.0.1"
+) -> Iterator[LiveProvider]:
+    """A provider on a PostgreSQL database of its own and the end-to-end Redis database, emptied first
+    (throttle counters of an earlier run must not count); stopped and dropped afterwards."""
+    emptied_redis(E2E_REDIS_URL, env=E2E_REDIS_URL_ENV)
+    with dedicated_database(prefix=database_prefix) as database_url:
+        provider = start_provider(
+            directory, database_url=database_url, redis_url=E2E_REDIS_URL, extra=extra, host=host
+        )
+        try:
+            yield provider
+        finally:
+            provider.stop()
 
 
 def start_instance(provider: LiveProvider) -> Instance:

@@ -344,7 +344,7 @@ class Browser:
         if is_enrolment_page(page):
             account.authenticator = Authenticator(enrolment_secret(page))
         else:
-            assert is_factor_page(page), page.text
+            assert is_factor_page(page), (page.status_code, page.headers.get("Location"), page.text)
         assert account.authenticator is not None
         return self.submit(page, code=account.authenticator.next_code())
 
@@ -365,9 +365,14 @@ def create_account(live: LiveProvider, role: str) -> Account:
     return account
 
 
-def register_client(live: LiveProvider, name: str, redirect_uri: str) -> Client:
-    """A confidential client made with the CLI (`idp clients create --json`)."""
-    done = live.idp("clients", "create", "--name", name, "--redirect-uri", redirect_uri, "--json")
+def register_client(
+    live: LiveProvider, name: str, *options: str, redirect_uri: str | None = None, redirect: bool = True
+) -> Client:
+    """A client made with the CLI (`idp clients create --json`), redirecting to `redirect_uri` (by default
+    a loopback URI of its name); `redirect=False` registers none (a machine)."""
+    redirect_uri = (redirect_uri or f"http://127.0.0.1/{name}/callback") if redirect else ""
+    uri_option = ("--redirect-uri", redirect_uri) if redirect else ()
+    done = live.idp("clients", "create", "--name", name, *uri_option, "--json", *options)
     assert done.returncode == 0, done.stderr
     created = json.loads(done.stdout)
     return Client(created["client_id"], redirect_uri, created.get("client_secret"))

@@ -9,19 +9,14 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 from sqlalchemy.engine import make_url
 
-from support.live import LiveProvider, start_provider
-
 POSTGRES_URL_ENV = "IDP_TEST_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-E2E_REDIS_URL_ENV = "IDP_TEST_E2E_REDIS_URL"
-DEFAULT_E2E_REDIS_URL = "redis://127.0.0.1:6379/14"
 
 
 def postgres_server_url() -> str:
@@ -59,18 +54,3 @@ def emptied_redis(url: str, *, env: str) -> str:
     except redis.RedisError as error:
         unreachable("Redis", url, env, error)
     return url
-
-
-@contextmanager
-def end_to_end_provider(directory: Path, *, prefix: str) -> Iterator[LiveProvider]:
-    """`idp serve` on a PostgreSQL database of its own (named `prefix` + random) and the end-to-end Redis
-    database, emptied first (throttle counters of an earlier run must not count); stopped after."""
-    redis_url = emptied_redis(
-        os.environ.get(E2E_REDIS_URL_ENV) or DEFAULT_E2E_REDIS_URL, env=E2E_REDIS_URL_ENV
-    )
-    with dedicated_database(prefix=prefix) as database_url:
-        provider = start_provider(directory, database_url=database_url, redis_url=redis_url)
-        try:
-            yield provider
-        finally:
-            provider.stop()

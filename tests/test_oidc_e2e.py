@@ -8,8 +8,6 @@ single-use rule for TOTP codes is exercised rather than tripped over.
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -19,7 +17,7 @@ from typing import Any
 
 import jwt
 import pytest
-from support.live import LiveProvider, start_provider
+from support.live import LiveProvider, provider_on_real_stores
 from support.oidc_client import (
     Account,
     Attempt,
@@ -34,11 +32,9 @@ from support.oidc_client import (
     is_enrolment_page,
     is_factor_page,
     is_password_page,
+    register,
 )
-from support.services import dedicated_database, emptied_redis
 
-REDIS_URL_ENV = "IDP_TEST_E2E_REDIS_URL"
-REDIS_URL = os.environ.get(REDIS_URL_ENV) or "redis://127.0.0.1:6379/14"
 MFA_AMR = {"pwd", "otp", "mfa"}
 UNREGISTERED_URI = "http://127.0.0.1/nowhere/callback"
 
@@ -48,30 +44,14 @@ UNREGISTERED_URI = "http://127.0.0.1/nowhere/callback"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
-    emptied_redis(REDIS_URL, env=REDIS_URL_ENV)  # throttle counters of an earlier run must not count
-    with dedicated_database(prefix="idp_e2e_") as database_url:
-        provider = start_provider(
-            tmp_path_factory.mktemp("e2e"), database_url=database_url, redis_url=REDIS_URL
-        )
-        try:
-            yield provider
-        finally:
-            provider.stop()
+    with provider_on_real_stores(tmp_path_factory.mktemp("e2e"), database_prefix="idp_e2e_") as provider:
+        yield provider
 
 
 @pytest.fixture(scope="module")
 def op(live: LiveProvider) -> OpenIdProvider:
     """The provider as the relying party knows it: from discovery only."""
     return OpenIdProvider(live.issuer)
-
-
-def register(live: LiveProvider, name: str, *options: str, redirect: bool = True) -> Client:
-    redirect_uri = f"http://127.0.0.1/{name}/callback" if redirect else ""
-    uri_option = ("--redirect-uri", redirect_uri) if redirect else ()
-    done = live.idp("clients", "create", "--name", name, *uri_option, "--json", *options)
-    assert done.returncode == 0, done.stderr
-    created = json.loads(done.stdout)
-    return Client(created["client_id"], redirect_uri, created.get("client_secret"))
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
+
+from support.services import E2E_REDIS_URL_ENV, dedicated_database, e2e_redis_url, emptied_redis
 
 
 def free_port() -> int:
@@ -103,6 +107,19 @@ def start_provider(
     provider = LiveProvider(issuer=f"http://{host}:{port}", config=config, process=process)
     _wait_healthy(provider.issuer, process, directory / "idp-serve.log")
     return provider
+
+
+@contextmanager
+def provider_on_real_stores(directory: Path, *, database_prefix: str) -> Iterator[LiveProvider]:
+    """A provider on a PostgreSQL database of its own and the end-to-end Redis database, emptied first
+    (throttle counters of an earlier run must not count); stopped and dropped afterwards."""
+    redis_url = emptied_redis(e2e_redis_url(), env=E2E_REDIS_URL_ENV)
+    with dedicated_database(prefix=database_prefix) as database_url:
+        provider = start_provider(directory, database_url=database_url, redis_url=redis_url)
+        try:
+            yield provider
+        finally:
+            provider.stop()
 
 
 def start_instance(provider: LiveProvider) -> Instance:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -310,14 +311,29 @@ class Browser:
     ) -> tuple[Attempt, dict[str, str]]:
         """The happy path: password, then the second factor (enrolling TOTP first when the user has none)."""
         attempt = self.authorize(client, **params)
-        assert is_password_page(attempt.page), attempt.page.text
-        page = self.submit(attempt.page, username=account.username, password=account.password)
+        return attempt, attempt.callback(self.pass_sign_in(attempt.page, account))
+
+    def pass_sign_in(self, page: requests.Response, account: Account) -> requests.Response:
+        """From the password page: password, then the second factor (enrolling TOTP when the user has
+        none); returns the response after the second factor."""
+        assert is_password_page(page), page.text
+        page = self.submit(page, username=account.username, password=account.password)
         if is_enrolment_page(page):
             account.authenticator = Authenticator(enrolment_secret(page))
         else:
             assert is_factor_page(page), page.text
         assert account.authenticator is not None
-        return attempt, attempt.callback(self.submit(page, code=account.authenticator.next_code()))
+        return self.submit(page, code=account.authenticator.next_code())
+
+
+def register(live: LiveProvider, name: str, *options: str, redirect: bool = True) -> Client:
+    """A client registered with the CLI (`idp clients create --json`), redirecting to a path named for it."""
+    redirect_uri = f"http://127.0.0.1/{name}/callback" if redirect else ""
+    uri_option = ("--redirect-uri", redirect_uri) if redirect else ()
+    done = live.idp("clients", "create", "--name", name, *uri_option, "--json", *options)
+    assert done.returncode == 0, done.stderr
+    created = json.loads(done.stdout)
+    return Client(created["client_id"], redirect_uri, created.get("client_secret"))
 
 
 def create_account(live: LiveProvider, role: str) -> Account:

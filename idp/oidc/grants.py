@@ -65,9 +65,9 @@ class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
     def validate_code_challenge(self, grant: grants.BaseGrant, redirect_uri: str) -> None:
         data = grant.request.payload.data
         if data.get("code_challenge") and data.get("code_challenge_method") != "S256":
-            raise InvalidRequestError("code_challenge_method must be S256", redirect_uri=redirect_uri)
+            raise InvalidRequestError("The code challenge method must be S256.", redirect_uri=redirect_uri)
         if not data.get("code_challenge") and grant.request.client.is_public:
-            raise InvalidRequestError("PKCE (S256) is required for public clients", redirect_uri=redirect_uri)
+            raise InvalidRequestError("Public clients must use PKCE with S256.", redirect_uri=redirect_uri)
         super().validate_code_challenge(grant, redirect_uri)
 
 

@@ -13,6 +13,7 @@ from idp import observability
 from idp.auth.pipeline import Done, Fail, NeedEnrolment, NeedFactor, NeedPassword, Step, latest_proof_since
 from idp.auth.policy import Method
 from idp.oidc.delivery import deliver_error
+from idp.oidc.error_descriptions import describe
 from idp.oidc.server import StoredAuthorizationRequest
 from idp.oidc.tokens import Authentication, GrantSubject, new_grant_id
 from idp.store.tables import User
@@ -98,7 +99,7 @@ def _fail(sign_in: SignInRequest, step: Fail, user: User | None) -> BaseResponse
     )
     destination = sign_in.destination
     if isinstance(destination, AccountPage):
-        return errors.cannot_continue(step.description)
+        return errors.cannot_continue(describe(step.error, step.description))
     if step.error == "access_denied":
         session_state.end_session()
     return answer_client_error(
@@ -131,8 +132,8 @@ def answer_protocol_error(error: OAuth2Error, *, response_mode: str | None) -> B
         return answer_client_error(
             error.redirect_uri,
             error=error.error,
-            description=error.description or error.error,
+            description=error.get_error_description(),
             state=error.state,
             response_mode=response_mode,
         )
-    return errors.invalid_authorization_request(error.description or error.error)
+    return errors.invalid_authorization_request(describe(error.error, error.get_error_description()))

@@ -35,6 +35,7 @@ MAX_PARAMETER_LENGTH = MAX_JWT_LENGTH  # no parameter we accept is longer than t
 # Plain ASCII by their syntax (RFC 6749 A.3, A.6); authlib repeats them in its error descriptions, which
 # must be too (RFC 6749 4.1.2.1), and raises ValueError instead of the error when they are not.
 ECHOED = frozenset({"response_type", "redirect_uri"})
+TOO_MANY_FAILURES = "Too many client authentications failed. Try again later."
 log = logging.getLogger(__name__)
 
 
@@ -56,7 +57,7 @@ def authorize() -> BaseResponse:
         return answer_client_error(
             redirect_uri,
             error="invalid_request",
-            description="response_mode must be query or form_post",
+            description="The response mode must be query or form_post.",
             state=payload.state,
             response_mode="query",
         )
@@ -103,11 +104,11 @@ def _malformed_parameters() -> InvalidRequestError | None:
     longer than any value we issue or accept."""
     for name, values in request.values.lists():
         if len(values) > 1:
-            return InvalidRequestError("a parameter is included more than once")
+            return InvalidRequestError("A parameter is included more than once.")
         if len(name) > MAX_PARAMETER_LENGTH or len(values[0]) > MAX_PARAMETER_LENGTH:
-            return InvalidRequestError("a parameter is too long")
+            return InvalidRequestError("A parameter is too long.")
         if name in ECHOED and invalid_error_characters(values[0]):
-            return InvalidRequestError(f"{name} is malformed")
+            return InvalidRequestError(f"The {name} parameter is malformed.")
     return None
 
 
@@ -145,7 +146,7 @@ def _with_client_authentication(endpoint: Callable[[], BaseResponse]) -> BaseRes
     attempt = (throttle.client_auth, f"{client_id}|{address_subject(request.remote_addr)}")
     blocked = throttle.blocked(attempt)
     if blocked is not None:
-        refusal = jsonify(error="invalid_client", error_description="too many failed client authentications")
+        refusal = jsonify(error="invalid_client", error_description=TOO_MANY_FAILURES)
         refusal.status_code = 429
         refusal.headers["Retry-After"] = str(blocked.retry_after)
         return refusal
@@ -161,7 +162,7 @@ def _malformed_basic_credentials() -> InvalidClientError | None:
     try:
         extract_basic_authorization(request.headers)
     except ValueError:
-        return InvalidClientError(status_code=401, description="malformed Basic credentials")
+        return InvalidClientError(status_code=401, description="The Basic credentials are malformed.")
     return None
 
 

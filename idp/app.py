@@ -11,7 +11,7 @@ from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import InternalServerError, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from idp import observability
 from idp.auth.email_codes import EmailCodes
@@ -158,20 +158,22 @@ def _datetime(timestamp: int) -> str:
 
 
 def _install_failure_pages(app: Flask) -> None:
-    """A store that cannot be reached fails the request closed, with a plain page and no partial state."""
+    """A store that cannot be reached fails the request closed, with a plain page and no partial state;
+    every other refusal outside a view gets the provider's page or the endpoint's JSON error."""
 
     def unavailable(_error: Exception) -> Response:
         return errors.storage_unavailable()
 
     for kind in STORE_FAILURES:
         app.register_error_handler(kind, unavailable)
+    app.register_error_handler(HTTPException, errors.http_error)
 
     @app.errorhandler(InternalServerError)
-    def internal_error(error: InternalServerError) -> Response | InternalServerError:
+    def internal_error(error: InternalServerError) -> Response:
         """Failures while opening the session reach Flask before the handlers above."""
         if isinstance(error.original_exception, STORE_FAILURES):
             return unavailable(error.original_exception)
-        return error
+        return errors.http_error(error)
 
 
 def _install_body_limit(app: Flask) -> None:

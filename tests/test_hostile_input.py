@@ -656,6 +656,8 @@ def test_introspection_and_revocation_answer_hostile_requests_in_the_specs_terms
 def test_userinfo_refuses_anything_but_a_valid_access_token_with_invalid_token(
     target: Target, scheme: str, token: Any, method: str, in_body: bool
 ) -> None:
+    """RFC 6750: the token in a Bearer header (2.1) or a POSTed form (2.2); a request presenting none
+    gets a challenge without an error code (3.1), one presenting a bad one invalid_token."""
     artefacts = Artefacts(target)
     value = artefacts.resolve(token)
     headers = {} if in_body else {"Authorization": one_line(scheme + value)}
@@ -665,11 +667,18 @@ def test_userinfo_refuses_anything_but_a_valid_access_token_with_invalid_token(
     response = send(target.anonymous().client, method, "/userinfo", pairs, FORM, headers=headers)
 
     assert_calm(target, response)
+    kind, _, credentials = headers.get("Authorization", "").partition(" ")
+    presented = (in_body and method == "POST" and value != "") or (
+        kind.lower() == "bearer" and credentials.strip() != ""
+    )
     if response.status_code == 200:
-        assert token == Real("access_token") and not in_body and scheme.strip().lower() == "bearer"
+        assert token == Real("access_token") and presented
+    elif presented:
+        assert response.status_code == 401 and response.get_json()["error"] == "invalid_token"
+        assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
     else:
-        assert response.status_code == 401 and response.get_json() == {"error": "invalid_token"}
-        assert response.headers["WWW-Authenticate"].startswith("Bearer ")
+        assert response.status_code == 401 and response.get_data() == b""
+        assert response.headers["WWW-Authenticate"] == "Bearer"
     assert_unchanged(target, before)
 
 

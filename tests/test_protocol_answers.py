@@ -362,3 +362,78 @@ def test_a_passkey_request_without_its_csrf_token_gets_a_json_error(
 
     assert forged.status_code == 400 and forged.headers["Content-Type"] == "application/json"
     assert SENTENCE.fullmatch(forged.json()["error"])
+
+
+# -- 10. userinfo: the bearer token in the header or a form body, a plain challenge without one ---------
+
+
+def test_userinfo_accepts_the_access_token_in_a_form_body(
+    op: OpenIdProvider, clients: Clients, signed_in: SignedIn
+) -> None:
+    """RFC 6750 2.2, as pyoidc sends it by default: POST, application/x-www-form-urlencoded, access_token."""
+    rp = AuthlibRelyingParty.of(op, clients.web, token=signed_in.tokens, token_placement="body")
+
+    answer = rp.session.post(op.endpoint("userinfo"), headers=FORM)
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["preferred_username"] == signed_in.account.username
+
+
+def test_userinfo_accepts_the_access_token_in_the_header(
+    op: OpenIdProvider, clients: Clients, signed_in: SignedIn
+) -> None:
+    rp = AuthlibRelyingParty.of(op, clients.web, token=signed_in.tokens)
+
+    answer = rp.session.get(op.endpoint("userinfo"))
+
+    assert answer.status_code == 200 and answer.json()["preferred_username"] == signed_in.account.username
+
+
+@pytest.mark.parametrize(
+    "request_args",
+    [
+        pytest.param({"method": "GET"}, id="a GET without any token"),
+        pytest.param(
+            {"method": "POST", "headers": FORM, "data": "scope=openid"}, id="a form without a token"
+        ),
+        pytest.param({"method": "GET", "headers": {"Authorization": "Basic dXNlcjpwYXNz"}}, id="Basic only"),
+    ],
+)
+def test_userinfo_without_a_token_is_challenged_without_an_error_code(
+    op: OpenIdProvider, clients: Clients, request_args: dict[str, Any]
+) -> None:
+    """RFC 6750 3.1: a request without authentication gets the challenge, and no error code."""
+    rp = AuthlibRelyingParty.of(op, clients.web)
+
+    answer = rp.session.request(url=op.endpoint("userinfo"), withhold_token=True, **request_args)
+
+    assert answer.status_code == 401
+    assert answer.headers["WWW-Authenticate"] == "Bearer"
+    assert "error" not in answer.text
+
+
+def test_userinfo_refuses_a_token_sent_two_ways(op: OpenIdProvider, signed_in: SignedIn) -> None:
+    """RFC 6750 3.1: more than one method of sending the token is invalid_request."""
+    token = signed_in.tokens["access_token"]
+
+    answer = requests.post(
+        op.endpoint("userinfo"),
+        data={"access_token": token},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=TIMEOUT,
+    )
+
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "invalid_request"
+    assert answer.headers["WWW-Authenticate"].startswith('Bearer error="invalid_request"')
+
+
+def test_userinfo_refuses_a_forged_token_in_a_form_body(op: OpenIdProvider, clients: Clients) -> None:
+    rp = AuthlibRelyingParty.of(
+        op, clients.web, token={"access_token": "forged", "token_type": "Bearer"}, token_placement="body"
+    )
+
+    answer = rp.session.post(op.endpoint("userinfo"), headers=FORM)
+
+    assert answer.status_code == 401
+    assert answer.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'

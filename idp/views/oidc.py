@@ -20,6 +20,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from idp import observability
 from idp.auth.pipeline import RequestRejected, requirement_for
 from idp.auth.throttle import address_subject
+from idp.oidc.bearer import TokenSentTwice, challenge, presented_token
 from idp.oidc.claims import user_claims
 from idp.oidc.delivery import RESPONSE_MODES
 from idp.oidc.keys import MAX_JWT_LENGTH
@@ -183,22 +184,23 @@ def _client_authentication_failed(response: BaseResponse) -> bool:
 @blueprint.route("/userinfo", methods=["GET", "POST"])
 def userinfo() -> BaseResponse:
     """OIDC Core 5.3: claims for the bearer of a valid access token with the openid scope."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    claims = services().tokens.verify_access_token(token.strip()) if scheme.lower() == "bearer" else None
+    try:
+        token = presented_token(
+            authorization=request.headers.get("Authorization", ""),
+            method=request.method,
+            mimetype=request.mimetype,
+            form=request.form,
+        )
+    except TokenSentTwice as refused:
+        return challenge("invalid_request", description=refused.description, status=400)
+    if token is None:
+        return challenge()
+    claims = services().tokens.verify_access_token(token)
     if claims is None or "openid" not in str(claims.get("scope", "")).split() or "grant_id" not in claims:
-        return _invalid_token()
+        return challenge("invalid_token")
     user = durable_store().users.get(claims["sub"])
     if user is None or user.disabled:
-        return _invalid_token()
+        return challenge("invalid_token")
     response = jsonify(user_claims(user, claims["scope"]))
     response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _invalid_token() -> BaseResponse:
-    """RFC 6750 3.1: the bearer token is missing, expired, revoked or otherwise unusable."""
-    response = jsonify(error="invalid_token")
-    response.status_code = 401
-    response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     return response

@@ -185,6 +185,7 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
         id_token_signed_response_alg=args.id_token_alg,
         default_acr_values=args.default_acr_value,
         default_max_age=args.default_max_age,
+        third_party=args.third_party,
     )
     with _store(settings) as store:
         store.clients.add(created.client)
@@ -201,6 +202,7 @@ def cmd_clients_list(settings: Settings, _args: argparse.Namespace) -> None:
     with _store(settings) as store:
         for client in store.clients.all():
             kind = "public" if client.secret_hash is None else "confidential"
+            kind += ", third-party" if client.third_party else ""
             print(f"{client.client_id}\t{client.name}\t{kind}\t{' '.join(client.grant_types)}")
 
 
@@ -304,6 +306,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     client_create.add_argument(
         "--default-max-age", type=int, help="max_age applied to every request (seconds)"
+    )
+    client_create.add_argument(
+        "--third-party",
+        action="store_true",
+        help="an application run by someone else: each user allows it the requested scopes once "
+        "(remembered per user; they can remove it on their account page)",
     )
     client_create.add_argument("--json", action="store_true", help="print the result as JSON")
     client_create.set_defaults(handler=cmd_clients_create)

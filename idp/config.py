@@ -105,6 +105,12 @@ class AccountSettings(_Section):
     reauthentication_max_age: Annotated[int, Field(ge=0)] = 300
 
 
+class ConsentSettings(_Section):
+    """How long a user's consent to a third-party client is remembered (OIDC Core 3.1.2.4), in seconds."""
+
+    lifetime: PositiveSeconds = 31536000
+
+
 class SmtpSettings(_Section):
     """Outgoing mail; with no host, messages are written to the outbox directory instead."""
 
@@ -226,6 +232,7 @@ class Settings(_Section):
     totp: TotpSettings = TotpSettings()
     webauthn: WebAuthnSettings = WebAuthnSettings()
     account: AccountSettings = AccountSettings()
+    consent: ConsentSettings = ConsentSettings()
     smtp: SmtpSettings = SmtpSettings()
     factors: FactorSettings = FactorSettings()
     throttle: ThrottleSettings = ThrottleSettings()

@@ -48,6 +48,7 @@ def register_client(
     id_token_signed_response_alg: str = "RS256",
     default_acr_values: Sequence[str] = (),
     default_max_age: int | None = None,
+    third_party: bool = False,
 ) -> NewClient:
     """Validate a registration (OIDC Registration 2) and mint the client id and secret."""
     grants = tuple(grant_types) or (("client_credentials",) if not redirect_uris else DEFAULT_USER_GRANTS)
@@ -77,6 +78,7 @@ def register_client(
         default_acr_values=list(default_acr_values),
         default_max_age=default_max_age,
         created_at=int(time.time()),
+        third_party=third_party,
     )
     return NewClient(client=client, secret=secret)
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from idp.store.tables import AuditEvent, Client, Factor, RefreshToken, User, UserSession
+from idp.store.tables import AuditEvent, Client, Consent, Factor, RefreshToken, User, UserSession
 
 
 class Users:
@@ -119,6 +120,53 @@ class Clients:
         return self._session.scalars(select(Client).order_by(Client.created_at)).all()
 
 
+class Consents:
+    """What users allowed clients to receive: one row per user and client."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get(self, user_id: str, client_id: str) -> Consent | None:
+        return self._session.get(Consent, (user_id, client_id))
+
+    def grant(self, *, user_id: str, client_id: str, scopes: Iterable[str], at: int) -> None:
+        """Record that the user allowed the client `scopes` at `at`, in place of what was recorded
+        before (one statement: two tabs allowing at once both succeed)."""
+        earlier = self._session.get(Consent, (user_id, client_id))
+        values = {
+            "user_id": user_id,
+            "client_id": client_id,
+            "scope": " ".join(sorted(set(scopes))),
+            "granted_at": at,
+        }
+        insert = postgresql.insert if self._session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        statement = insert(Consent).values(**values)
+        self._session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[Consent.user_id, Consent.client_id],
+                set_={"scope": statement.excluded.scope, "granted_at": statement.excluded.granted_at},
+            )
+        )
+        if earlier is not None:
+            self._session.expire(earlier)  # the statement bypassed the ORM: read the row again
+
+    def of_user(self, user_id: str, *, granted_since: int) -> Sequence[tuple[Consent, Client]]:
+        """The user's consents still remembered, newest first, each with its client."""
+        query = (
+            select(Consent, Client)
+            .join(Client, Client.client_id == Consent.client_id)
+            .where(Consent.user_id == user_id, Consent.granted_at >= granted_since)
+            .order_by(Consent.granted_at.desc())
+        )
+        return [(consent, client) for consent, client in self._session.execute(query).all()]
+
+    def revoke(self, user_id: str, client_id: str) -> bool:
+        result = self._session.execute(
+            delete(Consent).where(Consent.user_id == user_id, Consent.client_id == client_id)
+        )
+        return int(result.rowcount) == 1  # type: ignore[attr-defined]
+
+
 class RefreshTokens:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -145,6 +193,15 @@ class RefreshTokens:
             .values(rotated=True)
         )
         return int(result.rowcount) == 1  # type: ignore[attr-defined]
+
+    def families_of(self, user_id: str, client_id: str) -> Sequence[str]:
+        """The grants (refresh-token families) a client still holds for a user."""
+        query = select(RefreshToken.family_id).where(
+            RefreshToken.user_id == user_id,
+            RefreshToken.client_id == client_id,
+            RefreshToken.revoked.is_(False),
+        )
+        return self._session.scalars(query.distinct()).all()
 
     def revoke_family(self, family_id: str) -> None:
         self._session.execute(
@@ -216,6 +273,7 @@ class DurableStore:
     users: Users
     factors: Factors
     clients: Clients
+    consents: Consents
     refresh_tokens: RefreshTokens
     sessions: UserSessions
     audit: Audit
@@ -226,6 +284,7 @@ class DurableStore:
             users=Users(session),
             factors=Factors(session),
             clients=Clients(session),
+            consents=Consents(session),
             refresh_tokens=RefreshTokens(session),
             sessions=UserSessions(session),
             audit=Audit(session),

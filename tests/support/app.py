@@ -73,6 +73,7 @@ def add_client(
     scope: str = "openid profile",
     default_acr_values: Sequence[str] = (),
     default_max_age: int | None = None,
+    third_party: bool = False,
 ) -> tuple[str, str]:
     """A confidential client registered as `idp clients create` would, with its OIDC defaults."""
     created = register_client(
@@ -83,6 +84,7 @@ def add_client(
         scope=scope,
         default_acr_values=default_acr_values,
         default_max_age=default_max_age,
+        third_party=third_party,
     )
     with app.app_context(), services().database.unit_of_work() as session:
         DurableStore.over(session).clients.add(created.client)

@@ -1,0 +1,34 @@
+"""consent: clients marked third-party, and what each user allowed them
+
+Revision ID: 0004_consent
+Revises: 0003
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004_consent"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("clients", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("third_party", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.create_table(
+        "consents",
+        sa.Column("user_id", sa.String(length=36), nullable=False),
+        sa.Column("client_id", sa.String(length=64), nullable=False),
+        sa.Column("scope", sa.Text(), nullable=False),
+        sa.Column("granted_at", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["client_id"], ["clients.client_id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("user_id", "client_id"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("consents")
+    with op.batch_alter_table("clients", schema=None) as batch_op:
+        batch_op.drop_column("third_party")

@@ -31,7 +31,7 @@ from idp.oidc.tokens import TokenService
 from idp.secrets import SecretBox, load_session_secret
 from idp.store.database import Database, DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable, open_ephemeral_store
-from idp.views import account, errors, home, logout, oidc, signin, wellknown
+from idp.views import account, account_selection, consent, errors, home, logout, oidc, signin, wellknown
 from idp.views.account.guard import login_manager
 from idp.web import AUTHORIZATION_SERVER, EXTENSION, Services, audit, durable_store, install_unit_of_work
 
@@ -134,7 +134,7 @@ def create_app(settings: Settings) -> Flask:
     csrf = CSRFProtect(app)
     for view in (oidc.authorize, oidc.token, oidc.revoke, oidc.introspect, oidc.userinfo, logout.end_session):
         csrf.exempt(view)
-    for module in (wellknown, oidc, signin, logout, home, account):
+    for module in (wellknown, oidc, signin, consent, account_selection, logout, home, account):
         app.register_blueprint(module.blueprint)
     app.add_template_filter(_datetime, "datetime")
     observability.install(app)

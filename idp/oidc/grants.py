@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, OAuth2Request, grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
+from authlib.oidc.core.grants.util import is_openid_scope
 
 from idp.oidc.claims import user_claims
 from idp.oidc.clients import CONFIDENTIAL_AUTH_METHODS, RegisteredClient
@@ -144,6 +145,16 @@ class OpenIDConnectCode(OpenIDCode):  # type: ignore[misc]
     def __init__(self, context: ProviderContext) -> None:
         super().__init__(require_nonce=False)
         self.context = context
+
+    def __call__(self, grant: grants.BaseGrant) -> None:
+        """authlib's hooks except its prompt check: the provider answers prompt itself (the pipeline
+        for none and login, then the account choice and consent pages), so none beside another value
+        gets that value's error (OIDC Core 3.1.2.6) rather than invalid_request."""
+        grant.register_hook("after_create_token_response", self.process_token)
+        if is_openid_scope(grant.request.payload.scope):
+            grant.register_hook(
+                "after_validate_authorization_request_payload", self.validate_openid_authorization_request
+            )
 
     def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
         return False

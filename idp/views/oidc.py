@@ -24,8 +24,10 @@ from idp.oidc.bearer import TokenSentTwice, challenge, presented_token
 from idp.oidc.claims import user_claims
 from idp.oidc.delivery import RESPONSE_MODES
 from idp.oidc.keys import MAX_JWT_LENGTH
+from idp.oidc.prompts import Prompt, requested_prompts
 from idp.views import errors, session_state
 from idp.views import sign_in_request as sign_ins
+from idp.views.account_selection import ask_for_account
 from idp.views.continuation import answer_client_error, answer_protocol_error, continue_sign_in
 from idp.views.sign_in_request import ClientRedirect
 from idp.web import audit, authorization_server, durable_store, services
@@ -89,7 +91,10 @@ def authorize() -> BaseResponse:
         redirect_uri=redirect_uri,
         params={key: str(value) for key, value in payload.data.items()},
     )
-    return continue_sign_in(sign_ins.start(destination, requirement))
+    sign_in = sign_ins.start(destination, requirement)
+    if Prompt.SELECT_ACCOUNT in requested_prompts(payload.data.get("prompt")):
+        return ask_for_account(sign_in)
+    return continue_sign_in(sign_in)
 
 
 @blueprint.route("/authorize/resume/<sign_in_id>")

@@ -40,7 +40,7 @@ def discovery_document(issuer: str, acr_values: list[str]) -> dict[str, Any]:
         "claims_supported": CLAIMS_SUPPORTED,
         "claims_parameter_supported": True,
         "acr_values_supported": acr_values,
-        "prompt_values_supported": ["none", "login"],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "authorization_response_iss_parameter_supported": True,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,

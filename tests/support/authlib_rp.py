@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 from authlib.common.security import generate_token
@@ -68,11 +69,22 @@ class AuthlibRelyingParty:
         )
         return AuthorizationUrl(url, state, nonce, verifier)
 
+    def callback(self, answer: requests.Response) -> str:
+        """The URL the provider sent the user agent back to this client with (anything else fails)."""
+        target = location(answer) if answer.is_redirect else None
+        assert target is not None and target.split("?")[0] == self.client.redirect_uri, (
+            f"expected a redirect to {self.client.redirect_uri}, got {answer.status_code} at {answer.url}"
+        )
+        return target
+
+    def callback_params(self, answer: requests.Response) -> dict[str, str]:
+        return dict(parse_qsl(urlsplit(self.callback(answer)).query))
+
     def redeem(self, request: AuthorizationUrl, answer: requests.Response) -> dict[str, Any]:
         """Authlib takes the code from the redirect to the client (checking state) and fetches tokens."""
-        callback = location(answer) if answer.is_redirect else None
-        assert callback is not None and callback.startswith(self.client.redirect_uri), answer.text
         tokens: dict[str, Any] = self.session.fetch_token(
-            authorization_response=callback, state=request.state, code_verifier=request.code_verifier
+            authorization_response=self.callback(answer),
+            state=request.state,
+            code_verifier=request.code_verifier,
         )
         return tokens

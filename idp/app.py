@@ -11,7 +11,7 @@ from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import InternalServerError, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from idp import observability
 from idp.auth.attestation import load_trust_anchors
@@ -36,7 +36,7 @@ from idp.secrets import SecretBox, load_session_secret
 from idp.store.database import Database, DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable, open_ephemeral_store
 from idp.trusted_proxies import TrustedProxies, parse_networks
-from idp.views import account, errors, home, logout, oidc, signin, wellknown
+from idp.views import account, account_selection, consent, errors, home, logout, oidc, signin, wellknown
 from idp.views.account.guard import login_manager
 from idp.web import AUTHORIZATION_SERVER, EXTENSION, Services, audit, durable_store, install_unit_of_work
 
@@ -154,7 +154,7 @@ def create_app(settings: Settings) -> Flask:
     for view in exempt:
         csrf.exempt(view)
     install_origin_check(app, expected_origin=settings.origin, exempt=exempt)
-    for module in (wellknown, oidc, signin, logout, home, account):
+    for module in (wellknown, oidc, signin, consent, account_selection, logout, home, account):
         app.register_blueprint(module.blueprint)
     app.add_template_filter(_datetime, "datetime")
     observability.install(app)
@@ -182,20 +182,22 @@ def _datetime(timestamp: int) -> str:
 
 
 def _install_failure_pages(app: Flask) -> None:
-    """A store that cannot be reached fails the request closed, with a plain page and no partial state."""
+    """A store that cannot be reached fails the request closed, with a plain page and no partial state;
+    every other refusal outside a view gets the provider's page or the endpoint's JSON error."""
 
     def unavailable(_error: Exception) -> Response:
         return errors.storage_unavailable()
 
     for kind in STORE_FAILURES:
         app.register_error_handler(kind, unavailable)
+    app.register_error_handler(HTTPException, errors.http_error)
 
     @app.errorhandler(InternalServerError)
-    def internal_error(error: InternalServerError) -> Response | InternalServerError:
+    def internal_error(error: InternalServerError) -> Response:
         """Failures while opening the session reach Flask before the handlers above."""
         if isinstance(error.original_exception, STORE_FAILURES):
             return unavailable(error.original_exception)
-        return error
+        return errors.http_error(error)
 
 
 def _install_body_limit(app: Flask) -> None:

@@ -270,6 +270,7 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
         jwks_uri=args.jwks_uri,
         request_object_signing_alg=args.request_object_signing_alg,
         require_pushed_authorization_requests=args.require_par,
+        third_party=args.third_party,
     )
     with _store(settings) as store:
         unknown = [client_id for client_id in args.introspect if store.clients.get(client_id) is None]
@@ -302,6 +303,7 @@ def cmd_clients_list(settings: Settings, _args: argparse.Namespace) -> None:
     with _store(settings) as store:
         for client in store.clients.all():
             kind = "public" if client.token_endpoint_auth_method == "none" else "confidential"
+            kind += ", third-party" if client.third_party else ""
             method = client.token_endpoint_auth_method
             print(f"{client.client_id}\t{client.name}\t{kind}\t{method}\t{' '.join(client.grant_types)}")
 
@@ -478,6 +480,12 @@ def _parser() -> argparse.ArgumentParser:
         "--require-par",
         action="store_true",
         help="accept its authorization requests only when pushed first (RFC 9126 PAR)",
+    )
+    client_create.add_argument(
+        "--third-party",
+        action="store_true",
+        help="an application run by someone else: each user allows it the requested scopes once "
+        "(remembered per user; they can remove it on their account page)",
     )
     client_create.add_argument("--json", action="store_true", help="print the result as JSON")
     client_create.set_defaults(handler=cmd_clients_create)

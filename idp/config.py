@@ -139,6 +139,12 @@ class AdminSettings(_Section):
     acr: str = ""
 
 
+class ConsentSettings(_Section):
+    """How long a user's consent to a third-party client is remembered (OIDC Core 3.1.2.4), in seconds."""
+
+    lifetime: PositiveSeconds = 31536000
+
+
 class SmtpSettings(_Section):
     """Outgoing mail; with no host, messages are written to the outbox directory instead."""
 
@@ -289,6 +295,7 @@ class Settings(_Section):
     webauthn: WebAuthnSettings = WebAuthnSettings()
     account: AccountSettings = AccountSettings()
     admin: AdminSettings = AdminSettings()
+    consent: ConsentSettings = ConsentSettings()
     smtp: SmtpSettings = SmtpSettings()
     factors: FactorSettings = FactorSettings()
     throttle: ThrottleSettings = ThrottleSettings()

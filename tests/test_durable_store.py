@@ -295,6 +295,76 @@ def test_offline_of_user_lists_the_current_token_of_each_of_the_users_offline_gr
         assert [(token.token_hash, client.name) for token, client in listed] == [("current", "App app")]
 
 
+def test_families_of_lists_a_clients_grants_still_held_for_a_user(with_tokens: Database) -> None:
+    with with_tokens.unit_of_work() as session:
+        DurableStore.over(session).refresh_tokens.revoke_family("family-2")
+    with with_tokens.unit_of_work() as session:
+        tokens = DurableStore.over(session).refresh_tokens
+        held = (
+            tokens.families_of(ALICE, "app"),
+            tokens.families_of(BOB, "app"),
+            tokens.families_of(ALICE, "x"),
+        )
+
+    assert held == (["family-1"], [], [])
+
+
+def _grant(database: Database, user_id: str, scopes: list[str], at: int) -> None:
+    with database.unit_of_work() as session:
+        DurableStore.over(session).consents.grant(user_id=user_id, client_id="app", scopes=scopes, at=at)
+
+
+def test_a_consent_replaces_what_was_recorded_and_is_listed_with_its_client(with_tokens: Database) -> None:
+    _grant(with_tokens, ALICE, ["openid", "profile"], at=1000)
+    _grant(with_tokens, ALICE, ["openid", "email", "profile"], at=2000)
+    _grant(with_tokens, BOB, ["openid"], at=3000)
+
+    with with_tokens.unit_of_work() as session:
+        consents = DurableStore.over(session).consents
+        alices = consents.get(ALICE, "app")
+        listed = [
+            (consent.user_id, client.name) for consent, client in consents.of_user(ALICE, granted_since=0)
+        ]
+        forgotten = consents.of_user(ALICE, granted_since=2001)
+    assert alices is not None and (alices.scope, alices.granted_at) == ("email openid profile", 2000)
+    assert listed == [(ALICE, "App app")]
+    assert forgotten == [], "older than the consent lifetime: not listed"
+
+
+def test_a_revoked_consent_is_gone_for_that_user_only(with_tokens: Database) -> None:
+    _grant(with_tokens, ALICE, ["openid"], at=1000)
+    _grant(with_tokens, BOB, ["openid"], at=1000)
+
+    with with_tokens.unit_of_work() as session:
+        consents = DurableStore.over(session).consents
+        revoked = (consents.revoke(ALICE, "app"), consents.revoke(ALICE, "app"))
+    with with_tokens.unit_of_work() as session:
+        consents = DurableStore.over(session).consents
+        left = (consents.get(ALICE, "app"), consents.get(BOB, "app") is not None)
+
+    assert revoked == (True, False)
+    assert left == (None, True)
+
+
+def test_consents_granted_at_once_all_succeed_into_one_row(with_tokens: Database) -> None:
+    """Two tabs (or a double click) allowing the same client at once: no unique-key failure."""
+    racers = 4
+    start = threading.Barrier(racers)
+
+    def race(n: int) -> None:
+        with with_tokens.unit_of_work() as session:
+            start.wait(timeout=10)
+            DurableStore.over(session).consents.grant(user_id=ALICE, client_id="app", scopes=["openid"], at=n)
+
+    with ThreadPoolExecutor(racers) as pool:
+        list(pool.map(race, range(racers)))
+
+    with with_tokens.unit_of_work() as session:
+        assert [c.scope for c, _ in DurableStore.over(session).consents.of_user(ALICE, granted_since=0)] == [
+            "openid"
+        ]
+
+
 def test_audit_of_user_is_newest_first(with_alice_and_bob: Database) -> None:
     with with_alice_and_bob.unit_of_work() as session:
         audit = DurableStore.over(session).audit

@@ -33,7 +33,9 @@ from support.oidc_client import (
     is_factor_page,
     is_password_page,
 )
-from support.oidc_client import register_client as register
+from support.oidc_client import (
+    register_client as register,
+)
 
 MFA_AMR = {"pwd", "otp", "mfa"}
 UNREGISTERED_URI = "http://127.0.0.1/nowhere/callback"

@@ -86,7 +86,7 @@ CASES = [
         None,
         account(HAS_TOTP),
         requirement(interactive=False),
-        Fail("login_required", "no session satisfies the request"),
+        Fail("login_required", "No session satisfies the request."),
     ),
     Case(
         "session of another subject is no session",
@@ -100,7 +100,7 @@ CASES = [
         state(PASSWORD, TOTP),
         account(HAS_TOTP, active=False),
         requirement(),
-        Fail("access_denied", "the account is disabled"),
+        Fail("access_denied", "The account is disabled."),
     ),
     Case(
         "password alone asks for TOTP",
@@ -149,7 +149,7 @@ CASES = [
         state(PASSWORD),
         account(HAS_TOTP),
         requirement(interactive=False),
-        Fail("login_required", "no session satisfies the request"),
+        Fail("login_required", "No session satisfies the request."),
     ),
     Case(
         "prompt=login discards earlier proofs",
@@ -221,7 +221,7 @@ CASES = [
         state(PASSWORD, TOTP),
         account(HAS_TOTP),
         requirement("phr", essential=True),
-        Fail("unmet_authentication_requirements", "the account cannot reach phr"),
+        Fail("unmet_authentication_requirements", "The account cannot reach the phr level."),
     ),
     Case(
         "password and passkey reach phr",
@@ -235,7 +235,7 @@ CASES = [
         state(PASSWORD, SYNCED_PASSKEY),
         account(HAS_PASSKEY),
         requirement("phrh", essential=True),
-        Fail("unmet_authentication_requirements", "the account cannot reach phrh"),
+        Fail("unmet_authentication_requirements", "The account cannot reach the phrh level."),
     ),
     Case(
         "a device-bound key reaches phrh",
@@ -467,7 +467,7 @@ EMAIL_CASES = [
         state(PASSWORD, TOTP, EMAIL),
         account(HAS_TOTP, HAS_EMAIL),
         requirement("phr", essential=True),
-        Fail("unmet_authentication_requirements", "the account cannot reach phr"),
+        Fail("unmet_authentication_requirements", "The account cannot reach the phr level."),
         now=NOW + 6,
     ),
 ]
@@ -493,7 +493,7 @@ def test_email_codes_do_not_refresh_when_step_up_is_off() -> None:
 def test_a_raised_floor_that_totp_cannot_reach_is_unmet_rather_than_a_totp_enrolment_loop() -> None:
     raised = requirement(floor="phr")  # a scope rule or client default: not essential, but the floor
     step = next_step(state(PASSWORD, TOTP), account(HAS_TOTP), raised, POLICY, NOW)
-    assert step == Fail("unmet_authentication_requirements", "the account cannot reach phr")
+    assert step == Fail("unmet_authentication_requirements", "The account cannot reach the phr level.")
 
 
 # -- the acr contract (OIDC Core 2, 3.1.2.1, 5.5.1.1): what is asked for and what is answered ----------

@@ -159,7 +159,7 @@ def requirement_for(
     ]
     if essential and not known:
         raise RequestRejected(
-            "unmet_authentication_requirements", f"none of the essential acr values {requested} is offered"
+            "unmet_authentication_requirements", "None of the essential acr values is offered here."
         )
     floor = policy.strongest(
         [policy.minimum]
@@ -190,16 +190,18 @@ def _requested_acr(claims: str | None, acr_values: str | None) -> tuple[list[str
         try:
             document = json.loads(claims)
         except (ValueError, RecursionError):
-            raise RequestRejected("invalid_request", "the claims parameter is not valid JSON") from None
+            raise RequestRejected("invalid_request", "The claims parameter is not valid JSON.") from None
         if not isinstance(document, dict):
-            raise RequestRejected("invalid_request", "the claims parameter must be a JSON object")
+            raise RequestRejected("invalid_request", "The claims parameter must be a JSON object.")
         for member in ("id_token", "userinfo"):
             section = document.get(member)
             acr = section.get("acr") if isinstance(section, dict) else None
             if isinstance(acr, dict):
                 values = acr.get("values", [acr["value"]] if "value" in acr else [])
                 if not isinstance(values, list) or not all(isinstance(value, str) for value in values):
-                    raise RequestRejected("invalid_request", "acr values in claims must be strings")
+                    raise RequestRejected(
+                        "invalid_request", "The acr values in the claims parameter must be strings."
+                    )
                 return values, acr.get("essential") is True
     return (acr_values or "").split(), False
 
@@ -208,7 +210,7 @@ def _max_age(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
     if not (raw.isascii() and raw.isdigit()) or len(raw) > MAX_AGE_DIGITS:
-        raise RequestRejected("invalid_request", "max_age must be a non-negative integer")
+        raise RequestRejected("invalid_request", "The max_age parameter must be a whole number of seconds.")
     return int(raw)
 
 
@@ -226,7 +228,7 @@ def next_step(
     if state is None or account is None or account.subject != state.subject:
         return NeedPassword() if requirement.interactive else _login_required()
     if not account.active:
-        return Fail("access_denied", "the account is disabled")
+        return Fail("access_denied", "The account is disabled.")
     state = _still_held(state, account)
     if account.administrator and not account.holds_attested_key:
         return _enrol_administrator_key(state, account, requirement, policy, now)
@@ -270,7 +272,7 @@ def _enrol_for_step_up(
     target = policy.level(requirement.acceptable[0])
     methods = tuple(method for method in policy.enrol_at_step_up if reaches(method, target.satisfied_by))
     if not methods:
-        return Fail("unmet_authentication_requirements", f"the account cannot reach {target.name}")
+        return Fail("unmet_authentication_requirements", f"The account cannot reach the {target.name} level.")
     gate = replace(
         requirement, requested=(), floor=policy.minimum, essential=False, max_age=policy.enrolment_max_age
     )
@@ -315,7 +317,7 @@ def _still_held(state: AuthState, account: Account) -> AuthState:
 
 
 def _login_required() -> Fail:
-    return Fail("login_required", "no session satisfies the request")
+    return Fail("login_required", "No session satisfies the request.")
 
 
 def _valid_proofs(state: AuthState, level: Level, requirement: Requirement, now: float) -> tuple[Proof, ...]:

@@ -68,6 +68,7 @@ def register_client(
     jwks_uri: str | None = None,
     request_object_signing_alg: str | None = None,
     require_pushed_authorization_requests: bool = False,
+    third_party: bool = False,
 ) -> NewClient:
     """Validate a registration (OIDC Registration 2, RFC 9126 6) and mint the client id and secret."""
     grants = tuple(grant_types) or (("client_credentials",) if not redirect_uris else DEFAULT_USER_GRANTS)
@@ -111,6 +112,7 @@ def register_client(
         jwks_uri=jwks_uri or None,
         request_object_signing_alg=request_object_signing_alg,
         require_pushed_authorization_requests=require_pushed_authorization_requests,
+        third_party=third_party,
     )
     return NewClient(client=client, secret=secret)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from authlib.common.urls import add_params_to_uri
 from flask import Response, render_template
 
+from idp.oidc.error_descriptions import describe
+
 RESPONSE_MODES = ("query", "form_post")
 
 
@@ -29,7 +31,7 @@ def deliver_error(
     issuer: str,
 ) -> Response:
     """An error response to the client (RFC 6749 4.1.2.1), by the requested response mode."""
-    params = [("error", error), ("error_description", description)]
+    params = [("error", error), ("error_description", describe(error, description))]
     if state:
         params.append(("state", state))
     status, body, headers = deliver(redirect_uri, params, response_mode, issuer=issuer)

@@ -18,6 +18,7 @@ from authlib.oauth2.rfc6749 import (
 )
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
+from authlib.oidc.core.grants.util import is_openid_scope
 
 from idp.oidc.claims import user_claims
 from idp.oidc.clients import CONFIDENTIAL_AUTH_METHODS, OFFLINE_ACCESS, RegisteredClient
@@ -74,9 +75,9 @@ class S256CodeChallenge(CodeChallenge):
     def validate_code_challenge(self, grant: grants.BaseGrant, redirect_uri: str) -> None:
         data = grant.request.payload.data
         if data.get("code_challenge") and data.get("code_challenge_method") != "S256":
-            raise InvalidRequestError("code_challenge_method must be S256", redirect_uri=redirect_uri)
+            raise InvalidRequestError("The code challenge method must be S256.", redirect_uri=redirect_uri)
         if not data.get("code_challenge") and grant.request.client.is_public:
-            raise InvalidRequestError("PKCE (S256) is required for public clients", redirect_uri=redirect_uri)
+            raise InvalidRequestError("Public clients must use PKCE with S256.", redirect_uri=redirect_uri)
         super().validate_code_challenge(grant, redirect_uri)
 
 
@@ -154,6 +155,16 @@ class OpenIDConnectCode(OpenIDCode):
     def __init__(self, context: ProviderContext) -> None:
         super().__init__(require_nonce=False)
         self.context = context
+
+    def __call__(self, grant: grants.BaseGrant) -> None:
+        """authlib's hooks except its prompt check: the provider answers prompt itself (the pipeline
+        for none and login, then the account choice and consent pages), so none beside another value
+        gets that value's error (OIDC Core 3.1.2.6) rather than invalid_request."""
+        grant.register_hook("after_create_token_response", self.process_token)
+        if is_openid_scope(grant.request.payload.scope):
+            grant.register_hook(
+                "after_validate_authorization_request_payload", self.validate_openid_authorization_request
+            )
 
     def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
         return False

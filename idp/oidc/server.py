@@ -6,11 +6,13 @@ from functools import partial
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 
 from idp.oidc.client_assertions import ASSERTION_TYPE, PrivateKeyJwt
 from idp.oidc.context import ProviderContext
+from idp.oidc.error_descriptions import describe
 from idp.oidc.grants import (
     AuthorizationCodeGrant,
     ClientCredentialsGrant,
@@ -64,6 +66,11 @@ class ProviderServer(AuthorizationServer):
             request, query_client=self.query_client, required_by_server=self.context.par.required
         )
         return super().get_consent_grant(request, end_user)
+
+    def handle_error_response(self, request: Any, error: OAuth2Error) -> Any:
+        """Every error of the token, revocation and introspection endpoints, described for people."""
+        error.description = describe(error.error, error.get_error_description())
+        return super().handle_error_response(request, error)
 
     def create_oauth2_request(self, request: Any) -> OAuth2Request:
         if isinstance(request, OAuth2Request):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Executable, delete, false, func, literal, or_, select, true, union_all, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session
 
-from idp.store.tables import AuditEvent, Client, Factor, FactorKind, RefreshToken, User, UserSession
+from idp.store.tables import AuditEvent, Client, Consent, Factor, FactorKind, RefreshToken, User, UserSession
 
 
 def _lock_until_commit(session: Session, postgresql_lock: Executable) -> None:
@@ -194,6 +195,53 @@ class HeldRefreshToken:
     session_expires_at: int | None
 
 
+class Consents:
+    """What users allowed clients to receive: one row per user and client."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get(self, user_id: str, client_id: str) -> Consent | None:
+        return self._session.get(Consent, (user_id, client_id))
+
+    def grant(self, *, user_id: str, client_id: str, scopes: Iterable[str], at: int) -> None:
+        """Record that the user allowed the client `scopes` at `at`, in place of what was recorded
+        before (one statement: two tabs allowing at once both succeed)."""
+        earlier = self._session.get(Consent, (user_id, client_id))
+        values = {
+            "user_id": user_id,
+            "client_id": client_id,
+            "scope": " ".join(sorted(set(scopes))),
+            "granted_at": at,
+        }
+        insert = postgresql.insert if self._session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        statement = insert(Consent).values(**values)
+        self._session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[Consent.user_id, Consent.client_id],
+                set_={"scope": statement.excluded.scope, "granted_at": statement.excluded.granted_at},
+            )
+        )
+        if earlier is not None:
+            self._session.expire(earlier)  # the statement bypassed the ORM: read the row again
+
+    def of_user(self, user_id: str, *, granted_since: int) -> Sequence[tuple[Consent, Client]]:
+        """The user's consents still remembered, newest first, each with its client."""
+        query = (
+            select(Consent, Client)
+            .join(Client, Client.client_id == Consent.client_id)
+            .where(Consent.user_id == user_id, Consent.granted_at >= granted_since)
+            .order_by(Consent.granted_at.desc())
+        )
+        return [(consent, client) for consent, client in self._session.execute(query).all()]
+
+    def revoke(self, user_id: str, client_id: str) -> bool:
+        result = self._session.execute(
+            delete(Consent).where(Consent.user_id == user_id, Consent.client_id == client_id)
+        )
+        return _rows_affected(result) == 1
+
+
 class RefreshTokens:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -241,6 +289,15 @@ class RefreshTokens:
             .values(rotated=True)
         )
         return _rows_affected(result) == 1
+
+    def families_of(self, user_id: str, client_id: str) -> Sequence[str]:
+        """The grants (refresh-token families) a client still holds for a user."""
+        query = select(RefreshToken.family_id).where(
+            RefreshToken.user_id == user_id,
+            RefreshToken.client_id == client_id,
+            RefreshToken.revoked.is_(False),
+        )
+        return self._session.scalars(query.distinct()).all()
 
     def revoke_family(self, family_id: str) -> None:
         self._session.execute(
@@ -313,6 +370,7 @@ class DurableStore:
     factors: Factors
     addresses: Addresses
     clients: Clients
+    consents: Consents
     refresh_tokens: RefreshTokens
     sessions: UserSessions
     audit: Audit
@@ -324,6 +382,7 @@ class DurableStore:
             factors=Factors(session),
             addresses=Addresses(session),
             clients=Clients(session),
+            consents=Consents(session),
             refresh_tokens=RefreshTokens(session),
             sessions=UserSessions(session),
             audit=Audit(session),

@@ -1,4 +1,4 @@
-"""Durable schema: users, factors, clients, refresh-token families and audit events."""
+"""Durable schema: users, factors, clients, consents, refresh-token families and audit events."""
 
 from __future__ import annotations
 
@@ -117,6 +117,21 @@ class Client(Base):
     require_pushed_authorization_requests: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
+    # Run by someone else than the provider's operator: users allow it their data first (consent).
+    third_party: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Consent(Base):
+    """What a user allowed a client to receive (OIDC Core 3.1.2.4): the scopes, and when."""
+
+    __tablename__ = "consents"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.client_id", ondelete="CASCADE"), primary_key=True
+    )
+    scope: Mapped[str] = mapped_column(Text)
+    granted_at: Mapped[int] = mapped_column(Integer)
 
 
 class RefreshToken(Base):

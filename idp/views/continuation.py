@@ -1,9 +1,11 @@
 """Continue a sign-in: ask the pipeline, then send the user to the one page it asks for, or finish
-(an authorization code for the client, or back to the provider's own page)."""
+(an authorization code for the client once it has the user's consent, or back to the provider's own
+page)."""
 
 from __future__ import annotations
 
 import logging
+import time
 
 from authlib.oauth2 import OAuth2Error
 from flask import redirect, url_for
@@ -12,7 +14,9 @@ from werkzeug.wrappers import Response as BaseResponse
 from idp import observability
 from idp.auth.pipeline import Done, Fail, NeedEnrolment, NeedFactor, NeedPassword, Step, latest_proof_since
 from idp.auth.policy import Method
+from idp.oidc.consent import ConsentRequest, pending_consent
 from idp.oidc.delivery import deliver_error
+from idp.oidc.error_descriptions import describe
 from idp.oidc.server import StoredAuthorizationRequest
 from idp.oidc.tokens import Authentication, GrantSubject, new_grant_id
 from idp.store.tables import User
@@ -24,15 +28,44 @@ from idp.web import audit, authorization_server, durable_store, services
 log = logging.getLogger(__name__)
 
 
-def continue_sign_in(sign_in: SignInRequest) -> BaseResponse:
-    """Finish when the pipeline says Done; otherwise send the user to the one page it asks for."""
+def continue_sign_in(sign_in: SignInRequest, *, consented: bool = False) -> BaseResponse:
+    """Finish when the pipeline says Done (and the user consented, where the client must ask, or
+    `consented` says they just did); otherwise send the user to the one page it asks for."""
     step, user = sign_ins.decide(sign_in.requirement)
     if isinstance(step, Done):
         assert user is not None
-        return _finish(sign_in, step, user)
+        asked = None if consented else _ask_consent(sign_in, user)
+        return asked or _finish(sign_in, step, user)
     if isinstance(step, Fail):
         return _fail(sign_in, step, user)
     return redirect(url_for(_page_for(step), sign_in_id=sign_in.id))
+
+
+def consent_to_ask(sign_in: SignInRequest, user: User) -> ConsentRequest | None:
+    """What the client must have the user allow before its code is issued, if anything."""
+    destination = sign_in.destination
+    if not isinstance(destination, ClientRedirect):
+        return None
+    return pending_consent(
+        authorization_server().context,
+        user_id=user.id,
+        client_id=destination.client_id,
+        params=destination.params,
+        lifetime=services().settings.consent.lifetime,
+        now=time.time(),
+    )
+
+
+def _ask_consent(sign_in: SignInRequest, user: User) -> BaseResponse | None:
+    """The consent page when consent is still to be given (OIDC Core 3.1.2.4), consent_required
+    when the request allows no pages; None when there is nothing to ask."""
+    if consent_to_ask(sign_in, user) is None:
+        return None
+    if not sign_in.requirement.interactive:
+        return refuse_sign_in(
+            sign_in, Fail("consent_required", "The user has not allowed this client yet."), user
+        )
+    return redirect(url_for("consent.page", sign_in_id=sign_in.id))
 
 
 def _page_for(step: Step) -> str:
@@ -88,6 +121,14 @@ def _record_sign_in(user: User, done: Done, *, client_id: str | None, sid: str) 
 
 
 def _fail(sign_in: SignInRequest, step: Fail, user: User | None) -> BaseResponse:
+    """The pipeline refuses; a disabled account (access_denied) is also signed out of this browser."""
+    if step.error == "access_denied" and isinstance(sign_in.destination, ClientRedirect):
+        session_state.end_session()
+    return refuse_sign_in(sign_in, step, user)
+
+
+def refuse_sign_in(sign_in: SignInRequest, step: Fail, user: User | None) -> BaseResponse:
+    """Spend the sign-in, audit why, and tell the client (or the user, on the provider's own pages)."""
     sign_ins.finish(sign_in)
     audit(
         "sign_in",
@@ -98,9 +139,7 @@ def _fail(sign_in: SignInRequest, step: Fail, user: User | None) -> BaseResponse
     )
     destination = sign_in.destination
     if isinstance(destination, AccountPage):
-        return errors.cannot_continue(step.description)
-    if step.error == "access_denied":
-        session_state.end_session()
+        return errors.cannot_continue(describe(step.error, step.description))
     return answer_client_error(
         destination.redirect_uri,
         error=step.error,
@@ -131,8 +170,8 @@ def answer_protocol_error(error: OAuth2Error, *, response_mode: str | None) -> B
         return answer_client_error(
             error.redirect_uri,
             error=error.error,
-            description=error.description or error.error,
+            description=error.get_error_description(),
             state=error.state,
             response_mode=response_mode,
         )
-    return errors.invalid_authorization_request(error.description or error.error)
+    return errors.invalid_authorization_request(describe(error.error, error.get_error_description()))

@@ -2,10 +2,42 @@
 
 from __future__ import annotations
 
-from flask import Response, render_template
+from authlib.oauth2 import OAuth2Error
+from flask import Response, current_app, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from idp.views import passkeys
+from idp.web import authorization_server
 
 SIGN_IN_EXPIRED = (
     "This sign-in has expired or was already completed. Return to the application and start again."
+)
+FORM_EXPIRED = (
+    "This form has expired",
+    "The page was open too long or did not come from this site. Reload it and try again.",
+)
+# Refusals before or outside a view, by status: a title and a sentence (never the framework's page).
+HTTP_ERRORS = {
+    400: ("Bad request", "The request could not be understood."),
+    404: ("Page not found", "There is no page at this address."),
+    405: ("Not allowed here", "This address does not accept this kind of request."),
+    413: ("Request too large", "The request is larger than the provider accepts."),
+    500: ("Something went wrong", "The sign-in service could not answer. Please try again."),
+}
+OTHER_HTTP_ERROR = ("Request refused", "The request could not be completed.")
+# Endpoints whose refusals are JSON: OAuth errors (RFC 6749 5.2, RFC 6750 3.1), and the passkey
+# ceremonies' {"error": message} (idp.views.passkeys.json_error).
+PROTOCOL_ENDPOINTS = frozenset({"oidc.token", "oidc.revoke", "oidc.introspect", "oidc.userinfo"})
+JSON_ENDPOINTS = frozenset(
+    {
+        "signin.passkey_options",
+        "signin.passkey",
+        "signin.enrol_passkey_options",
+        "signin.enrol_passkey_finish",
+        "account.passkey_options",
+        "account.add_passkey",
+    }
 )
 
 
@@ -37,3 +69,37 @@ def storage_unavailable() -> Response:
     response = error_page("Temporarily unavailable", message, status=503)
     response.headers["Retry-After"] = "5"
     return response
+
+
+def http_error(error: HTTPException) -> Response:
+    """A refusal before or outside a view (a failed CSRF check, an unknown path, a body too large):
+    the endpoint's JSON error at protocol and JSON endpoints, the provider's page everywhere else."""
+    status = error.code or 500
+    title, message = (
+        FORM_EXPIRED if isinstance(error, CSRFError) else HTTP_ERRORS.get(status, OTHER_HTTP_ERROR)
+    )
+    endpoint = _addressed_endpoint(error)
+    response: Response
+    if endpoint in PROTOCOL_ENDPOINTS:
+        code = "server_error" if status >= 500 else "invalid_request"
+        response = authorization_server().handle_error_response(
+            request, OAuth2Error(message, status_code=status, error=code)
+        )
+    elif endpoint in JSON_ENDPOINTS:
+        response = passkeys.json_error(message, status=status)
+    else:
+        response = error_page(title, message, status=status)
+    if isinstance(error, MethodNotAllowed):
+        response.headers["Allow"] = ", ".join(error.valid_methods or ())
+    return response
+
+
+def _addressed_endpoint(error: HTTPException) -> str | None:
+    """The endpoint the request was for, also when its method is not one the endpoint accepts."""
+    if request.url_rule is not None:
+        return str(request.url_rule.endpoint)
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        adapter = current_app.url_map.bind_to_environ(request.environ)
+        endpoint, _arguments = adapter.match(method=next(iter(error.valid_methods)))
+        return str(endpoint)
+    return None

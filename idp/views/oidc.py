@@ -20,13 +20,16 @@ from werkzeug.wrappers import Response as BaseResponse
 from idp import observability
 from idp.auth.pipeline import RequestRejected, requirement_for
 from idp.auth.throttle import Blocked, address_subject
+from idp.oidc.bearer import TokenSentTwice, challenge, presented_token
 from idp.oidc.claims import user_claims
 from idp.oidc.client_assertions import asserted_client_id
 from idp.oidc.delivery import RESPONSE_MODES
 from idp.oidc.keys import MAX_JWT_LENGTH
+from idp.oidc.prompts import Prompt, requested_prompts
 from idp.oidc.request_objects import ECHOED
 from idp.views import errors, guessing, session_state
 from idp.views import sign_in_request as sign_ins
+from idp.views.account_selection import ask_for_account
 from idp.views.continuation import answer_client_error, answer_protocol_error, continue_sign_in
 from idp.views.guessing import Event, Guessed
 from idp.views.sign_in_request import ClientRedirect
@@ -35,6 +38,7 @@ from idp.web import authorization_server, durable_store, services
 blueprint = Blueprint("oidc", __name__)
 
 MAX_PARAMETER_LENGTH = MAX_JWT_LENGTH  # no parameter we accept is longer than the longest token
+TOO_MANY_FAILURES = "Too many client authentications failed. Try again later."
 log = logging.getLogger(__name__)
 
 
@@ -56,7 +60,7 @@ def authorize() -> BaseResponse:
         return answer_client_error(
             redirect_uri,
             error="invalid_request",
-            description="response_mode must be query or form_post",
+            description="The response mode must be query or form_post.",
             state=payload.state,
             response_mode="query",
         )
@@ -87,7 +91,10 @@ def authorize() -> BaseResponse:
         redirect_uri=redirect_uri,
         params={key: str(value) for key, value in payload.data.items()},
     )
-    return continue_sign_in(sign_ins.start(destination, requirement))
+    sign_in = sign_ins.start(destination, requirement)
+    if Prompt.SELECT_ACCOUNT in requested_prompts(payload.data.get("prompt")):
+        return ask_for_account(sign_in)
+    return continue_sign_in(sign_in)
 
 
 @blueprint.route("/authorize/resume/<sign_in_id>")
@@ -103,11 +110,11 @@ def _malformed_parameters() -> InvalidRequestError | None:
     longer than any value we issue or accept."""
     for name, values in request.values.lists():
         if len(values) > 1:
-            return InvalidRequestError("a parameter is included more than once")
+            return InvalidRequestError("A parameter is included more than once.")
         if len(name) > MAX_PARAMETER_LENGTH or len(values[0]) > MAX_PARAMETER_LENGTH:
-            return InvalidRequestError("a parameter is too long")
+            return InvalidRequestError("A parameter is too long.")
         if name in ECHOED and invalid_error_characters(values[0]):
-            return InvalidRequestError(f"{name} is malformed")
+            return InvalidRequestError(f"The {name} parameter is malformed.")
     return None
 
 
@@ -155,7 +162,7 @@ def _with_client_authentication(endpoint: Callable[[], BaseResponse]) -> BaseRes
         (throttle.client_auth, f"{client_id}|{address_subject(request.remote_addr)}"),
     )
     if isinstance(guess, Blocked):
-        refusal = jsonify(error="invalid_client", error_description="too many failed client authentications")
+        refusal = jsonify(error="invalid_client", error_description=TOO_MANY_FAILURES)
         return guessing.too_many(refusal, guess)
     with guess:
         response = endpoint()
@@ -171,7 +178,7 @@ def _malformed_basic_credentials() -> InvalidClientError | None:
     try:
         extract_basic_authorization(request.headers)
     except ValueError:
-        return InvalidClientError(status_code=401, description="malformed Basic credentials")
+        return InvalidClientError(status_code=401, description="The Basic credentials are malformed.")
     return None
 
 
@@ -192,22 +199,23 @@ def _client_authentication_failed(response: BaseResponse) -> bool:
 @blueprint.route("/userinfo", methods=["GET", "POST"])
 def userinfo() -> BaseResponse:
     """OIDC Core 5.3: claims for the bearer of a valid access token with the openid scope."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    claims = services().tokens.verify_access_token(token.strip()) if scheme.lower() == "bearer" else None
+    try:
+        token = presented_token(
+            authorization=request.headers.get("Authorization", ""),
+            method=request.method,
+            mimetype=request.mimetype,
+            form=request.form,
+        )
+    except TokenSentTwice as refused:
+        return challenge("invalid_request", description=refused.description, status=400)
+    if token is None:
+        return challenge()
+    claims = services().tokens.verify_access_token(token)
     if claims is None or "openid" not in str(claims.get("scope", "")).split() or "grant_id" not in claims:
-        return _invalid_token()
+        return challenge("invalid_token")
     user = durable_store().users.get(claims["sub"])
     if user is None or user.disabled:
-        return _invalid_token()
+        return challenge("invalid_token")
     response = jsonify(user_claims(user, claims["scope"]))
     response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _invalid_token() -> BaseResponse:
-    """RFC 6750 3.1: the bearer token is missing, expired, revoked or otherwise unusable."""
-    response = jsonify(error="invalid_token")
-    response.status_code = 401
-    response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     return response

@@ -74,10 +74,7 @@ def record_proof(user: User, method: Method, amr: frozenset[Amr]) -> AuthState:
     before = current_state()
     state = apply_proof(before, user.id, Proof(method=method, amr=amr, at=time.time()))
     if before is None or before.subject != user.id:
-        browser = session.get(BROWSER_KEY)
-        end_session()
-        if browser is not None:
-            session[BROWSER_KEY] = browser
+        start_over()
         _index_session(user)
     else:
         _rekey_session()
@@ -116,6 +113,15 @@ def end_session() -> None:
     if sid is not None:
         durable_store().sessions.remove(sid)
     session.end()
+
+
+def start_over() -> None:
+    """Forget who signed in here, like end_session, but keep the browser's binding: a sign-in in
+    progress in this browser continues, with whichever account proves itself next."""
+    browser = session.get(BROWSER_KEY)
+    end_session()
+    if browser is not None:
+        session[BROWSER_KEY] = browser
 
 
 def remember_reauthentication(at: float) -> None:

@@ -52,7 +52,7 @@ def discovery_document(issuer: str, policy: AssurancePolicy, *, par: ParSettings
         "claims_supported": CLAIMS_SUPPORTED,
         "claims_parameter_supported": True,
         "acr_values_supported": policy.acr_values_supported,
-        "prompt_values_supported": ["none", "login"],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "authorization_response_iss_parameter_supported": True,
         "request_parameter_supported": True,
         "request_object_signing_alg_values_supported": list(REQUEST_OBJECT_ALGORITHMS),

@@ -74,6 +74,7 @@ def add_client(
     default_acr_values: Sequence[str] = (),
     default_max_age: int | None = None,
     jwks: dict[str, Any] | None = None,
+    third_party: bool = False,
 ) -> tuple[str, str]:
     """A confidential client registered as `idp clients create` would, with its OIDC defaults (and the
     public keys of its request objects, `jwks`)."""
@@ -86,6 +87,7 @@ def add_client(
         default_acr_values=default_acr_values,
         default_max_age=default_max_age,
         jwks=jwks,
+        third_party=third_party,
     )
     with app.app_context(), services().database.unit_of_work() as session:
         DurableStore.over(session).clients.add(created.client)

@@ -17,6 +17,8 @@ from sqlalchemy.engine import make_url
 
 POSTGRES_URL_ENV = "IDP_TEST_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+E2E_REDIS_URL_ENV = "IDP_TEST_E2E_REDIS_URL"
+DEFAULT_E2E_REDIS_URL = "redis://127.0.0.1:6379/14"
 
 
 def postgres_server_url() -> str:
@@ -44,6 +46,11 @@ def dedicated_database(*, prefix: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True, connect_timeout=5) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def e2e_redis_url() -> str:
+    """The Redis database of the end-to-end providers ($IDP_TEST_E2E_REDIS_URL, else a local one)."""
+    return os.environ.get(E2E_REDIS_URL_ENV) or DEFAULT_E2E_REDIS_URL
 
 
 def emptied_redis(url: str, *, env: str) -> str:

@@ -13,7 +13,7 @@ branch_labels = None
 depends_on = None
 
 
-COLUMNS = (
+COLUMNS: tuple[sa.Column[object], ...] = (
     sa.Column(
         "token_endpoint_auth_method",
         sa.String(length=32),

@@ -6,7 +6,26 @@ is told to the user's verified addresses. Importing the package registers every 
 
 from __future__ import annotations
 
-from idp.views.account import email, factors, offline_access, overview, password, recovery, sessions
+from idp.views.account import (
+    applications,
+    email,
+    factors,
+    offline_access,
+    overview,
+    password,
+    recovery,
+    sessions,
+)
 from idp.views.account.blueprint import blueprint
 
-__all__ = ["blueprint", "email", "factors", "offline_access", "overview", "password", "recovery", "sessions"]
+__all__ = [
+    "applications",
+    "blueprint",
+    "email",
+    "factors",
+    "offline_access",
+    "overview",
+    "password",
+    "recovery",
+    "sessions",
+]

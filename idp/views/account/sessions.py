@@ -15,7 +15,7 @@ from idp.views.account.pages import page, record_change, redirect_with
 from idp.views.session_state import SID_KEY
 from idp.web import durable_store, services
 
-HISTORY_EVENTS = ("sign_in", "factor_enrolment", "account_change", "sign_out")
+HISTORY_EVENTS = ("sign_in", "consent", "factor_enrolment", "account_change", "sign_out")
 
 
 @blueprint.route("/sessions")

@@ -9,7 +9,6 @@ single-use rule for TOTP codes is exercised rather than tripped over.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from typing import Any
 
 import jwt
 import pytest
-from support.live import LiveProvider, start_provider
+from support.live import LiveProvider, provider_on_servers
 from support.oidc_client import (
     Account,
     Attempt,
@@ -35,10 +34,8 @@ from support.oidc_client import (
     is_factor_page,
     is_password_page,
 )
-from support.services import dedicated_database, emptied_redis
+from support.services import E2E_REDIS_URL_ENV, e2e_redis_url
 
-REDIS_URL_ENV = "IDP_TEST_E2E_REDIS_URL"
-REDIS_URL = os.environ.get(REDIS_URL_ENV) or "redis://127.0.0.1:6379/14"
 MFA_AMR = {"pwd", "otp", "mfa"}
 UNREGISTERED_URI = "http://127.0.0.1/nowhere/callback"
 
@@ -48,15 +45,13 @@ UNREGISTERED_URI = "http://127.0.0.1/nowhere/callback"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
-    emptied_redis(REDIS_URL, env=REDIS_URL_ENV)  # throttle counters of an earlier run must not count
-    with dedicated_database(prefix="idp_e2e_") as database_url:
-        provider = start_provider(
-            tmp_path_factory.mktemp("e2e"), database_url=database_url, redis_url=REDIS_URL
-        )
-        try:
-            yield provider
-        finally:
-            provider.stop()
+    with provider_on_servers(
+        tmp_path_factory.mktemp("e2e"),
+        redis_url=e2e_redis_url(),
+        redis_env=E2E_REDIS_URL_ENV,
+        database_prefix="idp_e2e_",
+    ) as provider:
+        yield provider
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
+
+from support.services import dedicated_database, emptied_redis
 
 
 def free_port() -> int:
@@ -103,6 +107,29 @@ def start_provider(
     provider = LiveProvider(issuer=f"http://{host}:{port}", config=config, process=process)
     _wait_healthy(provider.issuer, process, directory / "idp-serve.log")
     return provider
+
+
+@contextmanager
+def provider_on_servers(
+    directory: Path,
+    *,
+    redis_url: str,
+    redis_env: str,
+    database_prefix: str,
+    extra: str = "",
+    host: str = "127.0.0.1",
+) -> Iterator[LiveProvider]:
+    """`start_provider` on the real servers: a PostgreSQL database of its own and the Redis database
+    `redis_url`, emptied first (counters of an earlier run must not count); stopped afterwards."""
+    emptied_redis(redis_url, env=redis_env)
+    with dedicated_database(prefix=database_prefix) as database_url:
+        provider = start_provider(
+            directory, database_url=database_url, redis_url=redis_url, extra=extra, host=host
+        )
+        try:
+            yield provider
+        finally:
+            provider.stop()
 
 
 def start_instance(provider: LiveProvider) -> Instance:

@@ -30,7 +30,8 @@ def record_change(user: User, change: str, *, detail: dict[str, Any] | None = No
             change=change,
             when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             ip=request.remote_addr,
-            account_url=url_for("account.overview", _external=True),
+            # From the configured issuer: a request's Host header is the client's to forge.
+            account_url=found.settings.issuer + url_for("account.overview"),
         )
         try:
             found.mailer.send(message)

@@ -17,6 +17,7 @@ from idp import observability
 from idp.auth.email_codes import EmailCodes
 from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
+from idp.auth.quotas import Quotas
 from idp.auth.sessions import ServerSessionInterface
 from idp.auth.throttle import Throttle
 from idp.auth.totp import Totp
@@ -31,8 +32,9 @@ from idp.oidc.tokens import TokenService
 from idp.secrets import SecretBox, load_session_secret
 from idp.store.database import Database, DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable, open_ephemeral_store
-from idp.views import account, errors, home, logout, oidc, signin, wellknown
+from idp.views import account, errors, home, logout, oidc, session_state, signin, wellknown
 from idp.views.account.guard import login_manager
+from idp.views.sign_in_request import TooManySignIns
 from idp.web import AUTHORIZATION_SERVER, EXTENSION, Services, audit, durable_store, install_unit_of_work
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +78,11 @@ def open_services(settings: Settings) -> Services:
         throttle=Throttle(ephemeral=ephemeral, settings=settings.throttle),
         mailer=open_mailer(settings.smtp, settings.outbox),
         secret_box=SecretBox(keys_dir),
+        quotas=Quotas(
+            ephemeral=ephemeral,
+            settings=settings.address_limits,
+            sign_in_lifetime=settings.tokens.sign_in_lifetime,
+        ),
     )
 
 
@@ -128,6 +135,8 @@ def create_app(settings: Settings) -> Flask:
     app.session_interface = ServerSessionInterface(
         store=found.ephemeral,
         lifetime=settings.sessions.lifetime,
+        anonymous_lifetime=settings.tokens.sign_in_lifetime,
+        signed_in_key=session_state.AUTH_KEY,
         cookie_name=settings.sessions.cookie_name,
         secure=settings.secure_cookies,
     )
@@ -165,6 +174,10 @@ def _install_failure_pages(app: Flask) -> None:
 
     for kind in STORE_FAILURES:
         app.register_error_handler(kind, unavailable)
+
+    @app.errorhandler(TooManySignIns)
+    def too_many_sign_ins(error: TooManySignIns) -> Response:
+        return errors.too_many_sign_ins(error.retry_after)
 
     @app.errorhandler(InternalServerError)
     def internal_error(error: InternalServerError) -> Response | InternalServerError:

@@ -23,6 +23,7 @@ from idp.auth.throttle import address_subject
 from idp.oidc.claims import user_claims
 from idp.oidc.delivery import RESPONSE_MODES
 from idp.oidc.keys import MAX_JWT_LENGTH
+from idp.oidc.request_parameters import kept_parameters
 from idp.views import errors, session_state
 from idp.views import sign_in_request as sign_ins
 from idp.views.continuation import answer_client_error, answer_protocol_error, continue_sign_in
@@ -81,11 +82,12 @@ def authorize() -> BaseResponse:
             state=payload.state,
             response_mode=response_mode,
         )
+    try:
+        params = kept_parameters(payload.data, redirect_uri=redirect_uri, state=payload.state)
+    except OAuth2Error as error:
+        return answer_protocol_error(error, response_mode=response_mode)
     destination = ClientRedirect(
-        client_id=client.client_id,
-        client_name=client.name,
-        redirect_uri=redirect_uri,
-        params={key: str(value) for key, value in payload.data.items()},
+        client_id=client.client_id, client_name=client.name, redirect_uri=redirect_uri, params=params
     )
     return continue_sign_in(sign_ins.start(destination, requirement))
 
@@ -151,7 +153,9 @@ def _with_client_authentication(endpoint: Callable[[], BaseResponse]) -> BaseRes
         return refusal
     response = endpoint()
     if _client_authentication_failed(response):
-        throttle.failed(*attempt)
+        # An id that names no client has no secret to guess: counting it would only store a key a try.
+        if authorization_server().context.clients.get(client_id) is not None:
+            throttle.failed(*attempt)
         audit("client_authentication", "failure", client_id=client_id[:64] or None)
     return response
 

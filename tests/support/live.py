@@ -29,6 +29,7 @@ class LiveProvider:
     issuer: str
     config: Path
     process: subprocess.Popen[bytes]
+    database_url: str = ""  # empty: SQLite under the instance directory
 
     def idp(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the CLI against this provider's settings."""
@@ -104,7 +105,9 @@ def start_provider(
     )
     assert init.returncode == 0, init.stderr
     process = _serve(config, port, directory / "idp-serve.log")
-    provider = LiveProvider(issuer=f"http://{host}:{port}", config=config, process=process)
+    provider = LiveProvider(
+        issuer=f"http://{host}:{port}", config=config, process=process, database_url=database_url
+    )
     _wait_healthy(provider.issuer, process, directory / "idp-serve.log")
     return provider
 

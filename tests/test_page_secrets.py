@@ -1,5 +1,6 @@
-"""No secret outlives its page: recovery codes just generated live a few minutes under a key of their
-own (never in the 12-hour session), and account-change mail links to the configured issuer.
+"""No secret outlives its page: recovery codes just generated, and an authenticator key being set up,
+live minutes under a key of their own (never in the 12-hour session), and account-change mail links
+to the configured issuer.
 
 Against a live provider (PostgreSQL, Redis), each browser with its own cookie jar. The attacker's
 moves: read a session's stored data later (a Redis dump, a stolen backup), download another
@@ -19,11 +20,14 @@ from support.live import LiveProvider, provider_on_servers
 from support.mailbox import Outbox, bodies, latest_code
 from support.oidc_client import (
     TIMEOUT,
+    Authenticator,
     Browser,
     Client,
     OpenIdProvider,
     create_account,
+    enrolment_secret,
     forms_of,
+    is_enrolment_page,
     path_of,
 )
 from support.services import E2E_REDIS_URL_ENV, e2e_redis_url
@@ -32,6 +36,7 @@ from support.step_up import cli_client
 RECOVERY_CODE = re.compile(r"<li><code>([a-z2-7]{4}(?:-[a-z2-7]{4}){3})</code></li>")
 COOKIE = "idp_session"
 FEW_MINUTES = 300
+SIGN_IN_LIFETIME = 900
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +114,30 @@ def test_fresh_recovery_codes_live_minutes_under_their_own_key_and_download_once
     again = here.http.get(f"{issuer}/account/recovery-codes.txt", allow_redirects=False, timeout=TIMEOUT)
     assert again.status_code == 302
     assert holding(store, codes) == {}, "once downloaded, only the digests remain"
+
+
+def test_an_authenticator_key_being_set_up_lives_a_sign_in_under_its_own_key(
+    live: LiveProvider, op: OpenIdProvider, client: Client, store: redis.Redis
+) -> None:
+    account = create_account(live, "enrolling")
+    browser = Browser(op)
+    attempt = browser.authorize(client)
+    enrolment = browser.submit(attempt.page, username=account.username, password=account.password)
+    assert is_enrolment_page(enrolment)
+    first = enrolment_secret(enrolment)
+
+    drafts = holding(store, [first])
+    assert session_key(browser) not in drafts, "the session holds no authenticator key"
+    assert len(drafts) == 1 and all(0 < ttl <= SIGN_IN_LIFETIME for ttl in drafts.values()), drafts
+    account.authenticator = Authenticator(first)
+    attempt.callback(browser.submit(enrolment, code=account.authenticator.next_code()))
+    assert holding(store, [first]) == {}, "once confirmed, it is a sealed factor only"
+
+    another = browser.visit(f"{op.issuer}/account/totp/new")
+    second = enrolment_secret(another)
+    drafts = holding(store, [second])
+    assert session_key(browser) not in drafts and len(drafts) == 1, drafts
+    assert all(0 < ttl <= SIGN_IN_LIFETIME for ttl in drafts.values())
 
 
 def test_account_change_mail_links_to_the_issuer_whatever_host_the_request_named(

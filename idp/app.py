@@ -18,6 +18,7 @@ from idp.auth.attestation import load_trust_anchors
 from idp.auth.email_codes import EmailCodes
 from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
+from idp.auth.quotas import Quotas
 from idp.auth.sessions import ServerSessionInterface
 from idp.auth.throttle import Throttle
 from idp.auth.totp import Totp
@@ -36,8 +37,20 @@ from idp.secrets import SecretBox, load_session_secret
 from idp.store.database import Database, DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable, open_ephemeral_store
 from idp.trusted_proxies import TrustedProxies, parse_networks
-from idp.views import account, account_selection, consent, errors, home, logout, oidc, signin, wellknown
+from idp.views import (
+    account,
+    account_selection,
+    consent,
+    errors,
+    home,
+    logout,
+    oidc,
+    session_state,
+    signin,
+    wellknown,
+)
 from idp.views.account.guard import login_manager
+from idp.views.sign_in_request import TooManySignIns
 from idp.web import AUTHORIZATION_SERVER, EXTENSION, Services, audit, durable_store, install_unit_of_work
 
 CLIENT_CACHE_SECONDS = 10
@@ -84,6 +97,11 @@ def open_services(settings: Settings) -> Services:
         throttle=Throttle(ephemeral=ephemeral, settings=settings.throttle),
         mailer=open_mailer(settings.smtp, settings.outbox),
         secret_box=SecretBox(keys_dir),
+        quotas=Quotas(
+            ephemeral=ephemeral,
+            settings=settings.address_limits,
+            sign_in_lifetime=settings.tokens.sign_in_lifetime,
+        ),
     )
 
 
@@ -138,6 +156,8 @@ def create_app(settings: Settings) -> Flask:
     app.session_interface = ServerSessionInterface(
         store=found.ephemeral,
         lifetime=settings.sessions.lifetime,
+        anonymous_lifetime=settings.tokens.sign_in_lifetime,
+        signed_in_key=session_state.AUTH_KEY,
         cookie_name=settings.sessions.cookie_name,
         secure=settings.secure_cookies,
     )
@@ -191,6 +211,10 @@ def _install_failure_pages(app: Flask) -> None:
     for kind in STORE_FAILURES:
         app.register_error_handler(kind, unavailable)
     app.register_error_handler(HTTPException, errors.http_error)
+
+    @app.errorhandler(TooManySignIns)
+    def too_many_sign_ins(error: TooManySignIns) -> Response:
+        return errors.too_many_sign_ins(error.retry_after)
 
     @app.errorhandler(InternalServerError)
     def internal_error(error: InternalServerError) -> Response:

@@ -192,6 +192,15 @@ class ThrottleSettings(_Section):
     client_auth: BackoffSettings = BackoffSettings(free_attempts=10, base_delay=5, max_delay=300)
 
 
+class AddressLimitSettings(_Section):
+    """What one client address can make the provider keep, however it fails: sign-ins started within
+    the sign-in lifetime (beyond: 429), failure audit events recorded within an hour (beyond: counted
+    in a metric only)."""
+
+    sign_ins: Annotated[int, Field(ge=1)] = 300
+    audited_failures: Annotated[int, Field(ge=1)] = 100
+
+
 class LevelSettings(_Section):
     """One acr level: the combinations of amr values that reach it and how long it lasts."""
 
@@ -299,6 +308,7 @@ class Settings(_Section):
     smtp: SmtpSettings = SmtpSettings()
     factors: FactorSettings = FactorSettings()
     throttle: ThrottleSettings = ThrottleSettings()
+    address_limits: AddressLimitSettings = AddressLimitSettings()
     assurance: AssuranceSettings = AssuranceSettings()
     scopes: dict[str, ScopePolicy] = Field(default_factory=dict)
     par: ParSettings = ParSettings()

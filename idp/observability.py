@@ -29,6 +29,11 @@ SIGN_INS = Counter(
 TOKENS = Counter(
     "idp_tokens_issued_total", "Token responses by grant type and status", ["grant_type", "status"]
 )
+AUDIT_SUPPRESSED = Counter(
+    "idp_audit_suppressed_total",
+    "Failure audit events not recorded because their address was past its quota, by event",
+    ["event"],
+)
 LATENCY = Histogram(
     "idp_request_duration_seconds",
     "Time to answer a request, by endpoint",

@@ -10,9 +10,11 @@ from flask import Flask, current_app, g, request
 from flask import session as browser_session
 from sqlalchemy.orm import Session
 
+from idp import observability
 from idp.auth.email_codes import EmailCodes
 from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
+from idp.auth.quotas import Quotas, Usage
 from idp.auth.sessions import ServerSession
 from idp.auth.throttle import Throttle
 from idp.auth.totp import Totp
@@ -46,6 +48,7 @@ class Services:
     throttle: Throttle
     mailer: Mailer
     secret_box: SecretBox
+    quotas: Quotas
 
 
 def services() -> Services:
@@ -79,6 +82,8 @@ def audit(
     """Record an audit event in this request's unit of work; never pass a secret in `detail`.
 
     Events outlive the rollback of a request that failed with a 5xx (see install_unit_of_work).
+    Failures count against their address's quota: past it, one `audit_suppressed` event says so and
+    the rest of the hour's failures from there are only counted (idp_audit_suppressed_total).
     """
     fields: dict[str, Any] = {
         "event": event,
@@ -90,6 +95,17 @@ def audit(
         "user_agent": request.user_agent.string,
         "detail": detail,
     }
+    if outcome != "success":
+        quotas = services().quotas
+        usage = quotas.use(quotas.audited_failures, address=request.remote_addr)
+        if usage is Usage.OVER:
+            observability.AUDIT_SUPPRESSED.labels(event).inc()
+            return
+        if usage is Usage.FIRST_OVER:
+            observability.AUDIT_SUPPRESSED.labels(event).inc()
+            window = quotas.audited_failures.window
+            fields |= {"event": "audit_suppressed", "outcome": "limited", "user_id": None, "client_id": None}
+            fields["detail"] = {"event": event, "for_seconds": window}
     g.setdefault("audit_events", []).append(fields)
     durable_store().audit.record(audit_event(**fields))
 

@@ -15,6 +15,7 @@ import pytest
 from flask import Flask
 from support.account import (
     Account,
+    Authenticator,
     Outbox,
     audit_events,
     body_of,
@@ -23,6 +24,7 @@ from support.account import (
     history_rows,
     notice,
     rows,
+    secret_on,
     session_rows,
     sign_in,
     text,
@@ -244,7 +246,7 @@ def test_a_weak_new_password_is_refused_with_the_reason(
     app: Flask, account: Account, password: str, repeat: str, message: str
 ) -> None:
     before = account.user().password_hash
-    refused = account.post("/account/password", password=password, repeat=repeat)
+    refused = account.change_password(password, repeat)
     assert refused.status_code == 400
     assert error(refused) == message
     assert account.user().password_hash == before
@@ -252,7 +254,7 @@ def test_a_weak_new_password_is_refused_with_the_reason(
 
 
 def test_a_good_new_password_replaces_the_old_one(app: Flask, client_id: str, account: Account) -> None:
-    changed = account.post("/account/password", password=NEW_PASSWORD, repeat=NEW_PASSWORD)
+    changed = account.change_password(NEW_PASSWORD)
     assert changed.request.path == "/account"
     assert notice(changed) == "Your password was changed."
 
@@ -352,7 +354,7 @@ def _generate_recovery_codes(account: Account, _outbox: Outbox) -> None:
 
 
 def _change_password(account: Account, _outbox: Outbox) -> None:
-    account.post("/account/password", password=NEW_PASSWORD, repeat=NEW_PASSWORD)
+    account.change_password(NEW_PASSWORD)
 
 
 def _end_other_sessions(account: Account, _outbox: Outbox) -> None:
@@ -482,12 +484,12 @@ def test_a_stale_script_request_is_told_where_to_step_up(stale_account: Account)
 def test_a_zero_reauthentication_age_lets_a_change_through_after_one_step_up(tmp_path: Path) -> None:
     app = make_app(tmp_path, account={"reauthentication_max_age": 0})
     account = sign_in(app, add_client(app)[0])
-    factor_page = account.get("/account/password")
+    factor_page = account.get("/account/totp/new")
     assert FACTOR_PAGE.match(factor_page.request.path)
     form = account.browser.submit(factor_page, code=account.authenticator.code())
-    assert form.request.path == "/account/password"
-    changed = account.browser.submit(form, password=NEW_PASSWORD, repeat=NEW_PASSWORD)
-    assert notice(changed) == "Your password was changed."
+    assert form.request.path == "/account/totp/new"
+    added = account.browser.submit(form, name="tablet", code=Authenticator(secret_on(form)).code())
+    assert notice(added) == "Authenticator app 'tablet' added."
 
 
 @pytest.mark.parametrize(

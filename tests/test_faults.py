@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import subprocess
 import threading
 import time
 import uuid
@@ -24,7 +23,6 @@ from typing import Any
 
 import pyotp
 import pytest
-import redis
 import requests
 from flask import Flask
 from sqlalchemy import Engine, Table, create_engine, event, func, select, text
@@ -43,6 +41,7 @@ from support.oidc_client import (
     is_password_page,
 )
 from support.oidc_client import Browser as UserAgent
+from support.services import RedisServer
 from werkzeug.test import TestResponse
 
 from idp.store.tables import Factor, UserSession
@@ -54,39 +53,6 @@ RECOVERY_SECONDS = 20
 
 
 # -- servers of our own ---------------------------------------------------------------------------------
-
-
-@dataclass
-class RedisServer:
-    """A redis-server on a port of its own, without persistence: a restart forgets everything."""
-
-    port: int
-    directory: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        command += ["--appendonly", "no", "--daemonize", "no", "--dir", str(self.directory)]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with redis.Redis(port=self.port, socket_connect_timeout=1) as client:
-                    client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise AssertionError(f"redis-server on port {self.port} did not start")
-
-    def kill(self) -> None:
-        """As a crash would: SIGKILL, no shutdown."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(timeout=10)
 
 
 @pytest.fixture

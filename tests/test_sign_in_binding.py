@@ -94,30 +94,30 @@ def test_an_old_account_step_up_resumed_later_proves_nothing_now(
     """An attacker at an unattended browser resumes a step-up the victim never finished."""
     account = sign_in(app, client_id)
     clock(400)  # the sign-in is older than the reauthentication age (300 s)
-    first = account.browser.client.get("/account/password")
+    first = account.browser.client.get("/account/email/new")
     second = account.browser.client.get("/account/totp/new")  # another tab, never finished
     assert "/authorize/resume/" in first.location and "/authorize/resume/" in second.location
     factor_page = account.get(first.location)
-    changed_page = account.browser.submit(factor_page, code=account.authenticator.code())
-    assert changed_page.request.path == "/account/password", changed_page.request.path
+    fresh_page = account.browser.submit(factor_page, code=account.authenticator.code())
+    assert fresh_page.request.path == "/account/email/new", fresh_page.request.path
 
     clock(600)  # the victim walked away; within the sign-in lifetime, past the grace
     account.get(second.location)
-    password_page = account.browser.client.get("/account/password")
-    assert password_page.status_code == 302 and "/authorize/resume/" in password_page.location
+    email_page = account.browser.client.get("/account/email/new")
+    assert email_page.status_code == 302 and "/authorize/resume/" in email_page.location
 
 
 def test_a_step_up_keeps_the_account_pages_fresh_for_the_reauthentication_age(
     account: Account, clock: Callable[[float], None]
 ) -> None:
     clock(400)
-    step_up = account.browser.client.get("/account/password")
+    step_up = account.browser.client.get("/account/email/new")
     page = account.browser.submit(account.get(step_up.location), code=account.authenticator.code())
-    assert page.request.path == "/account/password" and "<form" in text(page)
+    assert page.request.path == "/account/email/new" and "<form" in text(page)
     clock(200)
-    assert account.browser.client.get("/account/password").status_code == 200
+    assert account.browser.client.get("/account/email/new").status_code == 200
     clock(200)
-    assert account.browser.client.get("/account/password").status_code == 302
+    assert account.browser.client.get("/account/email/new").status_code == 302
 
 
 # -- the session id changes whenever the level rises ----------------------------------------------
@@ -147,7 +147,7 @@ def test_the_session_id_changes_at_the_second_factor_and_the_old_one_is_worthles
 def test_the_session_index_follows_the_new_id(account: Account, clock: Callable[[float], None]) -> None:
     """Ending a session from another browser still ends it after its id changed at a step-up."""
     clock(400)
-    step_up = account.browser.client.get("/account/password")
+    step_up = account.browser.client.get("/account/email/new")
     account.browser.submit(account.get(step_up.location), code=account.authenticator.code())
     assert account.browser.client.get("/account").status_code == 200
 

@@ -42,9 +42,23 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
 
 
 class ServerSessionInterface(SessionInterface):
-    def __init__(self, *, store: EphemeralStore, lifetime: int, cookie_name: str, secure: bool) -> None:
+    """Sessions live `lifetime` seconds once they hold `signed_in_key` (someone proved something);
+    until then only `anonymous_lifetime` (a sign-in's), so anonymous visits leave little behind."""
+
+    def __init__(
+        self,
+        *,
+        store: EphemeralStore,
+        lifetime: int,
+        anonymous_lifetime: int,
+        signed_in_key: str,
+        cookie_name: str,
+        secure: bool,
+    ) -> None:
         self._store = store
         self._lifetime = lifetime
+        self._anonymous_lifetime = anonymous_lifetime
+        self._signed_in_key = signed_in_key
         self._cookie_name = cookie_name
         self._secure = secure
 
@@ -69,11 +83,12 @@ class ServerSessionInterface(SessionInterface):
             return
         session.session_id = session.session_id or secrets.token_urlsafe(32)
         payload = json.dumps(dict(session), separators=(",", ":")).encode()
-        self._store.put(storage_key(session.session_id), payload, ttl=self._lifetime)
+        lifetime = self._lifetime if self._signed_in_key in session else self._anonymous_lifetime
+        self._store.put(storage_key(session.session_id), payload, ttl=lifetime)
         response.set_cookie(
             self._cookie_name,
             session.session_id,
-            max_age=self._lifetime,
+            max_age=lifetime,
             httponly=True,
             secure=self._secure,
             samesite="Lax",

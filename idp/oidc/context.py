@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -52,3 +53,10 @@ class ProviderContext:
         self.durable().refresh_tokens.revoke_family(grant_id)
         self.tokens.revoke_grant_access_tokens(grant_id)
         self.audit("grant_revoked", "success", detail={"grant_id": grant_id, "reason": reason})
+
+    def revoke_user_grants(self, user_id: str, *, reason: str) -> int:
+        """Revoke every grant of one user that still has a usable refresh token; returns how many."""
+        families = self.durable().refresh_tokens.live_families_of(user_id, now=int(time.time()))
+        for family_id in families:
+            self.revoke_grant(family_id, reason=reason)
+        return len(families)

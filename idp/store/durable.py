@@ -299,6 +299,16 @@ class RefreshTokens:
         )
         return self._session.scalars(query.distinct()).all()
 
+    def live_families_of(self, user_id: str, *, now: int) -> list[str]:
+        """The families of a user whose newest token is still usable (not revoked, not expired)."""
+        query = select(RefreshToken.family_id).where(
+            RefreshToken.user_id == user_id,
+            RefreshToken.rotated.is_(False),
+            RefreshToken.revoked.is_(False),
+            RefreshToken.expires_at > now,
+        )
+        return sorted(set(self._session.scalars(query)))
+
     def revoke_family(self, family_id: str) -> None:
         self._session.execute(
             update(RefreshToken).where(RefreshToken.family_id == family_id).values(revoked=True)

@@ -176,13 +176,14 @@ def _tally_keys(tallies: Sequence[Tally]) -> list[str]:
 
 
 class _redis_errors:
-    """Translate the client's connection failures into StoreUnavailable."""
+    """Translate the client's connection failures, and writes refused by a full Redis (maxmemory with
+    `noeviction`), into StoreUnavailable: the request fails closed."""
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: object) -> None:
-        if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+        if isinstance(error, redis.ConnectionError | redis.TimeoutError | redis.exceptions.OutOfMemoryError):
             raise StoreUnavailable(f"redis: {error}") from error
 
 

@@ -83,9 +83,10 @@ def _finish(sign_in: SignInRequest, done: Done, user: User) -> BaseResponse:
     destination = sign_in.destination
     if isinstance(destination, AccountPage):
         # Only a proof made for this request makes the session fresh for the account pages.
-        proved_at = latest_proof_since(session_state.current_state(), sign_in.requirement.requested_at)
+        requested_at = sign_in.requirement.requested_at
+        proved_at = latest_proof_since(session_state.current_state(), requested_at)
         if proved_at is not None:
-            session_state.remember_reauthentication(proved_at)
+            session_state.remember_reauthentication(requested_at=requested_at, proved_at=proved_at)
         _record_sign_in(user, done, client_id=None, sid=session_state.session_sid())
         return redirect(destination.path)
     return _issue_code(destination, done, user)

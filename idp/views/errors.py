@@ -64,6 +64,15 @@ def cannot_sign_out(message: str) -> Response:
     return error_page("Cannot sign out this way", message, status=400)
 
 
+def too_many_sign_ins(retry_after: int) -> Response:
+    """Too many sign-ins were started from this address within the sign-in lifetime."""
+    minutes = max(1, retry_after // 60)
+    message = f"Too many sign-ins were started from your network. Try again in {minutes} minutes."
+    response = error_page("Too many sign-ins", message, status=429)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 def storage_unavailable() -> Response:
     message = "The sign-in service cannot reach its storage. Please try again shortly."
     response = error_page("Temporarily unavailable", message, status=503)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from authlib.common.urls import add_params_to_uri
-from flask import Blueprint, Response, redirect, render_template, request
+from flask import Blueprint, Response, redirect, render_template, request, session
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.oidc.clients import RegisteredClient
@@ -13,19 +15,45 @@ from idp.web import audit, durable_store, services
 blueprint = Blueprint("logout", __name__)
 
 
-def _hinted_audience(id_token_hint: str) -> str | None:
-    """The client an ID token we signed was issued to (expired hints are fine, forged ones are not)."""
+@dataclass(frozen=True)
+class IdTokenHint:
+    """What an ID token we signed says about the sign-in it came from (RP-Initiated Logout 1.0 §2)."""
+
+    audience: str
+    subject: str | None
+    sid: str | None
+
+
+def verify_id_token_hint(id_token_hint: str) -> IdTokenHint | None:
+    """An ID token we signed, with its client (expired hints are fine, forged ones are not)."""
     token = services().keyring.decode(id_token_hint)
     if token is None or token.claims.get("iss") != services().settings.issuer:
         return None
     audience = token.claims.get("aud")
-    return (
+    client_id = (
         audience[0]
         if isinstance(audience, list) and audience
         else audience
         if isinstance(audience, str)
         else None
     )
+    if not isinstance(client_id, str):
+        return None
+    subject, sid = token.claims.get("sub"), token.claims.get("sid")
+    return IdTokenHint(
+        audience=client_id,
+        subject=subject if isinstance(subject, str) else None,
+        sid=sid if isinstance(sid, str) else None,
+    )
+
+
+def hint_names_this_session(hint: IdTokenHint) -> bool:
+    """The hint was issued to this browser's session: its user and its `sid` (RP-Initiated Logout 1.0
+    §2: otherwise the user must be asked). A browser signed in as no one has nothing to lose."""
+    user = session_state.signed_in_user()
+    if user is None:
+        return True
+    return hint.subject == user.id and hint.sid is not None and hint.sid == session.get(session_state.SID_KEY)
 
 
 class LogoutRefused(Exception):
@@ -49,22 +77,23 @@ def _return_address(client_id: str | None) -> str | None:
 @blueprint.route("/logout", methods=["GET", "POST"])
 def end_session() -> BaseResponse:
     values = request.values
-    hinted = _hinted_audience(values.get("id_token_hint", ""))
-    if hinted and values.get("client_id") and values["client_id"] != hinted:
+    hint = verify_id_token_hint(values.get("id_token_hint", ""))
+    if hint and values.get("client_id") and values["client_id"] != hint.audience:
         return _refuse("client_id does not match the ID token hint.")
-    client_id = values.get("client_id") or hinted
+    client_id = values.get("client_id") or (hint.audience if hint else None)
     try:
         target = _return_address(client_id)
     except LogoutRefused as refused:
         return _refuse(str(refused))
-    if hinted is None:
-        # Without an ID token proving the RP sent the user, ask before ending the session (spec 2).
+    if hint is None or not hint_names_this_session(hint):
+        # Without an ID token of this very session, anyone could have sent the user: ask (spec 2).
         fields = {
-            name: values[name]
-            for name in ("client_id", "post_logout_redirect_uri", "state")
-            if values.get(name)
+            "client_id": client_id,
+            "post_logout_redirect_uri": values.get("post_logout_redirect_uri"),
+            "state": values.get("state"),
         }
-        return Response(render_template("logout_confirm.html", fields=fields))
+        kept = {name: value for name, value in fields.items() if value}
+        return Response(render_template("logout_confirm.html", fields=kept))
     return _sign_out(target)
 
 

@@ -27,13 +27,14 @@ from idp.oidc.delivery import RESPONSE_MODES
 from idp.oidc.keys import MAX_JWT_LENGTH
 from idp.oidc.prompts import Prompt, requested_prompts
 from idp.oidc.request_objects import ECHOED
+from idp.oidc.request_parameters import kept_parameters
 from idp.views import errors, guessing, session_state
 from idp.views import sign_in_request as sign_ins
 from idp.views.account_selection import ask_for_account
 from idp.views.continuation import answer_client_error, answer_protocol_error, continue_sign_in
 from idp.views.guessing import Event, Guessed
 from idp.views.sign_in_request import ClientRedirect
-from idp.web import authorization_server, durable_store, services
+from idp.web import audit, authorization_server, durable_store, services
 
 blueprint = Blueprint("oidc", __name__)
 
@@ -85,11 +86,12 @@ def authorize() -> BaseResponse:
             state=payload.state,
             response_mode=response_mode,
         )
+    try:
+        params = kept_parameters(payload.data, redirect_uri=redirect_uri, state=payload.state)
+    except OAuth2Error as error:
+        return answer_protocol_error(error, response_mode=response_mode)
     destination = ClientRedirect(
-        client_id=client.client_id,
-        client_name=client.name,
-        redirect_uri=redirect_uri,
-        params={key: str(value) for key, value in payload.data.items()},
+        client_id=client.client_id, client_name=client.name, redirect_uri=redirect_uri, params=params
     )
     sign_in = sign_ins.start(destination, requirement)
     if Prompt.SELECT_ACCOUNT in requested_prompts(payload.data.get("prompt")):
@@ -157,6 +159,11 @@ def _with_client_authentication(endpoint: Callable[[], BaseResponse]) -> BaseRes
         return response
     throttle = services().throttle
     client_id = _presented_client_id()
+    if authorization_server().context.clients.get(client_id) is None:
+        # An id that names no client has no secret to guess: counting it would only store a key a try.
+        response = endpoint()
+        audit("client_authentication", "failure", client_id=client_id[:64] or None)
+        return response
     guess = guessing.reserve(
         Guessed(Event.CLIENT_AUTHENTICATION, request.endpoint or "", client_id=client_id[:64]),
         (throttle.client_auth, f"{client_id}|{address_subject(request.remote_addr)}"),

@@ -124,16 +124,19 @@ def start_over() -> None:
         session[BROWSER_KEY] = browser
 
 
-def remember_reauthentication(at: float) -> None:
-    """The provider's own pages judge the session as of a proof made for them, for a short while:
-    the page and the form posted from it, however small their max_age."""
-    session[REAUTHENTICATED_KEY] = at
+def remember_reauthentication(*, requested_at: float, proved_at: float) -> None:
+    """The provider's own pages judge the session as of a step-up made for them (begun at
+    `requested_at`, so every proof of it counts as made for them), for a short while after its
+    last proof: the page and the form posted from it, however small their max_age."""
+    session[REAUTHENTICATED_KEY] = [requested_at, proved_at]
 
 
 def reauthentication_time() -> float | None:
-    """When the user last proved something for the provider's own pages, if within the grace."""
-    at: float | None = session.get(REAUTHENTICATED_KEY)
-    if at is None or at + REAUTHENTICATION_GRACE < time.time():
+    """When the step-up last completed for the provider's own pages began, within the grace after
+    its last proof; None otherwise."""
+    remembered = session.get(REAUTHENTICATED_KEY)
+    if not isinstance(remembered, list) or remembered[1] + REAUTHENTICATION_GRACE < time.time():
         session.pop(REAUTHENTICATED_KEY, None)
         return None
-    return at
+    requested_at: float = remembered[0]
+    return requested_at

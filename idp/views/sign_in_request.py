@@ -10,7 +10,10 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from flask import request
+
 from idp.auth.pipeline import Requirement, Step, next_step, requirement_from_json, requirement_to_json
+from idp.auth.quotas import Usage
 from idp.store.tables import User
 from idp.views.session_state import browser_binding, current_state, load_account, signed_in_user
 from idp.web import audit, services
@@ -83,14 +86,26 @@ class SignInRequest:
         )
 
 
+class TooManySignIns(Exception):
+    """This address started as many sign-ins as the sign-in lifetime allows it."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("too many sign-ins from this address")
+        self.retry_after = retry_after
+
+
 def start(destination: Destination, requirement: Requirement) -> SignInRequest:
-    """Store a new sign-in for this browser, for the configured sign-in lifetime."""
+    """Store a new sign-in for this browser, for the configured sign-in lifetime; raises
+    TooManySignIns once this address has started its quota of them (nothing is stored then)."""
+    found = services()
+    quota = found.quotas.sign_ins
+    if found.quotas.use(quota, address=request.remote_addr) is not Usage.WITHIN:
+        raise TooManySignIns(retry_after=quota.window)
     browser = browser_binding(create=True)
     assert browser is not None
     sign_in = SignInRequest(
         id=secrets.token_urlsafe(24), destination=destination, requirement=requirement, browser=browser
     )
-    found = services()
     found.ephemeral.put(
         KEY_PREFIX + sign_in.id, sign_in.to_json(), ttl=found.settings.tokens.sign_in_lifetime
     )

@@ -77,9 +77,9 @@ def _field(name: str) -> str:
 
 @blueprint.route("/<sign_in_id>", methods=["GET", "POST"])
 @at_step(NeedPassword)
-def password(sign_in: SignInRequest, _step: NeedPassword, _user: User | None) -> BaseResponse:
-    if request.method == "GET":
-        return _password_page(sign_in)
+def password(sign_in: SignInRequest, _step: NeedPassword, user: User | None) -> BaseResponse:
+    if request.method == "GET":  # signing in again (a step-up, prompt=login): as the session's user
+        return _password_page(sign_in, username=user.username if user else "")
     username, password = _field("username").strip(), _field("password")
     throttle = services().throttle
     guess = guessing.reserve(

@@ -1,15 +1,15 @@
-"""Setting up an authenticator app, at sign-in or on the account page: a draft secret kept in the
-session until a code from the app confirms it; only then is the factor stored (no orphan factor)."""
+"""Setting up an authenticator app, at sign-in or on the account page: a draft secret kept for a
+sign-in's lifetime (outside the session, page_secrets) until a code from the app confirms it; only
+then is the factor stored (no orphan factor)."""
 
 from __future__ import annotations
 
 import time
 import uuid
 
-from flask import session
-
 from idp.auth.totp import Enrolment
 from idp.store.tables import Factor, FactorKind, User
+from idp.views import page_secrets
 from idp.web import audit, durable_store, services
 
 WRONG_CODE = "That code is not valid. Each code works once; wait for the next one and try again."
@@ -18,16 +18,18 @@ DEFAULT_NAME = "Authenticator app"
 
 def draft(user: User, *, key: str) -> Enrolment:
     """The secret being set up under `key` (created on first sight), as QR code and URI."""
-    totp = services().totp
-    if session.get(key) is None:
-        session[key] = {"factor_id": str(uuid.uuid4()), "secret": totp.new_enrolment(user.username).secret}
-    return totp.enrolment_for(session[key]["secret"], user.username)
+    found = services()
+    pending = page_secrets.peek(key)
+    if pending is None:
+        pending = {"factor_id": str(uuid.uuid4()), "secret": found.totp.new_enrolment(user.username).secret}
+        page_secrets.keep(key, pending, ttl=found.settings.tokens.sign_in_lifetime)
+    return found.totp.enrolment_for(pending["secret"], user.username)
 
 
 def confirm(user: User, *, key: str, code: str, name: str, client_id: str | None = None) -> Factor | None:
     """Store the drafted authenticator when `code` comes from it; None (audited) otherwise."""
     found = services()
-    pending = session.get(key)
+    pending = page_secrets.peek(key)
     if pending is None:
         return None
     now = time.time()
@@ -55,7 +57,7 @@ def confirm(user: User, *, key: str, code: str, name: str, client_id: str | None
         last_step=step,
     )
     durable_store().factors.add(factor)
-    session.pop(key, None)
+    page_secrets.take(key)
     audit(
         "factor_enrolment", "success", user_id=user.id, client_id=client_id, detail={"kind": FactorKind.TOTP}
     )

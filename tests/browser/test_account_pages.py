@@ -56,13 +56,14 @@ def password_step(page: Page, demo_app: DemoApp, password: str = PASSWORD) -> No
     page.get_by_role("button", name="Continue").click()
 
 
-def sign_in_enrolling_totp(page: Page, demo_app: DemoApp) -> None:
+def sign_in_enrolling_totp(page: Page, demo_app: DemoApp) -> Authenticator:
     password_step(page, demo_app)
     page.get_by_text("Can't scan?").click()
     authenticator = Authenticator(page.locator("#secret").inner_text().strip())
     page.get_by_label("Code from the app").fill(authenticator.code())
     page.get_by_role("button", name="Turn on two-step sign-in").click()
     expect(page.locator("#signed-in")).to_be_visible()
+    return authenticator
 
 
 def notice(page: Page) -> str:
@@ -77,7 +78,7 @@ def test_every_account_page_in_a_browser(
     assert created.returncode == 0, created.stderr
     account = f"{provider.issuer}/account"
     page, elsewhere = (context.new_page() for context in contexts)
-    sign_in_enrolling_totp(page, demo_app)
+    phone = sign_in_enrolling_totp(page, demo_app)
 
     page.goto(account)
     expect(page.get_by_role("heading", name="Your account")).to_be_visible()
@@ -156,9 +157,16 @@ def test_every_account_page_in_a_browser(
     assert re.fullmatch(re.escape(provider.issuer) + r"/signin/[^/]+", elsewhere.url)
     photograph(elsewhere, "account-ended-session-signs-in-again")
 
-    # The password page, and what it says to a weak password.
+    # The password page, after the current password and a code, and what it says to a weak password.
     page.get_by_role("link", name="Sign-in methods").click()
     page.get_by_role("link", name="Change").click()
+    expect(page.get_by_label("Username")).to_have_value(USERNAME)
+    photograph(page, "account-password-reauthenticate")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Code from your authenticator app").fill(phone.code())
+    page.get_by_role("button", name="Verify").click()
+    expect(page.get_by_label("Keep my other sessions and apps signed in")).not_to_be_checked()
     photograph(page, "account-password")
     page.get_by_label("New password", exact=True).fill("password1234")
     page.get_by_label("Repeat the new password").fill("password1234")
@@ -173,7 +181,7 @@ def test_every_account_page_in_a_browser(
     events = page.locator("tr.event")
     expect(events.filter(has_text="at password").filter(has_text="failure")).to_have_count(1)
     expect(events.filter(has_text="sign in to Demo console app").filter(has_text="success")).to_have_count(2)
-    expect(events.filter(has_text="mfa · pwd, otp, mfa")).to_have_count(2)
+    expect(events.filter(has_text="mfa · pwd, otp, mfa")).to_have_count(3)  # and the password page's
     expect(events.filter(has_text="new recovery codes generated")).to_have_count(1)
     expect(events.filter(has_text="remove last second factor").filter(has_text="refused")).to_have_count(1)
     assert re.fullmatch(r"\d{4}-\d\d-\d\d\s\d\d:\d\d UTC", events.first.locator("td").first.inner_text())

@@ -69,6 +69,23 @@ class Account:
         response = self.browser.client.post(action, data={"csrf_token": token, **fields})
         return self.browser.follow(response) if follow else response
 
+    def reauthenticate(self, path: str) -> TestResponse:
+        """Open a page that has everything proven again (the password page): the current password,
+        then a code; returns the page itself."""
+        password_page = self.get(path)
+        assert re.fullmatch(r"/signin/[^/]+", password_page.request.path), password_page.request.path
+        factor_page = self.browser.submit(password_page, username=self.username, password=self.password)
+        page = self.browser.submit(factor_page, code=self.authenticator.code())
+        assert page.request.path == path, page.request.path
+        return page
+
+    def change_password(self, new: str, repeat: str | None = None, **fields: str) -> TestResponse:
+        """The password page, reauthenticated, then its form posted."""
+        self.reauthenticate("/account/password")
+        return self.post(
+            "/account/password", password=new, repeat=new if repeat is None else repeat, **fields
+        )
+
     def sign_in_again(self, browser: Browser) -> TestResponse:
         """Another browser signs in as this user with password and a code; returns the client's redirect."""
         factor_page = browser.submit(browser.authorize(), username=self.username, password=self.password)

@@ -31,6 +31,8 @@ from idp.web import services
 
 REDIRECT_URI = "http://localhost:9999/callback"
 CHEAP_ARGON2 = {"memory_cost": 8192, "time_cost": 1}
+# Test clients share a few addresses: the per-address limits would be all tests' at once.
+ONE_ADDRESS_FOR_ALL = {"sign_ins": 1_000_000, "audited_failures": 1_000_000}
 
 
 def make_settings(directory: Path, **overrides: Any) -> Settings:
@@ -38,6 +40,7 @@ def make_settings(directory: Path, **overrides: Any) -> Settings:
         "instance_dir": str(directory / "instance"),
         "keys": {"directory": str(directory / "keys")},
         "passwords": dict(CHEAP_ARGON2),
+        "address_limits": dict(ONE_ADDRESS_FOR_ALL),
     }
     for key, value in overrides.items():
         raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value

@@ -19,10 +19,12 @@ from sqlalchemy import select
 from idp.config import load_settings
 from idp.store.database import Database
 from idp.store.tables import AuditEvent
-from support.services import dedicated_database, emptied_redis
+from support.services import E2E_REDIS_URL_ENV, dedicated_database, e2e_redis_url, emptied_redis
 
-E2E_REDIS_URL_ENV = "IDP_TEST_E2E_REDIS_URL"
-E2E_REDIS_URL = os.environ.get(E2E_REDIS_URL_ENV) or "redis://127.0.0.1:6379/14"
+E2E_REDIS_URL = e2e_redis_url()
+# Every test request comes from 127.0.0.1: the per-address limits would be all tests' at once.
+# tests/test_bounded_state.py sets its own to test them.
+ONE_ADDRESS_FOR_ALL = "[address_limits]\nsign_ins = 1000000\naudited_failures = 1000000\n"
 
 
 def free_port() -> int:
@@ -41,6 +43,7 @@ class LiveProvider:
     config: Path
     process: subprocess.Popen[bytes]
     command: tuple[str, ...] = CHECKOUT_IDP
+    database_url: str = ""  # empty: SQLite under the instance directory
 
     def idp(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the CLI against this provider's settings."""
@@ -101,6 +104,7 @@ def write_config(
         f'[keys]\ndirectory = "{directory / "keys"}"\n'
         # Tests sign in many times: keep argon2id cheap here (the default is OWASP's).
         "[passwords]\nmemory_cost = 8192\ntime_cost = 1\n"
+        f"{'' if '[address_limits]' in extra else ONE_ADDRESS_FOR_ALL}"
         f"[server]\nworkers = 2\n{extra}"
     )
     return config
@@ -135,19 +139,43 @@ def start_provider(
     process = _serve(config, port, directory / "idp-serve.log", command=command)
     _wait_healthy(f"http://{host}:{port}", process, directory / "idp-serve.log")
     public = issuer or f"http://{host}:{port}"
-    return LiveProvider(issuer=public, config=config, process=process, command=command)
+    return LiveProvider(
+        issuer=public, config=config, process=process, command=command, database_url=database_url
+    )
 
 
 @contextmanager
 def provider_on_real_stores(
     directory: Path, *, database_prefix: str, extra: str = "", host: str = "127.0.0.1"
 ) -> Iterator[LiveProvider]:
-    """A provider on a PostgreSQL database of its own and the end-to-end Redis database, emptied first
-    (throttle counters of an earlier run must not count); stopped and dropped afterwards."""
-    emptied_redis(E2E_REDIS_URL, env=E2E_REDIS_URL_ENV)
+    """`provider_on_servers` with the end-to-end Redis database."""
+    with provider_on_servers(
+        directory,
+        redis_url=E2E_REDIS_URL,
+        redis_env=E2E_REDIS_URL_ENV,
+        database_prefix=database_prefix,
+        extra=extra,
+        host=host,
+    ) as provider:
+        yield provider
+
+
+@contextmanager
+def provider_on_servers(
+    directory: Path,
+    *,
+    redis_url: str,
+    redis_env: str,
+    database_prefix: str,
+    extra: str = "",
+    host: str = "127.0.0.1",
+) -> Iterator[LiveProvider]:
+    """`start_provider` on the real servers: a PostgreSQL database of its own and the Redis database
+    `redis_url`, emptied first (counters of an earlier run must not count); stopped afterwards."""
+    emptied_redis(redis_url, env=redis_env)
     with dedicated_database(prefix=database_prefix) as database_url:
         provider = start_provider(
-            directory, database_url=database_url, redis_url=E2E_REDIS_URL, extra=extra, host=host
+            directory, database_url=database_url, redis_url=redis_url, extra=extra, host=host
         )
         try:
             yield provider

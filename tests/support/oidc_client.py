@@ -195,7 +195,8 @@ class OpenIdProvider:
 
 
 class _Forms(HTMLParser):
-    """Every <form> on a page: its action and the values its inputs would submit."""
+    """Every <form> on a page: its action and the values its inputs would submit (a checkbox only
+    when checked, as a browser does)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -206,6 +207,8 @@ class _Forms(HTMLParser):
         if tag == "form":
             self.forms.append((found.get("action", ""), {}))
         elif tag == "input" and self.forms and "name" in found:
+            if found.get("type") in ("checkbox", "radio") and "checked" not in found:
+                return
             self.forms[-1][1][found["name"]] = found.get("value", "")
 
 

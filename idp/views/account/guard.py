@@ -24,7 +24,14 @@ from idp.views import sign_in_request as sign_ins
 from idp.views.sign_in_request import AccountPage
 from idp.web import services
 
-__all__ = ["account_holder", "fresh_login_required", "login_manager", "login_required", "signed_in_or_none"]
+__all__ = [
+    "account_holder",
+    "fresh_login_required",
+    "login_manager",
+    "login_required",
+    "reauthentication_required",
+    "signed_in_or_none",
+]
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -42,9 +49,11 @@ def signed_in_or_none() -> User | None:
     return account_holder() if current_user.is_authenticated else None
 
 
-def account_requirement(*, fresh: bool) -> Requirement:
-    """The minimum level; when `fresh`, proven within the reauthentication age (of a recent proof made
-    for these pages, which they honour for a short grace: the page and the form posted from it)."""
+def account_requirement(*, fresh: bool, every_proof: bool = False) -> Requirement:
+    """The minimum level; when `fresh`, proven within the reauthentication age (of a recent step-up
+    made for these pages, which they honour for a short grace: the page and the form posted from it);
+    when `every_proof`, as with prompt=login (OIDC Core 3.1.2.1) every proof is made for these pages:
+    the current password (or a passkey) as well as a second factor."""
     found = services()
     max_age = found.settings.account.reauthentication_max_age if fresh else None
     return requirement_for(
@@ -53,7 +62,7 @@ def account_requirement(*, fresh: bool) -> Requirement:
         acr_values=None,
         claims=None,
         max_age=None if max_age is None else str(max_age),
-        prompt=None,
+        prompt="login" if every_proof else None,
         client_default_acr_values=[],
         client_default_max_age=None,
         now=(session_state.reauthentication_time() if fresh else None) or time.time(),
@@ -92,6 +101,22 @@ def fresh_login_required(view: View) -> View:
         step, _user = sign_ins.decide(account_requirement(fresh=True))
         if not isinstance(step, Done):
             return login_manager.needs_refresh()
+        return view(*args, **kwargs)
+
+    return cast(View, guarded)
+
+
+def reauthentication_required(view: View) -> View:
+    """flask-login's `login_required`, and the whole minimum level proven again for this page (else a
+    step-up asking for all of it): a session alone, however fresh, cannot make the change."""
+
+    @wraps(view)
+    @login_required
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        requirement = account_requirement(fresh=True, every_proof=True)
+        step, _user = sign_ins.decide(requirement)
+        if not isinstance(step, Done):
+            return _sign_in_for(requirement)
         return view(*args, **kwargs)
 
     return cast(View, guarded)

@@ -29,6 +29,7 @@ def record_change(user: User, change: str, *, detail: dict[str, Any] | None = No
             change=change,
             when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             ip=request.remote_addr,
+            # From the configured issuer: a request's Host header is the client's to forge.
             account_url=found.settings.issuer + url_for("account.overview"),
         )
         try:

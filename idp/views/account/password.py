@@ -1,4 +1,6 @@
-"""Changing the password: a minimum length and a blocklist (NIST SP 800-63B), after a fresh MFA sign-in."""
+"""Changing the password: a minimum length and a blocklist (NIST SP 800-63B), after the current
+password (or a passkey) and a second factor are proven again; other sessions and apps are signed out
+unless the user keeps them."""
 
 from __future__ import annotations
 
@@ -6,16 +8,19 @@ from flask import request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.auth.password_policy import PasswordRejected, check_new_password
+from idp.store.tables import User
 from idp.views.account.blueprint import blueprint
-from idp.views.account.guard import account_holder, fresh_login_required
+from idp.views.account.guard import account_holder, reauthentication_required
 from idp.views.account.pages import page, record_change, redirect_with
-from idp.web import services
+from idp.views.account.sessions import end_sessions_of
+from idp.web import authorization_server, services
 
 MAX_INPUT = 1024
+KEEP_OTHERS = "keep_signed_in_elsewhere"
 
 
 @blueprint.route("/password", methods=["GET", "POST"])
-@fresh_login_required
+@reauthentication_required
 def change_password() -> BaseResponse:
     user = account_holder()
     found = services()
@@ -34,5 +39,16 @@ def change_password() -> BaseResponse:
             status=400,
         )
     user.password_hash = found.passwords.hash(new)
-    record_change(user, "password changed")
+    change = "password changed"
+    if not request.form.get(KEEP_OTHERS):
+        change += "; " + _sign_out_elsewhere(user)
+    record_change(user, change)
     return redirect_with(url_for("account.overview"), "Your password was changed.", "success")
+
+
+def _sign_out_elsewhere(user: User) -> str:
+    """End the user's other sessions and revoke every grant of theirs (refresh-token families and
+    their access tokens): whoever knew the old password is signed out everywhere. Says what ended."""
+    sessions = end_sessions_of(user)
+    grants = authorization_server().context.revoke_user_grants(user.id, reason="password changed")
+    return f"{sessions} other session(s) ended and {grants} app grant(s) revoked"

@@ -1,18 +1,21 @@
-"""Recovery codes: ten single-use codes, shown once (and downloadable once), replacing any earlier set."""
+"""Recovery codes: ten single-use codes, shown once (and downloadable once, for a few minutes),
+replacing any earlier set."""
 
 from __future__ import annotations
 
-from flask import Response, redirect, session, url_for
+from flask import Response, redirect, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.auth.recovery import code_factors, new_codes
 from idp.store.tables import FactorKind
+from idp.views import page_secrets
 from idp.views.account.blueprint import blueprint
 from idp.views.account.guard import account_holder, fresh_login_required, login_required
 from idp.views.account.pages import page, record_change
 from idp.web import durable_store
 
 FRESH_CODES = "fresh_recovery_codes"
+DOWNLOADABLE_FOR = 300
 
 
 @blueprint.route("/recovery-codes")
@@ -32,7 +35,7 @@ def regenerate_recovery_codes() -> BaseResponse:
     codes = new_codes()
     for factor in code_factors(user.id, codes):
         store.factors.add(factor)
-    session[FRESH_CODES] = codes
+    page_secrets.keep(FRESH_CODES, {"user_id": user.id, "codes": codes}, ttl=DOWNLOADABLE_FOR)
     record_change(user, "new recovery codes generated (the earlier ones no longer work)")
     return page("account_recovery.html", left=len(codes), codes=codes)
 
@@ -41,11 +44,13 @@ def regenerate_recovery_codes() -> BaseResponse:
 @fresh_login_required
 def download_recovery_codes() -> BaseResponse:
     """The codes just generated, once, as a text file; afterwards only their digests exist."""
-    codes = session.pop(FRESH_CODES, None)
-    if not codes:
+    user = account_holder()
+    fresh = page_secrets.take(FRESH_CODES)
+    if fresh is None or fresh["user_id"] != user.id:
         return redirect(url_for("account.recovery_codes"))
+    codes: list[str] = fresh["codes"]
     body = "Recovery codes for {}\nEach works once, in place of your second factor.\n\n{}\n".format(
-        account_holder().username, "\n".join(codes)
+        user.username, "\n".join(codes)
     )
     return Response(
         body,

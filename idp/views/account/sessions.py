@@ -8,7 +8,7 @@ from collections.abc import Callable
 from flask import session, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from idp.store.tables import UserSession
+from idp.store.tables import User, UserSession
 from idp.views.account.blueprint import blueprint
 from idp.views.account.guard import account_holder, fresh_login_required, login_required
 from idp.views.account.pages import page, record_change, redirect_with
@@ -39,13 +39,26 @@ def end_session(sid: str) -> BaseResponse:
 @blueprint.route("/sessions/end-others", methods=["POST"])
 @fresh_login_required
 def end_other_sessions() -> BaseResponse:
-    ended = _end(lambda row: row.sid != session.get(SID_KEY))
+    ended = _end(_another_browser)
     return redirect_with(url_for("account.sessions"), f"{ended} session(s) ended.", "success")
 
 
+def _another_browser(row: UserSession) -> bool:
+    return row.sid != session.get(SID_KEY)
+
+
 def _end(chosen: Callable[[UserSession], bool]) -> int:
-    """Delete the chosen sessions' data: their next request finds no session and is signed out."""
+    """End the chosen sessions, telling the user when there were any."""
     user = account_holder()
+    ended = end_sessions_of(user, chosen)
+    if ended:
+        record_change(user, f"{ended} other session(s) ended")
+    return ended
+
+
+def end_sessions_of(user: User, chosen: Callable[[UserSession], bool] = _another_browser) -> int:
+    """Delete the chosen sessions' data (by default every session but this browser's): their next
+    request finds no session and is signed out. Returns how many were ended."""
     store = durable_store()
     ended = 0
     for row in store.sessions.of_user(user.id, now=int(time.time())):
@@ -53,8 +66,6 @@ def _end(chosen: Callable[[UserSession], bool]) -> int:
             services().ephemeral.delete(row.storage_key)
             store.sessions.remove(row.sid)
             ended += 1
-    if ended:
-        record_change(user, f"{ended} other session(s) ended")
     return ended
 
 

@@ -16,6 +16,8 @@ import redis
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+from support.live import LiveProvider
+from support.oidc_client import OpenIdProvider
 from support.services import POSTGRES_URL_ENV, postgres_server_url
 
 from idp.store.database import Database
@@ -112,3 +114,9 @@ def ephemeral_store(request: pytest.FixtureRequest, tmp_path: Path) -> Ephemeral
     if request.param == "redis":
         return RedisStore(request.getfixturevalue("redis_url"))
     return EmbeddedStore(tmp_path / "ephemeral.sqlite3")
+
+
+@pytest.fixture(scope="module")
+def op(live: LiveProvider) -> OpenIdProvider:
+    """The live provider of the module (its `live` fixture) as a relying party sees it."""
+    return OpenIdProvider(live.issuer)

@@ -30,11 +30,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
 
 
 @pytest.fixture(scope="module")
-def op(live: LiveProvider) -> OpenIdProvider:
-    return OpenIdProvider(live.issuer)
-
-
-@pytest.fixture(scope="module")
 def client(live: LiveProvider) -> Client:
     return cli_client(live, "races")
 

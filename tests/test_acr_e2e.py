@@ -48,11 +48,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
 
 
 @pytest.fixture(scope="module")
-def op(live: LiveProvider) -> OpenIdProvider:
-    return OpenIdProvider(live.issuer)
-
-
-@pytest.fixture(scope="module")
 def rp(live: LiveProvider, op: OpenIdProvider) -> AuthlibRelyingParty:
     """A shop allowed the configured scope too; it introspects its own access tokens."""
     scopes = ("--scope", "openid", "--scope", "profile", "--scope", PAYMENTS)

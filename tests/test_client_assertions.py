@@ -47,11 +47,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
         yield provider
 
 
-@pytest.fixture(scope="module")
-def op(live: LiveProvider) -> OpenIdProvider:
-    return OpenIdProvider(live.issuer)
-
-
 @dataclass(frozen=True)
 class KeyedClient:
     """A client registered with --token-endpoint-auth-method private_key_jwt and its key's JWKS."""

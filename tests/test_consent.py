@@ -51,11 +51,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
         yield live
 
 
-@pytest.fixture(scope="module")
-def op(live: LiveProvider) -> OpenIdProvider:
-    return OpenIdProvider(live.issuer)
-
-
 @dataclass(frozen=True)
 class Clients:
     own: Client  # the operator's own application: no consent unless prompt=consent

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 import requests
-from support.live import LiveProvider, provider_on_servers
+from support.live import LiveProvider, provider_on_real_stores
 from support.oidc_client import (
     TIMEOUT,
     Account,
@@ -22,7 +22,6 @@ from support.oidc_client import (
     create_account,
     forms_of,
 )
-from support.services import E2E_REDIS_URL_ENV, e2e_redis_url
 from support.step_up import cli_client
 
 SIGNED_OUT = "http://127.0.0.1/logout-hint/signed-out"
@@ -30,18 +29,11 @@ SIGNED_OUT = "http://127.0.0.1/logout-hint/signed-out"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
-    with provider_on_servers(
+    with provider_on_real_stores(
         tmp_path_factory.mktemp("logout"),
-        redis_url=e2e_redis_url(),
-        redis_env=E2E_REDIS_URL_ENV,
         database_prefix="idp_logout_",
     ) as provider:
         yield provider
-
-
-@pytest.fixture(scope="module")
-def op(live: LiveProvider) -> OpenIdProvider:
-    return OpenIdProvider(live.issuer)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from support.live import LiveProvider, provider_on_servers
+from support.live import LiveProvider, provider_on_real_stores
 from support.mailbox import Outbox, bodies, latest_code
 from support.oidc_client import (
     TIMEOUT,
@@ -30,7 +30,7 @@ from support.oidc_client import (
     is_enrolment_page,
     path_of,
 )
-from support.services import E2E_REDIS_URL_ENV, e2e_redis_url
+from support.services import e2e_redis_url
 from support.step_up import cli_client
 
 RECOVERY_CODE = re.compile(r"<li><code>([a-z2-7]{4}(?:-[a-z2-7]{4}){3})</code></li>")
@@ -41,18 +41,11 @@ SIGN_IN_LIFETIME = 900
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
-    with provider_on_servers(
+    with provider_on_real_stores(
         tmp_path_factory.mktemp("secrets"),
-        redis_url=e2e_redis_url(),
-        redis_env=E2E_REDIS_URL_ENV,
         database_prefix="idp_secrets_",
     ) as provider:
         yield provider
-
-
-@pytest.fixture(scope="module")
-def op(live: LiveProvider) -> OpenIdProvider:
-    return OpenIdProvider(live.issuer)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import requests
-from support.live import LiveProvider, provider_on_servers
+from support.live import LiveProvider, provider_on_real_stores
 from support.oidc_client import (
     TIMEOUT,
     Account,
@@ -27,7 +27,6 @@ from support.oidc_client import (
     is_password_page,
     path_of,
 )
-from support.services import E2E_REDIS_URL_ENV, e2e_redis_url
 from support.soft_authenticator import SoftAuthenticator
 from support.step_up import add_passkey_over_http, cli_client, offered, use_passkey_over_http
 
@@ -37,19 +36,12 @@ CHANGED = "Your password was changed."
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
-    with provider_on_servers(
+    with provider_on_real_stores(
         tmp_path_factory.mktemp("password"),
-        redis_url=e2e_redis_url(),
-        redis_env=E2E_REDIS_URL_ENV,
         database_prefix="idp_password_",
         host="localhost",
     ) as provider:
         yield provider
-
-
-@pytest.fixture(scope="module")
-def op(live: LiveProvider) -> OpenIdProvider:
-    return OpenIdProvider(live.issuer)
 
 
 @pytest.fixture(scope="module")

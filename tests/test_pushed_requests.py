@@ -44,11 +44,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
         yield provider
 
 
-@pytest.fixture(scope="module")
-def op(live: LiveProvider) -> OpenIdProvider:
-    return OpenIdProvider(live.issuer)
-
-
 @dataclass(frozen=True)
 class Clients:
     app: Client  # a confidential client with a secret

@@ -42,11 +42,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
         yield provider
 
 
-@pytest.fixture(scope="module")
-def op(live: LiveProvider) -> OpenIdProvider:
-    return OpenIdProvider(live.issuer)
-
-
 @dataclass(frozen=True)
 class Clients:
     signer: Client  # registered its keys (--jwks-file): signed request objects, any advertised alg

@@ -39,11 +39,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
         yield provider
 
 
-@pytest.fixture(scope="module")
-def op(live: LiveProvider) -> OpenIdProvider:
-    return OpenIdProvider(live.issuer)
-
-
 @dataclass(frozen=True)
 class Apps:
     app: Client  # a web app: code and refresh, registered for openid profile email

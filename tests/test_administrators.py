@@ -66,7 +66,7 @@ CASES = [
         state(PASSWORD, TOTP),
         administrator(HAS_TOTP),
         requirement(interactive=False),
-        Fail("login_required", "no session satisfies the request"),
+        Fail("login_required", "No session satisfies the request."),
     ),
     Case(
         "an administrator holding an attested key signs in as anyone else",

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 import redis
+from flask import Flask
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+from support.account import Account, sign_in
+from support.app import add_client, make_app
 from support.live import LiveProvider
 from support.oidc_client import OpenIdProvider
 from support.services import POSTGRES_URL_ENV, postgres_server_url
@@ -120,3 +123,21 @@ def ephemeral_store(request: pytest.FixtureRequest, tmp_path: Path) -> Ephemeral
 def op(live: LiveProvider) -> OpenIdProvider:
     """The live provider of the module (its `live` fixture) as a relying party sees it."""
     return OpenIdProvider(live.issuer)
+
+
+# The in-process provider of the account suites; a module defining its own `app` overrides it.
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Flask:
+    return make_app(tmp_path)
+
+
+@pytest.fixture
+def client_id(app: Flask) -> str:
+    return add_client(app)[0]
+
+
+@pytest.fixture
+def account(app: Flask, client_id: str) -> Account:
+    return sign_in(app, client_id)

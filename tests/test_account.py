@@ -41,21 +41,6 @@ NEW_PASSWORD = "seven quiet harbours at dusk"
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    return make_app(tmp_path)
-
-
-@pytest.fixture
-def client_id(app: Flask) -> str:
-    return add_client(app)[0]
-
-
-@pytest.fixture
-def account(app: Flask, client_id: str) -> Account:
-    return sign_in(app, client_id)
-
-
-@pytest.fixture
 def outbox(app: Flask) -> Outbox:
     return Outbox.of(app)
 

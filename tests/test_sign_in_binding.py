@@ -8,32 +8,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pyotp
 import pytest
 from flask import Flask
-from support.account import Account, secret_on, sign_in, text
-from support.app import REDIRECT_URI, Browser, add_client, add_user, csrf_token, make_app
+from support.account import (
+    Account,
+    secret_on,
+    sign_in,
+    text,
+)
+from support.app import REDIRECT_URI, Browser, add_user, csrf_token
 from werkzeug.test import TestResponse
 
 COOKIE = "idp_session"
 EXPIRED = "Sign-in expired"
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    return make_app(tmp_path)
-
-
-@pytest.fixture
-def client_id(app: Flask) -> str:
-    return add_client(app)[0]
-
-
-@pytest.fixture
-def account(app: Flask, client_id: str) -> Account:
-    return sign_in(app, client_id)
 
 
 @pytest.fixture

@@ -78,13 +78,8 @@ def sign_in_first() -> BaseResponse:
     return _sign_in_for(account_requirement(fresh=False))
 
 
-def confirm_first() -> BaseResponse:
-    return _sign_in_for(account_requirement(fresh=True))
-
-
 login_manager.request_loader(load_signed_in_user)
 login_manager.unauthorized_handler(sign_in_first)
-login_manager.needs_refresh_handler(confirm_first)
 
 
 def login_required(view: View) -> View:
@@ -92,34 +87,29 @@ def login_required(view: View) -> View:
     return cast(View, flask_login.login_required(view))
 
 
-def fresh_login_required(view: View) -> View:
-    """flask-login's `login_required`, and a proof within the reauthentication age (else a step-up)."""
+def _meeting(requirement_of: Callable[[], Requirement]) -> Callable[[View], View]:
+    """`login_required`, and the pipeline's Done for `requirement_of()`, else the sign-in reaching it."""
 
-    @wraps(view)
-    @login_required
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        step, _user = sign_ins.decide(account_requirement(fresh=True))
-        if not isinstance(step, Done):
-            return login_manager.needs_refresh()
-        return view(*args, **kwargs)
+    def decorate(view: View) -> View:
+        @wraps(view)
+        @login_required
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            requirement = requirement_of()
+            step, _user = sign_ins.decide(requirement)
+            if not isinstance(step, Done):
+                return _sign_in_for(requirement)
+            return view(*args, **kwargs)
 
-    return cast(View, guarded)
+        return cast(View, guarded)
+
+    return decorate
 
 
-def reauthentication_required(view: View) -> View:
-    """flask-login's `login_required`, and the whole minimum level proven again for this page (else a
-    step-up asking for all of it): a session alone, however fresh, cannot make the change."""
-
-    @wraps(view)
-    @login_required
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        requirement = account_requirement(fresh=True, every_proof=True)
-        step, _user = sign_ins.decide(requirement)
-        if not isinstance(step, Done):
-            return _sign_in_for(requirement)
-        return view(*args, **kwargs)
-
-    return cast(View, guarded)
+# A proof within the reauthentication age (flask-login's "fresh" login), else a step-up.
+fresh_login_required = _meeting(lambda: account_requirement(fresh=True))
+# The whole minimum level proven again for this page: a session alone, however fresh, cannot make
+# the change (else a step-up asking for all of it).
+reauthentication_required = _meeting(lambda: account_requirement(fresh=True, every_proof=True))
 
 
 def _sign_in_for(requirement: Requirement) -> BaseResponse:

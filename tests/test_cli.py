@@ -238,7 +238,7 @@ def test_client_secret_is_shown_once_and_stored_hashed(config: Path) -> None:
         ),
         (
             ["--grant-type", "client_credentials", "--introspect", "no-such-client"],
-            "--introspect names no registered",
+            "names no registered client",
         ),
         (
             ["--public", "--redirect-uri", "https://x.example/cb", "--introspect", "any"],

@@ -212,10 +212,13 @@ def test_keys_are_listed_rotated_and_retired(admin: Admin) -> None:
         ("POST", "/users", b'{"username": 5, "password": "x"}'),
         ("PATCH", "/clients/x", b'{"redirect_uris": "https://one.example.com"}'),
         ("POST", "/keys/rotate", b'{"algorithms": ["HS256"]}'),
+        ("POST", "/clients", b'{"name": "a\\u0000b", "grant_types": ["client_credentials"]}'),
+        ("GET", "/audit?user_id=%00", b""),
     ],
     ids=["fails because the body is not JSON", "fails because the body is no object",
          "fails because a member has the wrong type", "fails because a list is a string",
-         "fails because the algorithm is unknown"],
+         "fails because the algorithm is unknown", "fails because a name holds a NUL",
+         "fails because a filter holds a NUL"],
 )  # fmt: skip
 def test_bad_input_is_a_problem_not_a_server_error(admin: Admin, method: str, path: str, body: bytes) -> None:
     answered = admin.call(method, path, data=body, content_type="application/json")

@@ -7,7 +7,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Text = Annotated[str, Field(max_length=2000)]
+from idp.management.users import USERNAME
+
+# One line of printable text: no control characters (a NUL is refused by PostgreSQL, a newline forges logs).
+ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+Text = Annotated[str, Field(max_length=2000, pattern=ONE_LINE)]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=ONE_LINE)]
+Identifier = Annotated[str, Field(max_length=64, pattern=ONE_LINE)]
 Seconds = Annotated[int, Field(ge=0, le=10**9)]
 Timestamp = Annotated[int, Field(ge=0, le=253_402_300_799)]
 
@@ -32,15 +38,17 @@ class Answer(BaseModel):
 
 
 class UserSearch(Query):
-    q: Annotated[str, Field(max_length=200, description="part of the user name or email address")] = ""
+    q: Annotated[
+        str, Field(max_length=200, pattern=ONE_LINE, description="part of the name or email address")
+    ] = ""
     offset: Annotated[int, Field(ge=0, le=10**9)] = 0
     limit: Annotated[int, Field(ge=1, le=200)] = 50
 
 
 class NewUser(Body):
-    username: Annotated[str, Field(max_length=150)]
+    username: Annotated[str, Field(pattern=USERNAME.pattern)]
     password: Annotated[str, Field(max_length=256)]
-    email: Annotated[str | None, Field(max_length=320)] = None
+    email: Annotated[str, Field(max_length=320, pattern=ONE_LINE)] | None = None
     email_verified: bool = False
 
 
@@ -99,12 +107,12 @@ class Count(Answer):
 # -- clients ---------------------------------------------------------------------------------------
 
 RedirectUris = Annotated[list[Text], Field(max_length=50)]
-AcrValues = Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=20)]
+AcrValues = Annotated[list[Name], Field(max_length=20)]
 GrantTypes = list[Literal["authorization_code", "refresh_token", "client_credentials"]]
 
 
 class NewClient(Body):
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Name
     redirect_uris: RedirectUris = []
     post_logout_redirect_uris: RedirectUris = []
     grant_types: GrantTypes = []
@@ -117,7 +125,7 @@ class NewClient(Body):
     id_token_signed_response_alg: Literal["RS256", "ES256"] = "RS256"
     default_acr_values: AcrValues = []
     default_max_age: Seconds | None = None
-    introspect_audiences: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=50)] = []
+    introspect_audiences: Annotated[list[Identifier], Field(max_length=50)] = []
     require_pushed_authorization_requests: bool = False
     third_party: bool = False
 
@@ -125,7 +133,7 @@ class NewClient(Body):
 class ClientChanges(Body):
     """Only the members sent change; each replaces what is registered."""
 
-    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    name: Name | None = None
     redirect_uris: RedirectUris | None = None
     post_logout_redirect_uris: RedirectUris | None = None
     grant_types: GrantTypes | None = None
@@ -166,9 +174,9 @@ class ClientSecret(Answer):
 
 
 class AuditSearch(Query):
-    user_id: Annotated[str | None, Field(max_length=64)] = None
-    client_id: Annotated[str | None, Field(max_length=64)] = None
-    event: Annotated[str | None, Field(max_length=64)] = None
+    user_id: Identifier | None = None
+    client_id: Identifier | None = None
+    event: Identifier | None = None
     since: Timestamp | None = None
     until: Timestamp | None = None
     before_id: Annotated[int | None, Field(ge=0, le=2**62)] = None

@@ -18,7 +18,7 @@ from idp.store.tables import Factor, User, UserSession
 
 # Letters, digits and . _ @ + - (an email address works as a name), starting with a letter or digit:
 # nothing that looks like another name once case, spaces or control characters are folded away.
-USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}")
+USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}$")
 MAX_PAGE = 200
 
 

@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from support.app import make_app
 
 from idp.admin.openapi import document
+from idp.admin.reference import reference
 from idp.management.context import CLI, Management
 from idp.management.users import create_user
 from idp.oidc.clients import RegisteredClient, register_client
@@ -240,3 +241,8 @@ def test_the_openapi_document_describes_every_route(admin: Admin) -> None:
         for method in operations
     }
     assert routes == documented
+
+
+def test_the_committed_reference_is_generated_from_the_current_document() -> None:
+    committed = (Path(__file__).resolve().parent.parent / "docs" / "admin-api.md").read_text(encoding="utf-8")
+    assert committed == reference(), "run: python -m idp.admin.reference > docs/admin-api.md"

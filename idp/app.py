@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from idp import observability
+from idp.admin import api as admin_api
 from idp.auth.attestation import load_trust_anchors
 from idp.auth.email_codes import EmailCodes
 from idp.auth.passwords import Passwords
@@ -197,12 +198,14 @@ def create_app(settings: Settings) -> Flask:
         oidc.userinfo,
         oidc.pushed_authorization_request,
         logout.end_session,
+        *admin_api.VIEWS,  # bearer tokens only: no cookie authenticates an admin API call
     )
     for view in exempt:
         csrf.exempt(view)
     install_origin_check(app, expected_origin=settings.origin, exempt=exempt)
     for module in (wellknown, oidc, signin, consent, account_selection, logout, home, account):
         app.register_blueprint(module.blueprint)
+    app.register_blueprint(admin_api.blueprint)
     app.add_template_filter(_datetime, "datetime")
     observability.install(app)
     install_unit_of_work(app)

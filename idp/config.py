@@ -134,9 +134,11 @@ class AccountSettings(_Section):
 
 
 class AdminSettings(_Section):
-    """Administrators must hold a key that reaches `acr` (empty: the strongest level) and enrol one first."""
+    """Administrators must hold a key that reaches `acr` (empty: the strongest level) and enrol one first;
+    every administrative action needs that level proven no more than `max_age` seconds before."""
 
     acr: str = ""
+    max_age: PositiveSeconds = 300
 
 
 class ConsentSettings(_Section):

@@ -79,6 +79,16 @@ def initialize(settings: Settings, *, report: Callable[[str], object]) -> None:
     report(f"ready: database {settings.database_url.split('@')[-1]}, keys in {keys_dir}")
 
 
+def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> None:
+    """The schema at the newest revision; instances starting at once take turns (idp/store/database.py)."""
+    database = Database(settings.database_url)
+    try:
+        database.migrate()
+        print(f"database schema at revision {database.revision()}")
+    finally:
+        database.engine.dispose()
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     from idp.serve import serve
 
@@ -362,6 +372,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("init", help="create the schema, signing keys and secrets (idempotent)").set_defaults(
         handler=cmd_init
     )
+    commands.add_parser(
+        "migrate", help="bring the database schema to the newest revision (safe to run from every instance)"
+    ).set_defaults(handler=cmd_migrate)
     serve = commands.add_parser("serve", help="run the provider with a production WSGI server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)

@@ -177,7 +177,7 @@ def create_app(settings: Settings) -> Flask:
     for module in (wellknown, oidc, signin, consent, account_selection, logout, home, account):
         app.register_blueprint(module.blueprint)
     app.add_template_filter(_datetime, "datetime")
-    observability.install(app)
+    observability.install(app, metrics_bearer_token=settings.metrics.bearer_token)
     install_unit_of_work(app)
     _install_failure_pages(app)
     _install_body_limit(app)

@@ -13,9 +13,11 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.engine.interfaces import DBAPIConnection, ExceptionContext
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from idp.store.outages import OutageLog
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # A pooled connection idle for longer than this is pinged before use (HikariCP's rule): one that just
@@ -37,6 +39,7 @@ class Database:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         _ping_idle_connections(self.engine)
+        _log_outages(self.engine, OutageLog("database"))
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -113,6 +116,21 @@ def _ping_idle_connections(engine: Engine) -> None:
 
     event.listen(engine, "checkin", mark_idle)
     event.listen(engine, "checkout", ping_if_idle)
+
+
+def _log_outages(engine: Engine, outages: OutageLog) -> None:
+    """Down when a connection cannot be made or is lost; up when a new one is made again (the pool
+    replaces every connection it lost)."""
+
+    def failed(context: ExceptionContext) -> None:
+        if context.is_disconnect or context.connection is None:
+            outages.failed(context.original_exception)
+
+    def connected(_dbapi_connection: Any, _record: Any) -> None:
+        outages.answered()
+
+    event.listen(engine, "handle_error", failed)
+    event.listen(engine, "connect", connected)
 
 
 def _sqlite_pragmas(connection: DBAPIConnection, _record: object) -> None:

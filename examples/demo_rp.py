@@ -4,7 +4,8 @@ It also calls a demo API for a sensitive operation; when the API answers with an
 it signs the user in again with the challenge's acr_values and max_age, then retries.
 
 Run by `idp demo`; settings come from the environment: DEMO_ISSUER, DEMO_CLIENT_ID, DEMO_PORT,
-DEMO_API (the API's base URL). Standard library plus flask and joserfc, as any client could be.
+DEMO_API (the API's base URL). Standard library plus flask and joserfc, as any client could be. Its
+access log hides codes, tokens and state (redacted_log.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from flask import Flask, redirect, render_template_string, request, session
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from redacted_log import RedactedRequestHandler  # beside this file
 
 ISSUER = os.environ.get("DEMO_ISSUER", "http://localhost:8000")
 CLIENT_ID = os.environ["DEMO_CLIENT_ID"]
@@ -180,4 +182,4 @@ def logout() -> Any:
 
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=PORT)
+    app.run(host="127.0.0.1", port=PORT, request_handler=RedactedRequestHandler)

@@ -31,7 +31,7 @@ from idp.oidc.clients import (
     register_client,
 )
 from idp.oidc.keys import ALGORITHMS, KeyRing, KeyringError, ensure_keys, generate_key, retire_key
-from idp.secrets import SecretsMissing, ensure_secrets
+from idp.secrets import DATA_KEYS, DataKeyRotation, SecretsMissing, ensure_secrets
 from idp.store.database import Database
 from idp.store.durable import DurableStore, audit_event
 from idp.store.ephemeral import open_ephemeral_store
@@ -331,6 +331,16 @@ def cmd_keys_retire(settings: Settings, args: argparse.Namespace) -> None:
     print(f"retired {args.kid}; restart to drop it from the JWKS")
 
 
+def cmd_keys_rotate_data_key(settings: Settings, _args: argparse.Namespace) -> None:
+    """A new data key: every TOTP secret encrypted again with it in one transaction, then data.keys
+    saved with it first (the old keys kept after it); nothing changes when a secret cannot be opened."""
+    rotation = DataKeyRotation(Path(settings.keys.directory))
+    with _store(settings) as store:
+        count = store.factors.reseal_secrets(rotation.reseal)
+        rotation.save()
+    print(f"new data key in {Path(settings.keys.directory) / DATA_KEYS}; {count} secret(s) encrypted with it")
+
+
 def cmd_keys_list(settings: Settings, _args: argparse.Namespace) -> None:
     ring = KeyRing.load(Path(settings.keys.directory))
     for key in ring.keys:
@@ -514,4 +524,8 @@ def _parser() -> argparse.ArgumentParser:
     retire.add_argument("kid")
     retire.set_defaults(handler=cmd_keys_retire)
     keys.add_parser("list", help="list keys").set_defaults(handler=cmd_keys_list)
+    keys.add_parser(
+        "rotate-data-key",
+        help="encrypt every TOTP secret again with a new data key (the old keys stay to decrypt)",
+    ).set_defaults(handler=cmd_keys_rotate_data_key)
     return parser

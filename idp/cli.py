@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
 import os
 import sys
 import time
@@ -43,6 +44,9 @@ class UsageError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # The CLI tells each problem once, in one line: the stores' own log records (an outage) stay out of
+    # its output. `idp serve` workers log as configured in idp/wsgi.py.
+    logging.getLogger("idp").addHandler(logging.NullHandler())
     parser = _parser()
     args = parser.parse_args(argv)
     try:

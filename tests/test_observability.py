@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import socket
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
-from support.live import LiveProvider, free_port, start_provider
+from support.live import CHECKOUT_IDP, LiveProvider, free_port, start_provider, write_config
 
 METRICS_TOKEN = secrets.token_hex(32)
 
@@ -149,3 +151,22 @@ def test_logs_are_json_lines_with_the_request_id(provider: LiveProvider) -> None
     assert all({"time", "level", "logger", "message"} <= set(entry) for entry in entries)
     ours = [entry for entry in entries if entry.get("request_id") == "log-check-1"]
     assert [entry["message"] for entry in ours] == ["authorization request refused: invalid_client"]
+
+
+def test_a_metrics_listener_port_already_taken_stops_serve_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path, port=free_port(), extra=f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+        served = subprocess.run(
+            [*CHECKOUT_IDP, "--config", str(config), "serve", "--port", str(free_port())],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert served.returncode == 2
+    assert served.stderr == (
+        f"idp: config error: metrics.listen: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    )

@@ -170,3 +170,16 @@ def test_a_metrics_listener_port_already_taken_stops_serve_with_one_line(tmp_pat
     assert served.stderr == (
         f"idp: config error: metrics.listen: cannot listen on 127.0.0.1:{port}: Address already in use\n"
     )
+
+
+def test_the_metrics_listener_runs_beside_gunicorn_too(tmp_path: Path) -> None:
+    port = free_port()
+    live = start_provider(tmp_path, extra=f'engine = "gunicorn"\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    try:
+        for _ in range(4):
+            assert requests.get(f"{live.issuer}/health", timeout=10).status_code == 200
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert _metric(text, "idp_request_duration_seconds_count", endpoint="wellknown.health") >= 4
+        assert requests.get(f"{live.issuer}/metrics", timeout=10).status_code == 404
+    finally:
+        live.stop()

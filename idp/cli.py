@@ -96,6 +96,8 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> None:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     from idp.serve import serve
 
+    if args.migrate:
+        cmd_migrate(settings, args)
     serve(
         settings,
         host=args.host or settings.server.host,
@@ -394,6 +396,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int)
     serve.add_argument("--engine", choices=["gunicorn", "granian"])
+    serve.add_argument(
+        "--migrate", action="store_true", help="run `idp migrate` first (instances take turns)"
+    )
     serve.set_defaults(handler=cmd_serve)
     commands.add_parser(
         "demo", help="init, create a demo user and client, run the provider and a demo app"

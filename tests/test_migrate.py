@@ -3,6 +3,7 @@ schema reaches the newest revision once (PostgreSQL: an advisory lock; SQLite: a
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -10,9 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
-from support.live import CHECKOUT_IDP, write_config
+from support.live import CHECKOUT_IDP, free_port, write_config
 from support.services import dedicated_database
 
 from idp.store.database import MIGRATIONS
@@ -89,3 +91,37 @@ def test_migrate_reports_an_unreachable_database_in_one_line(tmp_path: Path) -> 
     assert run.returncode == 2
     assert run.stderr.startswith("idp: cannot reach the database:")
     assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_serve_migrate_brings_a_fresh_database_to_head_before_serving(tmp_path: Path) -> None:
+    """The container's command (`idp serve --migrate`): no separate step needed for one instance."""
+    with dedicated_database(prefix="idp_serve_migrate_") as url:
+        port = free_port()
+        config = write_config(tmp_path, port=port, database_url=url)
+        elsewhere = {**os.environ, "IDP_DATABASE__URL": f"sqlite:///{tmp_path / 'keys-only.sqlite3'}"}
+        init = subprocess.run(  # the keys and secrets only: the served database stays empty
+            [*CHECKOUT_IDP, "--config", str(config), "init"], env=elsewhere, capture_output=True, check=False
+        )
+        assert init.returncode == 0, init.stderr
+        log = tmp_path / "serve.log"
+        serving = subprocess.Popen(
+            [*CHECKOUT_IDP, "--config", str(config), "serve", "--migrate", "--port", str(port)],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not answers(f"http://127.0.0.1:{port}/health"):
+                assert time.monotonic() < deadline and serving.poll() is None, log.read_text()
+                time.sleep(0.2)
+        finally:
+            serving.terminate()
+            serving.wait(timeout=30)
+        assert f"database schema at revision {newest_revision()}" in log.read_text()
+
+
+def answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Flask, g, jsonify
 
 from idp.resource import JwksValidator, require
+from redacted_log import RedactedRequestHandler  # beside this file
 
 ISSUER = os.environ.get("DEMO_ISSUER", "http://localhost:8000")
 AUDIENCE = os.environ["DEMO_CLIENT_ID"]
@@ -36,4 +37,4 @@ def transfer() -> Any:
 
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=PORT)
+    app.run(host="127.0.0.1", port=PORT, request_handler=RedactedRequestHandler)

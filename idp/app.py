@@ -207,7 +207,7 @@ def create_app(settings: Settings) -> Flask:
         app.register_blueprint(module.blueprint)
     app.register_blueprint(admin_api.blueprint)
     app.add_template_filter(_datetime, "datetime")
-    observability.install(app)
+    observability.install(app, metrics_bearer_token=settings.metrics.bearer_token)
     install_unit_of_work(app)
     _install_failure_pages(app)
     _install_body_limit(app)

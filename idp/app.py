@@ -149,6 +149,7 @@ def protocol_context(found: Services) -> ProviderContext:
         audit=audit,
         client_keys=ClientKeys(found.settings.client_keys),
         par=found.settings.par,
+        authorization_details=found.authorization_details,
     )
 
 

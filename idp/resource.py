@@ -258,13 +258,17 @@ def check(
         scope = " ".join(sorted(scopes))
         return Challenge(403, f'Bearer error="insufficient_scope", scope="{scope}"', "insufficient_scope")
     acceptable = tuple(acr)
+    # Every step-up challenge names the transaction when the token did not approve it: one sign-in does.
+    unapproved = details if details is not None and not token.approved(details) else None
     if acceptable and token.acr not in acceptable:
-        return _step_up(f"needs authentication at {' or '.join(acceptable)}", acceptable, max_age)
+        description = f"needs authentication at {' or '.join(acceptable)}"
+        return _step_up(description, acceptable, max_age, details=unapproved)
     age = (now or time.time()) - (token.auth_time or 0)
     if max_age is not None and age > max_age:
-        return _step_up(f"needs authentication within the last {max_age} seconds", acceptable, max_age)
-    if details is not None and not token.approved(details):
-        return _step_up("needs approval of this transaction", acceptable, max_age, details=details)
+        description = f"needs authentication within the last {max_age} seconds"
+        return _step_up(description, acceptable, max_age, details=unapproved)
+    if unapproved is not None:
+        return _step_up("needs approval of this transaction", acceptable, max_age, details=unapproved)
     if token.one_time and not validator.spend(token):
         return Challenge(
             401, 'Bearer error="invalid_token", error_description="already used"', "invalid_token"

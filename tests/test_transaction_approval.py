@@ -13,12 +13,14 @@ import hashlib
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import redis
 import requests
+from support.client_jwts import ClientKey, request_object_claims
 from support.live import E2E_REDIS_URL, LiveProvider, provider_on_real_stores
 from support.oidc_client import TIMEOUT, Attempt, Client, OpenIdProvider
 from support.step_up import (
@@ -325,6 +327,35 @@ def push(op: OpenIdProvider, shop: Client, attempt: Attempt, authorization_detai
     return requests.post(
         op.endpoint("pushed_authorization_request"), timeout=TIMEOUT, **shop.authenticated(params)
     )
+
+
+def test_details_in_a_signed_request_object_are_a_json_array_claim(
+    live: LiveProvider, op: OpenIdProvider, member: LiveMember, tmp_path: Path
+) -> None:
+    """RFC 9396 3: in a request object the details are JSON, not a string; they are shown and granted."""
+    key = ClientKey.generate("ES256")
+    signer = cli_client(live, "signer", "--jwks-file", str(key.write_jwks(tmp_path)))
+    attempt = member.browser.authorize(signer, authorization_details=details(REPORT))  # state and PKCE
+    assert attempt.pkce is not None
+    claims = request_object_claims(
+        {
+            "response_type": "code",
+            "client_id": signer.client_id,
+            "redirect_uri": signer.redirect_uri,
+            "scope": "openid",
+            "state": attempt.state,
+            "code_challenge": attempt.pkce.challenge,
+            "code_challenge_method": "S256",
+            "authorization_details": [PAYMENT],
+        },
+        issuer=op.issuer,
+    )
+    page = member.browser.visit(
+        op.metadata["authorization_endpoint"],
+        params={"client_id": signer.client_id, "request": key.sign(claims)},
+    )
+    assert shown(page) == ["Pay 120.00 EUR to ACME Ltd"] and offered(page) == {"passkey"}
+    assert exchanged(op, attempt, approve_with_passkey(member, page))["authorization_details"] == [PAYMENT]
 
 
 # -- single use, raced -------------------------------------------------------------------------------------

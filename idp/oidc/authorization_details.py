@@ -101,7 +101,12 @@ class DetailTypes:
             declared = self._types.get(detail["type"])
             if declared is None:
                 raise InvalidAuthorizationDetails(f"Authorization detail {position} has an unknown type.")
-            problem = next(iter(declared.validator.iter_errors(detail)), None)
+            try:
+                problem = next(iter(declared.validator.iter_errors(detail)), None)
+            except RecursionError:  # a recursive schema over a deeply nested detail
+                raise InvalidAuthorizationDetails(
+                    f"Authorization detail {position} is nested too deeply."
+                ) from None
             if problem is not None:
                 where = "/".join(str(part) for part in problem.absolute_path) or "the object"
                 raise InvalidAuthorizationDetails(

@@ -28,6 +28,7 @@ from idp.auth.webauthn import Ceremonies, RelyingParty
 from idp.config import Settings
 from idp.csrf_origin import install_origin_check
 from idp.mail import open_mailer
+from idp.oidc.authorization_details import DetailTypes
 from idp.oidc.backchannel import BackChannelDelivery, DeliveryFailed
 from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import ClientCache
@@ -116,6 +117,7 @@ def open_services(settings: Settings) -> Services:
             sign_in_lifetime=settings.tokens.sign_in_lifetime,
         ),
         backchannel=BackChannelDelivery(settings.logout, report_failure=partial(_audit_failure, database)),
+        authorization_details=DetailTypes(settings.authorization_details),
     )
 
 
@@ -148,6 +150,7 @@ def protocol_context(found: Services) -> ProviderContext:
         audit=audit,
         client_keys=ClientKeys(found.settings.client_keys),
         par=found.settings.par,
+        authorization_details=found.authorization_details,
     )
 
 
@@ -215,7 +218,11 @@ def create_app(settings: Settings) -> Flask:
     for name in LIBRARIES_LOGGING_SECRETS:
         logging.getLogger(name).setLevel(logging.WARNING)
     documents = wellknown.published_documents(
-        settings.issuer, found.policy, found.keyring.jwks_json, par=settings.par
+        settings.issuer,
+        found.policy,
+        found.keyring.jwks_json,
+        par=settings.par,
+        detail_types=found.authorization_details.names,
     )
     # Flask's documented way to wrap the app in WSGI middleware, which mypy sees as replacing a method.
     app.wsgi_app = wellknown.PublishedDocuments(  # type: ignore[method-assign]

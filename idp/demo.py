@@ -23,6 +23,15 @@ from idp.store.tables import User
 
 DEMO_RP = data_folder("examples") / "demo_rp.py"
 DEMO_API = data_folder("examples") / "demo_api.py"
+PAYMENT_SCHEMA = data_folder("examples") / "payment.schema.json"
+# The demo's transfer is a payment the user approves with a passkey (RFC 9396 authorization details):
+# declared for the provider through the environment unless the operator's settings declare it.
+PAYMENT_TYPE = {
+    "IDP_AUTHORIZATION_DETAILS__PAYMENT__SCHEMA": str(PAYMENT_SCHEMA),
+    "IDP_AUTHORIZATION_DETAILS__PAYMENT__TITLE": "Pay {amount} {currency} to {creditorName}",
+    "IDP_AUTHORIZATION_DETAILS__PAYMENT__ACR": "phr",
+    "IDP_AUTHORIZATION_DETAILS__PAYMENT__ONE_TIME": "true",
+}
 DEMO_PORT = 8001
 DEMO_API_PORT = 8002
 DEMO_USER = "demo"
@@ -87,6 +96,7 @@ def run_demo(settings: Settings, *, config_path: str | None) -> None:
         "DEMO_PORT": str(DEMO_PORT),
         "DEMO_API_PORT": str(DEMO_API_PORT),
         "DEMO_API": f"http://localhost:{DEMO_API_PORT}",
+        **({} if "payment" in settings.authorization_details else PAYMENT_TYPE),
     }
     if config_path:
         environment[CONFIG_ENV] = config_path

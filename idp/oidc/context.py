@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from idp.config import ParSettings, TokenSettings
+from idp.oidc.authorization_details import DetailTypes
 from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import ClientCache
 from idp.oidc.keys import KeyRing
@@ -47,6 +48,7 @@ class ProviderContext:
     audit: AuditLog
     client_keys: ClientKeys
     par: ParSettings
+    authorization_details: DetailTypes
 
     def revoke_grant(self, grant_id: str, *, reason: str) -> None:
         """Revoke every refresh and access token of one grant."""

@@ -20,6 +20,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
 from authlib.oidc.core.grants.util import is_openid_scope
 
+from idp.oidc.authorization_details import Approval
 from idp.oidc.claims import user_claims
 from idp.oidc.clients import CONFIDENTIAL_AUTH_METHODS, OFFLINE_ACCESS, RegisteredClient
 from idp.oidc.context import ProviderContext
@@ -43,6 +44,7 @@ class IssuedCode:
     authentication: dict[str, Any]
     grant_id: str
     requested_scope: str = ""  # what the request asked for, which a refresh may repeat (older codes: none)
+    approval: dict[str, Any] | None = None  # the authorization details approved (RFC 9396)
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
@@ -109,6 +111,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             authentication=subject.authentication.to_json(),
             grant_id=subject.grant_id,
             requested_scope=request.payload.scope or "",
+            approval=subject.approval.to_json() if subject.approval else None,
         )
         context: ProviderContext = self.server.context
         context.ephemeral.put(
@@ -146,7 +149,13 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if user is None or user.disabled:
             return None
         authentication = Authentication.from_json(authorization_code.authentication)
-        return GrantSubject(user=user, authentication=authentication, grant_id=authorization_code.grant_id)
+        approval = authorization_code.approval
+        return GrantSubject(
+            user=user,
+            authentication=authentication,
+            grant_id=authorization_code.grant_id,
+            approval=Approval.from_json(approval) if approval else None,
+        )
 
 
 class OpenIDConnectCode(OpenIDCode):

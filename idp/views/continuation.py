@@ -14,13 +14,14 @@ from werkzeug.wrappers import Response as BaseResponse
 from idp import observability
 from idp.auth.pipeline import Done, Fail, NeedEnrolment, NeedFactor, NeedPassword, Step, latest_proof_since
 from idp.auth.policy import Method
+from idp.oidc.authorization_details import Approval
 from idp.oidc.consent import ConsentRequest, pending_consent
 from idp.oidc.delivery import deliver_error
 from idp.oidc.error_descriptions import describe
 from idp.oidc.server import StoredAuthorizationRequest
 from idp.oidc.tokens import Authentication, GrantSubject, new_grant_id
 from idp.store.tables import User
-from idp.views import errors, session_state
+from idp.views import approvals, errors, session_state
 from idp.views import sign_in_request as sign_ins
 from idp.views.sign_in_request import AccountPage, ClientRedirect, SignInRequest
 from idp.web import audit, authorization_server, durable_store, services
@@ -89,14 +90,19 @@ def _finish(sign_in: SignInRequest, done: Done, user: User) -> BaseResponse:
             session_state.remember_reauthentication(requested_at=requested_at, proved_at=proved_at)
         _record_sign_in(user, done, client_id=None, sid=session_state.session_sid())
         return redirect(destination.path)
-    return _issue_code(destination, done, user)
+    transaction = approvals.transaction_of(sign_in)
+    return _issue_code(destination, done, user, approval=transaction.approval() if transaction else None)
 
 
-def _issue_code(destination: ClientRedirect, done: Done, user: User) -> BaseResponse:
+def _issue_code(
+    destination: ClientRedirect, done: Done, user: User, *, approval: Approval | None
+) -> BaseResponse:
     authentication = Authentication(
         acr=done.acr, amr=tuple(done.amr), auth_time=done.auth_time, sid=session_state.session_sid()
     )
-    subject = GrantSubject(user=user, authentication=authentication, grant_id=new_grant_id())
+    subject = GrantSubject(
+        user=user, authentication=authentication, grant_id=new_grant_id(), approval=approval
+    )
     stored = StoredAuthorizationRequest(url_for("oidc.authorize", _external=True), destination.params)
     server = authorization_server()
     try:

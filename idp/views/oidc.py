@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable
+from typing import Any
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.base import invalid_error_characters
@@ -20,6 +22,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from idp import observability
 from idp.auth.pipeline import RequestRejected, requirement_for
 from idp.auth.throttle import Blocked, address_subject
+from idp.oidc.authorization_details import InvalidAuthorizationDetails, canonical_json
 from idp.oidc.bearer import TokenSentTwice, challenge, presented_token
 from idp.oidc.claims import user_claims
 from idp.oidc.client_assertions import asserted_client_id
@@ -67,6 +70,16 @@ def authorize() -> BaseResponse:
         )
     client = grant.client.row
     try:
+        details = _authorization_details(payload.data.get("authorization_details"))
+    except InvalidAuthorizationDetails as refused:
+        return answer_client_error(
+            redirect_uri,
+            error=refused.error,
+            description=refused.get_error_description(),
+            state=payload.state,
+            response_mode=response_mode,
+        )
+    try:
         requirement = requirement_for(
             policy=services().policy,
             scopes=(grant.request.scope or "").split(),
@@ -77,6 +90,8 @@ def authorize() -> BaseResponse:
             client_default_acr_values=client.default_acr_values,
             client_default_max_age=client.default_max_age,
             now=time.time(),
+            detail_levels=services().authorization_details.levels(details),
+            approval=secrets.token_urlsafe(24) if details else None,
         )
     except RequestRejected as rejected:
         return answer_client_error(
@@ -87,7 +102,9 @@ def authorize() -> BaseResponse:
             response_mode=response_mode,
         )
     try:
-        params = kept_parameters(payload.data, redirect_uri=redirect_uri, state=payload.state)
+        canonical = {"authorization_details": canonical_json(details).decode()} if details else {}
+        data = {**payload.data, **canonical}
+        params = kept_parameters(data, redirect_uri=redirect_uri, state=payload.state)
     except OAuth2Error as error:
         return answer_protocol_error(error, response_mode=response_mode)
     destination = ClientRedirect(
@@ -97,6 +114,11 @@ def authorize() -> BaseResponse:
     if Prompt.SELECT_ACCOUNT in requested_prompts(payload.data.get("prompt")):
         return ask_for_account(sign_in)
     return continue_sign_in(sign_in)
+
+
+def _authorization_details(raw: str | None) -> tuple[dict[str, Any], ...]:
+    """RFC 9396 2: validated against the configured types; none when the request carries none."""
+    return () if raw is None else services().authorization_details.validate(raw)
 
 
 @blueprint.route("/authorize/resume/<sign_in_id>")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from flask import Blueprint, Response
@@ -23,9 +23,12 @@ JSON = "application/json"
 STANDARD_SCOPES = ("openid", "profile", "email", "offline_access")
 
 
-def discovery_document(issuer: str, policy: AssurancePolicy, *, par: ParSettings) -> dict[str, Any]:
+def discovery_document(
+    issuer: str, policy: AssurancePolicy, *, par: ParSettings, detail_types: Sequence[str] = ()
+) -> dict[str, Any]:
     """OIDC Discovery 3: the standard scopes and those configured under [scopes."..."]; every acr
-    level by name and by alias; what works of JAR, PAR and private_key_jwt."""
+    level by name and by alias; what works of JAR, PAR and private_key_jwt; the authorization details
+    types configured (RFC 9396 10)."""
     signing_algs = list(CLIENT_JWT_ALGORITHMS)
     return {
         "issuer": issuer,
@@ -66,6 +69,7 @@ def discovery_document(issuer: str, policy: AssurancePolicy, *, par: ParSettings
         "backchannel_logout_session_supported": True,
         "frontchannel_logout_supported": True,
         "frontchannel_logout_session_supported": True,
+        "authorization_details_types_supported": list(detail_types),
     }
 
 
@@ -109,9 +113,10 @@ class PublishedDocuments:
 
 
 def published_documents(
-    issuer: str, policy: AssurancePolicy, jwks: bytes, *, par: ParSettings
+    issuer: str, policy: AssurancePolicy, jwks: bytes, *, par: ParSettings, detail_types: Sequence[str] = ()
 ) -> dict[str, bytes]:
-    document = json.dumps(discovery_document(issuer, policy, par=par), separators=(",", ":")).encode()
+    discovery = discovery_document(issuer, policy, par=par, detail_types=detail_types)
+    document = json.dumps(discovery, separators=(",", ":")).encode()
     return {DISCOVERY_PATH: document, JWKS_PATH: jwks}
 
 

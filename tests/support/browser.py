@@ -75,8 +75,9 @@ class DemoApp:
 
 
 @contextmanager
-def running_demo_app(provider: LiveProvider, directory: Path) -> Iterator[DemoApp]:
-    """Register the demo app with the CLI, start it on a free port, stop it afterwards."""
+def running_demo_app(provider: LiveProvider, directory: Path, *, api: str = "") -> Iterator[DemoApp]:
+    """Register the demo app with the CLI, start it on a free port (calling the demo API at `api`, when
+    given), stop it afterwards."""
     port = free_port()
     base = f"http://localhost:{port}"
     registered = provider.idp(
@@ -102,6 +103,7 @@ def running_demo_app(provider: LiveProvider, directory: Path) -> Iterator[DemoAp
                 "DEMO_ISSUER": provider.issuer,
                 "DEMO_CLIENT_ID": app.client_id,
                 "DEMO_PORT": str(port),
+                **({"DEMO_API": api} if api else {}),
             },
             stdout=output,
             stderr=subprocess.STDOUT,

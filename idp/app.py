@@ -41,6 +41,7 @@ from idp.views import (
     account,
     account_selection,
     consent,
+    device,
     errors,
     home,
     logout,
@@ -120,6 +121,8 @@ def protocol_context(found: Services) -> ProviderContext:
         audit=audit,
         client_keys=ClientKeys(found.settings.client_keys),
         par=found.settings.par,
+        policy=found.policy,
+        device=found.settings.device,
     )
 
 
@@ -169,12 +172,13 @@ def create_app(settings: Settings) -> Flask:
         oidc.introspect,
         oidc.userinfo,
         oidc.pushed_authorization_request,
+        oidc.device_authorization,
         logout.end_session,
     )
     for view in exempt:
         csrf.exempt(view)
     install_origin_check(app, expected_origin=settings.origin, exempt=exempt)
-    for module in (wellknown, oidc, signin, consent, account_selection, logout, home, account):
+    for module in (wellknown, oidc, signin, consent, account_selection, logout, home, account, device):
         app.register_blueprint(module.blueprint)
     app.add_template_filter(_datetime, "datetime")
     observability.install(app)

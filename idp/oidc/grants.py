@@ -24,6 +24,7 @@ from idp.oidc.claims import user_claims
 from idp.oidc.clients import CONFIDENTIAL_AUTH_METHODS, OFFLINE_ACCESS, RegisteredClient
 from idp.oidc.context import ProviderContext
 from idp.oidc.delivery import deliver
+from idp.oidc.device_flow import DeviceAuthorization
 from idp.oidc.token_lookup import IssuedToken, refresh_token_view
 from idp.oidc.tokens import Authentication, GrantSubject, digest
 from idp.store.tables import RefreshToken
@@ -302,8 +303,11 @@ def save_token(context: ProviderContext, token: dict[str, Any], request: OAuth2R
     )
 
 
-def _redeemed(request: OAuth2Request) -> IssuedCode | IssuedToken:
-    """What the token request redeemed: a code, or a refresh token whose grant's scope the new one keeps
-    whatever narrower scope its access token was asked for (RFC 6749 6)."""
-    redeemed: IssuedCode | IssuedToken = request.refresh_token or request.authorization_code
+def _redeemed(request: OAuth2Request) -> IssuedCode | IssuedToken | DeviceAuthorization:
+    """What the token request redeemed: a code, an approved device code (RFC 8628), or a refresh token
+    whose grant's scope the new one keeps whatever narrower scope its access token was asked for
+    (RFC 6749 6)."""
+    redeemed: IssuedCode | IssuedToken | DeviceAuthorization = (
+        request.refresh_token or request.authorization_code or request.credential
+    )
     return redeemed

@@ -23,6 +23,7 @@ from idp.auth.throttle import Blocked, address_subject
 from idp.oidc.bearer import TokenSentTwice, challenge, presented_token
 from idp.oidc.claims import user_claims
 from idp.oidc.client_assertions import asserted_client_id
+from idp.oidc.clients import GRANT_TYPES
 from idp.oidc.delivery import RESPONSE_MODES
 from idp.oidc.keys import MAX_JWT_LENGTH
 from idp.oidc.prompts import Prompt, requested_prompts
@@ -124,7 +125,7 @@ def _malformed_parameters() -> InvalidRequestError | None:
 def token() -> BaseResponse:
     response = _with_client_authentication(lambda: authorization_server().create_token_response())
     grant_type = request.form.get("grant_type", "")
-    known = grant_type in ("authorization_code", "refresh_token", "client_credentials")
+    known = grant_type in GRANT_TYPES
     observability.TOKENS.labels(grant_type if known else "other", str(response.status_code)).inc()
     return response
 
@@ -140,6 +141,16 @@ def pushed_authorization_request() -> BaseResponse:
     return _with_client_authentication(
         lambda: authorization_server().create_endpoint_response("pushed_authorization_request")
     )
+
+
+@blueprint.route("/device_authorization", methods=["POST"])
+def device_authorization() -> BaseResponse:
+    """RFC 8628 3.1: idp.oidc.device_flow; the user goes on at /device (idp.views.device)."""
+    response = _with_client_authentication(
+        lambda: authorization_server().create_endpoint_response("device_authorization")
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @blueprint.route("/introspect", methods=["POST"])

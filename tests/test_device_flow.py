@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import jwt
 import pytest
 import requests
 from support.live import LiveProvider, provider_on_real_stores, start_provider
@@ -101,6 +102,15 @@ def poll(op: OpenIdProvider, started: Started, *, client: Client | None = None) 
 def error_of(response: requests.Response) -> str:
     assert response.status_code == 400, (response.status_code, response.text)
     return str(response.json()["error"])
+
+
+def id_token_claims(op: OpenIdProvider, id_token: str, *, expected_audience: str) -> dict[str, Any]:
+    """OIDC Core 3.1.3.7 without a nonce: the device flow sends none."""
+    key = op.signing_key(jwt.get_unverified_header(id_token)["kid"])
+    claims: dict[str, Any] = jwt.decode(
+        id_token, key=key, algorithms=[key.algorithm_name], audience=expected_audience, issuer=op.issuer
+    )
+    return claims
 
 
 def confirm_page(browser: Browser, typed: str) -> requests.Response:
@@ -191,6 +201,14 @@ def test_an_approved_device_gets_tokens_with_acr_and_amr_once(
     assert claims["acr"] == "mfa" and set(claims["amr"]) >= {"pwd", "otp", "mfa"}
     assert abs(claims["auth_time"] - time.time()) < 60
     assert claims["scope"] == "openid profile"
+    identity = id_token_claims(op, tokens["id_token"], expected_audience=devices.cli.client_id)
+    assert identity["sub"] == claims["sub"] and identity["preferred_username"] == account.username
+    assert (identity["acr"], identity["amr"], identity["auth_time"]) == (
+        claims["acr"],
+        claims["amr"],
+        claims["auth_time"],
+    )
+    assert identity["sid"] and "nonce" not in identity
     assert op.userinfo(tokens["access_token"]).json()["preferred_username"] == account.username
     assert error_of(poll(op, started)) == "invalid_grant"
     approvals = [event for event in live.audit_events("sign_in") if event.client_id == devices.cli.client_id]

@@ -17,7 +17,7 @@ from authlib.oauth2.rfc6749 import (
     scope_to_list,
 )
 from authlib.oauth2.rfc7636 import CodeChallenge
-from authlib.oidc.core import OpenIDCode
+from authlib.oidc.core import OpenIDCode, OpenIDToken
 from authlib.oidc.core.grants.util import is_openid_scope
 
 from idp.oidc.claims import user_claims
@@ -150,25 +150,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return GrantSubject(user=user, authentication=authentication, grant_id=authorization_code.grant_id)
 
 
-class OpenIDConnectCode(OpenIDCode):
+class ProviderIdTokens(OpenIDToken):
     """ID tokens signed with the client's algorithm, carrying acr, amr, auth_time and sid."""
 
     def __init__(self, context: ProviderContext) -> None:
-        super().__init__(require_nonce=False)
         self.context = context
-
-    def __call__(self, grant: grants.BaseGrant) -> None:
-        """authlib's hooks except its prompt check: the provider answers prompt itself (the pipeline
-        for none and login, then the account choice and consent pages), so none beside another value
-        gets that value's error (OIDC Core 3.1.2.6) rather than invalid_request."""
-        grant.register_hook("after_create_token_response", self.process_token)
-        if is_openid_scope(grant.request.payload.scope):
-            grant.register_hook(
-                "after_validate_authorization_request_payload", self.validate_openid_authorization_request
-            )
-
-    def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
-        return False
 
     def resolve_client_private_key(self, client: RegisteredClient) -> Any:
         return self.context.keyring.signing_key(client.id_token_signed_response_alg)
@@ -184,13 +170,49 @@ class OpenIDConnectCode(OpenIDCode):
         key = self.resolve_client_private_key(client)
         return {"alg": client.id_token_signed_response_alg, "kid": key.kid, "typ": "JWT"}
 
+    def generate_user_info(self, user: GrantSubject, scope: str) -> dict[str, Any]:
+        return user_claims(user.user, scope)
+
+
+class OpenIDConnectCode(ProviderIdTokens, OpenIDCode):
+    """The authorization code's ID token: what the code's sign-in proved, and the request's nonce."""
+
+    def __init__(self, context: ProviderContext) -> None:
+        OpenIDCode.__init__(self, require_nonce=False)
+        ProviderIdTokens.__init__(self, context)
+
+    def __call__(self, grant: grants.BaseGrant) -> None:
+        """authlib's hooks except its prompt check: the provider answers prompt itself (the pipeline
+        for none and login, then the account choice and consent pages), so none beside another value
+        gets that value's error (OIDC Core 3.1.2.6) rather than invalid_request."""
+        grant.register_hook("after_create_token_response", self.process_token)
+        if is_openid_scope(grant.request.payload.scope):
+            grant.register_hook(
+                "after_validate_authorization_request_payload", self.validate_openid_authorization_request
+            )
+
+    def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
+        return False
+
     def get_authorization_code_claims(self, authorization_code: IssuedCode) -> dict[str, Any]:
         claims: dict[str, Any] = super().get_authorization_code_claims(authorization_code)
         claims["sid"] = authorization_code.authentication["sid"]
         return claims
 
-    def generate_user_info(self, user: GrantSubject, scope: str) -> dict[str, Any]:
-        return user_claims(user.user, scope)
+
+class DeviceIdTokens(ProviderIdTokens):
+    """The device grant's ID token (openid scope): what the sign-in that approved the device proved."""
+
+    def get_compatible_claims(self, request: OAuth2Request) -> dict[str, Any]:
+        claims: dict[str, Any] = super().get_compatible_claims(request)
+        authentication: Authentication = request.user.authentication
+        claims.update(
+            auth_time=authentication.auth_time,
+            acr=authentication.acr,
+            amr=list(authentication.amr),
+            sid=authentication.sid,
+        )
+        return claims
 
 
 # -- refresh token -----------------------------------------------------------------------------

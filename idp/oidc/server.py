@@ -17,6 +17,7 @@ from idp.oidc.error_descriptions import describe
 from idp.oidc.grants import (
     AuthorizationCodeGrant,
     ClientCredentialsGrant,
+    DeviceIdTokens,
     OpenIDConnectCode,
     RefreshTokenGrant,
     S256CodeChallenge,
@@ -92,6 +93,6 @@ def build_server(context: ProviderContext) -> ProviderServer:
     server.register_client_auth_method(PrivateKeyJwt.CLIENT_AUTH_METHOD, PrivateKeyJwt(context))
     server.register_extension(RequestObjects(context))
     server.register_endpoint(PushedAuthorizationEndpoint)
-    server.register_grant(DeviceCodeGrant)
+    server.register_grant(DeviceCodeGrant, [DeviceIdTokens(context)])
     server.register_endpoint(DeviceAuthorizationEndpoint)
     return server

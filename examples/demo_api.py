@@ -1,6 +1,7 @@
 """A small API that trusts the provider's access tokens and demands step-up for transfers (RFC 9470).
 
-Run by `idp demo`; settings from the environment: DEMO_ISSUER, DEMO_CLIENT_ID (the audience), DEMO_API_PORT.
+Run by `idp demo`; settings from the environment: DEMO_ISSUER, DEMO_CLIENT_ID (the audience: the demo
+app), DEMO_CLI_CLIENT_ID (optional, a second audience: the demo CLI), DEMO_API_PORT.
 """
 
 from __future__ import annotations
@@ -10,14 +11,26 @@ from typing import Any
 
 from flask import Flask, g, jsonify
 
-from idp.resource import JwksValidator, require
+from idp.resource import AccessToken, JwksValidator, require
 
 ISSUER = os.environ.get("DEMO_ISSUER", "http://localhost:8000")
-AUDIENCE = os.environ["DEMO_CLIENT_ID"]
+AUDIENCES = [os.environ["DEMO_CLIENT_ID"], *filter(None, [os.environ.get("DEMO_CLI_CLIENT_ID")])]
 PORT = int(os.environ.get("DEMO_API_PORT", "8002"))
 
 app = Flask(__name__)
-tokens = JwksValidator(issuer=ISSUER, audience=AUDIENCE)
+
+
+class DemoClients:
+    """Access tokens issued to the demo app or to the demo CLI, each its own audience."""
+
+    def __init__(self) -> None:
+        self._validators = [JwksValidator(issuer=ISSUER, audience=audience) for audience in AUDIENCES]
+
+    def validate(self, token: str) -> AccessToken | None:
+        return next(filter(None, (validator.validate(token) for validator in self._validators)), None)
+
+
+tokens = DemoClients()
 
 
 @app.get("/api/me")

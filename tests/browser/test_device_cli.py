@@ -135,7 +135,13 @@ def test_the_demo_cli_signs_in_in_chromium_and_steps_up_for_a_transfer(
     created = provider.idp("users", "create", USERNAME, "--password-stdin", stdin=f"{PASSWORD}\n")
     assert created.returncode == 0, created.stderr
     cli = register_client(provider, "Demo CLI", "--public", "--grant-type", DEVICE_GRANT, redirect=False)
-    api = load_example("demo_api", DEMO_ISSUER=provider.issuer, DEMO_CLIENT_ID=cli.client_id)
+    app = register_client(provider, "Demo console app")  # the API's other audience, as `idp demo` runs it
+    api = load_example(
+        "demo_api",
+        DEMO_ISSUER=provider.issuer,
+        DEMO_CLIENT_ID=app.client_id,
+        DEMO_CLI_CLIENT_ID=cli.client_id,
+    )
     page = context.new_page()
     VirtualAuthenticator.attach(context, page, backup_eligible=False)
     with serving(api.app, free_port()) as api_url:

@@ -36,6 +36,7 @@ from support.oidc_client import (
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 USER_CODE = re.compile(r"[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}")
 POLL_INTERVAL = 1
+SIGN_INS_PER_ADDRESS = 6  # on the strict provider
 
 
 @pytest.fixture(scope="module")
@@ -294,6 +295,7 @@ def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
     extra = (
         "[device]\ncode_lifetime = 10\npoll_interval = 1\n"
         "[throttle.user_code_address]\nfree_attempts = 3\nbase_delay = 60\nmax_delay = 60\n"
+        f"[address_limits]\nsign_ins = {SIGN_INS_PER_ADDRESS}\naudited_failures = 1000000\n"
     )
     provider = start_provider(tmp_path_factory.mktemp("device-strict"), extra=extra)
     try:
@@ -325,3 +327,15 @@ def test_guessing_user_codes_is_throttled_even_for_the_right_code(strict: LivePr
     assert path_of(held) == "/device"
     throttled = [event for event in strict.audit_events("device_user_code") if event.outcome == "throttled"]
     assert throttled
+
+
+def test_device_authorizations_count_as_sign_ins_started_from_an_address(strict: LiveProvider) -> None:
+    """A flood of device authorizations stops adding state once the address's quota is used."""
+    op = OpenIdProvider(strict.issuer)
+    cli = register_client(strict, "flood-cli", "--public", "--grant-type", DEVICE_GRANT, redirect=False)
+    answers = [request_device_authorization(op, cli) for _ in range(SIGN_INS_PER_ADDRESS + 1)]
+    statuses = [answer.status_code for answer in answers]
+    assert 429 in statuses, statuses
+    refused = answers[statuses.index(429)]
+    assert refused.json()["error"] == "slow_down" and int(refused.headers["Retry-After"]) > 0
+    assert set(statuses[statuses.index(429) :]) == {429}, statuses

@@ -19,6 +19,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from idp import observability
 from idp.auth.pipeline import RequestRejected, requirement_for
+from idp.auth.quotas import Usage
 from idp.auth.throttle import Blocked, address_subject
 from idp.oidc.bearer import TokenSentTwice, challenge, presented_token
 from idp.oidc.claims import user_claims
@@ -41,6 +42,7 @@ blueprint = Blueprint("oidc", __name__)
 
 MAX_PARAMETER_LENGTH = MAX_JWT_LENGTH  # no parameter we accept is longer than the longest token
 TOO_MANY_FAILURES = "Too many client authentications failed. Try again later."
+TOO_MANY_SIGN_INS = "Too many sign-ins were started from this address. Try again later."
 log = logging.getLogger(__name__)
 
 
@@ -145,7 +147,15 @@ def pushed_authorization_request() -> BaseResponse:
 
 @blueprint.route("/device_authorization", methods=["POST"])
 def device_authorization() -> BaseResponse:
-    """RFC 8628 3.1: idp.oidc.device_flow; the user goes on at /device (idp.views.device)."""
+    """RFC 8628 3.1: idp.oidc.device_flow; the user goes on at /device (idp.views.device). Each is a
+    sign-in started: it counts in the address's quota of them, as at /authorize."""
+    found = services()
+    quota = found.quotas.sign_ins
+    if found.quotas.use(quota, address=request.remote_addr) is not Usage.WITHIN:
+        refusal = jsonify(error="slow_down", error_description=TOO_MANY_SIGN_INS)
+        refusal.status_code = 429
+        refusal.headers["Retry-After"] = str(quota.window)
+        return refusal
     response = _with_client_authentication(
         lambda: authorization_server().create_endpoint_response("device_authorization")
     )

@@ -101,8 +101,11 @@ def poll(op: OpenIdProvider, started: Started, *, client: Client | None = None) 
 
 
 def error_of(response: requests.Response) -> str:
+    """The OAuth error (RFC 6749 5.2), which always comes with a sentence for people."""
     assert response.status_code == 400, (response.status_code, response.text)
-    return str(response.json()["error"])
+    answer = response.json()
+    assert re.fullmatch(r"[A-Z][^'\"]*\.", answer["error_description"]), answer
+    return str(answer["error"])
 
 
 def id_token_claims(op: OpenIdProvider, id_token: str, *, expected_audience: str) -> dict[str, Any]:
@@ -166,6 +169,12 @@ def test_device_authorization_refusals(
 ) -> None:
     client = devices.web if error == "unauthorized_client" else devices.cli
     assert error_of(request_device_authorization(op, client, **form)) == error, case
+
+
+def test_a_poll_without_a_device_code_is_invalid_request(op: OpenIdProvider, devices: Devices) -> None:
+    response = op.token(devices.cli, grant_type=DEVICE_GRANT)
+    assert error_of(response) == "invalid_request"
+    assert response.json()["error_description"] == "The request has no device code."
 
 
 def test_a_confidential_device_client_must_authenticate(op: OpenIdProvider, devices: Devices) -> None:

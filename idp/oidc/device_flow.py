@@ -5,11 +5,13 @@ Everything lives in the ephemeral store, under the device code's digest (the cod
 stored) or the user code, each key for the code's lifetime and a grace after it (so that a late poll
 hears expired_token rather than invalid_grant):
 
-    device:<digest>          the request (client, scope, what it asks of the sign-in, user code, expiry)
-    device-user:<code>       the user code's request, until it is decided (taken: one decision only)
-    device-decision:<code>   approved (who, how they authenticated, the grant) or denied
-    device-redeemed:<code>   counts redemptions: only the first gets tokens
-    device-poll:<code>:<n>   polls within the current interval (n: the slow_downs so far)
+    device:<digest>            the request (client, scope, what it asks of the sign-in, user code, expiry)
+    device-user-owned:<code>   reserves the user code: no two live requests share one
+    device-user:<code>         the user code's request, until it is decided (taken: one decision only)
+    device-decision:<digest>   approved (who, how they authenticated, the grant) or denied
+    device-redeemed:<digest>   counts redemptions: only the first gets tokens
+    device-slowed:<digest>     counts slow_downs
+    device-poll:<digest>:<n>   polls within the current interval (n: the slow_downs so far)
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ def decide(context: ProviderContext, authorization: DeviceAuthorization, approva
         return False
     decision = {"approved": approval is not None, **(asdict(approval) if approval else {})}
     context.ephemeral.put(
-        f"device-decision:{authorization.user_code}", json.dumps(decision).encode(), ttl=_kept_for(context)
+        f"device-decision:{authorization.device_key}", json.dumps(decision).encode(), ttl=_kept_for(context)
     )
     return True
 
@@ -238,15 +240,18 @@ class DeviceCodeGrant(AuthlibDeviceCodeGrant):
         return client
 
     def query_device_credential(self, device_code: str) -> DeviceAuthorization:
+        """The request of this client's device code; kept on the request for the steps that follow."""
         found = _load(self.server.context, digest(device_code))
         if found is None or found.client_id != self.request.client.get_client_id():
             raise InvalidGrantError(INVALID_DEVICE_CODE)
+        self.request.credential = found
         return found
 
-    def query_user_grant(self, user_code: str) -> tuple[GrantSubject | None, bool] | None:
+    def query_user_grant(self, _user_code: str) -> tuple[GrantSubject | None, bool] | None:
         """The decision, if made; an approval redeems the code, which only the first poll can do."""
         context: ProviderContext = self.server.context
-        raw = context.ephemeral.get(f"device-decision:{user_code}")
+        device_key = self.request.credential.device_key
+        raw = context.ephemeral.get(f"device-decision:{device_key}")
         if raw is None:
             return None
         decision = json.loads(raw)
@@ -256,7 +261,7 @@ class DeviceCodeGrant(AuthlibDeviceCodeGrant):
         user = context.durable().users.get(approval.user_id)  # before spending: an outage keeps the code
         if user is None or user.disabled:
             raise InvalidGrantError("The account the device was approved for cannot sign in.")
-        if context.ephemeral.incr(f"device-redeemed:{user_code}", ttl=_kept_for(context)) != 1:
+        if context.ephemeral.incr(f"device-redeemed:{device_key}", ttl=_kept_for(context)) != 1:
             raise InvalidGrantError(INVALID_DEVICE_CODE)
         authentication = Authentication.from_json(approval.authentication)
         return GrantSubject(user=user, authentication=authentication, grant_id=approval.grant_id), True
@@ -265,11 +270,12 @@ class DeviceCodeGrant(AuthlibDeviceCodeGrant):
         """A poll within the interval of the previous one: the interval grows by 5 s from now on."""
         ephemeral = self.server.context.ephemeral
         kept = _kept_for(self.server.context)
-        code = credential.user_code
-        slowed = int(ephemeral.get(f"device-slowed:{code}") or 0)
+        device_key = credential.device_key
+        slowed = int(ephemeral.get(f"device-slowed:{device_key}") or 0)
         interval = credential.interval + SLOW_DOWN_STEP * slowed
-        if ephemeral.incr(f"device-poll:{code}:{slowed}", ttl=interval) == 1:
+        if ephemeral.incr(f"device-poll:{device_key}:{slowed}", ttl=interval) == 1:
             return False
-        slowed = ephemeral.incr(f"device-slowed:{code}", ttl=kept)
-        ephemeral.incr(f"device-poll:{code}:{slowed}", ttl=interval + SLOW_DOWN_STEP)  # the wait restarts
+        slowed = ephemeral.incr(f"device-slowed:{device_key}", ttl=kept)
+        # The longer wait starts now: this poll counts as the first of the new interval.
+        ephemeral.incr(f"device-poll:{device_key}:{slowed}", ttl=interval + SLOW_DOWN_STEP)
         return True

@@ -59,7 +59,7 @@ def sign_in(metadata: dict[str, Any], client_id: str, extra: dict[str, str]) -> 
     link = started["verification_uri_complete"]
     print(f"\nTo sign in, open {link}")
     print(f"or go to {started['verification_uri']} and enter the code {started['user_code']}\n", flush=True)
-    segno.make(link).terminal(out=sys.stdout, compact=True)
+    show_qr_code(link)
     print("Waiting for you to approve this in the browser...", flush=True)
     interval = int(started.get("interval", 5))
     deadline = time.monotonic() + int(started["expires_in"])
@@ -75,6 +75,16 @@ def sign_in(metadata: dict[str, Any], client_id: str, extra: dict[str, str]) -> 
         elif error != "authorization_pending":
             raise SignInFailed(answer.get("error_description", error))
     raise SignInFailed("The code expired before it was approved.")
+
+
+def show_qr_code(link: str) -> None:
+    """Half-height blocks where the terminal's encoding has them, else ANSI-coloured spaces."""
+    try:
+        "\u2580\u2584\u2588".encode(sys.stdout.encoding or "ascii")
+    except UnicodeEncodeError:
+        segno.make(link).terminal(out=sys.stdout)
+    else:
+        segno.make(link).terminal(out=sys.stdout, compact=True)
 
 
 def call_api(method: str, url: str, access_token: str) -> tuple[int, dict[str, Any], dict[str, str]]:

@@ -41,7 +41,7 @@ SIGN_INS_PER_ADDRESS = 6  # on the strict provider
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
-    extra = f"[device]\npoll_interval = {POLL_INTERVAL}\n"
+    extra = f'[device]\npoll_interval = {POLL_INTERVAL}\n[scopes."deploy"]\nacr = "phr"\n'
     with provider_on_real_stores(
         tmp_path_factory.mktemp("device"), database_prefix="idp_device_", extra=extra
     ) as live:
@@ -269,6 +269,33 @@ def test_a_denied_device_hears_access_denied_and_its_code_is_spent(
     assert error_of(poll(op, started)) == "access_denied"
     again = confirm_page(Browser(op), started.user_code)
     assert again.status_code == 400 and "not valid or has expired" in again.text
+
+
+def test_a_scope_whose_policy_the_user_cannot_meet_denies_the_device(
+    op: OpenIdProvider, live: LiveProvider
+) -> None:
+    """[scopes."deploy"] acr = "phr": a user without a passkey cannot approve a device asking for it."""
+    deployer = register_client(
+        live,
+        "deployer",
+        "--public",
+        "--grant-type",
+        DEVICE_GRANT,
+        "--scope",
+        "openid",
+        "--scope",
+        "deploy",
+        redirect=False,
+    )
+    started = start(op, deployer, scope="openid deploy")
+    browser = Browser(op)
+    confirm = confirm_page(browser, started.user_code)
+    assert "deploy" in confirm.text
+    page = browser.submit(confirm, decision="allow")
+    account = create_account(live, "no-passkey")
+    refused = browser.submit(page, username=account.username, password=account.password)
+    assert refused.status_code == 403 and "cannot reach the phr level" in refused.text, refused.text
+    assert error_of(poll(op, started)) == "access_denied"
 
 
 def test_an_approval_cannot_be_finished_in_another_browser(

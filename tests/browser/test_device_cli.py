@@ -25,6 +25,7 @@ import pyotp
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from support.browser import DESKTOP, REPO_ROOT, VirtualAuthenticator, screenshot
+from support.device_flow import DEVICE_GRANT
 from support.live import LiveProvider, free_port, start_provider
 from support.oidc_client import register_client
 from support.step_up import load_example, serving
@@ -32,7 +33,6 @@ from support.step_up import load_example, serving
 pytestmark = pytest.mark.browser
 
 DEMO_CLI = REPO_ROOT / "examples" / "demo_cli.py"
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 USERNAME = "casey"
 PASSWORD = "a long enough password"
 OPEN_LINK = re.compile(r"^To sign in, open (\S+)$")

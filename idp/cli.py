@@ -28,6 +28,7 @@ from idp.oidc.clients import (
     GRANT_TYPES,
     REQUEST_OBJECT_ALGORITHMS,
     ClientRegistrationError,
+    LogoutChannel,
     register_client,
 )
 from idp.oidc.keys import ALGORITHMS, KeyRing, KeyringError, ensure_keys, generate_key, retire_key
@@ -271,6 +272,12 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
         request_object_signing_alg=args.request_object_signing_alg,
         require_pushed_authorization_requests=args.require_par,
         third_party=args.third_party,
+        backchannel_logout=_logout_channel(
+            args.backchannel_logout_uri, args.backchannel_logout_session_required
+        ),
+        frontchannel_logout=_logout_channel(
+            args.frontchannel_logout_uri, args.frontchannel_logout_session_required
+        ),
     )
     with _store(settings) as store:
         unknown = [client_id for client_id in args.introspect if store.clients.get(client_id) is None]
@@ -284,6 +291,14 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
     print(f"client_id:     {created.client.client_id}")
     if created.secret:
         print(f"client_secret: {created.secret}   (shown once; only its hash is stored)")
+
+
+def _logout_channel(uri: str | None, session_required: bool) -> LogoutChannel | None:
+    if uri is None:
+        if session_required:
+            raise UsageError("--*-logout-session-required needs its --*-logout-uri")
+        return None
+    return LogoutChannel(uri=uri, session_required=session_required)
 
 
 def _read_jwks(path: str) -> dict[str, Any]:
@@ -493,6 +508,27 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="an application run by someone else: each user allows it the requested scopes once "
         "(remembered per user; they can remove it on their account page)",
+    )
+    client_create.add_argument(
+        "--backchannel-logout-uri",
+        metavar="URL",
+        help="where the provider POSTs a signed logout_token when a browser session the client "
+        "received tokens in ends (https, or http on localhost)",
+    )
+    client_create.add_argument(
+        "--backchannel-logout-session-required",
+        action="store_true",
+        help="the client needs the session id (sid) in every logout_token",
+    )
+    client_create.add_argument(
+        "--frontchannel-logout-uri",
+        metavar="URL",
+        help="a page the provider's sign-out page loads in a hidden iframe (https, or http on localhost)",
+    )
+    client_create.add_argument(
+        "--frontchannel-logout-session-required",
+        action="store_true",
+        help="add iss and sid to the front-channel logout URI",
     )
     client_create.add_argument("--json", action="store_true", help="print the result as JSON")
     client_create.set_defaults(handler=cmd_clients_create)

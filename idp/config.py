@@ -281,6 +281,17 @@ class ClientKeySettings(_Section):
     cache_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
 
 
+class LogoutSettings(_Section):
+    """Back-channel logout deliveries (OpenID Back-Channel Logout 1.0): each POST's timeout, how many
+    attempts a client gets, the delay before the first retry (doubling after each), and how many
+    deliveries run at once per provider process."""
+
+    backchannel_timeout: Annotated[int, Field(ge=1, le=30)] = 5
+    backchannel_attempts: Annotated[int, Field(ge=1, le=10)] = 4
+    backchannel_retry_delay: Annotated[int, Field(ge=1, le=300)] = 2
+    backchannel_workers: Annotated[int, Field(ge=1, le=64)] = 4
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(gt=0, lt=65536)] = 8000
@@ -322,6 +333,7 @@ class Settings(_Section):
     scopes: dict[str, ScopePolicy] = Field(default_factory=dict)
     par: ParSettings = ParSettings()
     client_keys: ClientKeySettings = ClientKeySettings()
+    logout: LogoutSettings = LogoutSettings()
     device: DeviceSettings = DeviceSettings()
     server: ServerSettings = ServerSettings()
 

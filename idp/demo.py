@@ -17,7 +17,7 @@ from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 
 from idp.auth.passwords import Passwords
 from idp.config import CONFIG_ENV, Settings
-from idp.oidc.clients import register_client
+from idp.oidc.clients import LogoutChannel, register_client
 from idp.package_data import data_folder
 from idp.store.database import Database
 from idp.store.durable import DurableStore
@@ -71,6 +71,7 @@ def _add_demo_user_and_app(settings: Settings, store: DurableStore) -> dict[str,
         grant_types=[],
         scope="openid profile email",
         post_logout_redirect_uris=[f"{base}/"],
+        backchannel_logout=LogoutChannel(f"{base}/backchannel-logout", session_required=True),
     ).client
     if store.users.by_username(DEMO_USER) is None:
         store.users.add(

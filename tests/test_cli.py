@@ -436,3 +436,65 @@ def test_sigterm_stops_the_demo_with_its_provider_app_and_api(tmp_path: Path) ->
 def listening(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+# -- logout channels (OpenID Back-Channel and Front-Channel Logout 1.0) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backchannel-logout-uri", "http://rp.example/bcl"], "plain http is allowed only for localhost"),
+        (["--backchannel-logout-uri", "https://rp.example/bcl#x"], "without a fragment"),
+        (["--backchannel-logout-uri", "rp.example/bcl"], "absolute http(s) URL"),
+        (["--frontchannel-logout-uri", "javascript:alert(1)"], "absolute http(s) URL"),
+        (["--frontchannel-logout-uri", "https://rp.example:port/fcl"], "port only in digits"),
+        (["--backchannel-logout-session-required"], "needs its --*-logout-uri"),
+        (["--frontchannel-logout-session-required"], "needs its --*-logout-uri"),
+    ],
+    ids=[
+        "fails because a back-channel URI over http is not localhost",
+        "fails because of a fragment",
+        "fails because it is not absolute",
+        "fails because a frame would run script",
+        "fails because the port is not a number",
+        "fails because back-channel session_required has no URI",
+        "fails because front-channel session_required has no URI",
+    ],
+)
+def test_logout_uri_refusals(config: Path, args: list[str], message: str) -> None:
+    refused = idp(
+        config, "clients", "create", "--name", "X", "--redirect-uri", "https://rp.example/cb", *args
+    )
+    assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+
+
+def test_logout_uris_are_stored_with_their_session_requirement(config: Path) -> None:
+    created = idp(
+        config,
+        "clients",
+        "create",
+        "--name",
+        "Console",
+        "--redirect-uri",
+        "https://console.example/cb",
+        "--backchannel-logout-uri",
+        "https://console.example/bcl?tenant=1",
+        "--backchannel-logout-session-required",
+        "--frontchannel-logout-uri",
+        "http://127.0.0.1:8080/fcl",
+        "--json",
+    )
+    assert created.returncode == 0, created.stderr
+    database = Database(load_settings(config).database_url)
+    with database.unit_of_work() as session:
+        row = DurableStore.over(session).clients.get(json.loads(created.stdout)["client_id"])
+        assert row is not None
+        stored = (
+            row.backchannel_logout_uri,
+            row.backchannel_logout_session_required,
+            row.frontchannel_logout_uri,
+            row.frontchannel_logout_session_required,
+        )
+    database.engine.dispose()
+    assert stored == ("https://console.example/bcl?tenant=1", True, "http://127.0.0.1:8080/fcl", False)

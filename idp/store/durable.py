@@ -11,7 +11,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session
 
-from idp.store.tables import AuditEvent, Client, Consent, Factor, FactorKind, RefreshToken, User, UserSession
+from idp.store.tables import (
+    AuditEvent,
+    Client,
+    Consent,
+    Factor,
+    FactorKind,
+    RefreshToken,
+    SessionClient,
+    User,
+    UserSession,
+)
 
 
 def _lock_until_commit(session: Session, postgresql_lock: Executable) -> None:
@@ -309,6 +319,13 @@ class RefreshTokens:
         )
         return sorted(set(self._session.scalars(query)))
 
+    def session_bound_families(self, sid: str) -> list[str]:
+        """The grants issued from one browser session that end with it (not offline_access, not revoked)."""
+        query = select(RefreshToken.family_id).where(
+            RefreshToken.sid == sid, RefreshToken.offline.is_(False), RefreshToken.revoked.is_(False)
+        )
+        return sorted(set(self._session.scalars(query)))
+
     def revoke_family(self, family_id: str) -> None:
         self._session.execute(
             update(RefreshToken).where(RefreshToken.family_id == family_id).values(revoked=True)
@@ -352,6 +369,31 @@ class UserSessions:
         self._session.execute(update(UserSession).where(UserSession.sid == sid).values(acr=acr))
 
 
+class SessionClients:
+    """Which clients received tokens in which browser session (the logout channels' audience)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def record(self, *, sid: str, client_id: str, user_id: str, at: int) -> None:
+        """Remember the client for the session; once (one statement: concurrent token requests agree)."""
+        insert = postgresql.insert if self._session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        values = {"sid": sid, "client_id": client_id, "user_id": user_id, "first_at": at}
+        self._session.execute(insert(SessionClient).values(**values).on_conflict_do_nothing())
+
+    def take(self, sid: str) -> Sequence[tuple[SessionClient, Client]]:
+        """The session's clients, each with its registration, forgotten in the same unit of work."""
+        query = (
+            select(SessionClient, Client)
+            .join(Client, Client.client_id == SessionClient.client_id)
+            .where(SessionClient.sid == sid)
+            .order_by(SessionClient.first_at)
+        )
+        found = [(row, client) for row, client in self._session.execute(query)]
+        self._session.execute(delete(SessionClient).where(SessionClient.sid == sid))
+        return found
+
+
 class Audit:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -384,6 +426,7 @@ class DurableStore:
     refresh_tokens: RefreshTokens
     sessions: UserSessions
     audit: Audit
+    session_clients: SessionClients
 
     @classmethod
     def over(cls, session: Session) -> DurableStore:
@@ -396,6 +439,7 @@ class DurableStore:
             refresh_tokens=RefreshTokens(session),
             sessions=UserSessions(session),
             audit=Audit(session),
+            session_clients=SessionClients(session),
         )
 
 

@@ -119,6 +119,15 @@ class Client(Base):
     )
     # Run by someone else than the provider's operator: users allow it their data first (consent).
     third_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Told when a browser session it received tokens in ends (OpenID Back-/Front-Channel Logout 1.0).
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2000))
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    frontchannel_logout_uri: Mapped[str | None] = mapped_column(String(2000))
+    frontchannel_logout_session_required: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
 
 class Consent(Base):
@@ -155,6 +164,19 @@ class RefreshToken(Base):
     # token works only while that session lives.
     sid: Mapped[str | None] = mapped_column(String(64))
     offline: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SessionClient(Base):
+    """A client that received tokens in a browser session (`sid`): told when that session ends."""
+
+    __tablename__ = "session_clients"
+
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.client_id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    first_at: Mapped[int] = mapped_column(Integer)
 
 
 class AuditEvent(Base):

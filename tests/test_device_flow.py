@@ -192,6 +192,20 @@ def test_another_client_cannot_poll_a_device_code_and_leaves_it_to_its_own(
     assert claims["acr"] == "mfa"
 
 
+def test_a_devices_refresh_token_ends_with_the_browser_session_that_approved_it(
+    op: OpenIdProvider, devices: Devices, live: LiveProvider
+) -> None:
+    started = start(op, devices.tool)
+    browser = Browser(op)
+    approve(browser, started, create_account(live, "signs-out"))
+    tokens = poll(op, started).json()
+    refreshed = op.refresh(devices.tool, tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    signed_out = browser.visit(op.endpoint("end_session"), params={"id_token_hint": tokens["id_token"]})
+    assert signed_out.status_code == 200 and "signed out" in signed_out.text.lower(), signed_out.text
+    assert error_of(op.refresh(devices.tool, refreshed.json()["refresh_token"])) == "invalid_grant"
+
+
 def test_a_denied_device_hears_access_denied_and_its_code_is_spent(
     op: OpenIdProvider, devices: Devices
 ) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -149,7 +150,7 @@ def _load(context: ProviderContext, device_key: str) -> DeviceAuthorization | No
     return None if raw is None else DeviceAuthorization(**json.loads(raw))
 
 
-def _reserve_user_code(context: ProviderContext, generate: Any) -> str:
+def _reserve_user_code(context: ProviderContext, generate: Callable[[], str]) -> str:
     """A user code no live request holds (incr is atomic: the first to count one owns it)."""
     for _ in range(MAX_UNIQUE_TRIES):
         code = normalized_user_code(generate())

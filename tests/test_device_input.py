@@ -84,3 +84,15 @@ def test_the_code_page_answers_any_typed_code_with_its_message(app: Flask, typed
     page = answer.get_data(as_text=True)
     assert answer.status_code == 400 and "That code is not valid or has expired" in page
     assert "<script>" not in page
+
+
+def test_a_code_typed_in_full_width_letters_with_any_dash_is_the_code(app: Flask, device_client: str) -> None:
+    """NFKC, case, spaces and dash punctuation do not matter (RFC 8628 6.1: forgiving input)."""
+    browser: FlaskClient = app.test_client()
+    started = browser.post("/device_authorization", data={"client_id": device_client}).get_json()
+    plain = started["user_code"].replace("-", "")
+    typed = " ".join(chr(ord(letter) + 0xFEE0) for letter in plain[:4]) + "\u2013" + plain[4:].lower()
+    form = browser.get("/device")
+    confirm = browser.post("/device", data={"csrf_token": csrf_token(form), "user_code": typed})
+    assert confirm.status_code == 200, confirm.get_data(as_text=True)
+    assert started["user_code"] in confirm.get_data(as_text=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
@@ -92,8 +93,10 @@ class Approval:
 
 
 def normalized_user_code(typed: str) -> str | None:
-    """The user code as stored: case-insensitive, dashes and spaces ignored; None when it cannot be one."""
-    code = "".join(typed.split()).replace("-", "").upper()
+    """The user code as stored: case-insensitive, full-width letters as the plain ones (NFKC), dashes
+    and spaces ignored; None when it cannot be one."""
+    typed = unicodedata.normalize("NFKC", typed)
+    code = "".join(c for c in typed if not c.isspace() and unicodedata.category(c) != "Pd").upper()
     if len(code) != USER_CODE_LENGTH or any(letter not in USER_CODE_ALPHABET for letter in code):
         return None
     return code

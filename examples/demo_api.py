@@ -12,6 +12,7 @@ from typing import Any
 from flask import Flask, g, jsonify
 
 from idp.resource import AccessToken, JwksValidator, require
+from redacted_log import RedactedRequestHandler  # beside this file
 
 ISSUER = os.environ.get("DEMO_ISSUER", "http://localhost:8000")
 AUDIENCES = [os.environ["DEMO_CLIENT_ID"], *filter(None, [os.environ.get("DEMO_CLI_CLIENT_ID")])]
@@ -49,4 +50,4 @@ def transfer() -> Any:
 
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=PORT)
+    app.run(host="127.0.0.1", port=PORT, request_handler=RedactedRequestHandler)

@@ -6,7 +6,8 @@ back-channel logout (OpenID Back-Channel Logout 1.0) at /backchannel-logout: a v
 ends its local session for that sid (or every session of that sub signed in before it).
 
 Run by `idp demo`; settings come from the environment: DEMO_ISSUER, DEMO_CLIENT_ID, DEMO_PORT,
-DEMO_API (the API's base URL). Standard library plus flask and joserfc, as any client could be.
+DEMO_API (the API's base URL). Standard library plus flask and joserfc, as any client could be. Its
+access log hides codes, tokens and state (redacted_log.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from flask import Flask, redirect, render_template_string, request, session
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from redacted_log import RedactedRequestHandler  # beside this file
 
 ISSUER = os.environ.get("DEMO_ISSUER", "http://localhost:8000")
 CLIENT_ID = os.environ["DEMO_CLIENT_ID"]
@@ -269,4 +271,4 @@ def verify_logout_token(token: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=PORT)
+    app.run(host="127.0.0.1", port=PORT, request_handler=RedactedRequestHandler)

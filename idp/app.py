@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from idp import observability
+from idp.admin import api as admin_api
 from idp.auth.attestation import load_trust_anchors
 from idp.auth.email_codes import EmailCodes
 from idp.auth.passwords import Passwords
@@ -201,14 +202,16 @@ def create_app(settings: Settings) -> Flask:
         oidc.pushed_authorization_request,
         oidc.device_authorization,
         logout.end_session,
+        *admin_api.VIEWS,  # bearer tokens only: no cookie authenticates an admin API call
     )
     for view in exempt:
         csrf.exempt(view)
     install_origin_check(app, expected_origin=settings.origin, exempt=exempt)
     for module in (wellknown, oidc, signin, consent, account_selection, logout, home, account, device):
         app.register_blueprint(module.blueprint)
+    app.register_blueprint(admin_api.blueprint)
     app.add_template_filter(_datetime, "datetime")
-    observability.install(app)
+    observability.install(app, metrics_bearer_token=settings.metrics.bearer_token)
     install_unit_of_work(app)
     _install_failure_pages(app)
     _install_body_limit(app)

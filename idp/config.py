@@ -19,11 +19,12 @@ from sqlalchemy.exc import ArgumentError
 CONFIG_ENV = "IDP_CONFIG"
 ENV_PREFIX = "IDP_"
 # Settings that hold a secret: each may come from a file (`<key>_file`), and `idp config show` masks it.
-SECRET_KEYS = (("database", "url"), ("redis", "url"), ("smtp", "password"))
+SECRET_KEYS = (("database", "url"), ("redis", "url"), ("smtp", "password"), ("metrics", "bearer_token"))
 PositiveSeconds = Annotated[int, Field(gt=0)]
 SUPPORTED_DATABASES = ("sqlite", "postgresql")
 AMR_VALUES = frozenset({"pwd", "otp", "email", "hwk", "swk", "user", "mfa"})
 SigningAlg = Literal["RS256", "ES256"]
+MIN_BEARER_TOKEN_LENGTH = 32
 AAGUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -134,9 +135,11 @@ class AccountSettings(_Section):
 
 
 class AdminSettings(_Section):
-    """Administrators must hold a key that reaches `acr` (empty: the strongest level) and enrol one first."""
+    """Administrators must hold a key that reaches `acr` (empty: the strongest level) and enrol one first;
+    every administrative action needs that level proven no more than `max_age` seconds before."""
 
     acr: str = ""
+    max_age: PositiveSeconds = 300
 
 
 class ConsentSettings(_Section):
@@ -311,6 +314,43 @@ class ServerSettings(_Section):
         return values
 
 
+class MetricsSettings(_Section):
+    """Where Prometheus scrapes /metrics: a listener of its own (`host:port`, started by `idp serve`),
+    and/or the main port with a bearer token. With neither, /metrics answers 404: never public."""
+
+    listen: str = ""
+    bearer_token: str = ""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        if value:
+            listen_address(value)
+        return value
+
+    @field_validator("bearer_token")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < MIN_BEARER_TOKEN_LENGTH:
+            raise ValueError(
+                f"needs at least {MIN_BEARER_TOKEN_LENGTH} characters (e.g. `openssl rand -hex 32`)"
+            )
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return listen_address(self.listen) if self.listen else None
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """ "127.0.0.1:9464" or "[::1]:9464" as (host, port)."""
+    host, _, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be host:port, like 127.0.0.1:9464, not {value!r}")
+    return host, int(port)
+
+
 class Settings(_Section):
     issuer: str = "http://localhost:8000"
     instance_dir: str = "instance"
@@ -336,6 +376,7 @@ class Settings(_Section):
     logout: LogoutSettings = LogoutSettings()
     device: DeviceSettings = DeviceSettings()
     server: ServerSettings = ServerSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @field_validator("issuer")
     @classmethod

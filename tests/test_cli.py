@@ -238,7 +238,7 @@ def test_client_secret_is_shown_once_and_stored_hashed(config: Path) -> None:
         ),
         (
             ["--grant-type", "client_credentials", "--introspect", "no-such-client"],
-            "--introspect names no registered",
+            "names no registered client",
         ),
         (
             ["--public", "--redirect-uri", "https://x.example/cb", "--introspect", "any"],
@@ -498,3 +498,68 @@ def test_logout_uris_are_stored_with_their_session_requirement(config: Path) -> 
         )
     database.engine.dispose()
     assert stored == ("https://console.example/bcl?tenant=1", True, "http://127.0.0.1:8080/fcl", False)
+
+
+def test_users_are_managed_with_the_rules_of_the_pages(config: Path) -> None:
+    assert create_user(config, "alice", "--email", "alice@example.com").returncode == 0
+    weak = idp(config, "users", "set-password", "alice", "--password-stdin", stdin="password1234\n")
+    assert (weak.returncode, weak.stderr.count("\n")) == (2, 1) and "most common" in weak.stderr
+    bad_name = idp(config, "users", "create", "al ice", "--password-stdin", stdin=PASSWORD)
+    assert bad_name.returncode == 2 and "is not allowed" in bad_name.stderr
+    changed = idp(
+        config, "users", "set-password", "alice", "--password-stdin", stdin="a new long passphrase\n"
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert idp(config, "users", "promote", "alice").returncode == 0
+    assert idp(config, "users", "disable", "alice").returncode == 0
+    assert (
+        "alice\talice@example.com\tdisabled\tfactors: none\tadministrator"
+        in idp(config, "users", "list").stdout
+    )
+    assert idp(config, "users", "enable", "alice").returncode == 0
+    assert "alice\talice@example.com\tactive" in idp(config, "users", "list").stdout
+    assert idp(config, "users", "delete", "alice").stdout == "deleted alice\n"
+    assert "alice" not in idp(config, "users", "list").stdout
+    gone = idp(config, "users", "enable", "alice")
+    assert (gone.returncode, gone.stderr) == (2, "idp: no user named 'alice'\n")
+    settings = load_settings(config)
+    with Database(settings.database_url).unit_of_work() as session:
+        events = [row.event for row in DurableStore.over(session).audit.query(limit=20)]
+    assert events[:5] == ["user_deleted", "user_enabled", "user_disabled", "user_promoted", "password_set"]
+
+
+def test_clients_are_shown_updated_given_new_secrets_and_deleted(config: Path) -> None:
+    machine = idp(config, "clients", "create", "--name", "Machine")
+    assert machine.returncode == 2 and "--grant-type client_credentials" in machine.stderr
+    created = json.loads(
+        idp(
+            config, "clients", "create", "--name", "Machine", "--grant-type", "client_credentials", "--json"
+        ).stdout
+    )
+    client_id = created["client_id"]
+    update = idp(
+        config, "clients", "update", client_id, "--grant-type", "authorization_code", "--grant-type",
+        "client_credentials",
+        "--redirect-uri", "https://app.example.com/cb", "--scope", "openid", "--scope", "email",
+    )  # fmt: skip
+    assert update.returncode == 0, update.stderr
+    refused = idp(config, "clients", "update", client_id, "--redirect-uri", "javascript:alert(1)")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "scheme" in refused.stderr
+    shown = json.loads(idp(config, "clients", "show", client_id).stdout)
+    assert (shown["redirect_uris"], shown["scope"]) == (["https://app.example.com/cb"], "openid email")
+    listed = idp(config, "clients", "list").stdout
+    assert (
+        "authorization_code client_credentials\tscope: openid email\tredirect: https://app.example.com/cb"
+        in listed
+    )
+    rotated = json.loads(idp(config, "clients", "rotate-secret", client_id, "--json").stdout)
+    assert rotated["client_id"] == client_id and rotated["client_secret"] != created["client_secret"]
+    app = create_app(load_settings(config))
+    grant = {"grant_type": "client_credentials"}
+    with app.test_client() as http:
+        assert http.post("/token", data=grant, auth=(client_id, created["client_secret"])).status_code == 401
+        assert http.post("/token", data=grant, auth=(client_id, rotated["client_secret"])).status_code == 200
+    assert idp(config, "clients", "delete", client_id).returncode == 0
+    assert client_id not in idp(config, "clients", "list").stdout
+    missing = idp(config, "clients", "show", client_id)
+    assert (missing.returncode, missing.stderr) == (2, f"idp: no client with id {client_id!r}\n")

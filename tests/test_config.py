@@ -121,6 +121,21 @@ INVALID = [
         "scopes.admin.acr: 'gold' is not a configured",
         id="fails because a scope asks for an undefined level",
     ),
+    pytest.param(
+        {"metrics": {"listen": "9464"}},
+        "metrics.listen: must be host:port",
+        id="fails because the metrics listener names no host",
+    ),
+    pytest.param(
+        {"metrics": {"listen": "127.0.0.1:99999"}},
+        "metrics.listen: must be host:port",
+        id="fails because the metrics listener's port is out of range",
+    ),
+    pytest.param(
+        {"metrics": {"bearer_token": "short"}},
+        "metrics.bearer_token: needs at least 32 characters",
+        id="fails because a short metrics token could be guessed",
+    ),
 ]
 
 

@@ -284,5 +284,5 @@ def test_the_signed_out_page_frames_each_front_channel_uri_and_may_frame_nothing
     assert f'id="continue" href="{SIGNED_OUT}"' in page.text
     policy = page.headers["Content-Security-Policy"]
     (frame_src,) = [part.strip() for part in policy.split(";") if part.strip().startswith("frame-src")]
-    assert frame_src == "frame-src https://framed.example http://127.0.0.1:9"
+    assert frame_src == "frame-src http://127.0.0.1:9 https://framed.example", "exactly those, in order"
     assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy

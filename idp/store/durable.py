@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -65,6 +65,23 @@ class Users:
     def all(self) -> Sequence[User]:
         return self._session.scalars(select(User).order_by(User.username)).all()
 
+    def search(self, text: str, *, offset: int, limit: int) -> tuple[Sequence[User], int]:
+        """A page of the users whose name or email address contains `text` (any case), by name,
+        and how many match in all."""
+        pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        matching = or_(
+            func.lower(User.username).like(pattern, escape="\\"),
+            func.lower(func.coalesce(User.email, "")).like(pattern, escape="\\"),
+        )
+        total = self._session.scalar(select(func.count()).select_from(User).where(matching)) or 0
+        page = select(User).where(matching).order_by(User.username).offset(offset).limit(limit)
+        return self._session.scalars(page).all(), total
+
+    def remove(self, user: User) -> None:
+        """Delete the account; its factors, sessions, consents and refresh tokens go with it (cascade)."""
+        self._session.delete(user)
+        self._session.flush()
+
 
 class Factors:
     """Every change to factors goes through here, so a user's factors are read once per unit of work
@@ -105,6 +122,19 @@ class Factors:
             delete(Factor).where(Factor.user_id == user_id, Factor.id == factor_id)
         )
         return _rows_affected(result) == 1
+
+    def reseal_secrets(self, reseal: Callable[[bytes], bytes]) -> int:
+        """Encrypt every stored factor secret again (TOTP), the rows locked until the unit of work ends;
+        returns how many."""
+        self._of_user.clear()
+        query = select(Factor).where(Factor.secret.is_not(None)).with_for_update()
+        count = 0
+        for factor in self._session.scalars(query):
+            if factor.secret is not None:
+                factor.secret = reseal(factor.secret)
+                count += 1
+        self._session.flush()
+        return count
 
     def remove_all(self, user_id: str, kind: str | None = None) -> int:
         self._of_user.clear()
@@ -193,6 +223,11 @@ class Clients:
 
     def all(self) -> Sequence[Client]:
         return self._session.scalars(select(Client).order_by(Client.created_at)).all()
+
+    def remove(self, client: Client) -> None:
+        """Delete the client; its consents and refresh tokens go with it (cascade)."""
+        self._session.delete(client)
+        self._session.flush()
 
 
 @dataclass(frozen=True)
@@ -411,6 +446,33 @@ class Audit:
             .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
             .limit(limit)
         )
+        return self._session.scalars(query).all()
+
+    def query(
+        self,
+        *,
+        user_id: str | None = None,
+        client_id: str | None = None,
+        event: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> Sequence[AuditEvent]:
+        """Events matching every given filter, newest first; `before_id` pages back from an event."""
+        conditions = [
+            condition
+            for condition, given in (
+                (AuditEvent.user_id == user_id, user_id is not None),
+                (AuditEvent.client_id == client_id, client_id is not None),
+                (AuditEvent.event == event, event is not None),
+                (AuditEvent.at >= (since or 0), since is not None),
+                (AuditEvent.at <= (until or 0), until is not None),
+                (AuditEvent.id < (before_id or 0), before_id is not None),
+            )
+            if given
+        ]
+        query = select(AuditEvent).where(*conditions).order_by(AuditEvent.id.desc()).limit(limit)
         return self._session.scalars(query).all()
 
 

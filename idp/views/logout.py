@@ -122,7 +122,7 @@ def _signed_out_page(pages: tuple[FrontChannelPage, ...], target: str | None) ->
     it continues to `target`: its policy lets it frame exactly those origins, nothing else."""
     response = Response(render_template("signed_out.html", pages=pages, target=target))
     if pages:
-        origins = " ".join(dict.fromkeys(page.origin for page in pages))
+        origins = " ".join(sorted({page.origin for page in pages}))
         response.headers["Content-Security-Policy"] = f"{CONTENT_SECURITY_POLICY}; frame-src {origins}"
     return response
 

@@ -39,12 +39,15 @@ PHONE = ViewportSize(width=390, height=844)
 
 
 @contextmanager
-def chromium() -> Iterator[Browser]:
-    """Debian's Chromium through Playwright; a missing browser fails the test rather than skipping it."""
+def chromium(*extra_args: str) -> Iterator[Browser]:
+    """Debian's Chromium through Playwright; a missing browser fails the test rather than skipping it.
+    `extra_args` are more command-line flags (a certificate to trust, ...)."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra_args]
+        )
         try:
             yield browser
         finally:

@@ -46,6 +46,7 @@ from idp.views import (
     account,
     account_selection,
     consent,
+    device,
     errors,
     home,
     logout,
@@ -151,6 +152,8 @@ def protocol_context(found: Services) -> ProviderContext:
         client_keys=ClientKeys(found.settings.client_keys),
         par=found.settings.par,
         authorization_details=found.authorization_details,
+        policy=found.policy,
+        device=found.settings.device,
     )
 
 
@@ -200,13 +203,14 @@ def create_app(settings: Settings) -> Flask:
         oidc.introspect,
         oidc.userinfo,
         oidc.pushed_authorization_request,
+        oidc.device_authorization,
         logout.end_session,
         *admin_api.VIEWS,  # bearer tokens only: no cookie authenticates an admin API call
     )
     for view in exempt:
         csrf.exempt(view)
     install_origin_check(app, expected_origin=settings.origin, exempt=exempt)
-    for module in (wellknown, oidc, signin, consent, account_selection, logout, home, account):
+    for module in (wellknown, oidc, signin, consent, account_selection, logout, home, account, device):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(admin_api.blueprint)
     app.add_template_filter(_datetime, "datetime")

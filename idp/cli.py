@@ -517,7 +517,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     client_create.add_argument("--post-logout-redirect-uri", action="append", default=[])
     client_create.add_argument("--public", action="store_true", help="no secret; PKCE required")
-    client_create.add_argument("--grant-type", action="append", default=[], choices=GRANT_TYPES)
+    client_create.add_argument(
+        "--grant-type",
+        action="append",
+        default=[],
+        choices=GRANT_TYPES,
+        help="repeat; urn:ietf:params:oauth:grant-type:device_code: a command-line tool or device whose "
+        "user approves it at /device (RFC 8628), with no redirect URI",
+    )
     client_create.add_argument(
         "--scope",
         action="append",

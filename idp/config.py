@@ -197,6 +197,7 @@ class ThrottleSettings(_Section):
     second_factor: BackoffSettings = BackoffSettings()
     webauthn_address: BackoffSettings = BackoffSettings(free_attempts=20, base_delay=10, max_delay=600)
     client_auth: BackoffSettings = BackoffSettings(free_attempts=10, base_delay=5, max_delay=300)
+    user_code_address: BackoffSettings = BackoffSettings(free_attempts=10, base_delay=10, max_delay=900)
 
 
 class AddressLimitSettings(_Section):
@@ -269,6 +270,14 @@ class ParSettings(_Section):
 
     required: bool = False
     lifetime: Annotated[int, Field(ge=10, le=600)] = 60
+
+
+class DeviceSettings(_Section):
+    """The device authorization grant (RFC 8628): how long a device code and its user code live, and
+    the seconds a device must wait between polls (each poll too soon adds 5, RFC 8628 3.5)."""
+
+    code_lifetime: Annotated[int, Field(ge=10, le=1800)] = 600
+    poll_interval: Annotated[int, Field(ge=1, le=60)] = 5
 
 
 class ClientKeySettings(_Section):
@@ -417,6 +426,7 @@ class Settings(_Section):
     client_keys: ClientKeySettings = ClientKeySettings()
     logout: LogoutSettings = LogoutSettings()
     authorization_details: dict[str, AuthorizationDetailType] = Field(default_factory=dict)
+    device: DeviceSettings = DeviceSettings()
     server: ServerSettings = ServerSettings()
     metrics: MetricsSettings = MetricsSettings()
 

@@ -12,7 +12,7 @@ from idp.auth.policy import AssurancePolicy
 from idp.config import ParSettings
 from idp.oidc.claims import CLAIMS_SUPPORTED
 from idp.oidc.client_keys import CLIENT_JWT_ALGORITHMS
-from idp.oidc.clients import AUTH_METHODS, REQUEST_OBJECT_ALGORITHMS
+from idp.oidc.clients import AUTH_METHODS, GRANT_TYPES, REQUEST_OBJECT_ALGORITHMS
 from idp.store.database import DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable
 from idp.web import services
@@ -42,7 +42,7 @@ def discovery_document(
         "scopes_supported": list(dict.fromkeys([*STANDARD_SCOPES, *policy.scope_rules])),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": list(GRANT_TYPES),
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
         "token_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
@@ -70,6 +70,7 @@ def discovery_document(
         "frontchannel_logout_supported": True,
         "frontchannel_logout_session_supported": True,
         "authorization_details_types_supported": list(detail_types),
+        "device_authorization_endpoint": f"{issuer}/device_authorization",
     }
 
 

@@ -29,6 +29,7 @@ from idp.mail import open_mailer
 from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import ClientCache
 from idp.oidc.context import ProviderContext
+from idp.oidc.dpop import DpopVerifier, StoredProofs
 from idp.oidc.keys import KeyRing
 from idp.oidc.server import build_server
 from idp.oidc.tokens import TokenService
@@ -120,6 +121,12 @@ def protocol_context(found: Services) -> ProviderContext:
         audit=audit,
         client_keys=ClientKeys(found.settings.client_keys),
         par=found.settings.par,
+        dpop=DpopVerifier(
+            issuer=found.settings.issuer,
+            settings=found.settings.dpop,
+            seen=StoredProofs(found.ephemeral),
+            nonce_secret=load_session_secret(Path(found.settings.keys.directory)),
+        ),
     )
 
 

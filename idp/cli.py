@@ -271,6 +271,7 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
         request_object_signing_alg=args.request_object_signing_alg,
         require_pushed_authorization_requests=args.require_par,
         third_party=args.third_party,
+        dpop_bound_access_tokens=args.require_dpop,
     )
     with _store(settings) as store:
         unknown = [client_id for client_id in args.introspect if store.clients.get(client_id) is None]
@@ -304,6 +305,7 @@ def cmd_clients_list(settings: Settings, _args: argparse.Namespace) -> None:
         for client in store.clients.all():
             kind = "public" if client.token_endpoint_auth_method == "none" else "confidential"
             kind += ", third-party" if client.third_party else ""
+            kind += ", DPoP required" if client.dpop_bound_access_tokens else ""
             method = client.token_endpoint_auth_method
             print(f"{client.client_id}\t{client.name}\t{kind}\t{method}\t{' '.join(client.grant_types)}")
 
@@ -486,6 +488,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="an application run by someone else: each user allows it the requested scopes once "
         "(remembered per user; they can remove it on their account page)",
+    )
+    client_create.add_argument(
+        "--require-dpop",
+        action="store_true",
+        help="refuse its token requests without a DPoP proof: every token it gets is bound to its key "
+        "(RFC 9449, dpop_bound_access_tokens)",
     )
     client_create.add_argument("--json", action="store_true", help="print the result as JSON")
     client_create.set_defaults(handler=cmd_clients_create)

@@ -272,6 +272,15 @@ class ClientKeySettings(_Section):
     cache_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
 
 
+class DpopSettings(_Section):
+    """DPoP (RFC 9449): how far a proof's `iat` may be from the provider's clock, and whether proofs
+    must carry a nonce the provider gave out (`use_dpop_nonce`), which stays valid `nonce_lifetime`."""
+
+    require_nonce: bool = False
+    proof_window: Annotated[int, Field(ge=5, le=600)] = 60
+    nonce_lifetime: Annotated[int, Field(ge=30, le=3600)] = 300
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(gt=0, lt=65536)] = 8000
@@ -313,6 +322,7 @@ class Settings(_Section):
     scopes: dict[str, ScopePolicy] = Field(default_factory=dict)
     par: ParSettings = ParSettings()
     client_keys: ClientKeySettings = ClientKeySettings()
+    dpop: DpopSettings = DpopSettings()
     server: ServerSettings = ServerSettings()
 
     @field_validator("issuer")

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from idp.config import ParSettings, TokenSettings
 from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import ClientCache
+from idp.oidc.dpop import DpopVerifier
 from idp.oidc.keys import KeyRing
 from idp.oidc.tokens import TokenService
 from idp.store.durable import DurableStore
@@ -47,6 +48,7 @@ class ProviderContext:
     audit: AuditLog
     client_keys: ClientKeys
     par: ParSettings
+    dpop: DpopVerifier
 
     def revoke_grant(self, grant_id: str, *, reason: str) -> None:
         """Revoke every refresh and access token of one grant."""

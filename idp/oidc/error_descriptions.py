@@ -69,6 +69,8 @@ GENERIC = {
     "account_selection_required": "The user must choose an account.",
     "unmet_authentication_requirements": "The user cannot authenticate as the request requires.",
     "server_error": "The provider failed to answer the request.",
+    "invalid_dpop_proof": "The DPoP proof is invalid.",
+    "use_dpop_nonce": "The server requires a DPoP nonce: retry with the one in the DPoP-Nonce header.",
 }
 FALLBACK = "The request was refused."
 # A sentence: a capital letter first, a full stop last, and nothing that reads like code in between.

@@ -13,6 +13,7 @@ from idp.config import ParSettings
 from idp.oidc.claims import CLAIMS_SUPPORTED
 from idp.oidc.client_keys import CLIENT_JWT_ALGORITHMS
 from idp.oidc.clients import AUTH_METHODS, REQUEST_OBJECT_ALGORITHMS
+from idp.oidc.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from idp.store.database import DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable
 from idp.web import services
@@ -61,6 +62,7 @@ def discovery_document(issuer: str, policy: AssurancePolicy, *, par: ParSettings
         "require_request_uri_registration": True,
         "pushed_authorization_request_endpoint": f"{issuer}/par",
         "require_pushed_authorization_requests": par.required,
+        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
     }
 
 

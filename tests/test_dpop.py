@@ -13,10 +13,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +34,7 @@ from support.oidc_client import (
     Client,
     OpenIdProvider,
     create_account,
+    location,
     register_client,
 )
 
@@ -39,6 +43,7 @@ from idp.resource import AccessToken, Challenge, IntrospectionValidator, JwksVal
 # The attacks below fail on purpose, many times: keep the back-off of client authentication out of the way.
 LENIENT_THROTTLE = "[throttle.client_auth]\nfree_attempts = 1000\n"
 API_URL = "https://api.example.test/orders"
+NODE_TESTS = Path(__file__).parent / "node"
 
 
 @pytest.fixture(scope="module")
@@ -496,3 +501,63 @@ def test_a_nonce_is_good_for_other_requests_and_keys_until_it_expires(nonce_worl
     for _ in range(2):
         proof = DpopKey.generate().proof("POST", nonce_world.token_url, nonce=nonce)
         assert nonce_world.machine_token(proof).status_code == 200
+
+
+# -- openid-client (node), a relying party library that implements DPoP ---------------------------------
+
+
+def run_openid_client(world: World) -> dict[str, Any]:
+    """tests/node/dpop_flow.mjs for the world's public client; the signed-in browser approves."""
+    node = shutil.which("node")
+    assert node is not None, "node is missing: scripts/prepare-test-machine installs it"
+    assert (NODE_TESTS / "node_modules" / "openid-client").is_dir(), "run scripts/prepare-test-machine"
+    client = world.public
+    command = [
+        node,
+        str(NODE_TESTS / "dpop_flow.mjs"),
+        world.op.issuer,
+        client.client_id,
+        client.redirect_uri,
+    ]
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first, process.communicate(timeout=30)[1]
+        callback = location(world.browser.visit(json.loads(first)["authorization_url"]))
+        assert callback is not None and callback.startswith(client.redirect_uri + "?"), callback
+        output, errors = process.communicate(callback + "\n", timeout=60)
+    assert process.returncode == 0, errors
+    result: dict[str, Any] = json.loads(output)
+    return result
+
+
+@pytest.mark.parametrize(
+    ("which", "demands_nonces"),
+    [("world", False), ("nonce_world", True)],
+    ids=["without nonces", "with nonces"],
+)
+def test_openid_client_completes_a_dpop_flow(
+    request: pytest.FixtureRequest, which: str, demands_nonces: bool
+) -> None:
+    world: World = request.getfixturevalue(which)
+    result = run_openid_client(world)
+    assert result["token_type"].lower() == result["refreshed_token_type"].lower() == "dpop"
+    assert result["userinfo"]["sub"] == result["subject"]
+    public_key = result["public_key"]
+    canonical = json.dumps(
+        {name: public_key[name] for name in ("crv", "kty", "x", "y")}, separators=(",", ":")
+    )
+    jkt = b64(hashlib.sha256(canonical.encode()).digest())
+    claims = world.op.verify_access_token(result["access_token"], expected_audience=world.public.client_id)
+    assert claims["cnf"] == {"jkt": jkt}
+    # Its refresh token is bound to its key: without it, it is useless.
+    form = {"grant_type": "refresh_token", "refresh_token": result["refresh_token"]}
+    thief = DpopKey.generate()
+    stolen = world.token(world.public, form, proof=thief.proof("POST", world.token_url))
+    if demands_nonces:
+        assert error_of(stolen) == "use_dpop_nonce"
+        nonce = stolen.headers["DPoP-Nonce"]
+        stolen = world.token(world.public, form, proof=thief.proof("POST", world.token_url, nonce=nonce))
+    assert stolen.status_code == 400 and error_of(stolen) == "invalid_dpop_proof", stolen.text

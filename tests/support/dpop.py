@@ -36,11 +36,7 @@ class DpopKey:
 
     @property
     def jkt(self) -> str:
-        """RFC 7638 thumbprint, computed here by hand rather than by the provider's library."""
-        public = self.private.as_dict(private=False)
-        members = {"EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x"), "RSA": ("e", "kty", "n")}
-        canonical = json.dumps({name: public[name] for name in members[public["kty"]]}, separators=(",", ":"))
-        return b64(hashlib.sha256(canonical.encode()).digest())
+        return thumbprint(self.private.as_dict(private=False))
 
     def proof(
         self,
@@ -79,6 +75,13 @@ class DpopKey:
             return jws.serialize_compact(
                 protected, json.dumps(payload).encode(), key, algorithms=[protected["alg"]]
             )
+
+
+def thumbprint(public: dict[str, Any]) -> str:
+    """RFC 7638 (SHA-256), computed here by hand rather than by the provider's library."""
+    members = {"EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x"), "RSA": ("e", "kty", "n")}
+    canonical = json.dumps({name: public[name] for name in members[public["kty"]]}, separators=(",", ":"))
+    return b64(hashlib.sha256(canonical.encode()).digest())
 
 
 def b64(data: bytes) -> str:

@@ -5,7 +5,7 @@ refresh token to the client's key; userinfo and `idp.resource` take a bound toke
 scheme and a proof by that key. The attacks: a proof replayed (also concurrently), made for another URL
 or method, stale or from the future, signed by another key than the one it names, unsigned or HMAC'd;
 a stolen bound refresh token used without the key or with another one; a bound access token sent as a
-bearer token; and the nonce the server may demand.
+bearer token. Nonces: tests/test_dpop_nonces.py.
 """
 
 from __future__ import annotations
@@ -13,131 +13,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from joserfc.jws import JWSRegistry
 from support.dpop import DpopKey, b64
-from support.live import LiveProvider, provider_on_real_stores
-from support.oidc_client import (
-    TIMEOUT,
-    Account,
-    Browser,
-    Client,
-    OpenIdProvider,
-    create_account,
-    location,
-    register_client,
-)
+from support.dpop_world import World, assert_openid_client_flow, challenge_error, dpop_world, error_of
+from support.oidc_client import Client
 
 from idp.resource import AccessToken, Challenge, IntrospectionValidator, JwksValidator, Presentation, check
 
-# The attacks below fail on purpose, many times: keep the back-off of client authentication out of the way.
-LENIENT_THROTTLE = "[throttle.client_auth]\nfree_attempts = 1000\n"
 API_URL = "https://api.example.test/orders"
-NODE_TESTS = Path(__file__).parent / "node"
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
-    with provider_on_real_stores(
-        tmp_path_factory.mktemp("dpop"), database_prefix="idp_dpop_", extra=LENIENT_THROTTLE
-    ) as provider:
-        yield provider
-
-
-@dataclass
-class World:
-    live: LiveProvider
-    op: OpenIdProvider
-    browser: Browser  # alice's, signed in: each authorization request comes straight back with a code
-    account: Account
-    public: Client  # a native app
-    strict: Client  # a native app registered with --require-dpop
-    web: Client  # a confidential web app
-    machine: Client  # client credentials
-    api: Client  # a resource server for the apps' tokens
-
-    def code(self, client: Client) -> dict[str, str]:
-        """The token request form that redeems a fresh authorization code for `client`."""
-        attempt = self.browser.authorize(client)
-        params = attempt.callback(attempt.page)
-        assert attempt.pkce is not None
-        form = {
-            "grant_type": "authorization_code",
-            "code": params["code"],
-            "redirect_uri": client.redirect_uri,
-            "code_verifier": attempt.pkce.verifier,
-        }
-        return form
-
-    @property
-    def token_url(self) -> str:
-        return self.op.endpoint("token")
-
-    @property
-    def userinfo_url(self) -> str:
-        return self.op.endpoint("userinfo")
-
-    def token(self, client: Client, form: dict[str, str], *, proof: str | None) -> requests.Response:
-        headers = {} if proof is None else {"DPoP": proof}
-        return requests.post(self.token_url, headers=headers, timeout=TIMEOUT, **client.authenticated(form))
-
-    def bound_tokens(self, client: Client, key: DpopKey) -> dict[str, Any]:
-        form = self.code(client)
-        response = self.token(client, form, proof=key.proof("POST", self.token_url))
-        assert response.status_code == 200, response.text
-        tokens: dict[str, Any] = response.json()
-        return tokens
-
-    def userinfo(self, scheme: str, access_token: str, *, proof: str | None = None) -> requests.Response:
-        headers = {"Authorization": f"{scheme} {access_token}"} | ({} if proof is None else {"DPoP": proof})
-        return requests.get(self.userinfo_url, headers=headers, timeout=TIMEOUT)
-
-    def machine_token(self, proof: str | None) -> requests.Response:
-        return self.token(self.machine, {"grant_type": "client_credentials"}, proof=proof)
-
-
-@pytest.fixture(scope="module")
-def world(live: LiveProvider) -> World:
-    with ThreadPoolExecutor(max_workers=5) as pool:
-        public = pool.submit(register_client, live, "native", "--public")
-        strict = pool.submit(register_client, live, "strict", "--public", "--require-dpop")
-        web = pool.submit(register_client, live, "web")
-        machine = pool.submit(
-            register_client, live, "machine", "--grant-type", "client_credentials", redirect=False
-        )
-        account = pool.submit(create_account, live, "alice")
-        apps = [public.result(), strict.result(), web.result()]
-    audiences = [option for app in apps for option in ("--introspect", app.client_id)]
-    api = register_client(live, "api", "--grant-type", "client_credentials", *audiences, redirect=False)
-    op = OpenIdProvider(live.issuer)
-    browser = Browser(op)
-    browser.sign_in(apps[0], account.result())
-    return World(live, op, browser, account.result(), *apps, machine.result(), api)
-
-
-def error_of(response: requests.Response) -> str:
-    body = response.json()
-    assert isinstance(body.get("error_description"), str) and body["error_description"].endswith("."), body
-    return str(body["error"])
-
-
-def challenge_error(response: requests.Response) -> str:
-    """The error of a 401 with a DPoP challenge (RFC 9449 7.1)."""
-    assert response.status_code == 401, response.text
-    header = response.headers["WWW-Authenticate"]
-    assert header.startswith("DPoP error="), header
-    assert 'algs="' in header
-    return header.split('"')[1]
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with dpop_world(tmp_path_factory.mktemp("dpop"), database_prefix="idp_dpop_") as running:
+        yield running
 
 
 def forged(header: dict[str, Any], claims: dict[str, Any], signature: bytes) -> str:
@@ -232,6 +127,16 @@ def test_a_stolen_bound_refresh_token_is_useless_without_the_key(world: World) -
     assert without.status_code == 400 and error_of(without) == "invalid_dpop_proof", without.text
     with_another_key = world.token(world.public, form, proof=thief.proof("POST", world.token_url))
     assert with_another_key.status_code == 400 and error_of(with_another_key) == "invalid_dpop_proof"
+    refusals = [
+        event
+        for event in sorted(world.live.audit_events("dpop_proof"), key=lambda event: event.id)
+        if event.client_id == world.public.client_id and event.detail.get("grant_type") == "refresh_token"
+    ]
+    assert [event.detail["reason"] for event in refusals[-2:]] == [
+        "The refresh token is bound to a DPoP key: send a proof by it.",
+        "The DPoP proof is signed with another key than the refresh token is bound to.",
+    ]
+    assert all(event.user_id and event.outcome == "failure" for event in refusals[-2:])
 
     # The refused attempts spent nothing: the client with the key still refreshes, bound again.
     refreshed = world.token(world.public, form, proof=key.proof("POST", world.token_url))
@@ -455,109 +360,8 @@ def test_a_resource_server_takes_a_bound_token_only_with_a_proof_by_its_key(worl
     assert isinstance(outcome, AccessToken) and outcome.jkt == key.jkt
 
 
-# -- nonces (RFC 9449 8) ---------------------------------------------------------------------------
+# -- openid-client (node), a relying party library that implements DPoP --------------------------
 
 
-@pytest.fixture(scope="module")
-def nonce_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    extra = LENIENT_THROTTLE + "[dpop]\nrequire_nonce = true\n"
-    directory = tmp_path_factory.mktemp("dpop-nonce")
-    with provider_on_real_stores(directory, database_prefix="idp_dpop_nonce_", extra=extra) as live:
-        public = register_client(live, "native", "--public")
-        machine = register_client(live, "machine", "--grant-type", "client_credentials", redirect=False)
-        account = create_account(live, "bob")
-        op = OpenIdProvider(live.issuer)
-        browser = Browser(op)
-        browser.sign_in(public, account)
-        yield World(live, op, browser, account, public, public, public, machine, machine)
-
-
-def test_a_server_that_demands_a_nonce_says_so_and_the_client_retries(nonce_world: World) -> None:
-    world, key = nonce_world, DpopKey.generate()
-    form = world.code(world.public)
-    first = world.token(world.public, form, proof=key.proof("POST", world.token_url))
-    assert first.status_code == 400 and error_of(first) == "use_dpop_nonce", first.text
-    nonce = first.headers["DPoP-Nonce"]
-    forged_nonce = world.token(
-        world.public, form, proof=key.proof("POST", world.token_url, nonce=nonce[:-2] + "AA")
-    )
-    assert error_of(forged_nonce) == "use_dpop_nonce"
-    # The same code, now with the nonce: nothing was spent by the refusals.
-    tokens = world.token(world.public, form, proof=key.proof("POST", world.token_url, nonce=nonce))
-    assert tokens.status_code == 200, tokens.text
-    token = tokens.json()["access_token"]
-
-    without = world.userinfo("DPoP", token, proof=key.proof("GET", world.userinfo_url, access_token=token))
-    assert challenge_error(without) == "use_dpop_nonce"
-    nonce = without.headers["DPoP-Nonce"]
-    proof = key.proof("GET", world.userinfo_url, access_token=token, nonce=nonce)
-    assert world.userinfo("DPoP", token, proof=proof).status_code == 200
-
-
-def test_a_nonce_is_good_for_other_requests_and_keys_until_it_expires(nonce_world: World) -> None:
-    """Stateless nonces: one given out to a client works for its next proofs, made with any key."""
-    refused = nonce_world.machine_token(DpopKey.generate().proof("POST", nonce_world.token_url))
-    nonce = refused.headers["DPoP-Nonce"]
-    for _ in range(2):
-        proof = DpopKey.generate().proof("POST", nonce_world.token_url, nonce=nonce)
-        assert nonce_world.machine_token(proof).status_code == 200
-
-
-# -- openid-client (node), a relying party library that implements DPoP ---------------------------------
-
-
-def run_openid_client(world: World) -> dict[str, Any]:
-    """tests/node/dpop_flow.mjs for the world's public client; the signed-in browser approves."""
-    node = shutil.which("node")
-    assert node is not None, "node is missing: scripts/prepare-test-machine installs it"
-    assert (NODE_TESTS / "node_modules" / "openid-client").is_dir(), "run scripts/prepare-test-machine"
-    client = world.public
-    command = [
-        node,
-        str(NODE_TESTS / "dpop_flow.mjs"),
-        world.op.issuer,
-        client.client_id,
-        client.redirect_uri,
-    ]
-    with subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as process:
-        assert process.stdout is not None
-        first = process.stdout.readline()
-        assert first, process.communicate(timeout=30)[1]
-        callback = location(world.browser.visit(json.loads(first)["authorization_url"]))
-        assert callback is not None and callback.startswith(client.redirect_uri + "?"), callback
-        output, errors = process.communicate(callback + "\n", timeout=60)
-    assert process.returncode == 0, errors
-    result: dict[str, Any] = json.loads(output)
-    return result
-
-
-@pytest.mark.parametrize(
-    ("which", "demands_nonces"),
-    [("world", False), ("nonce_world", True)],
-    ids=["without nonces", "with nonces"],
-)
-def test_openid_client_completes_a_dpop_flow(
-    request: pytest.FixtureRequest, which: str, demands_nonces: bool
-) -> None:
-    world: World = request.getfixturevalue(which)
-    result = run_openid_client(world)
-    assert result["token_type"].lower() == result["refreshed_token_type"].lower() == "dpop"
-    assert result["userinfo"]["sub"] == result["subject"]
-    public_key = result["public_key"]
-    canonical = json.dumps(
-        {name: public_key[name] for name in ("crv", "kty", "x", "y")}, separators=(",", ":")
-    )
-    jkt = b64(hashlib.sha256(canonical.encode()).digest())
-    claims = world.op.verify_access_token(result["access_token"], expected_audience=world.public.client_id)
-    assert claims["cnf"] == {"jkt": jkt}
-    # Its refresh token is bound to its key: without it, it is useless.
-    form = {"grant_type": "refresh_token", "refresh_token": result["refresh_token"]}
-    thief = DpopKey.generate()
-    stolen = world.token(world.public, form, proof=thief.proof("POST", world.token_url))
-    if demands_nonces:
-        assert error_of(stolen) == "use_dpop_nonce"
-        nonce = stolen.headers["DPoP-Nonce"]
-        stolen = world.token(world.public, form, proof=thief.proof("POST", world.token_url, nonce=nonce))
-    assert stolen.status_code == 400 and error_of(stolen) == "invalid_dpop_proof", stolen.text
+def test_openid_client_completes_a_dpop_flow(world: World) -> None:
+    assert_openid_client_flow(world, demands_nonces=False)

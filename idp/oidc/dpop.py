@@ -348,10 +348,12 @@ PROOF_ATTRIBUTE = "dpop_proof"  # where the token request keeps its verified pro
 class DpopTokenBinding:
     """authlib grant extension: verify the token request's proof before the grant looks anything up
     (a refused proof spends no code or refresh token), then enforce the client's and the refresh
-    token's binding. The grants read the result with `proven_key` and `refresh_token_key`."""
+    token's binding. The grants read the result with `proven_key` and `refresh_token_key`. Every
+    refusal is audited (`dpop_proof`): a bound refresh token without its key is a stolen one."""
 
-    def __init__(self, verifier: DpopVerifier) -> None:
+    def __init__(self, verifier: DpopVerifier, *, audit: Callable[..., None]) -> None:
         self._verifier = verifier
+        self._audit = audit
 
     def __call__(self, grant: Any) -> None:
         grant.register_hook("before_validate_token_request", self.verify_proof)
@@ -366,7 +368,7 @@ class DpopTokenBinding:
         except NonceRequired:
             raise UseDpopNonceError(self._verifier.fresh_nonce()) from None
         except ProofRefused as refused:
-            raise InvalidDpopProofError(str(refused)) from None
+            raise self._refused(request, str(refused), client_id=request.payload.client_id) from None
         setattr(request, PROOF_ATTRIBUTE, proof)
 
     def enforce_binding(self, grant: Any, _result: object = None) -> None:
@@ -376,14 +378,30 @@ class DpopTokenBinding:
         jkt = proven_key(request)
         client: RegisteredClient = request.client
         if jkt is None and client.requires_dpop:
-            raise InvalidDpopProofError("The client is registered to use DPoP: send a DPoP proof.")
-        refresh_token = request.refresh_token
-        row = getattr(refresh_token, "row", None)
+            description = "The client is registered to use DPoP: send a DPoP proof."
+            raise self._refused(request, description, client_id=client.get_client_id())
+        row = getattr(request.refresh_token, "row", None)
         bound = getattr(row, "dpop_jkt", None)
-        if bound is not None and jkt is None:
-            raise InvalidDpopProofError("The refresh token is bound to a DPoP key: send a proof by it.")
         if bound is not None and jkt != bound:
-            raise InvalidDpopProofError("The DPoP proof is signed with another key than the refresh token.")
+            description = (
+                "The refresh token is bound to a DPoP key: send a proof by it."
+                if jkt is None
+                else "The DPoP proof is signed with another key than the refresh token is bound to."
+            )
+            user_id = getattr(row, "user_id", None)
+            raise self._refused(request, description, client_id=client.get_client_id(), user_id=user_id)
+
+    def _refused(
+        self, request: Any, description: str, *, client_id: object, user_id: str | None = None
+    ) -> InvalidDpopProofError:
+        named = client_id[:64] if isinstance(client_id, str) and client_id else None
+        detail = {
+            "endpoint": "token",
+            "grant_type": str(request.payload.grant_type)[:64],
+            "reason": description,
+        }
+        self._audit("dpop_proof", "failure", user_id=user_id, client_id=named, detail=detail)
+        return InvalidDpopProofError(description)
 
 
 def proven_key(request: Any) -> str | None:

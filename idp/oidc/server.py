@@ -82,7 +82,7 @@ class ProviderServer(AuthorizationServer):
 def build_server(context: ProviderContext) -> ProviderServer:
     server = ProviderServer(context)
     server.register_token_generator("default", context.tokens.generate)
-    dpop = DpopTokenBinding(context.dpop)
+    dpop = DpopTokenBinding(context.dpop, audit=context.audit)
     server.register_grant(
         AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDConnectCode(context), dpop]
     )

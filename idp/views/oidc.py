@@ -234,6 +234,10 @@ def userinfo() -> BaseResponse:
         fresh_nonce=verifier.fresh_nonce,
     )
     if refusal is not None:
+        detail = {"endpoint": "userinfo", "reason": refusal.description}
+        audit(
+            "dpop_proof", "failure", user_id=claims["sub"], client_id=claims.get("client_id"), detail=detail
+        )
         return _dpop_challenge(refusal)
     user = durable_store().users.get(claims["sub"])
     if user is None or user.disabled:

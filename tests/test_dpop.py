@@ -110,6 +110,10 @@ def test_userinfo_takes_a_bound_token_only_with_a_proof_by_its_key(world: World)
     )
     assert challenge_error(for_the_token_endpoint) == "invalid_dpop_proof"
 
+    forged_token = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    unknown = world.userinfo("DPoP", forged_token, proof=key.proof("GET", url, access_token=forged_token))
+    assert challenge_error(unknown) == "invalid_token"
+
     once = key.proof("GET", url, access_token=token)
     assert world.userinfo("DPoP", token, proof=once).status_code == 200
     assert challenge_error(world.userinfo("DPoP", token, proof=once)) == "invalid_dpop_proof"

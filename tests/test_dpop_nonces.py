@@ -30,6 +30,8 @@ def test_a_server_that_demands_a_nonce_says_so_and_the_client_retries(nonce_worl
         world.public, form, proof=key.proof("POST", world.token_url, nonce=nonce[:-2] + "AA")
     )
     assert error_of(forged_nonce) == "use_dpop_nonce"
+    not_ascii = world.token(world.public, form, proof=key.proof("POST", world.token_url, nonce="é" * 10))
+    assert error_of(not_ascii) == "use_dpop_nonce"
     # The same code, now with the nonce: nothing was spent by the refusals.
     tokens = world.token(world.public, form, proof=key.proof("POST", world.token_url, nonce=nonce))
     assert tokens.status_code == 200, tokens.text

@@ -275,8 +275,8 @@ class Nonces:
         return self._nonce(int(now) // self._lifetime)
 
     def is_valid(self, nonce: object, *, now: float) -> bool:
-        if not isinstance(nonce, str) or len(nonce) > 64:
-            return False
+        if not isinstance(nonce, str) or len(nonce) > 64 or not nonce.isascii():
+            return False  # compare_digest compares ASCII strings only
         bucket = int(now) // self._lifetime
         return any(hmac.compare_digest(nonce, self._nonce(valid)) for valid in (bucket, bucket - 1))
 

@@ -25,6 +25,7 @@ from idp.oidc.bearer import TokenSentTwice, challenge, presented_token
 from idp.oidc.claims import user_claims
 from idp.oidc.client_assertions import asserted_client_id
 from idp.oidc.delivery import RESPONSE_MODES
+from idp.oidc.error_descriptions import describe
 from idp.oidc.keys import MAX_JWT_LENGTH
 from idp.oidc.prompts import Prompt, requested_prompts
 from idp.oidc.request_objects import ECHOED
@@ -220,6 +221,8 @@ def userinfo() -> BaseResponse:
         return challenge()
     claims = services().tokens.verify_access_token(token)
     if claims is None or "openid" not in str(claims.get("scope", "")).split() or "grant_id" not in claims:
+        if with_dpop is not None:  # answered in the scheme it came with (RFC 9449 7.1)
+            return _dpop_challenge(dpop.Refusal("invalid_token", describe("invalid_token", None)))
         return challenge("invalid_token")
     verifier = authorization_server().context.dpop
     refusal = dpop.check_presentation(

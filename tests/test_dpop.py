@@ -19,11 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from joserfc.jws import JWSRegistry
 from support.dpop import DpopKey, b64
 from support.dpop_world import World, assert_openid_client_flow, challenge_error, dpop_world, error_of
+from support.hostile import FUZZ, JSON_VALUES, JWT_LIKE, b64url
 from support.oidc_client import Client
 
+from idp.oidc.dpop import ProofRefused, verify_proof
 from idp.resource import AccessToken, Challenge, IntrospectionValidator, JwksValidator, Presentation, check
 
 API_URL = "https://api.example.test/orders"
@@ -315,6 +319,65 @@ def test_client_credentials_tokens_are_bound_too(world: World) -> None:
     assert issued["token_type"] == "DPoP"
     claims = world.op.verify_access_token(issued["access_token"], expected_audience=world.machine.client_id)
     assert claims["cnf"] == {"jkt": key.jkt}
+
+
+PROOF_KEYS = st.fixed_dictionaries(
+    {"kty": st.sampled_from(["EC", "OKP", "RSA"]) | JSON_VALUES},
+    optional={name: st.text(max_size=12) | JSON_VALUES for name in ("crv", "x", "y", "n", "e", "d", "k")},
+)
+PROOF_HEADERS = st.fixed_dictionaries(
+    {
+        "typ": st.just("dpop+jwt") | JSON_VALUES,
+        "alg": st.sampled_from(["ES256", "EdDSA", "RS256", "PS256", "none", "HS256"]) | JSON_VALUES,
+        "jwk": PROOF_KEYS | JSON_VALUES,
+    },
+    optional={"crit": JSON_VALUES, "b64": JSON_VALUES, "kid": JSON_VALUES},
+)
+HOSTILE_PROOFS = JWT_LIKE | st.builds(
+    lambda header, claims, signature: (
+        f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}.{signature}"
+    ),
+    PROOF_HEADERS,
+    st.fixed_dictionaries(
+        {},
+        optional={name: JSON_VALUES for name in ("jti", "htm", "htu", "iat", "ath", "nonce")},
+    )
+    | JSON_VALUES,
+    st.sampled_from(["", "AAAA"]) | st.binary(max_size=80).map(b64url),
+)
+
+
+@FUZZ
+@given(proof=HOSTILE_PROOFS, nonce=JSON_VALUES)
+def test_a_malformed_proof_is_refused_and_never_an_error(proof: str, nonce: object) -> None:
+    with pytest.raises(ProofRefused):
+        verify_proof(
+            proof,
+            expected_method="POST",
+            expected_url="https://idp.example/token",
+            now=time.time(),
+            window=60,
+            access_token="token",
+            nonce_is_valid=lambda sent: sent == nonce,
+        )
+
+
+@FUZZ
+@given(claims=st.dictionaries(st.sampled_from(["jti", "htm", "htu", "iat", "ath", "nonce"]), JSON_VALUES))
+def test_a_signed_proof_with_claims_of_any_shape_is_refused_and_never_an_error(
+    claims: dict[str, Any],
+) -> None:
+    """Signed by the key in its header: only the claims are wrong (one of them at least, ath always)."""
+    proof = DpopKey.generate().proof("POST", "https://idp.example/token", claims=claims | {"ath": None})
+    with pytest.raises(ProofRefused):
+        verify_proof(
+            proof,
+            expected_method="POST",
+            expected_url="https://idp.example/token",
+            now=time.time(),
+            window=60,
+            access_token="token",
+        )
 
 
 # -- idp.resource: a resource server ---------------------------------------------------------------

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, request
+from authlib.oauth2.rfc6749 import InsecureTransportError
+from flask import Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import OperationalError
@@ -218,6 +219,12 @@ def _install_failure_pages(app: Flask) -> None:
     for kind in STORE_FAILURES:
         app.register_error_handler(kind, unavailable)
     app.register_error_handler(HTTPException, errors.http_error)
+
+    @app.errorhandler(InsecureTransportError)
+    def insecure_transport(_error: InsecureTransportError) -> tuple[Response, int]:
+        """authlib refuses an OAuth request whose URL is plain http off loopback, as a forged Host
+        header makes it: a bad request, not a server error."""
+        return jsonify(error="invalid_request", error_description="The request must be sent over https."), 400
 
     @app.errorhandler(TooManySignIns)
     def too_many_sign_ins(error: TooManySignIns) -> Response:

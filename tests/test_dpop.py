@@ -19,13 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import requests
 from hypothesis import given
 from hypothesis import strategies as st
 from joserfc.jws import JWSRegistry
 from support.dpop import DpopKey, b64
 from support.dpop_world import World, assert_openid_client_flow, challenge_error, dpop_world, error_of
 from support.hostile import FUZZ, JSON_VALUES, JWT_LIKE, b64url
-from support.oidc_client import Client
+from support.oidc_client import TIMEOUT, Client
 
 from idp.oidc.dpop import ProofRefused, verify_proof
 from idp.resource import AccessToken, Challenge, IntrospectionValidator, JwksValidator, Presentation, check
@@ -297,6 +298,33 @@ def test_a_proof_with_the_query_and_fragment_left_off_or_added_is_the_same_url(w
     key = DpopKey.generate()
     upper = world.token_url.replace("http://", "HTTP://")
     assert world.machine_token(key.proof("POST", upper + "?x=1#y")).status_code == 200
+
+
+def test_forwarded_headers_do_not_change_the_url_a_proof_must_name(world: World) -> None:
+    """htu is compared with the configured issuer's URL, not with X-Forwarded-* headers (the test
+    client is no trusted proxy; behind one, the issuer is the public URL all the same)."""
+    form = {"grant_type": "client_credentials"}
+    forwarded = {"X-Forwarded-Host": "attacker.example", "X-Forwarded-Proto": "https"}
+    for_the_attacker = DpopKey.generate().proof("POST", "https://attacker.example/token")
+    refused = requests.post(
+        world.token_url,
+        headers=forwarded | {"DPoP": for_the_attacker},
+        timeout=TIMEOUT,
+        **world.machine.authenticated(form),
+    )
+    assert refused.status_code == 400 and error_of(refused) == "invalid_dpop_proof"
+
+
+def test_a_forged_host_header_is_a_bad_request_not_a_server_error(world: World) -> None:
+    proof = DpopKey.generate().proof("POST", "http://attacker.example/token")
+    form = {"grant_type": "client_credentials"}
+    refused = requests.post(
+        world.token_url,
+        headers={"Host": "attacker.example", "DPoP": proof},
+        timeout=TIMEOUT,
+        **world.machine.authenticated(form),
+    )
+    assert refused.status_code == 400 and error_of(refused) == "invalid_request", refused.text
 
 
 def test_a_proof_is_accepted_once(world: World) -> None:

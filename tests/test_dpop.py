@@ -203,6 +203,25 @@ def test_a_refused_proof_leaves_the_authorization_code_usable(world: World) -> N
     assert retried.json()["token_type"] == "DPoP"
 
 
+def test_a_code_whose_request_named_a_key_is_redeemed_only_with_a_proof_by_it(world: World) -> None:
+    """RFC 9449 10: dpop_jkt binds the code itself, so an intercepted code is useless without the key."""
+    key, thief = DpopKey.generate(), DpopKey.generate()
+    for proof in (None, thief.proof("POST", world.token_url)):
+        form = world.code(world.public, dpop_jkt=key.jkt)
+        refused = world.token(world.public, form, proof=proof)
+        assert refused.status_code == 400 and error_of(refused) == "invalid_dpop_proof", refused.text
+    form = world.code(world.public, dpop_jkt=key.jkt)
+    redeemed = world.token(world.public, form, proof=key.proof("POST", world.token_url))
+    assert redeemed.status_code == 200 and redeemed.json()["token_type"] == "DPoP", redeemed.text
+
+
+def test_a_malformed_dpop_jkt_is_refused_at_the_authorization_endpoint(world: World) -> None:
+    attempt = world.browser.authorize(world.public, dpop_jkt="not a thumbprint")
+    answer = attempt.callback(attempt.page)
+    assert answer["error"] == "invalid_request" and answer["state"] == attempt.state
+    assert "dpop_jkt" in answer["error_description"]
+
+
 # -- what a proof must be --------------------------------------------------------------------------
 
 

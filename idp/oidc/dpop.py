@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidRequestError
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry, Key
@@ -356,8 +357,16 @@ class DpopTokenBinding:
         self._audit = audit
 
     def __call__(self, grant: Any) -> None:
+        grant.register_hook("after_validate_consent_request", self.validate_dpop_jkt)
         grant.register_hook("before_validate_token_request", self.verify_proof)
         grant.register_hook("after_validate_token_request", self.enforce_binding)
+
+    def validate_dpop_jkt(self, grant: Any, redirect_uri: str) -> None:
+        """RFC 9449 10: an authorization request may bind its code to a key, by the key's thumbprint."""
+        jkt = grant.request.payload.data.get("dpop_jkt")
+        if jkt is not None and not is_confirmation({"jkt": jkt}):
+            description = "The dpop_jkt parameter must be a SHA-256 JWK thumbprint."
+            raise InvalidRequestError(description, redirect_uri=redirect_uri)
 
     def verify_proof(self, grant: Any) -> None:
         request = grant.request
@@ -372,13 +381,17 @@ class DpopTokenBinding:
         setattr(request, PROOF_ATTRIBUTE, proof)
 
     def enforce_binding(self, grant: Any, _result: object = None) -> None:
-        """A client registered with dpop_bound_access_tokens always sends a proof (5.2); a bound refresh
-        token is used only with a proof by its key (5)."""
+        """A client registered with dpop_bound_access_tokens always sends a proof (5.2); a code whose
+        request named a key (dpop_jkt, 10) and a bound refresh token (5) only with a proof by it."""
         request = grant.request
         jkt = proven_key(request)
         client: RegisteredClient = request.client
         if jkt is None and client.requires_dpop:
             description = "The client is registered to use DPoP: send a DPoP proof."
+            raise self._refused(request, description, client_id=client.get_client_id())
+        named = getattr(request.authorization_code, "dpop_jkt", None)
+        if named is not None and jkt != named:
+            description = "The DPoP proof is not signed with the key the authorization request named."
             raise self._refused(request, description, client_id=client.get_client_id())
         row = getattr(request.refresh_token, "row", None)
         bound = getattr(row, "dpop_jkt", None)

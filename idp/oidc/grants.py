@@ -45,6 +45,7 @@ class IssuedCode:
     authentication: dict[str, Any]
     grant_id: str
     requested_scope: str = ""  # what the request asked for, which a refresh may repeat (older codes: none)
+    dpop_jkt: str | None = None  # the DPoP key the request bound the code to (RFC 9449 10)
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
@@ -135,6 +136,7 @@ class AuthorizationCodeGrant(KeyBoundTokens, grants.AuthorizationCodeGrant):
             authentication=subject.authentication.to_json(),
             grant_id=subject.grant_id,
             requested_scope=request.payload.scope or "",
+            dpop_jkt=data.get("dpop_jkt"),
         )
         context: ProviderContext = self.server.context
         context.ephemeral.put(

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from authlib.oauth2.rfc6749 import InvalidRequestError
 
-# OIDC Core 3.1.2.1 and 5.5 as far as they are implemented, and RFC 7636; the rest are ignored
+# OIDC Core 3.1.2.1 and 5.5 as far as they are implemented, RFC 7636 and RFC 9449 10; the rest are ignored
 # (RFC 6749 3.1: unrecognized parameters are ignored).
 UNDERSTOOD = frozenset(
     {
@@ -24,6 +24,7 @@ UNDERSTOOD = frozenset(
         "claims",
         "code_challenge",
         "code_challenge_method",
+        "dpop_jkt",
     }
 )
 MAX_KEPT_BYTES = 4096

@@ -44,9 +44,10 @@ class World:
     machine: Client  # client credentials
     api: Client  # a resource server for the apps' tokens
 
-    def code(self, client: Client) -> dict[str, str]:
-        """The token request form that redeems a fresh authorization code for `client`."""
-        attempt = self.browser.authorize(client)
+    def code(self, client: Client, **params: str) -> dict[str, str]:
+        """The token request form that redeems a fresh authorization code for `client` (authorization
+        request `params` added)."""
+        attempt = self.browser.authorize(client, **params)
         params = attempt.callback(attempt.page)
         assert attempt.pkce is not None
         form = {

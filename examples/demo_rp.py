@@ -1,7 +1,9 @@
 """A small relying party: delegates login to the provider (code + PKCE) and shows the ID token's claims.
 
 It also calls a demo API for a sensitive operation; when the API answers with an RFC 9470 challenge,
-it signs the user in again with the challenge's acr_values and max_age, then retries.
+it signs the user in again with the challenge's acr_values and max_age, then retries. It receives
+back-channel logout (OpenID Back-Channel Logout 1.0) at /backchannel-logout: a verified logout_token
+ends its local session for that sid (or every session of that sub signed in before it).
 
 Run by `idp demo`; settings come from the environment: DEMO_ISSUER, DEMO_CLIENT_ID, DEMO_PORT,
 DEMO_API (the API's base URL). Standard library plus flask and joserfc, as any client could be.
@@ -15,6 +17,8 @@ import json
 import os
 import re
 import secrets
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,6 +26,7 @@ from typing import Any
 
 from flask import Flask, redirect, render_template_string, request, session
 from joserfc import jwt
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 ISSUER = os.environ.get("DEMO_ISSUER", "http://localhost:8000")
@@ -31,9 +36,19 @@ BASE = f"http://localhost:{PORT}"
 API = os.environ.get("DEMO_API", "http://localhost:8002")
 REDIRECT_URI = f"{BASE}/callback"
 
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
 app = Flask(__name__)
 app.secret_key = secrets.token_bytes(32)
 app.config["SESSION_COOKIE_NAME"] = "demo_rp"
+
+# What back-channel logout ended. The sessions live in signed cookies, so they are ended here, when
+# the browser next shows one: a session whose sid was logged out, or of a subject logged out
+# everywhere since it signed in. A logout_token's jti is accepted once, until it expires.
+_ended = threading.Lock()
+ENDED_SIDS: set[str] = set()
+ENDED_SUBJECTS: dict[str, int] = {}
+SEEN_JTIS: dict[str, int] = {}
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Demo app</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"></head>
@@ -60,6 +75,17 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Demo
 def _metadata() -> dict[str, Any]:
     with urllib.request.urlopen(f"{ISSUER}/.well-known/openid-configuration", timeout=5) as response:  # noqa: S310
         return dict(json.load(response))
+
+
+@app.before_request
+def end_logged_out_session() -> None:
+    claims = session.get("claims")
+    if not claims:
+        return
+    with _ended:
+        ended = claims.get("sid") in ENDED_SIDS or claims["iat"] <= ENDED_SUBJECTS.get(claims["sub"], -1)
+    if ended:
+        session.clear()
 
 
 @app.route("/")
@@ -140,6 +166,7 @@ def callback() -> Any:
     session["claims"] = claims
     session["id_token"] = tokens["id_token"]
     session["access_token"] = tokens["access_token"]
+    session["refresh_token"] = tokens.get("refresh_token")
     if session.pop("retry_transfer", False):
         return _call_transfer(stepped_up=True)
     return redirect("/")
@@ -177,6 +204,68 @@ def logout() -> Any:
     session.clear()
     params = {"id_token_hint": id_token, "post_logout_redirect_uri": f"{BASE}/"}
     return redirect(f"{_metadata()['end_session_endpoint']}?{urllib.parse.urlencode(params)}")
+
+
+class LogoutTokenRefused(Exception):
+    pass
+
+
+@app.route("/backchannel-logout", methods=["POST"])
+def backchannel_logout() -> Any:
+    """OpenID Back-Channel Logout 1.0 2.6-2.8: verify the logout_token, end the session it names."""
+    try:
+        claims = verify_logout_token(request.form.get("logout_token", ""))
+    except LogoutTokenRefused as refused:
+        return (
+            {"error": "invalid_request", "error_description": str(refused)},
+            400,
+            {"Cache-Control": "no-store"},
+        )
+    with _ended:
+        if "sid" in claims:
+            ENDED_SIDS.add(claims["sid"])
+        else:
+            ENDED_SUBJECTS[claims["sub"]] = claims["iat"]
+    return "", 200, {"Cache-Control": "no-store"}
+
+
+def verify_logout_token(token: str) -> dict[str, Any]:
+    """Signed by the provider's key (JWKS), for this app, recent, an `events` member naming
+    back-channel logout, a sid or a sub, no nonce (an ID token is not a logout token), jti once."""
+    with urllib.request.urlopen(_metadata()["jwks_uri"], timeout=5) as response:  # noqa: S310
+        keys = KeySet.import_key_set(json.load(response))
+    try:
+        decoded = jwt.decode(token, keys, algorithms=["RS256", "ES256"])
+        claims = dict(decoded.claims)
+        jwt.JWTClaimsRegistry(
+            iss={"essential": True, "value": ISSUER},
+            iat={"essential": True},
+            exp={"essential": True},
+            jti={"essential": True},
+        ).validate(claims)
+    except (JoseError, ValueError, TypeError) as error:
+        raise LogoutTokenRefused(f"not a valid token of the provider ({error})") from None
+    if decoded.header.get("typ", "logout+jwt") != "logout+jwt":
+        raise LogoutTokenRefused("not a logout token (typ)")
+    audience = claims.get("aud")
+    if CLIENT_ID not in (audience if isinstance(audience, list) else [audience]):
+        raise LogoutTokenRefused("issued to another application")
+    events = claims.get("events")
+    if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_LOGOUT_EVENT), dict):
+        raise LogoutTokenRefused("no back-channel logout event")
+    if "nonce" in claims:
+        raise LogoutTokenRefused("a logout token carries no nonce")
+    if not isinstance(claims.get("sid"), str) and not isinstance(claims.get("sub"), str):
+        raise LogoutTokenRefused("names neither a session nor a subject")
+    now = int(time.time())
+    with _ended:
+        for jti, expiry in list(SEEN_JTIS.items()):
+            if expiry < now:
+                del SEEN_JTIS[jti]
+        if claims["jti"] in SEEN_JTIS:
+            raise LogoutTokenRefused("this logout token was used before")
+        SEEN_JTIS[claims["jti"]] = int(claims["exp"])
+    return claims
 
 
 if __name__ == "__main__":

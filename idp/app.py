@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from idp import observability
+from idp.admin import api as admin_api
 from idp.auth.attestation import load_trust_anchors
 from idp.auth.email_codes import EmailCodes
 from idp.auth.passwords import Passwords
@@ -27,6 +29,7 @@ from idp.auth.webauthn import Ceremonies, RelyingParty
 from idp.config import Settings
 from idp.csrf_origin import install_origin_check
 from idp.mail import open_mailer
+from idp.oidc.backchannel import BackChannelDelivery, DeliveryFailed
 from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import ClientCache
 from idp.oidc.context import ProviderContext
@@ -37,6 +40,7 @@ from idp.oidc.tokens import TokenService
 from idp.package_data import data_folder
 from idp.secrets import SecretBox, load_session_secret
 from idp.store.database import Database, DatabaseUnavailable
+from idp.store.durable import DurableStore, audit_event
 from idp.store.ephemeral import StoreUnavailable, open_ephemeral_store
 from idp.trusted_proxies import TrustedProxies, parse_networks
 from idp.views import (
@@ -53,7 +57,15 @@ from idp.views import (
 )
 from idp.views.account.guard import login_manager
 from idp.views.sign_in_request import TooManySignIns
-from idp.web import AUTHORIZATION_SERVER, EXTENSION, Services, audit, durable_store, install_unit_of_work
+from idp.web import (
+    AUTHORIZATION_SERVER,
+    CONTENT_SECURITY_POLICY,
+    EXTENSION,
+    Services,
+    audit,
+    durable_store,
+    install_unit_of_work,
+)
 
 CLIENT_CACHE_SECONDS = 10
 STORE_FAILURES = (StoreUnavailable, DatabaseUnavailable, OperationalError)
@@ -69,10 +81,11 @@ def open_services(settings: Settings) -> Services:
     keyring = KeyRing.load(keys_dir)
     policy = AssurancePolicy.from_settings(settings)
     trust = load_trust_anchors(settings.webauthn)
+    database = Database(settings.database_url, pool_size=settings.database.pool_size)
     return Services(
         settings=settings,
         policy=policy,
-        database=Database(settings.database_url, pool_size=settings.database.pool_size),
+        database=database,
         ephemeral=ephemeral,
         keyring=keyring,
         tokens=TokenService(
@@ -104,7 +117,22 @@ def open_services(settings: Settings) -> Services:
             settings=settings.address_limits,
             sign_in_lifetime=settings.tokens.sign_in_lifetime,
         ),
+        backchannel=BackChannelDelivery(settings.logout, report_failure=partial(_audit_failure, database)),
     )
+
+
+def _audit_failure(database: Database, failed: DeliveryFailed) -> None:
+    """A client never accepted its logout_token: audited in a unit of work of its own (a worker's)."""
+    with database.unit_of_work() as session:
+        DurableStore.over(session).audit.record(
+            audit_event(
+                "backchannel_logout",
+                "failure",
+                at=int(time.time()),
+                client_id=failed.notice.client_id,
+                detail={"uri": failed.notice.uri, "attempts": failed.attempts, "error": failed.error},
+            )
+        )
 
 
 def protocol_context(found: Services) -> ProviderContext:
@@ -178,12 +206,14 @@ def create_app(settings: Settings) -> Flask:
         oidc.userinfo,
         oidc.pushed_authorization_request,
         logout.end_session,
+        *admin_api.VIEWS,  # bearer tokens only: no cookie authenticates an admin API call
     )
     for view in exempt:
         csrf.exempt(view)
     install_origin_check(app, expected_origin=settings.origin, exempt=exempt)
     for module in (wellknown, oidc, signin, consent, account_selection, logout, home, account):
         app.register_blueprint(module.blueprint)
+    app.register_blueprint(admin_api.blueprint)
     app.add_template_filter(_datetime, "datetime")
     observability.install(app)
     install_unit_of_work(app)
@@ -250,11 +280,7 @@ def _install_body_limit(app: Flask) -> None:
 def _install_security_headers(app: Flask, *, hsts: bool) -> None:
     @app.after_request
     def headers(response: Response) -> Response:
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
-        )
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")

@@ -7,33 +7,33 @@ import getpass
 import json
 import os
 import sys
-import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from idp.auth.passwords import Passwords
-from idp.auth.policy import AssurancePolicy
-from idp.auth.throttle import Throttle, account_subject
 from idp.config import CONFIG_ENV, ConfigError, Settings, load_settings
 from idp.config_check import describe_settings, verify_smtp, verify_stores
 from idp.email_address import AddressRejected, canonical_address
+from idp.management import clients as client_ops
+from idp.management import keys as key_ops
+from idp.management import users as user_ops
+from idp.management.context import CLI, Management, ManagementError
 from idp.oidc.client_keys import CLIENT_JWT_ALGORITHMS
 from idp.oidc.clients import (
     AUTH_METHODS,
     GRANT_TYPES,
     REQUEST_OBJECT_ALGORITHMS,
     ClientRegistrationError,
-    register_client,
+    LogoutChannel,
 )
-from idp.oidc.keys import ALGORITHMS, KeyRing, KeyringError, ensure_keys, generate_key, retire_key
+from idp.oidc.keys import ALGORITHMS, KeyringError, ensure_keys
 from idp.secrets import SecretsMissing, ensure_secrets
 from idp.store.database import Database
-from idp.store.durable import DurableStore, audit_event
+from idp.store.durable import DurableStore
 from idp.store.ephemeral import open_ephemeral_store
 from idp.store.tables import User
 
@@ -48,7 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         args.handler(settings, args)
-    except (ConfigError, UsageError, KeyringError, SecretsMissing, ClientRegistrationError) as error:
+    except (
+        ConfigError,
+        UsageError,
+        KeyringError,
+        SecretsMissing,
+        ClientRegistrationError,
+        ManagementError,
+    ) as error:
         print(f"idp: {error}", file=sys.stderr)
         return 2
     except OperationalError as error:
@@ -126,25 +133,15 @@ def cmd_config_check(settings: Settings, _args: argparse.Namespace) -> None:
 def cmd_users_create(settings: Settings, args: argparse.Namespace) -> None:
     email = _email_option(args.email, verified=args.email_verified)
     password = _read_password(args.password_stdin)
-    if len(password) < settings.passwords.min_length:
-        raise UsageError(f"the password must have at least {settings.passwords.min_length} characters")
-    user = User(
-        id=str(uuid.uuid4()),
-        username=args.username,
-        email=email,
-        email_verified=args.email_verified,
-        password_hash=Passwords(settings.passwords).hash(password),
-        disabled=False,
-        created_at=int(time.time()),
-        is_admin=args.admin,
-    )
-    with _store(settings) as store:
-        if store.users.by_username(args.username) is not None:
-            raise UsageError(f"a user named {args.username!r} already exists")
-        if email is not None:
-            _admit_address(store, email, user_id=user.id, limit=settings.factors.email.max_users_per_email)
-        store.users.add(user)
-        store.audit.record(audit_event("user_created", "success", at=int(time.time()), user_id=user.id))
+    with _management(settings) as management:
+        user = user_ops.create_user(
+            management,
+            username=args.username,
+            password=password,
+            email=email,
+            email_verified=args.email_verified,
+            admin=args.admin,
+        )
     role = "administrator" if args.admin else "user"
     print(f"created {role} {args.username} ({user.id})")
 
@@ -161,16 +158,6 @@ def _email_option(email: str | None, *, verified: bool) -> str | None:
         raise UsageError(f"--email {email!r} is not an email address like name@example.com") from None
 
 
-def _admit_address(store: DurableStore, email: str, *, user_id: str, limit: int) -> None:
-    """Refuse an address that `limit` accounts hold already; the lock lasts until the user is stored."""
-    store.addresses.lock(email)
-    if store.addresses.holders(email).full_for(user_id, limit=limit):
-        raise UsageError(
-            f"{email} is already used by {limit} accounts, the most allowed "
-            "([factors.email] max_users_per_email)"
-        )
-
-
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")
@@ -183,108 +170,115 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def cmd_users_list(settings: Settings, _args: argparse.Namespace) -> None:
-    with _store(settings) as store:
-        for user in store.users.all():
-            factors = ", ".join(sorted({f.kind for f in store.factors.of_user(user.id)})) or "none"
+    with _management(settings) as management:
+        for user in management.store.users.all():
+            factors = ", ".join(sorted({f.kind for f in user_ops.factors_of(management, user)})) or "none"
             state = "disabled" if user.disabled else "active"
-            print(f"{user.username}\t{user.email or '-'}\t{state}\tfactors: {factors}")
+            role = "administrator" if user.is_admin else "user"
+            print(f"{user.username}\t{user.email or '-'}\t{state}\tfactors: {factors}\t{role}")
 
 
 def cmd_users_disable(settings: Settings, args: argparse.Namespace) -> None:
-    with _store(settings) as store:
-        user = _user(store, args.username)
-        user.disabled = True
-        store.audit.record(audit_event("user_disabled", "success", at=int(time.time()), user_id=user.id))
-    print(f"disabled {args.username}")
+    _on_user(settings, args.username, lambda m, user: user_ops.set_disabled(m, user, disabled=True))
+    print(f"disabled {args.username}; their sessions ended")
+
+
+def cmd_users_enable(settings: Settings, args: argparse.Namespace) -> None:
+    _on_user(settings, args.username, lambda m, user: user_ops.set_disabled(m, user, disabled=False))
+    print(f"enabled {args.username}")
+
+
+def cmd_users_delete(settings: Settings, args: argparse.Namespace) -> None:
+    _on_user(settings, args.username, user_ops.delete_user)
+    print(f"deleted {args.username}")
 
 
 def cmd_users_promote(settings: Settings, args: argparse.Namespace) -> None:
     """Make a user an administrator: their next sign-in enrols an attested key if they hold none."""
-    _set_admin(settings, args.username, admin=True)
+    _on_user(settings, args.username, lambda m, user: user_ops.set_admin(m, user, admin=True))
     print(f"{args.username} is an administrator")
 
 
 def cmd_users_demote(settings: Settings, args: argparse.Namespace) -> None:
-    _set_admin(settings, args.username, admin=False)
+    _on_user(settings, args.username, lambda m, user: user_ops.set_admin(m, user, admin=False))
     print(f"{args.username} is no longer an administrator")
 
 
-def _set_admin(settings: Settings, username: str, *, admin: bool) -> None:
-    with _store(settings) as store:
-        user = _user(store, username)
-        user.is_admin = admin
-        event = "user_promoted" if admin else "user_demoted"
-        store.audit.record(audit_event(event, "success", at=int(time.time()), user_id=user.id))
-
-
 def cmd_users_reset_mfa(settings: Settings, args: argparse.Namespace) -> None:
-    with _store(settings) as store:
-        user = _user(store, args.username)
-        removed = store.factors.remove_all(user.id)
-        store.audit.record(
-            audit_event(
-                "mfa_reset", "success", at=int(time.time()), user_id=user.id, detail={"removed": removed}
-            )
-        )
+    removed = _on_user(settings, args.username, user_ops.reset_mfa)
     print(f"removed {removed} factor(s) of {args.username}; they enrol again at their next sign-in")
+
+
+def cmd_users_set_password(settings: Settings, args: argparse.Namespace) -> None:
+    password = _read_password(args.password_stdin)
+    _on_user(settings, args.username, lambda m, user: user_ops.set_password(m, user, password))
+    print(f"set the password of {args.username}; their sessions ended")
 
 
 def cmd_users_unlock(settings: Settings, args: argparse.Namespace) -> None:
     """Clear an account's password back-off and lock (after 100 failures it needs this or a passkey)."""
-    with _store(settings) as store:
-        user = _user(store, args.username)
-        ephemeral = open_ephemeral_store(settings.redis.url, Path(settings.instance_dir))
-        Throttle(ephemeral=ephemeral, settings=settings.throttle).unlock(account_subject(user.username))
-        store.audit.record(audit_event("account_unlocked", "success", at=int(time.time()), user_id=user.id))
+    _on_user(settings, args.username, user_ops.unlock)
     print(f"unlocked {args.username}")
 
 
-def _user(store: DurableStore, username: str) -> User:
-    user = store.users.by_username(username)
-    if user is None:
-        raise UsageError(f"no user named {username!r}")
-    return user
+Result = TypeVar("Result")
+
+
+def _on_user(settings: Settings, username: str, operation: Callable[[Management, User], Result]) -> Result:
+    with _management(settings) as management:
+        return operation(management, user_ops.user_named(management, username))
 
 
 # -- clients -------------------------------------------------------------------------------------
 
 
 def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
-    policy = AssurancePolicy.from_settings(settings)
-    unknown = [value for value in args.default_acr_value if policy.resolve(value) is None]
-    if unknown:
-        raise UsageError(f"unknown acr value(s) {unknown}; configured: {policy.acr_values_supported}")
-    created = register_client(
-        name=args.name,
-        redirect_uris=args.redirect_uri,
-        public=args.public,
-        grant_types=args.grant_type,
-        scope=" ".join(args.scope) if args.scope else "openid profile email",
-        post_logout_redirect_uris=args.post_logout_redirect_uri,
-        id_token_signed_response_alg=args.id_token_alg,
-        default_acr_values=args.default_acr_value,
-        default_max_age=args.default_max_age,
-        introspect_audiences=args.introspect,
-        token_endpoint_auth_method=args.token_endpoint_auth_method,
-        jwks=_read_jwks(args.jwks_file) if args.jwks_file else None,
-        jwks_uri=args.jwks_uri,
-        request_object_signing_alg=args.request_object_signing_alg,
-        require_pushed_authorization_requests=args.require_par,
-        third_party=args.third_party,
-        dpop_bound_access_tokens=args.require_dpop,
-    )
-    with _store(settings) as store:
-        unknown = [client_id for client_id in args.introspect if store.clients.get(client_id) is None]
-        if unknown:
-            raise UsageError(f"--introspect names no registered client: {unknown}")
-        store.clients.add(created.client)
-    result = {"client_id": created.client.client_id, "client_secret": created.secret}
-    if args.json:
+    with _management(settings) as management:
+        created = client_ops.create_client(
+            management,
+            name=args.name,
+            redirect_uris=args.redirect_uri,
+            public=args.public,
+            grant_types=args.grant_type,
+            scope=" ".join(args.scope) if args.scope else "openid profile email",
+            post_logout_redirect_uris=args.post_logout_redirect_uri,
+            id_token_signed_response_alg=args.id_token_alg,
+            default_acr_values=args.default_acr_value,
+            default_max_age=args.default_max_age,
+            introspect_audiences=args.introspect,
+            token_endpoint_auth_method=args.token_endpoint_auth_method,
+            jwks=_read_jwks(args.jwks_file) if args.jwks_file else None,
+            jwks_uri=args.jwks_uri,
+            request_object_signing_alg=args.request_object_signing_alg,
+            require_pushed_authorization_requests=args.require_par,
+            third_party=args.third_party,
+            backchannel_logout=_logout_channel(
+                args.backchannel_logout_uri, args.backchannel_logout_session_required
+            ),
+            frontchannel_logout=_logout_channel(
+                args.frontchannel_logout_uri, args.frontchannel_logout_session_required
+            ),
+            dpop_bound_access_tokens=args.require_dpop,
+        )
+    _print_secret(created.client.client_id, created.secret, as_json=args.json)
+
+
+def _print_secret(client_id: str, secret: str | None, *, as_json: bool) -> None:
+    if as_json:
+        result = {"client_id": client_id, "client_secret": secret}
         print(json.dumps({key: value for key, value in result.items() if value is not None}))
         return
-    print(f"client_id:     {created.client.client_id}")
-    if created.secret:
-        print(f"client_secret: {created.secret}   (shown once; only its hash is stored)")
+    print(f"client_id:     {client_id}")
+    if secret:
+        print(f"client_secret: {secret}   (shown once; only its hash is stored)")
+
+
+def _logout_channel(uri: str | None, session_required: bool) -> LogoutChannel | None:
+    if uri is None:
+        if session_required:
+            raise UsageError("--*-logout-session-required needs its --*-logout-uri")
+        return None
+    return LogoutChannel(uri=uri, session_required=session_required)
 
 
 def _read_jwks(path: str) -> dict[str, Any]:
@@ -301,33 +295,78 @@ def _read_jwks(path: str) -> dict[str, Any]:
 
 
 def cmd_clients_list(settings: Settings, _args: argparse.Namespace) -> None:
-    with _store(settings) as store:
-        for client in store.clients.all():
+    with _management(settings) as management:
+        for client in client_ops.all_clients(management):
             kind = "public" if client.token_endpoint_auth_method == "none" else "confidential"
             kind += ", third-party" if client.third_party else ""
             kind += ", DPoP required" if client.dpop_bound_access_tokens else ""
             method = client.token_endpoint_auth_method
-            print(f"{client.client_id}\t{client.name}\t{kind}\t{method}\t{' '.join(client.grant_types)}")
+            redirects = " ".join(client.redirect_uris) or "-"
+            print(
+                f"{client.client_id}\t{client.name}\t{kind}\t{method}\t{' '.join(client.grant_types)}"
+                f"\tscope: {client.scope or '-'}\tredirect: {redirects}"
+            )
+
+
+def cmd_clients_show(settings: Settings, args: argparse.Namespace) -> None:
+    with _management(settings) as management:
+        client = client_ops.client_with_id(management, args.client_id)
+        shown = {"client_id": client.client_id, **client_ops.registration_of(client)}
+    print(json.dumps(shown, indent=2))
+
+
+def cmd_clients_update(settings: Settings, args: argparse.Namespace) -> None:
+    changes: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("name", args.name),
+            ("redirect_uris", args.redirect_uri),
+            ("post_logout_redirect_uris", args.post_logout_redirect_uri),
+            ("grant_types", args.grant_type),
+            ("scope", " ".join(args.scope) if args.scope else None),
+            ("default_acr_values", args.default_acr_value),
+            ("default_max_age", args.default_max_age),
+        )
+        if value is not None
+    }
+    if not changes:
+        raise UsageError("nothing to change: give at least one option (see idp clients update --help)")
+    with _management(settings) as management:
+        client_ops.update_client(management, client_ops.client_with_id(management, args.client_id), **changes)
+    print(f"updated {args.client_id}: {', '.join(sorted(changes))}")
+
+
+def cmd_clients_rotate_secret(settings: Settings, args: argparse.Namespace) -> None:
+    with _management(settings) as management:
+        secret = client_ops.rotate_secret(management, client_ops.client_with_id(management, args.client_id))
+    _print_secret(args.client_id, secret, as_json=args.json)
+
+
+def cmd_clients_delete(settings: Settings, args: argparse.Namespace) -> None:
+    with _management(settings) as management:
+        client_ops.delete_client(management, client_ops.client_with_id(management, args.client_id))
+    print(f"deleted {args.client_id}")
 
 
 # -- keys ----------------------------------------------------------------------------------------
 
 
 def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> None:
-    for alg in args.alg or ALGORITHMS:
-        print(f"new active {alg} key {generate_key(Path(settings.keys.directory), alg)}; restart to use it")
+    with _management(settings) as management:
+        kids = key_ops.rotate_keys(management, tuple(args.alg or ALGORITHMS))
+    for kid, alg in zip(kids, args.alg or ALGORITHMS, strict=True):
+        print(f"new active {alg} key {kid}; restart to use it")
 
 
 def cmd_keys_retire(settings: Settings, args: argparse.Namespace) -> None:
-    retire_key(Path(settings.keys.directory), args.kid)
+    with _management(settings) as management:
+        key_ops.retire(management, args.kid)
     print(f"retired {args.kid}; restart to drop it from the JWKS")
 
 
 def cmd_keys_list(settings: Settings, _args: argparse.Namespace) -> None:
-    ring = KeyRing.load(Path(settings.keys.directory))
-    for key in ring.keys:
-        active = " (active)" if ring.signing_key(str(key.alg)).kid == key.kid else ""
-        print(f"{key.kid}\t{key.alg}{active}")
+    for key in key_ops.list_keys(Path(settings.keys.directory)):
+        print(f"{key.kid}\t{key.alg}{' (active)' if key.active else ''}")
 
 
 # -- plumbing ------------------------------------------------------------------------------------
@@ -352,6 +391,14 @@ class _store:
             raise UsageError(f"refused by the database: {str(failure.orig).splitlines()[0]}") from failure
         finally:
             self._database.engine.dispose()
+
+
+@contextmanager
+def _management(settings: Settings) -> Iterator[Management]:
+    """One command's operations, in one unit of work, audited as done from the command line."""
+    with _store(settings) as store:
+        ephemeral = open_ephemeral_store(settings.redis.url, Path(settings.instance_dir))
+        yield Management(store=store, ephemeral=ephemeral, settings=settings, actor=CLI)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -405,6 +452,8 @@ def _parser() -> argparse.ArgumentParser:
     for name, handler, text in (
         ("promote", cmd_users_promote, "make a user an administrator"),
         ("demote", cmd_users_demote, "take a user's administrator role away"),
+        ("enable", cmd_users_enable, "enable a disabled user"),
+        ("delete", cmd_users_delete, "delete a user, their factors, sessions and refresh tokens"),
     ):
         role = users.add_parser(name, help=text)
         role.add_argument("username")
@@ -419,6 +468,10 @@ def _parser() -> argparse.ArgumentParser:
     reset = users.add_parser("reset-mfa", help="remove a user's second factors (they enrol again)")
     reset.add_argument("username")
     reset.set_defaults(handler=cmd_users_reset_mfa)
+    set_password = users.add_parser("set-password", help="set a user's password (ends their sessions)")
+    set_password.add_argument("username")
+    set_password.add_argument("--password-stdin", action="store_true", help="read it from standard input")
+    set_password.set_defaults(handler=cmd_users_set_password)
 
     clients = commands.add_parser("clients", help="manage relying parties").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -490,6 +543,27 @@ def _parser() -> argparse.ArgumentParser:
         "(remembered per user; they can remove it on their account page)",
     )
     client_create.add_argument(
+        "--backchannel-logout-uri",
+        metavar="URL",
+        help="where the provider POSTs a signed logout_token when a browser session the client "
+        "received tokens in ends (https, or http on localhost)",
+    )
+    client_create.add_argument(
+        "--backchannel-logout-session-required",
+        action="store_true",
+        help="the client needs the session id (sid) in every logout_token",
+    )
+    client_create.add_argument(
+        "--frontchannel-logout-uri",
+        metavar="URL",
+        help="a page the provider's sign-out page loads in a hidden iframe (https, or http on localhost)",
+    )
+    client_create.add_argument(
+        "--frontchannel-logout-session-required",
+        action="store_true",
+        help="add iss and sid to the front-channel logout URI",
+    )
+    client_create.add_argument(
         "--require-dpop",
         action="store_true",
         help="refuse its token requests without a DPoP proof: every token it gets is bound to its key "
@@ -497,7 +571,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     client_create.add_argument("--json", action="store_true", help="print the result as JSON")
     client_create.set_defaults(handler=cmd_clients_create)
-    clients.add_parser("list", help="list clients").set_defaults(handler=cmd_clients_list)
+    clients.add_parser(
+        "list", help="list clients: id, name, kind, auth method, grants, scope, redirect URIs"
+    ).set_defaults(handler=cmd_clients_list)
+    for name, handler, text in (
+        ("show", cmd_clients_show, "print a client's registration as JSON"),
+        ("delete", cmd_clients_delete, "delete a client, its consents and refresh tokens"),
+    ):
+        chosen = clients.add_parser(name, help=text)
+        chosen.add_argument("client_id")
+        chosen.set_defaults(handler=handler)
+    update = clients.add_parser("update", help="change a client's registration (each option replaces)")
+    update.add_argument("client_id")
+    update.add_argument("--name")
+    for option in ("--redirect-uri", "--post-logout-redirect-uri", "--scope", "--default-acr-value"):
+        update.add_argument(option, action="append", help="repeat for several; replaces the registered ones")
+    update.add_argument("--grant-type", action="append", choices=GRANT_TYPES)
+    update.add_argument("--default-max-age", type=int)
+    update.set_defaults(handler=cmd_clients_update)
+    rotate_secret = clients.add_parser("rotate-secret", help="a new client secret, printed once")
+    rotate_secret.add_argument("client_id")
+    rotate_secret.add_argument("--json", action="store_true", help="print the result as JSON")
+    rotate_secret.set_defaults(handler=cmd_clients_rotate_secret)
 
     keys = commands.add_parser("keys", help="manage signing keys").add_subparsers(
         dest="action", required=True, metavar="ACTION"

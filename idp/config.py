@@ -134,9 +134,11 @@ class AccountSettings(_Section):
 
 
 class AdminSettings(_Section):
-    """Administrators must hold a key that reaches `acr` (empty: the strongest level) and enrol one first."""
+    """Administrators must hold a key that reaches `acr` (empty: the strongest level) and enrol one first;
+    every administrative action needs that level proven no more than `max_age` seconds before."""
 
     acr: str = ""
+    max_age: PositiveSeconds = 300
 
 
 class ConsentSettings(_Section):
@@ -272,6 +274,17 @@ class ClientKeySettings(_Section):
     cache_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
 
 
+class LogoutSettings(_Section):
+    """Back-channel logout deliveries (OpenID Back-Channel Logout 1.0): each POST's timeout, how many
+    attempts a client gets, the delay before the first retry (doubling after each), and how many
+    deliveries run at once per provider process."""
+
+    backchannel_timeout: Annotated[int, Field(ge=1, le=30)] = 5
+    backchannel_attempts: Annotated[int, Field(ge=1, le=10)] = 4
+    backchannel_retry_delay: Annotated[int, Field(ge=1, le=300)] = 2
+    backchannel_workers: Annotated[int, Field(ge=1, le=64)] = 4
+
+
 class DpopSettings(_Section):
     """DPoP (RFC 9449): how far a proof's `iat` may be from the provider's clock, and whether proofs
     must carry a nonce the provider gave out (`use_dpop_nonce`), which stays valid `nonce_lifetime`."""
@@ -322,6 +335,7 @@ class Settings(_Section):
     scopes: dict[str, ScopePolicy] = Field(default_factory=dict)
     par: ParSettings = ParSettings()
     client_keys: ClientKeySettings = ClientKeySettings()
+    logout: LogoutSettings = LogoutSettings()
     dpop: DpopSettings = DpopSettings()
     server: ServerSettings = ServerSettings()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from idp.auth.passwords import Passwords
 from idp.config import CONFIG_ENV, Settings
-from idp.oidc.clients import register_client
+from idp.oidc.clients import LogoutChannel, register_client
 from idp.package_data import data_folder
 from idp.store.database import Database
 from idp.store.durable import DurableStore
@@ -46,6 +46,7 @@ def ensure_demo_records(settings: Settings) -> dict[str, str]:
         grant_types=[],
         scope="openid profile email",
         post_logout_redirect_uris=[f"{base}/"],
+        backchannel_logout=LogoutChannel(f"{base}/backchannel-logout", session_required=True),
     ).client
     database = Database(settings.database_url)
     with database.unit_of_work() as session:

@@ -113,7 +113,7 @@ class JwksValidator:
         except (JoseError, ValueError, KeyError, RecursionError):  # claims may nest past the JSON parser
             return None
         claims = dict(decoded.claims)
-        access_token = _validate_claims(claims)
+        access_token = validate_claims(claims)
         if access_token is None or claims.get("iss") != self._issuer or claims["exp"] <= time.time():
             return None
         if self._audience is not None and self._audience not in _as_list(claims.get("aud")):
@@ -161,7 +161,7 @@ class IntrospectionValidator:
             return None
         if self._audience is not None and answer.get("client_id") != self._audience:
             return None
-        return _validate_claims(answer)
+        return validate_claims(answer)
 
 
 def check(
@@ -369,7 +369,7 @@ CLAIM_SHAPES: dict[str, Callable[[object], bool]] = {  # RFC 7519 4.1, RFC 9068 
 REQUIRED_CLAIMS = ("sub", "client_id", "exp")
 
 
-def _validate_claims(claims: dict[str, Any]) -> AccessToken | None:
+def validate_claims(claims: dict[str, Any]) -> AccessToken | None:
     """The token's facts when each claim has its shape; a `cnf` (RFC 7800 3.1) only as the DPoP key
     binding the provider writes (RFC 9449 6.1). None otherwise."""
     if not all(name in claims for name in REQUIRED_CLAIMS):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from idp.auth.totp import Totp
 from idp.auth.webauthn import Ceremonies
 from idp.config import Settings
 from idp.mail import Mailer
+from idp.oidc.backchannel import BackChannelDelivery
 from idp.oidc.keys import KeyRing
 from idp.oidc.server import ProviderServer
 from idp.oidc.tokens import TokenService
@@ -30,6 +32,11 @@ from idp.store.durable import DurableStore, audit_event
 from idp.store.ephemeral import EphemeralStore
 
 EXTENSION = "idp"
+# Every page's policy; a page that frames others (front-channel logout) adds its own frame-src.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
 AUTHORIZATION_SERVER = "authlib.server"
 
 
@@ -49,6 +56,7 @@ class Services:
     mailer: Mailer
     secret_box: SecretBox
     quotas: Quotas
+    backchannel: BackChannelDelivery
 
 
 def services() -> Services:
@@ -110,6 +118,11 @@ def audit(
     durable_store().audit.record(audit_event(**fields))
 
 
+def after_commit(action: Callable[[], None]) -> None:
+    """Run `action` once this request's unit of work is committed; never when it is rolled back."""
+    g.setdefault("after_commit", []).append(action)
+
+
 def install_unit_of_work(app: Flask) -> None:
     """Commit before the response leaves (so a failed commit is a failed request); roll back on error."""
 
@@ -127,6 +140,10 @@ def install_unit_of_work(app: Flask) -> None:
                     _keep_audit_events(session)
             finally:
                 session.close()
+        actions: list[Callable[[], None]] = g.pop("after_commit", [])
+        if response.status_code < 500:
+            for action in actions:
+                action()
         return response
 
     def _keep_browser_session_as_it_was() -> None:

@@ -51,7 +51,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProvider]:
 def rp(live: LiveProvider, op: OpenIdProvider) -> AuthlibRelyingParty:
     """A shop allowed the configured scope too; it introspects its own access tokens."""
     scopes = ("--scope", "openid", "--scope", "profile", "--scope", PAYMENTS)
-    return AuthlibRelyingParty(op, cli_client(live, "shop", *scopes))
+    return AuthlibRelyingParty.of(op, cli_client(live, "shop", *scopes))
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ sign-in instead of TOTP (or after a fresh MFA sign-in when they already have oth
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,20 @@ from test_pipeline import (
 )
 from werkzeug.test import TestResponse
 
-from idp.auth.pipeline import Account, Done, Fail, NeedEnrolment, NeedFactor, next_step
-from idp.auth.policy import Amr, Capability, Method
+from idp.auth.pipeline import (
+    Account,
+    Done,
+    Fail,
+    NeedEnrolment,
+    NeedFactor,
+    Proof,
+    TokenDemand,
+    administrative_requirement,
+    administrative_token_demand,
+    next_step,
+)
+from idp.auth.policy import Amr, AssurancePolicy, Capability, Method
+from idp.config import settings_from_mapping
 from idp.store.tables import User
 from idp.web import services
 
@@ -150,3 +163,52 @@ def test_administrators_are_created_promoted_and_demoted_with_the_cli(tmp_path: 
     assert idp(config, "users", "demote", "root").stdout == "root is no longer an administrator\n"
     missing = idp(config, "users", "promote", "nobody")
     assert missing.returncode == 2 and "no user named 'nobody'" in missing.stderr
+
+
+# -- every administrative action: the admin level, no older than [admin] max_age ----------------------
+
+ADMIN_NOW = SECURITY_KEY.at + 10
+
+
+def stale(proof: Proof, seconds: float) -> Proof:
+    return replace(proof, at=ADMIN_NOW - seconds)
+
+
+ADMINISTRATIVE_CASES = [
+    Case(
+        "an attested key proven a moment ago is enough",
+        state(PASSWORD, SECURITY_KEY),
+        administrator(HAS_SECURITY_KEY),
+        administrative_requirement(POLICY, ADMIN_NOW),
+        Done("phrh", (Amr.PWD, Amr.HWK, Amr.USER, Amr.MFA), int(SECURITY_KEY.at)),
+        now=ADMIN_NOW,
+    ),
+    Case(
+        "fails because the key was proven longer than max_age ago: the key again, not the password",
+        state(stale(PASSWORD, 400), stale(SECURITY_KEY, 301)),
+        administrator(HAS_SECURITY_KEY),
+        administrative_requirement(POLICY, ADMIN_NOW),
+        NeedFactor((Method.WEBAUTHN,), "phrh"),
+        now=ADMIN_NOW,
+    ),
+    Case(
+        "fails because an MFA sign-in with TOTP is not the admin level",
+        state(PASSWORD, TOTP),
+        administrator(HAS_TOTP, HAS_SECURITY_KEY),
+        administrative_requirement(POLICY, ADMIN_NOW),
+        NeedFactor((Method.WEBAUTHN,), "phrh"),
+        now=ADMIN_NOW,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", ADMINISTRATIVE_CASES, ids=[case.id for case in ADMINISTRATIVE_CASES])
+def test_an_administrative_action_needs_the_admin_level_within_max_age(case: Case) -> None:
+    assert next_step(case.state, case.account, case.requirement, POLICY, case.now) == case.expected
+
+
+def test_the_admin_max_age_and_level_come_from_the_settings() -> None:
+    policy = AssurancePolicy.from_settings(settings_from_mapping({"admin": {"acr": "phr", "max_age": 60}}))
+    assert administrative_token_demand(policy) == TokenDemand(acr_values=("phr",), max_age=60)
+    assert administrative_requirement(policy, 5.0).max_age == 60
+    assert administrative_token_demand(POLICY) == TokenDemand(acr_values=("phrh",), max_age=300)

@@ -238,7 +238,7 @@ def test_client_secret_is_shown_once_and_stored_hashed(config: Path) -> None:
         ),
         (
             ["--grant-type", "client_credentials", "--introspect", "no-such-client"],
-            "--introspect names no registered",
+            "names no registered client",
         ),
         (
             ["--public", "--redirect-uri", "https://x.example/cb", "--introspect", "any"],
@@ -450,3 +450,130 @@ def test_sigterm_stops_the_demo_with_its_provider_app_and_api(tmp_path: Path) ->
 def listening(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+# -- logout channels (OpenID Back-Channel and Front-Channel Logout 1.0) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backchannel-logout-uri", "http://rp.example/bcl"], "plain http is allowed only for localhost"),
+        (["--backchannel-logout-uri", "https://rp.example/bcl#x"], "without a fragment"),
+        (["--backchannel-logout-uri", "rp.example/bcl"], "absolute http(s) URL"),
+        (["--frontchannel-logout-uri", "javascript:alert(1)"], "absolute http(s) URL"),
+        (["--frontchannel-logout-uri", "https://rp.example:port/fcl"], "port only in digits"),
+        (["--backchannel-logout-session-required"], "needs its --*-logout-uri"),
+        (["--frontchannel-logout-session-required"], "needs its --*-logout-uri"),
+    ],
+    ids=[
+        "fails because a back-channel URI over http is not localhost",
+        "fails because of a fragment",
+        "fails because it is not absolute",
+        "fails because a frame would run script",
+        "fails because the port is not a number",
+        "fails because back-channel session_required has no URI",
+        "fails because front-channel session_required has no URI",
+    ],
+)
+def test_logout_uri_refusals(config: Path, args: list[str], message: str) -> None:
+    refused = idp(
+        config, "clients", "create", "--name", "X", "--redirect-uri", "https://rp.example/cb", *args
+    )
+    assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+
+
+def test_logout_uris_are_stored_with_their_session_requirement(config: Path) -> None:
+    created = idp(
+        config,
+        "clients",
+        "create",
+        "--name",
+        "Console",
+        "--redirect-uri",
+        "https://console.example/cb",
+        "--backchannel-logout-uri",
+        "https://console.example/bcl?tenant=1",
+        "--backchannel-logout-session-required",
+        "--frontchannel-logout-uri",
+        "http://127.0.0.1:8080/fcl",
+        "--json",
+    )
+    assert created.returncode == 0, created.stderr
+    database = Database(load_settings(config).database_url)
+    with database.unit_of_work() as session:
+        row = DurableStore.over(session).clients.get(json.loads(created.stdout)["client_id"])
+        assert row is not None
+        stored = (
+            row.backchannel_logout_uri,
+            row.backchannel_logout_session_required,
+            row.frontchannel_logout_uri,
+            row.frontchannel_logout_session_required,
+        )
+    database.engine.dispose()
+    assert stored == ("https://console.example/bcl?tenant=1", True, "http://127.0.0.1:8080/fcl", False)
+
+
+def test_users_are_managed_with_the_rules_of_the_pages(config: Path) -> None:
+    assert create_user(config, "alice", "--email", "alice@example.com").returncode == 0
+    weak = idp(config, "users", "set-password", "alice", "--password-stdin", stdin="password1234\n")
+    assert (weak.returncode, weak.stderr.count("\n")) == (2, 1) and "most common" in weak.stderr
+    bad_name = idp(config, "users", "create", "al ice", "--password-stdin", stdin=PASSWORD)
+    assert bad_name.returncode == 2 and "is not allowed" in bad_name.stderr
+    changed = idp(
+        config, "users", "set-password", "alice", "--password-stdin", stdin="a new long passphrase\n"
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert idp(config, "users", "promote", "alice").returncode == 0
+    assert idp(config, "users", "disable", "alice").returncode == 0
+    assert (
+        "alice\talice@example.com\tdisabled\tfactors: none\tadministrator"
+        in idp(config, "users", "list").stdout
+    )
+    assert idp(config, "users", "enable", "alice").returncode == 0
+    assert "alice\talice@example.com\tactive" in idp(config, "users", "list").stdout
+    assert idp(config, "users", "delete", "alice").stdout == "deleted alice\n"
+    assert "alice" not in idp(config, "users", "list").stdout
+    gone = idp(config, "users", "enable", "alice")
+    assert (gone.returncode, gone.stderr) == (2, "idp: no user named 'alice'\n")
+    settings = load_settings(config)
+    with Database(settings.database_url).unit_of_work() as session:
+        events = [row.event for row in DurableStore.over(session).audit.query(limit=20)]
+    assert events[:5] == ["user_deleted", "user_enabled", "user_disabled", "user_promoted", "password_set"]
+
+
+def test_clients_are_shown_updated_given_new_secrets_and_deleted(config: Path) -> None:
+    machine = idp(config, "clients", "create", "--name", "Machine")
+    assert machine.returncode == 2 and "--grant-type client_credentials" in machine.stderr
+    created = json.loads(
+        idp(
+            config, "clients", "create", "--name", "Machine", "--grant-type", "client_credentials", "--json"
+        ).stdout
+    )
+    client_id = created["client_id"]
+    update = idp(
+        config, "clients", "update", client_id, "--grant-type", "authorization_code", "--grant-type",
+        "client_credentials",
+        "--redirect-uri", "https://app.example.com/cb", "--scope", "openid", "--scope", "email",
+    )  # fmt: skip
+    assert update.returncode == 0, update.stderr
+    refused = idp(config, "clients", "update", client_id, "--redirect-uri", "javascript:alert(1)")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "scheme" in refused.stderr
+    shown = json.loads(idp(config, "clients", "show", client_id).stdout)
+    assert (shown["redirect_uris"], shown["scope"]) == (["https://app.example.com/cb"], "openid email")
+    listed = idp(config, "clients", "list").stdout
+    assert (
+        "authorization_code client_credentials\tscope: openid email\tredirect: https://app.example.com/cb"
+        in listed
+    )
+    rotated = json.loads(idp(config, "clients", "rotate-secret", client_id, "--json").stdout)
+    assert rotated["client_id"] == client_id and rotated["client_secret"] != created["client_secret"]
+    app = create_app(load_settings(config))
+    grant = {"grant_type": "client_credentials"}
+    with app.test_client() as http:
+        assert http.post("/token", data=grant, auth=(client_id, created["client_secret"])).status_code == 401
+        assert http.post("/token", data=grant, auth=(client_id, rotated["client_secret"])).status_code == 200
+    assert idp(config, "clients", "delete", client_id).returncode == 0
+    assert client_id not in idp(config, "clients", "list").stdout
+    missing = idp(config, "clients", "show", client_id)
+    assert (missing.returncode, missing.stderr) == (2, f"idp: no client with id {client_id!r}\n")

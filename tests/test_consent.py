@@ -23,7 +23,7 @@ import requests
 from authlib.integrations.requests_client import OAuthError
 from support.app import Browser as InProcessBrowser
 from support.app import add_client, add_user, code_from, make_app
-from support.authlib_session import AuthlibRelyingParty, AuthorizationUrl
+from support.authlib_rp import AuthlibRelyingParty, AuthorizationUrl
 from support.live import LiveProvider, provider_on_real_stores
 from support.oidc_client import (
     TIMEOUT,

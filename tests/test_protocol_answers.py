@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import requests
 from authlib.integrations.requests_client import OAuthError
-from support.authlib_session import AuthlibRelyingParty
+from support.authlib_rp import AuthlibRelyingParty
 from support.live import LiveProvider, provider_on_real_stores
 from support.oidc_client import (
     TIMEOUT,

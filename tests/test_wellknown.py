@@ -73,3 +73,11 @@ def test_health_fails_closed_when_redis_is_unreachable(tmp_path: Path) -> None:
 
 def test_config_example_documents_the_defaults() -> None:
     assert load_settings(PROJECT / "config.example.toml") == Settings()
+
+
+def test_discovery_advertises_back_and_front_channel_logout_with_sid(tmp_path: Path) -> None:
+    document = make_app(tmp_path).test_client().get("/.well-known/openid-configuration").get_json()
+    assert document["backchannel_logout_supported"] is True
+    assert document["backchannel_logout_session_supported"] is True
+    assert document["frontchannel_logout_supported"] is True
+    assert document["frontchannel_logout_session_supported"] is True

@@ -296,6 +296,36 @@ def _enrol_administrator_key(
     return step
 
 
+@dataclass(frozen=True)
+class TokenDemand:
+    """What a bearer token must show (RFC 9470 3): one of these acr values, authenticated within max_age."""
+
+    acr_values: tuple[str, ...]
+    max_age: int
+
+
+def administrative_requirement(policy: AssurancePolicy, now: float) -> Requirement:
+    """Every administrative action (a console page): the admin level, essential, proven no more than
+    [admin] max_age seconds before; a weaker or older sign-in steps up for what is missing."""
+    level = policy.admin_level
+    return Requirement(
+        requested=(RequestedAcr(level, level),),
+        floor=level,
+        essential=True,
+        max_age=policy.admin_max_age,
+        force_login=False,
+        interactive=True,
+        requested_at=now,
+    )
+
+
+def administrative_token_demand(policy: AssurancePolicy) -> TokenDemand:
+    """Every administrative action by access token (the admin API): the admin level (by its name or an
+    alias) with an auth_time no older than [admin] max_age."""
+    level = policy.level(policy.admin_level)
+    return TokenDemand(acr_values=(level.name, *level.aliases), max_age=policy.admin_max_age)
+
+
 def apply_proof(state: AuthState | None, subject: str, proof: Proof) -> AuthState:
     """Record a verified proof; a proof for another subject starts a new state."""
     if state is None or state.subject != subject:

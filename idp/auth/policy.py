@@ -111,6 +111,7 @@ class AssurancePolicy:
     enrol_at_step_up: tuple[Method, ...] = ()
     enrolment_max_age: int = 300
     admin_level: str = "phrh"
+    admin_max_age: int = 300
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AssurancePolicy:
@@ -133,6 +134,7 @@ class AssurancePolicy:
             enrol_at_step_up=tuple(Method(method) for method in settings.assurance.enrol_at_step_up),
             enrolment_max_age=settings.account.reauthentication_max_age,
             admin_level=settings.admin.acr or list(settings.assurance.levels)[-1],
+            admin_max_age=settings.admin.max_age,
         )
 
     def level(self, name: str) -> Level:

@@ -36,6 +36,15 @@ LOOPBACK_ADDRESSES = ("127.0.0.1", "::1")
 PRIVATE_USE_SCHEME = re.compile(r"[a-z][a-z0-9-]*(\.[a-z0-9-]+)+")
 
 
+@dataclass(frozen=True)
+class LogoutChannel:
+    """Where a client is told its user's browser session ended, and whether it needs `iss` and `sid`
+    to tell which session (OpenID Back-Channel Logout 1.0 2.2, Front-Channel Logout 1.0 2)."""
+
+    uri: str
+    session_required: bool = False
+
+
 class ClientRegistrationError(Exception):
     """A client registration the provider refuses (bad redirect URI, unknown grant type)."""
 
@@ -69,6 +78,8 @@ def register_client(
     request_object_signing_alg: str | None = None,
     require_pushed_authorization_requests: bool = False,
     third_party: bool = False,
+    backchannel_logout: LogoutChannel | None = None,
+    frontchannel_logout: LogoutChannel | None = None,
     dpop_bound_access_tokens: bool = False,
 ) -> NewClient:
     """Validate a registration (OIDC Registration 2, RFC 9126 6) and mint the client id and secret."""
@@ -86,6 +97,9 @@ def register_client(
         raise ClientRegistrationError("a public client cannot introspect: it has no secret to authenticate")
     for uri in (*redirect_uris, *post_logout_redirect_uris):
         _validate_redirect_uri(uri)
+    for channel in (backchannel_logout, frontchannel_logout):
+        if channel is not None:
+            _validate_logout_uri(channel.uri)
     if default_max_age is not None and default_max_age < 0:
         raise ClientRegistrationError("default_max_age must be zero or more seconds")
     if id_token_signed_response_alg not in ("RS256", "ES256"):
@@ -114,6 +128,12 @@ def register_client(
         request_object_signing_alg=request_object_signing_alg,
         require_pushed_authorization_requests=require_pushed_authorization_requests,
         third_party=third_party,
+        backchannel_logout_uri=backchannel_logout.uri if backchannel_logout else None,
+        backchannel_logout_session_required=bool(backchannel_logout and backchannel_logout.session_required),
+        frontchannel_logout_uri=frontchannel_logout.uri if frontchannel_logout else None,
+        frontchannel_logout_session_required=bool(
+            frontchannel_logout and frontchannel_logout.session_required
+        ),
         dpop_bound_access_tokens=dpop_bound_access_tokens,
     )
     return NewClient(client=client, secret=secret)
@@ -179,6 +199,20 @@ def _validate_redirect_uri(uri: str) -> None:
             f"redirect URI {uri!r}: a private-use scheme is followed by a single slash and a path, "
             "like com.example.app:/callback (RFC 8252 7.1)"
         )
+
+
+def _validate_logout_uri(uri: str) -> None:
+    """A logout URI is https, or http on this machine; absolute, without a fragment (Back-Channel
+    Logout 1.0 2.2, Front-Channel Logout 1.0 2): the provider itself calls it, or frames it."""
+    parts = urlsplit(uri)
+    if parts.fragment or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ClientRegistrationError(
+            f"logout URI {uri!r} must be an absolute http(s) URL without a fragment"
+        )
+    if not _has_valid_port(parts):
+        raise ClientRegistrationError(f"logout URI {uri!r} must name a port only in digits")
+    if parts.scheme == "http" and parts.hostname not in ("localhost", *LOOPBACK_ADDRESSES):
+        raise ClientRegistrationError(f"logout URI {uri!r}: plain http is allowed only for localhost")
 
 
 def _has_valid_port(parts: SplitResult) -> bool:

@@ -316,13 +316,21 @@ class ClientCredentialsGrant(KeyBoundTokens, grants.ClientCredentialsGrant):
 
 def save_token(context: ProviderContext, token: dict[str, Any], request: OAuth2Request) -> None:
     """Persist the refresh token of a user grant (hashed), bound to the browser session it comes from
-    unless the grant has offline_access; access tokens are self-contained JWTs."""
-    refresh = token.get("refresh_token")
-    if not refresh:
-        return
-    subject: GrantSubject = request.user
-    grant = _redeemed(request)
+    unless the grant has offline_access; access tokens are self-contained JWTs. A code redeemed makes
+    the client one of its session's, told when that session ends (idp.oidc.logout)."""
+    subject: GrantSubject | None = request.user
     now = int(time.time())
+    if subject is not None and request.authorization_code is not None:
+        context.durable().session_clients.record(
+            sid=subject.authentication.sid,
+            client_id=request.client.get_client_id(),
+            user_id=subject.user.id,
+            at=now,
+        )
+    refresh = token.get("refresh_token")
+    if not refresh or subject is None:
+        return
+    grant = _redeemed(request)
     context.durable().refresh_tokens.add(
         RefreshToken(
             token_hash=digest(refresh),

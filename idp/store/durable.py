@@ -11,7 +11,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session
 
-from idp.store.tables import AuditEvent, Client, Consent, Factor, FactorKind, RefreshToken, User, UserSession
+from idp.store.tables import (
+    AuditEvent,
+    Client,
+    Consent,
+    Factor,
+    FactorKind,
+    RefreshToken,
+    SessionClient,
+    User,
+    UserSession,
+)
 
 
 def _lock_until_commit(session: Session, postgresql_lock: Executable) -> None:
@@ -54,6 +64,23 @@ class Users:
 
     def all(self) -> Sequence[User]:
         return self._session.scalars(select(User).order_by(User.username)).all()
+
+    def search(self, text: str, *, offset: int, limit: int) -> tuple[Sequence[User], int]:
+        """A page of the users whose name or email address contains `text` (any case), by name,
+        and how many match in all."""
+        pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        matching = or_(
+            func.lower(User.username).like(pattern, escape="\\"),
+            func.lower(func.coalesce(User.email, "")).like(pattern, escape="\\"),
+        )
+        total = self._session.scalar(select(func.count()).select_from(User).where(matching)) or 0
+        page = select(User).where(matching).order_by(User.username).offset(offset).limit(limit)
+        return self._session.scalars(page).all(), total
+
+    def remove(self, user: User) -> None:
+        """Delete the account; its factors, sessions, consents and refresh tokens go with it (cascade)."""
+        self._session.delete(user)
+        self._session.flush()
 
 
 class Factors:
@@ -184,6 +211,11 @@ class Clients:
     def all(self) -> Sequence[Client]:
         return self._session.scalars(select(Client).order_by(Client.created_at)).all()
 
+    def remove(self, client: Client) -> None:
+        """Delete the client; its consents and refresh tokens go with it (cascade)."""
+        self._session.delete(client)
+        self._session.flush()
+
 
 @dataclass(frozen=True)
 class HeldRefreshToken:
@@ -309,6 +341,13 @@ class RefreshTokens:
         )
         return sorted(set(self._session.scalars(query)))
 
+    def session_bound_families(self, sid: str) -> list[str]:
+        """The grants issued from one browser session that end with it (not offline_access, not revoked)."""
+        query = select(RefreshToken.family_id).where(
+            RefreshToken.sid == sid, RefreshToken.offline.is_(False), RefreshToken.revoked.is_(False)
+        )
+        return sorted(set(self._session.scalars(query)))
+
     def revoke_family(self, family_id: str) -> None:
         self._session.execute(
             update(RefreshToken).where(RefreshToken.family_id == family_id).values(revoked=True)
@@ -352,6 +391,31 @@ class UserSessions:
         self._session.execute(update(UserSession).where(UserSession.sid == sid).values(acr=acr))
 
 
+class SessionClients:
+    """Which clients received tokens in which browser session (the logout channels' audience)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def record(self, *, sid: str, client_id: str, user_id: str, at: int) -> None:
+        """Remember the client for the session; once (one statement: concurrent token requests agree)."""
+        insert = postgresql.insert if self._session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        values = {"sid": sid, "client_id": client_id, "user_id": user_id, "first_at": at}
+        self._session.execute(insert(SessionClient).values(**values).on_conflict_do_nothing())
+
+    def take(self, sid: str) -> Sequence[tuple[SessionClient, Client]]:
+        """The session's clients, each with its registration, forgotten in the same unit of work."""
+        query = (
+            select(SessionClient, Client)
+            .join(Client, Client.client_id == SessionClient.client_id)
+            .where(SessionClient.sid == sid)
+            .order_by(SessionClient.first_at)
+        )
+        found = [(row, client) for row, client in self._session.execute(query)]
+        self._session.execute(delete(SessionClient).where(SessionClient.sid == sid))
+        return found
+
+
 class Audit:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -371,6 +435,33 @@ class Audit:
         )
         return self._session.scalars(query).all()
 
+    def query(
+        self,
+        *,
+        user_id: str | None = None,
+        client_id: str | None = None,
+        event: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> Sequence[AuditEvent]:
+        """Events matching every given filter, newest first; `before_id` pages back from an event."""
+        conditions = [
+            condition
+            for condition, given in (
+                (AuditEvent.user_id == user_id, user_id is not None),
+                (AuditEvent.client_id == client_id, client_id is not None),
+                (AuditEvent.event == event, event is not None),
+                (AuditEvent.at >= (since or 0), since is not None),
+                (AuditEvent.at <= (until or 0), until is not None),
+                (AuditEvent.id < (before_id or 0), before_id is not None),
+            )
+            if given
+        ]
+        query = select(AuditEvent).where(*conditions).order_by(AuditEvent.id.desc()).limit(limit)
+        return self._session.scalars(query).all()
+
 
 @dataclass(frozen=True)
 class DurableStore:
@@ -384,6 +475,7 @@ class DurableStore:
     refresh_tokens: RefreshTokens
     sessions: UserSessions
     audit: Audit
+    session_clients: SessionClients
 
     @classmethod
     def over(cls, session: Session) -> DurableStore:
@@ -396,6 +488,7 @@ class DurableStore:
             refresh_tokens=RefreshTokens(session),
             sessions=UserSessions(session),
             audit=Audit(session),
+            session_clients=SessionClients(session),
         )
 
 

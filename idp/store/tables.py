@@ -119,6 +119,15 @@ class Client(Base):
     )
     # Run by someone else than the provider's operator: users allow it their data first (consent).
     third_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Told when a browser session it received tokens in ends (OpenID Back-/Front-Channel Logout 1.0).
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2000))
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    frontchannel_logout_uri: Mapped[str | None] = mapped_column(String(2000))
+    frontchannel_logout_session_required: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     # Its access tokens are always DPoP-bound (RFC 9449 5.2): a token request without a proof is refused.
     dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
@@ -159,6 +168,19 @@ class RefreshToken(Base):
     offline: Mapped[bool] = mapped_column(Boolean, default=False)
     # A public client's DPoP key (RFC 7638 thumbprint): a refresh needs a proof by that key (RFC 9449 5).
     dpop_jkt: Mapped[str | None] = mapped_column(String(43))
+
+
+class SessionClient(Base):
+    """A client that received tokens in a browser session (`sid`): told when that session ends."""
+
+    __tablename__ = "session_clients"
+
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.client_id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    first_at: Mapped[int] = mapped_column(Integer)
 
 
 class AuditEvent(Base):

@@ -124,7 +124,7 @@ def _record_sign_in(user: User, done: Done, *, client_id: str | None, sid: str) 
 def _fail(sign_in: SignInRequest, step: Fail, user: User | None) -> BaseResponse:
     """The pipeline refuses; a disabled account (access_denied) is also signed out of this browser."""
     if step.error == "access_denied" and isinstance(sign_in.destination, ClientRedirect):
-        session_state.end_session()
+        session_state.end_session(reason="sign-in refused")
     return refuse_sign_in(sign_in, step, user)
 
 

@@ -9,8 +9,9 @@ from flask import Blueprint, Response, redirect, render_template, request, sessi
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.oidc.clients import RegisteredClient
+from idp.oidc.logout import FrontChannelPage
 from idp.views import errors, session_state
-from idp.web import audit, durable_store, services
+from idp.web import CONTENT_SECURITY_POLICY, audit, durable_store, services
 
 blueprint = Blueprint("logout", __name__)
 
@@ -110,10 +111,20 @@ def _sign_out(target: str | None) -> BaseResponse:
     user = session_state.signed_in_user()
     if user is not None:
         audit("sign_out", "success", user_id=user.id)
-    session_state.end_session()
-    if target:
+    pages = session_state.end_session()
+    if target and not pages:
         return redirect(target)
-    return Response(render_template("signed_out.html"))
+    return _signed_out_page(pages, target)
+
+
+def _signed_out_page(pages: tuple[FrontChannelPage, ...], target: str | None) -> Response:
+    """The signed-out page, framing each front-channel logout URI (Front-Channel Logout 1.0 2) before
+    it continues to `target`: its policy lets it frame exactly those origins, nothing else."""
+    response = Response(render_template("signed_out.html", pages=pages, target=target))
+    if pages:
+        origins = " ".join(sorted({page.origin for page in pages}))
+        response.headers["Content-Security-Policy"] = f"{CONTENT_SECURITY_POLICY}; frame-src {origins}"
+    return response
 
 
 def _refuse(message: str) -> Response:

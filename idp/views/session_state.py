@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Iterable
+from functools import partial
 
 from flask import request, session
 
@@ -16,8 +18,9 @@ from idp.auth.factors import capabilities_of
 from idp.auth.pipeline import Account, AuthState, Proof, apply_proof, state_from_json, state_to_json
 from idp.auth.policy import Amr, Method
 from idp.auth.sessions import ServerSession
+from idp.oidc.logout import FrontChannelPage, end_sessions_at_clients
 from idp.store.tables import User, UserSession
-from idp.web import durable_store, services
+from idp.web import after_commit, authorization_server, durable_store, services
 
 AUTH_KEY = "auth"
 SID_KEY = "sid"
@@ -106,20 +109,33 @@ def _rekey_session() -> None:
     durable_store().sessions.rekey(session_sid(), storage_key=session.storage_key)
 
 
-def end_session() -> None:
-    """Forget who signed in here: a fresh, empty session with a new id (used at sign-in and sign-out)."""
+def end_session(*, reason: str = "signed out") -> tuple[FrontChannelPage, ...]:
+    """Forget who signed in here: a fresh, empty session with a new id (used at sign-in and sign-out).
+    The clients that received tokens in it are told; returns the pages the sign-out page frames."""
     assert isinstance(session, ServerSession)
     sid = session.get(SID_KEY)
+    pages: tuple[FrontChannelPage, ...] = ()
     if sid is not None:
+        pages = tell_clients_sessions_ended([sid], reason=reason)
         durable_store().sessions.remove(sid)
     session.end()
+    return pages
+
+
+def tell_clients_sessions_ended(sids: Iterable[str], *, reason: str) -> tuple[FrontChannelPage, ...]:
+    """Revoke the grants bound to these browser sessions and, once that is committed, send each
+    back-channel client its logout_token in the background; returns the front-channel pages."""
+    logout = end_sessions_at_clients(authorization_server().context, sids, reason=reason)
+    if logout.notices:
+        after_commit(partial(services().backchannel.submit, logout.notices))
+    return logout.front_channel
 
 
 def start_over() -> None:
     """Forget who signed in here, like end_session, but keep the browser's binding: a sign-in in
     progress in this browser continues, with whichever account proves itself next."""
     browser = session.get(BROWSER_KEY)
-    end_session()
+    end_session(reason="another sign-in in the browser")
     if browser is not None:
         session[BROWSER_KEY] = browser
 

@@ -62,6 +62,11 @@ def discovery_document(issuer: str, policy: AssurancePolicy, *, par: ParSettings
         "require_request_uri_registration": True,
         "pushed_authorization_request_endpoint": f"{issuer}/par",
         "require_pushed_authorization_requests": par.required,
+        # OpenID Back-Channel Logout 1.0 2.1 and Front-Channel Logout 1.0 3: sid in both.
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "frontchannel_logout_supported": True,
+        "frontchannel_logout_session_supported": True,
         "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
     }
 

@@ -1,22 +1,46 @@
-"""A relying party built on Authlib's OAuth 2.0 client: what an application using Authlib sends.
+"""A relying party on a real client library: Authlib's requests client (`OAuth2Session`).
 
-Authlib's `OAuth2Session` makes the authorization request (state, nonce, PKCE with S256) and, once
-the user agent is sent back, checks `state` and redeems the code at the token endpoint with HTTP
-Basic client authentication. In between, an `oidc_client.Browser` carries the user through the
-hosted pages. The answer is read as the client and its resource server read it: the ID token
-(OIDC Core 3.1.3.7), the access token (RFC 9068) and introspection (RFC 7662), each verified.
+Authlib builds the authorization URL (state, nonce, PKCE with S256), reads the callback (checking
+`state`) and redeems the code at the token endpoint with HTTP Basic client authentication, either
+step by step (`authorization_url`, `callback`, `redeem`) or as a whole sign-in (`authorize`, then
+`finish`, which reads the answer as the client and its resource server do: the ID token (OIDC Core
+3.1.3.7), the access token (RFC 9068) and introspection (RFC 7662), each verified).
+
+The user agent is `support.oidc_client.Browser` (the hosted pages as a browser without JavaScript
+sees them).
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
 
-from support.oidc_client import Attempt, Browser, Client, OpenIdProvider, Pkce, location
+from support.oidc_client import TIMEOUT, Browser, Client, OpenIdProvider, location
+
+
+@dataclass(frozen=True)
+class AuthorizationUrl:
+    """An authorization request as Authlib built it, with what the client keeps to redeem its answer."""
+
+    url: str
+    state: str
+    nonce: str
+    code_verifier: str
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """An authorization request visited by a user agent: where it settled (a hosted page, or already
+    the redirect to the client)."""
+
+    request: AuthorizationUrl
+    page: requests.Response
 
 
 @dataclass(frozen=True)
@@ -33,62 +57,81 @@ class Answered:
         return self.id_token["acr"], self.access_token["acr"], self.introspection["acr"]
 
 
-@dataclass(frozen=True)
-class Authorization:
-    """One authorization request as Authlib made it (its session holds the client's credentials)."""
-
-    session: OAuth2Session
-    attempt: Attempt
-
-    @property
-    def page(self) -> requests.Response:
-        """Where the user agent settled: a hosted page, or already the redirect to the client."""
-        return self.attempt.page
-
-
-@dataclass(frozen=True)
+@dataclass
 class AuthlibRelyingParty:
-    """A confidential client registered with the provider; it introspects its own access tokens."""
-
-    provider: OpenIdProvider
+    op: OpenIdProvider
     client: Client
+    session: OAuth2Session
+
+    @classmethod
+    def of(
+        cls,
+        op: OpenIdProvider,
+        client: Client,
+        *,
+        scope: str = "openid profile",
+        code_challenge_method: str | None = "S256",
+        **options: Any,
+    ) -> AuthlibRelyingParty:
+        """An OAuth2Session for `client` (HTTP Basic when it has a secret, PKCE S256 unless told not)."""
+        session = OAuth2Session(
+            client.client_id,
+            client.secret,
+            scope=scope,
+            redirect_uri=client.redirect_uri,
+            code_challenge_method=code_challenge_method,
+            token_endpoint=op.endpoint("token"),
+            token_endpoint_auth_method="client_secret_basic" if client.secret else "none",
+            revocation_endpoint=op.endpoint("revocation"),
+            default_timeout=TIMEOUT,
+            **options,
+        )
+        return cls(op, client, session)
+
+    def authorization_url(self, **params: str) -> AuthorizationUrl:
+        """Authlib's authorization URL with a fresh state, nonce and PKCE verifier; `params` add to it."""
+        verifier = generate_token(48)
+        nonce = secrets.token_urlsafe(12)
+        url, state = self.session.create_authorization_url(
+            self.op.endpoint("authorization"), code_verifier=verifier, nonce=nonce, **params
+        )
+        return AuthorizationUrl(url, state, nonce, verifier)
+
+    def callback(self, answer: requests.Response) -> str:
+        """The URL the provider sent the user agent back to this client with (anything else fails)."""
+        target = location(answer) if answer.is_redirect else None
+        assert target is not None and target.split("?")[0] == self.client.redirect_uri, (
+            f"expected a redirect to {self.client.redirect_uri}, got {answer.status_code} at {answer.url}"
+        )
+        return target
+
+    def callback_params(self, answer: requests.Response) -> dict[str, str]:
+        return dict(parse_qsl(urlsplit(self.callback(answer)).query))
+
+    def redeem(self, request: AuthorizationUrl, answer: requests.Response) -> dict[str, Any]:
+        """Authlib takes the code from the redirect to the client (checking state) and fetches tokens."""
+        tokens: dict[str, Any] = self.session.fetch_token(
+            authorization_response=self.callback(answer),
+            state=request.state,
+            code_verifier=request.code_verifier,
+        )
+        return tokens
 
     def authorize(self, browser: Browser, **params: str) -> Authorization:
-        """Authlib's authorization URL (scope "openid profile" unless `params` say otherwise), visited."""
-        assert self.client.secret is not None, "a confidential client"
-        session = OAuth2Session(
-            self.client.client_id,
-            self.client.secret,
-            scope="openid profile",
-            redirect_uri=self.client.redirect_uri,
-            code_challenge_method="S256",
-        )
-        nonce, pkce = generate_token(20), Pkce.new()
-        url, state = session.create_authorization_url(
-            self.provider.metadata["authorization_endpoint"],
-            code_verifier=pkce.verifier,
-            nonce=nonce,
-            **params,
-        )
-        return Authorization(session, Attempt(self.client, state, nonce, pkce, browser.visit(url)))
+        """The authorization URL (`params` add to it), visited by `browser`."""
+        request = self.authorization_url(**params)
+        return Authorization(request, browser.visit(request.url))
 
-    def finish(self, authorization: Authorization, response: requests.Response) -> Answered:
-        """The redirect to the client: Authlib checks state and redeems the code; the answer verified."""
-        attempt = authorization.attempt
-        callback = attempt.callback(response)
-        assert callback.get("iss") == self.provider.issuer, callback
-        assert attempt.pkce is not None
-        token = authorization.session.fetch_token(
-            self.provider.endpoint("token"),
-            authorization_response=location(response),
-            state=attempt.state,
-            code_verifier=attempt.pkce.verifier,
-        )
+    def finish(self, authorization: Authorization, answer: requests.Response) -> Answered:
+        """The redirect to the client (with `iss`, RFC 9207) redeemed; its tokens verified as a client
+        and its resource server verify them."""
+        assert self.callback_params(answer).get("iss") == self.op.issuer, self.callback(answer)
+        tokens = self.redeem(authorization.request, answer)
         audience = self.client.client_id
         return Answered(
-            id_token=self.provider.verify_id_token(
-                token["id_token"], expected_audience=audience, expected_nonce=attempt.nonce
+            id_token=self.op.verify_id_token(
+                tokens["id_token"], expected_audience=audience, expected_nonce=authorization.request.nonce
             ),
-            access_token=self.provider.verify_access_token(token["access_token"], expected_audience=audience),
-            introspection=self.provider.introspect(token["access_token"], resource_server=self.client),
+            access_token=self.op.verify_access_token(tokens["access_token"], expected_audience=audience),
+            introspection=self.op.introspect(tokens["access_token"], resource_server=self.client),
         )

@@ -1,14 +1,14 @@
 """dpop: clients that require DPoP-bound tokens, and the key a public client's refresh token is bound to
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0011
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

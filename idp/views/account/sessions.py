@@ -12,7 +12,7 @@ from idp.store.tables import User, UserSession
 from idp.views.account.blueprint import blueprint
 from idp.views.account.guard import account_holder, fresh_login_required, login_required
 from idp.views.account.pages import page, record_change, redirect_with
-from idp.views.session_state import SID_KEY
+from idp.views.session_state import SID_KEY, tell_clients_sessions_ended
 from idp.web import durable_store, services
 
 HISTORY_EVENTS = ("sign_in", "consent", "factor_enrolment", "account_change", "sign_out")
@@ -60,13 +60,12 @@ def end_sessions_of(user: User, chosen: Callable[[UserSession], bool] = _another
     """Delete the chosen sessions' data (by default every session but this browser's): their next
     request finds no session and is signed out. Returns how many were ended."""
     store = durable_store()
-    ended = 0
-    for row in store.sessions.of_user(user.id, now=int(time.time())):
-        if chosen(row):
-            services().ephemeral.delete(row.storage_key)
-            store.sessions.remove(row.sid)
-            ended += 1
-    return ended
+    rows = [row for row in store.sessions.of_user(user.id, now=int(time.time())) if chosen(row)]
+    for row in rows:
+        services().ephemeral.delete(row.storage_key)
+        store.sessions.remove(row.sid)
+    tell_clients_sessions_ended([row.sid for row in rows], reason="ended from another session")
+    return len(rows)
 
 
 @blueprint.route("/history")

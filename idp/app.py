@@ -8,7 +8,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, request
+from authlib.oauth2.rfc6749 import InsecureTransportError
+from flask import Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import OperationalError
@@ -33,6 +34,7 @@ from idp.oidc.backchannel import BackChannelDelivery, DeliveryFailed
 from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import ClientCache
 from idp.oidc.context import ProviderContext
+from idp.oidc.dpop import DpopVerifier, StoredProofs
 from idp.oidc.keys import KeyRing
 from idp.oidc.server import build_server
 from idp.oidc.tokens import TokenService
@@ -154,6 +156,12 @@ def protocol_context(found: Services) -> ProviderContext:
         authorization_details=found.authorization_details,
         policy=found.policy,
         device=found.settings.device,
+        dpop=DpopVerifier(
+            issuer=found.settings.issuer,
+            settings=found.settings.dpop,
+            seen=StoredProofs(found.ephemeral),
+            nonce_secret=load_session_secret(Path(found.settings.keys.directory)),
+        ),
     )
 
 
@@ -252,6 +260,12 @@ def _install_failure_pages(app: Flask) -> None:
     for kind in STORE_FAILURES:
         app.register_error_handler(kind, unavailable)
     app.register_error_handler(HTTPException, errors.http_error)
+
+    @app.errorhandler(InsecureTransportError)
+    def insecure_transport(_error: InsecureTransportError) -> tuple[Response, int]:
+        """authlib refuses an OAuth request whose URL is plain http off loopback, as a forged Host
+        header makes it: a bad request, not a server error."""
+        return jsonify(error="invalid_request", error_description="The request must be sent over https."), 400
 
     @app.errorhandler(TooManySignIns)
     def too_many_sign_ins(error: TooManySignIns) -> Response:

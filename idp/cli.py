@@ -274,6 +274,7 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> None:
             frontchannel_logout=_logout_channel(
                 args.frontchannel_logout_uri, args.frontchannel_logout_session_required
             ),
+            dpop_bound_access_tokens=args.require_dpop,
         )
     _print_secret(created.client.client_id, created.secret, as_json=args.json)
 
@@ -314,6 +315,7 @@ def cmd_clients_list(settings: Settings, _args: argparse.Namespace) -> None:
         for client in client_ops.all_clients(management):
             kind = "public" if client.token_endpoint_auth_method == "none" else "confidential"
             kind += ", third-party" if client.third_party else ""
+            kind += ", DPoP required" if client.dpop_bound_access_tokens else ""
             method = client.token_endpoint_auth_method
             redirects = " ".join(client.redirect_uris) or "-"
             print(
@@ -599,6 +601,12 @@ def _parser() -> argparse.ArgumentParser:
         "--frontchannel-logout-session-required",
         action="store_true",
         help="add iss and sid to the front-channel logout URI",
+    )
+    client_create.add_argument(
+        "--require-dpop",
+        action="store_true",
+        help="refuse its token requests without a DPoP proof: every token it gets is bound to its key "
+        "(RFC 9449, dpop_bound_access_tokens)",
     )
     client_create.add_argument("--json", action="store_true", help="print the result as JSON")
     client_create.set_defaults(handler=cmd_clients_create)

@@ -346,6 +346,15 @@ class AuthorizationDetailType(_Section):
         return self
 
 
+class DpopSettings(_Section):
+    """DPoP (RFC 9449): how far a proof's `iat` may be from the provider's clock, and whether proofs
+    must carry a nonce the provider gave out (`use_dpop_nonce`), which stays valid `nonce_lifetime`."""
+
+    require_nonce: bool = False
+    proof_window: Annotated[int, Field(ge=5, le=600)] = 60
+    nonce_lifetime: Annotated[int, Field(ge=30, le=3600)] = 300
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(gt=0, lt=65536)] = 8000
@@ -427,6 +436,7 @@ class Settings(_Section):
     logout: LogoutSettings = LogoutSettings()
     authorization_details: dict[str, AuthorizationDetailType] = Field(default_factory=dict)
     device: DeviceSettings = DeviceSettings()
+    dpop: DpopSettings = DpopSettings()
     server: ServerSettings = ServerSettings()
     metrics: MetricsSettings = MetricsSettings()
 

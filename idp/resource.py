@@ -1,5 +1,9 @@
 """For resource servers: validate our access tokens and demand step-up with RFC 9470 challenges.
 
+DPoP-bound tokens (RFC 9449) are accepted only as `Authorization: DPoP <token>` with a proof by the
+token's key for this request (its method and URL: behind a reverse proxy, let the app see the public
+URL, e.g. werkzeug's ProxyFix); each proof once, remembered in this process.
+
 Usable from any WSGI app (`check` and `RequireAuthentication`) and from Flask (`require`):
 
     validator = JwksValidator(issuer="https://login.example.com", audience="my-api")
@@ -26,10 +30,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import wraps
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from wsgiref.util import request_uri
 
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, KeySetSerialization
+
+from idp.oidc import dpop
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -40,6 +47,8 @@ HEADER_MEMBERS = frozenset({"alg", "kid", "typ"})  # all our tokens' header hold
 MAX_TOKEN_LENGTH = 8192
 LAST_NUMERIC_DATE = 253_402_300_799  # 9999-12-31T23:59:59Z
 HTTP_REASONS = {401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable"}
+PROOF_WINDOW = 60  # seconds a DPoP proof's iat may be from this server's clock
+SEEN_PROOFS = dpop.RememberedProofs()
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,7 @@ class AccessToken:
     claims: dict[str, Any]
     authorization_details: tuple[dict[str, Any], ...] = ()  # RFC 9396, as the user approved them
     one_time: bool = False  # spent by its first accepted use
+    jkt: str | None = None  # the DPoP key it is bound to (RFC 9449 6.1): usable only with a proof by it
 
     def approved(self, demand: DetailsDemand) -> bool:
         """Whether a detail of the demanded type carries every demanded value, exactly."""
@@ -87,6 +97,16 @@ class Challenge:
 
     def body(self) -> bytes:
         return json.dumps({"error": self.error or "unauthorized"}).encode()
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """What of the HTTP request a DPoP proof covers (RFC 9449 4.3): the method, the URL without its
+    query, and the values of its DPoP headers."""
+
+    method: str
+    url: str
+    proofs: tuple[str, ...] = ()
 
 
 class ProviderUnreachable(Exception):
@@ -221,7 +241,7 @@ class IntrospectionValidator:
                 answer = json.load(response)
         except (OSError, ValueError) as error:
             raise ProviderUnreachable(f"introspection failed: {error}") from None
-        if not answer.get("active") or answer.get("token_type") != "Bearer":
+        if not answer.get("active") or answer.get("token_type") not in ("Bearer", "DPoP"):
             return None
         if self._audience is not None and answer.get("client_id") != self._audience:
             return None
@@ -241,42 +261,68 @@ def check(
     scopes: Iterable[str] = (),
     now: float | None = None,
     details: DetailsDemand | None = None,
+    presentation: Presentation | None = None,
 ) -> AccessToken | Challenge:
     """The token when it satisfies every demand (the transaction it approved, with `details`) and, when
-    single use, was not used before; otherwise the challenge to answer with."""
+    single use, was not used before; otherwise the challenge to answer with. A DPoP-bound token needs
+    the `presentation` of the request its proof covers."""
     scheme, _, value = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
+    scheme = {"bearer": "Bearer", "dpop": "DPoP"}.get(scheme.lower(), "")
+    if not scheme or not value.strip():
         return Challenge(401, "Bearer")  # RFC 6750 3.1: no error code when no token was sent
     try:
         token = validator.validate(value.strip())
     except ProviderUnreachable:
-        return Challenge(503, 'Bearer error="temporarily_unavailable"', "temporarily_unavailable")
+        return Challenge(503, f'{scheme} error="temporarily_unavailable"', "temporarily_unavailable")
     if token is None:
-        return Challenge(401, 'Bearer error="invalid_token"', "invalid_token")
+        return Challenge(401, f'{scheme} error="invalid_token"', "invalid_token")
+    refusal = dpop.check_presentation(
+        sent_with_dpop=scheme == "DPoP",
+        bound_jkt=token.jkt,
+        proof=lambda: _verified_proof(presentation, access_token=value.strip()),
+    )
+    if refusal is not None:
+        return Challenge(401, refusal.www_authenticate, refusal.error)
     missing_scopes = set(scopes) - token.scopes
     if missing_scopes:
         scope = " ".join(sorted(scopes))
-        return Challenge(403, f'Bearer error="insufficient_scope", scope="{scope}"', "insufficient_scope")
+        return Challenge(403, f'{scheme} error="insufficient_scope", scope="{scope}"', "insufficient_scope")
     acceptable = tuple(acr)
     # Every step-up challenge names the transaction when the token did not approve it: one sign-in does.
     unapproved = details if details is not None and not token.approved(details) else None
     if acceptable and token.acr not in acceptable:
         description = f"needs authentication at {' or '.join(acceptable)}"
-        return _step_up(description, acceptable, max_age, details=unapproved)
+        return _step_up(scheme, description, acceptable, max_age, details=unapproved)
     age = (now or time.time()) - (token.auth_time or 0)
     if max_age is not None and age > max_age:
         description = f"needs authentication within the last {max_age} seconds"
-        return _step_up(description, acceptable, max_age, details=unapproved)
+        return _step_up(scheme, description, acceptable, max_age, details=unapproved)
     if unapproved is not None:
-        return _step_up("needs approval of this transaction", acceptable, max_age, details=unapproved)
+        return _step_up(scheme, "needs approval of this transaction", acceptable, max_age, details=unapproved)
     if token.one_time and not validator.spend(token):
         return Challenge(
-            401, 'Bearer error="invalid_token", error_description="already used"', "invalid_token"
+            401, f'{scheme} error="invalid_token", error_description="already used"', "invalid_token"
         )
     return token
 
 
+def _verified_proof(presentation: Presentation | None, *, access_token: str) -> dpop.Proof | None:
+    """The request's DPoP proof for this access token (`ath`), verified and spent."""
+    if presentation is None:
+        return None
+    return dpop.verify_request_proof(
+        presentation.proofs,
+        seen=SEEN_PROOFS,
+        expected_method=presentation.method,
+        expected_url=presentation.url,
+        now=time.time(),
+        window=PROOF_WINDOW,
+        access_token=access_token,
+    )
+
+
 def _step_up(
+    scheme: str,
     description: str,
     acr_values: tuple[str, ...],
     max_age: int | None,
@@ -285,7 +331,7 @@ def _step_up(
 ) -> Challenge:
     """RFC 9470 3: insufficient_user_authentication, with what would be enough; a transaction to approve
     as `authorization_details`: base64url (no padding) of the RFC 9396 JSON array to request."""
-    parts = ['Bearer error="insufficient_user_authentication"', f'error_description="{description}"']
+    parts = [f'{scheme} error="insufficient_user_authentication"', f'error_description="{description}"']
     if acr_values:
         parts.append(f'acr_values="{" ".join(acr_values)}"')
     if max_age is not None:
@@ -355,6 +401,9 @@ def require(
                 max_age=max_age,
                 scopes=wanted_scopes,
                 details=details() if details else None,
+                presentation=Presentation(
+                    request.method, request.base_url, tuple(request.headers.getlist(dpop.HEADER))
+                ),
             )
             if isinstance(outcome, Challenge):
                 return Response(
@@ -392,12 +441,18 @@ class RequireAuthentication:
         self._scopes = tuple(scopes)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        proof = environ.get("HTTP_DPOP")
         outcome = check(
             environ.get("HTTP_AUTHORIZATION"),
             self._validator,
             acr=self._acr,
             max_age=self._max_age,
             scopes=self._scopes,
+            presentation=Presentation(
+                environ.get("REQUEST_METHOD", "GET"),
+                request_uri(environ, include_query=False),
+                () if proof is None else (proof,),
+            ),
         )
         if isinstance(outcome, Challenge):
             body = outcome.body()
@@ -464,9 +519,11 @@ REQUIRED_CLAIMS = ("sub", "client_id", "exp")
 
 
 def validate_claims(claims: dict[str, Any]) -> AccessToken | None:
-    """The token's facts when each claim has its shape and none binds it to a key: a token with `cnf`
-    (RFC 7800 3.1; DPoP, RFC 9449 6) is no bearer token (RFC 6750). None otherwise."""
-    if "cnf" in claims or not all(name in claims for name in REQUIRED_CLAIMS):
+    """The token's facts when each claim has its shape; a `cnf` (RFC 7800 3.1) only as the DPoP key
+    binding the provider writes (RFC 9449 6.1). None otherwise."""
+    if not all(name in claims for name in REQUIRED_CLAIMS):
+        return None
+    if "cnf" in claims and not dpop.is_confirmation(claims["cnf"]):
         return None
     if not all(shape(claims[name]) for name, shape in CLAIM_SHAPES.items() if name in claims):
         return None
@@ -480,6 +537,7 @@ def validate_claims(claims: dict[str, Any]) -> AccessToken | None:
         claims=claims,
         authorization_details=tuple(claims.get("authorization_details", ())),
         one_time=bool(claims.get("approval", {}).get("one_time", False)),
+        jkt=dpop.bound_key(claims),
     )
 
 

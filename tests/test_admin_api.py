@@ -194,6 +194,18 @@ def test_clients_are_registered_updated_rotated_and_deleted(admin: Admin) -> Non
     assert admin.call("GET", f"/clients/{client_id}").status_code == 404
 
 
+def test_a_client_registered_to_require_dpop_keeps_the_rule_through_changes(admin: Admin) -> None:
+    registration = {"name": "CLI", "public": True, "redirect_uris": ["http://127.0.0.1/cb"]}
+    created = admin.call("POST", "/clients", json=registration | {"dpop_bound_access_tokens": True})
+    assert created.status_code == 201, created.get_json()
+    client_id = created.get_json()["client_id"]
+    assert admin.call("GET", f"/clients/{client_id}").get_json()["dpop_bound_access_tokens"] is True
+    changed = admin.call("PATCH", f"/clients/{client_id}", json={"scope": "openid"}).get_json()
+    assert changed["dpop_bound_access_tokens"] is True
+    plain = admin.call("POST", "/clients", json=registration).get_json()["client_id"]
+    assert admin.call("GET", f"/clients/{plain}").get_json()["dpop_bound_access_tokens"] is False
+
+
 def test_keys_are_listed_rotated_and_retired(admin: Admin) -> None:
     before = admin.call("GET", "/keys").get_json()["keys"]
     rotated = admin.call("POST", "/keys/rotate", json={"algorithms": ["ES256"]}).get_json()["keys"]

@@ -350,6 +350,20 @@ def test_a_private_key_jwt_client_gets_no_secret_and_keeps_its_rules(config: Pat
     assert f"{client_id}\tBank\tconfidential\tprivate_key_jwt" in idp(config, "clients", "list").stdout
 
 
+def test_a_client_registered_with_require_dpop_keeps_the_rule(config: Path) -> None:
+    created = idp(
+        config, "clients", "create", "--name", "Ops CLI", "--public", *CONSOLE, "--require-dpop", "--json"
+    )
+    assert created.returncode == 0, created.stderr
+    client_id = json.loads(created.stdout)["client_id"]
+    database = Database(load_settings(config).database_url)
+    with database.unit_of_work() as session:
+        row = DurableStore.over(session).clients.get(client_id)
+    database.engine.dispose()
+    assert row is not None and row.dpop_bound_access_tokens
+    assert f"{client_id}\tOps CLI\tpublic, DPoP required\tnone" in idp(config, "clients", "list").stdout
+
+
 def test_rotated_key_signs_after_restart_and_the_old_one_stays_published(
     tmp_path: Path, config: Path
 ) -> None:

@@ -797,7 +797,10 @@ MALFORMED_KINDS = [  # one of each kind issue 14 lists; most once answered 500, 
     pytest.param(Edit("claims", "scope", ["openid"]), id="fails because scope is a list, not a string"),
     pytest.param(Edit("claims", "acr", ["phr"]), id="fails because acr is a list"),
     pytest.param(Edit("claims", "sub", 1), id="fails because sub is a number"),
-    pytest.param(Edit("claims", "cnf", {"jkt": "0" * 43}), id="fails because a key-bound token is no bearer"),
+    pytest.param(
+        Edit("claims", "cnf", {"jkt": "0" * 42}), id="fails because cnf.jkt is no SHA-256 thumbprint"
+    ),
+    pytest.param(Edit("claims", "cnf", {"x5t#S256": "0" * 43}), id="fails because cnf binds no DPoP key"),
     pytest.param(Edit("claims", "cnf", "key"), id="fails because cnf is not an object"),
     pytest.param(Drop("claims", "client_id"), id="fails because client_id is missing"),
     pytest.param(

@@ -135,6 +135,7 @@ class NewClient(Body):
     introspect_audiences: Annotated[list[Identifier], Field(max_length=50)] = []
     require_pushed_authorization_requests: bool = False
     third_party: bool = False
+    dpop_bound_access_tokens: bool = False
 
 
 class ClientChanges(Body):
@@ -163,6 +164,7 @@ class Client(Answer):
     jwks_uri: str | None
     require_pushed_authorization_requests: bool
     third_party: bool
+    dpop_bound_access_tokens: bool
     created_at: int
 
 

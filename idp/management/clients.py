@@ -107,6 +107,7 @@ def registration_of(client: Client) -> dict[str, Any]:
         "request_object_signing_alg": client.request_object_signing_alg,
         "require_pushed_authorization_requests": client.require_pushed_authorization_requests,
         "third_party": client.third_party,
+        "dpop_bound_access_tokens": client.dpop_bound_access_tokens,
         "backchannel_logout": _logout_channel(
             client.backchannel_logout_uri, client.backchannel_logout_session_required
         ),

@@ -82,6 +82,7 @@ def register_client(
     third_party: bool = False,
     backchannel_logout: LogoutChannel | None = None,
     frontchannel_logout: LogoutChannel | None = None,
+    dpop_bound_access_tokens: bool = False,
 ) -> NewClient:
     """Validate a registration (OIDC Registration 2, RFC 9126 6) and mint the client id and secret."""
     grants = tuple(grant_types) or (("client_credentials",) if not redirect_uris else DEFAULT_USER_GRANTS)
@@ -135,6 +136,7 @@ def register_client(
         frontchannel_logout_session_required=bool(
             frontchannel_logout and frontchannel_logout.session_required
         ),
+        dpop_bound_access_tokens=dpop_bound_access_tokens,
     )
     return NewClient(client=client, secret=secret)
 
@@ -268,6 +270,11 @@ class RegisteredClient(ClientMixin):
     def may_introspect_for(self, audience: Sequence[str]) -> bool:
         """A resource server registered for one of a token's audiences (`idp clients create --introspect`)."""
         return not set(audience).isdisjoint(self.row.introspect_audiences)
+
+    @property
+    def requires_dpop(self) -> bool:
+        """Registered with dpop_bound_access_tokens (RFC 9449 5.2): every token request needs a proof."""
+        return self.row.dpop_bound_access_tokens
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         """A registered URI exactly, or a loopback one registered portless on any port (RFC 8252 7.3)."""

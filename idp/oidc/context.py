@@ -12,6 +12,7 @@ from idp.config import DeviceSettings, ParSettings, TokenSettings
 from idp.oidc.authorization_details import DetailTypes
 from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import ClientCache
+from idp.oidc.dpop import DpopVerifier
 from idp.oidc.keys import KeyRing
 from idp.oidc.tokens import TokenService
 from idp.store.durable import DurableStore
@@ -52,6 +53,7 @@ class ProviderContext:
     authorization_details: DetailTypes
     policy: AssurancePolicy  # for what a device request asks of the sign-in (RFC 8628 with RFC 9470)
     device: DeviceSettings
+    dpop: DpopVerifier
 
     def revoke_grant(self, grant_id: str, *, reason: str) -> None:
         """Revoke every refresh and access token of one grant."""

@@ -74,6 +74,8 @@ GENERIC = {
     "authorization_pending": "The user has not approved or denied the device yet.",
     "slow_down": "The device polls too often: it must wait 5 seconds longer between polls.",
     "expired_token": "The device code has expired: the device must start again.",
+    "invalid_dpop_proof": "The DPoP proof is invalid.",
+    "use_dpop_nonce": "The server requires a DPoP nonce: retry with the one in the DPoP-Nonce header.",
 }
 FALLBACK = "The request was refused."
 # A sentence: a capital letter first, a full stop last, and nothing that reads like code in between.

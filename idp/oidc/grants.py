@@ -16,6 +16,7 @@ from authlib.oauth2.rfc6749 import (
     list_to_scope,
     scope_to_list,
 )
+from authlib.oauth2.rfc6749.hooks import hooked
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode, OpenIDToken
 from authlib.oidc.core.grants.util import is_openid_scope
@@ -26,6 +27,7 @@ from idp.oidc.clients import CONFIDENTIAL_AUTH_METHODS, OFFLINE_ACCESS, Register
 from idp.oidc.context import ProviderContext
 from idp.oidc.delivery import deliver
 from idp.oidc.device_flow import DeviceAuthorization
+from idp.oidc.dpop import proven_key, refresh_token_key
 from idp.oidc.token_lookup import IssuedToken, refresh_token_view
 from idp.oidc.tokens import Authentication, GrantSubject, digest
 from idp.store.tables import RefreshToken
@@ -46,6 +48,7 @@ class IssuedCode:
     grant_id: str
     requested_scope: str = ""  # what the request asked for, which a refresh may repeat (older codes: none)
     approval: dict[str, Any] | None = None  # the authorization details approved (RFC 9396)
+    dpop_jkt: str | None = None  # the DPoP key the request bound the code to (RFC 9449 10)
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
@@ -66,6 +69,30 @@ class IssuedCode:
         return list(self.authentication["amr"])
 
 
+class KeyBoundTokens(grants.BaseGrant):
+    """The grants' token generation: authlib's step, with the access token bound to the key of the
+    request's DPoP proof, when it has one (RFC 9449 5, idp.oidc.dpop)."""
+
+    def generate_token(
+        self,
+        user: GrantSubject | None = None,
+        scope: str | None = None,
+        grant_type: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
+        context: ProviderContext = self.server.context
+        return context.tokens.generate(
+            grant_type=grant_type or self.GRANT_TYPE,
+            client=self.request.client,
+            user=user,
+            scope=scope,
+            expires_in=expires_in,
+            include_refresh_token=include_refresh_token,
+            confirmation=proven_key(self.request),
+        )
+
+
 # -- authorization code ------------------------------------------------------------------------
 
 
@@ -84,7 +111,7 @@ class S256CodeChallenge(CodeChallenge):
         super().validate_code_challenge(grant, redirect_uri)
 
 
-class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+class AuthorizationCodeGrant(KeyBoundTokens, grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [*CONFIDENTIAL_AUTH_METHODS, "none"]
 
     def create_authorization_response(self, redirect_uri: str, grant_user: Any) -> tuple[int, Any, Any]:
@@ -113,6 +140,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             grant_id=subject.grant_id,
             requested_scope=request.payload.scope or "",
             approval=subject.approval.to_json() if subject.approval else None,
+            dpop_jkt=data.get("dpop_jkt"),
         )
         context: ProviderContext = self.server.context
         context.ephemeral.put(
@@ -227,11 +255,16 @@ class DeviceIdTokens(ProviderIdTokens):
 # -- refresh token -----------------------------------------------------------------------------
 
 
-class RefreshTokenGrant(grants.RefreshTokenGrant):
+class RefreshTokenGrant(KeyBoundTokens, grants.RefreshTokenGrant):
     """Rotation with reuse detection (RFC 9700 4.14.2): an old token revokes its whole family."""
 
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [*CONFIDENTIAL_AUTH_METHODS, "none"]
     INCLUDE_NEW_REFRESH_TOKEN = True
+
+    @hooked  # type: ignore[untyped-decorator]  # authlib ships no type hints
+    def validate_token_request(self) -> None:
+        """authlib's, hooked as its authorization code grant's is: extensions check the request first."""
+        super().validate_token_request()
 
     def authenticate_refresh_token(self, refresh_token: str) -> IssuedToken | None:
         context: ProviderContext = self.server.context
@@ -298,8 +331,13 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         """Already marked rotated by authenticate_user, in this unit of work."""
 
 
-class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+class ClientCredentialsGrant(KeyBoundTokens, grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = CONFIDENTIAL_AUTH_METHODS
+
+    @hooked  # type: ignore[untyped-decorator]  # authlib ships no type hints
+    def validate_token_request(self) -> None:
+        """authlib's, hooked as its authorization code grant's is: extensions check the request first."""
+        super().validate_token_request()
 
     def validate_requested_scope(self) -> None:
         """Only scopes the client registered (RFC 6749 4.4.2): with no user to trim a request for, a wider
@@ -339,6 +377,7 @@ def save_token(context: ProviderContext, token: dict[str, Any], request: OAuth2R
             expires_at=now + context.lifetimes.refresh_token_lifetime,
             sid=subject.authentication.sid,
             offline=OFFLINE_ACCESS in scope_to_list(grant.scope),
+            dpop_jkt=refresh_token_key(request),
         )
     )
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from authlib.oauth2.rfc6749 import InvalidRequestError
 
-# OIDC Core 3.1.2.1 and 5.5 as far as they are implemented, and RFC 7636; the rest are ignored
+# OIDC Core 3.1.2.1 and 5.5 as far as they are implemented, RFC 7636 and RFC 9449 10; the rest are ignored
 # (RFC 6749 3.1: unrecognized parameters are ignored).
 UNDERSTOOD = frozenset(
     {
@@ -25,6 +25,7 @@ UNDERSTOOD = frozenset(
         "code_challenge",
         "code_challenge_method",
         "authorization_details",  # RFC 9396, kept in its canonical form once validated
+        "dpop_jkt",
     }
 )
 MAX_KEPT_BYTES = 4096

@@ -13,6 +13,7 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from idp.oidc.client_assertions import ASSERTION_TYPE, PrivateKeyJwt
 from idp.oidc.context import ProviderContext
 from idp.oidc.device_flow import DeviceAuthorizationEndpoint, DeviceCodeGrant
+from idp.oidc.dpop import DpopTokenBinding
 from idp.oidc.error_descriptions import describe
 from idp.oidc.grants import (
     AuthorizationCodeGrant,
@@ -83,11 +84,12 @@ class ProviderServer(AuthorizationServer):
 def build_server(context: ProviderContext) -> ProviderServer:
     server = ProviderServer(context)
     server.register_token_generator("default", context.tokens.generate)
+    dpop = DpopTokenBinding(context.dpop, audit=context.audit)
     server.register_grant(
-        AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDConnectCode(context)]
+        AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDConnectCode(context), dpop]
     )
-    server.register_grant(RefreshTokenGrant)
-    server.register_grant(ClientCredentialsGrant)
+    server.register_grant(RefreshTokenGrant, [dpop])
+    server.register_grant(ClientCredentialsGrant, [dpop])
     server.register_endpoint(TokenRevocation)
     server.register_endpoint(TokenIntrospection)
     server.register_client_auth_method(PrivateKeyJwt.CLIENT_AUTH_METHOD, PrivateKeyJwt(context))

@@ -54,6 +54,10 @@ class TokenIntrospection(IntrospectionEndpoint):
             "exp": token.expires_at,
             "iat": token.issued_at,
         }
+        confirmation = token.confirmation()
+        if confirmation is not None:  # RFC 9449 6.2
+            payload["cnf"] = {"jkt": confirmation}
+            payload["token_type"] = "DPoP" if token.kind == "access_token" else payload["token_type"]
         if token.authentication is not None:
             payload |= {
                 "acr": token.authentication.acr,

@@ -9,6 +9,7 @@ from typing import Any
 from idp.oidc.authorization_details import Approval
 from idp.oidc.clients import RegisteredClient
 from idp.oidc.context import ProviderContext
+from idp.oidc.dpop import bound_key
 from idp.oidc.tokens import Authentication, digest
 from idp.store.durable import HeldRefreshToken
 from idp.store.ephemeral import EphemeralStore
@@ -34,6 +35,13 @@ class IssuedToken:
     outlived_its_session: bool = False  # refresh tokens: see `outlived_its_session`
     requested_scope: str = ""  # refresh tokens: what the authorization request asked for
     approval: Approval | None = None  # access tokens: the authorization details approved (RFC 9396)
+
+    def confirmation(self) -> str | None:
+        """The DPoP key (RFC 7638 thumbprint) the token is bound to: an access token's `cnf.jkt`, a
+        public client's refresh token's stored one (RFC 9449 6.1, 5)."""
+        if self.claims is not None:
+            return bound_key(self.claims)
+        return None if self.row is None else self.row.dpop_jkt
 
     def check_client(self, client: RegisteredClient) -> bool:
         return bool(client.get_client_id() == self.client_id)

@@ -79,8 +79,10 @@ class TokenService:
         scope: str | None = None,
         expires_in: int | None = None,
         include_refresh_token: bool = True,
+        confirmation: str | None = None,
     ) -> dict[str, Any]:
-        """authlib's token generator hook: one JWT access token, and a refresh token for users."""
+        """authlib's token generator hook: one JWT access token, and a refresh token for users; bound to
+        the DPoP key whose thumbprint is `confirmation` (RFC 9449 6.1) when there is one."""
         now = int(time.time())
         lifetime = expires_in or self.access_token_lifetime
         claims: dict[str, Any] = {
@@ -104,10 +106,12 @@ class TokenService:
             }
             if user.approval is not None:
                 claims |= user.approval.claims()
+        if confirmation is not None:
+            claims["cnf"] = {"jkt": confirmation}
         key = self._keyring.signing_key(self._algorithm)
         header = {"typ": ACCESS_TOKEN_TYPE, "alg": self._algorithm, "kid": key.kid}
         token: dict[str, Any] = {
-            "token_type": "Bearer",
+            "token_type": "Bearer" if confirmation is None else "DPoP",
             "access_token": jwt.encode(header, claims, key, algorithms=[self._algorithm]),
             "expires_in": lifetime,
             "scope": scope or "",

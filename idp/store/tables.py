@@ -128,6 +128,8 @@ class Client(Base):
     frontchannel_logout_session_required: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
+    # Its access tokens are always DPoP-bound (RFC 9449 5.2): a token request without a proof is refused.
+    dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Consent(Base):
@@ -164,6 +166,8 @@ class RefreshToken(Base):
     # token works only while that session lives.
     sid: Mapped[str | None] = mapped_column(String(64))
     offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A public client's DPoP key (RFC 7638 thumbprint): a refresh needs a proof by that key (RFC 9449 5).
+    dpop_jkt: Mapped[str | None] = mapped_column(String(43))
 
 
 class SessionClient(Base):

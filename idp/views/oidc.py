@@ -23,12 +23,14 @@ from idp import observability
 from idp.auth.pipeline import RequestRejected, requirement_for
 from idp.auth.quotas import Usage
 from idp.auth.throttle import Blocked, address_subject
+from idp.oidc import dpop
 from idp.oidc.authorization_details import InvalidAuthorizationDetails, canonical_json
 from idp.oidc.bearer import TokenSentTwice, challenge, presented_token
 from idp.oidc.claims import user_claims
 from idp.oidc.client_assertions import asserted_client_id
 from idp.oidc.clients import GRANT_TYPES
 from idp.oidc.delivery import RESPONSE_MODES
+from idp.oidc.error_descriptions import describe
 from idp.oidc.keys import MAX_JWT_LENGTH
 from idp.oidc.prompts import Prompt, requested_prompts
 from idp.oidc.request_objects import ECHOED
@@ -248,13 +250,13 @@ def _client_authentication_failed(response: BaseResponse) -> bool:
 
 @blueprint.route("/userinfo", methods=["GET", "POST"])
 def userinfo() -> BaseResponse:
-    """OIDC Core 5.3: claims for the bearer of a valid access token with the openid scope."""
+    """OIDC Core 5.3: claims for the bearer of a valid access token with the openid scope; a DPoP-bound
+    token only with the DPoP scheme and a proof by its key (RFC 9449 7)."""
+    authorization = request.headers.get("Authorization", "")
+    with_dpop = dpop.presented_with_dpop(authorization)
     try:
-        token = presented_token(
-            authorization=request.headers.get("Authorization", ""),
-            method=request.method,
-            mimetype=request.mimetype,
-            form=request.form,
+        token = with_dpop or presented_token(
+            authorization=authorization, method=request.method, mimetype=request.mimetype, form=request.form
         )
     except TokenSentTwice as refused:
         return challenge("invalid_request", description=refused.description, status=400)
@@ -262,10 +264,40 @@ def userinfo() -> BaseResponse:
         return challenge()
     claims = services().tokens.verify_access_token(token)
     if claims is None or "openid" not in str(claims.get("scope", "")).split() or "grant_id" not in claims:
+        if with_dpop is not None:  # answered in the scheme it came with (RFC 9449 7.1)
+            return _dpop_challenge(dpop.Refusal("invalid_token", describe("invalid_token", None)))
         return challenge("invalid_token")
+    verifier = authorization_server().context.dpop
+    refusal = dpop.check_presentation(
+        sent_with_dpop=with_dpop is not None,
+        bound_jkt=dpop.bound_key(claims),
+        proof=lambda: verifier.verify(
+            request.headers.getlist(dpop.HEADER),
+            method=request.method,
+            endpoint="/userinfo",
+            access_token=token,
+        ),
+        fresh_nonce=verifier.fresh_nonce,
+    )
+    if refusal is not None:
+        detail = {"endpoint": "userinfo", "reason": refusal.description}
+        audit(
+            "dpop_proof", "failure", user_id=claims["sub"], client_id=claims.get("client_id"), detail=detail
+        )
+        return _dpop_challenge(refusal)
     user = durable_store().users.get(claims["sub"])
     if user is None or user.disabled:
         return challenge("invalid_token")
     response = jsonify(user_claims(user, claims["scope"]))
     response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _dpop_challenge(refusal: dpop.Refusal) -> BaseResponse:
+    """RFC 9449 7.1: 401 with the DPoP challenge, and the nonce to retry with when one is needed (8)."""
+    response = jsonify(error=refusal.error, error_description=refusal.description)
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = refusal.www_authenticate
+    if refusal.nonce is not None:
+        response.headers[dpop.NONCE_HEADER] = refusal.nonce
     return response

@@ -13,6 +13,7 @@ from idp.config import ParSettings
 from idp.oidc.claims import CLAIMS_SUPPORTED
 from idp.oidc.client_keys import CLIENT_JWT_ALGORITHMS
 from idp.oidc.clients import AUTH_METHODS, GRANT_TYPES, REQUEST_OBJECT_ALGORITHMS
+from idp.oidc.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from idp.store.database import DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable
 from idp.web import services
@@ -71,6 +72,7 @@ def discovery_document(
         "frontchannel_logout_session_supported": True,
         "authorization_details_types_supported": list(detail_types),
         "device_authorization_endpoint": f"{issuer}/device_authorization",
+        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
     }
 
 

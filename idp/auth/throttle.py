@@ -78,6 +78,10 @@ class Throttle:
         self.webauthn_address = Gate("webauthn-address", settings.webauthn_address)
         self.client_auth = Gate("client-auth", settings.client_auth)
 
+    def client_authentication(self, client_id: str, address: str | None) -> Attempt:
+        """A client authentication counts against that client from that address."""
+        return (self.client_auth, f"{client_id}|{address_subject(address)}")
+
     def reserve(self, *attempts: Attempt) -> Reservation | Blocked:
         """Count the attempt as a failure at every gate, unless one of them makes it wait (then the
         longest wait, and nothing is counted): one atomic step, whoever else tries at the same time."""
@@ -88,6 +92,13 @@ class Throttle:
         if any(wait is not None for wait in runs):
             return Blocked(retry_after=0, locked=True)
         return Blocked(retry_after=max(wait for wait in failures if wait is not None))
+
+    def holding(self, *attempts: Attempt) -> bool:
+        """Whether a gate of `attempts` makes them wait, counting nothing: for an attempt already known
+        to be right, which `reserve` would count and `succeeded` take straight back (one read instead
+        of two writes; a right attempt never adds to a gate, even for a moment)."""
+        holds = [tally.hold_key for tally in self._tallies(*attempts)]
+        return any(hold is not None for hold in self._ephemeral.get_many(holds))
 
     def succeeded(self, reservation: Reservation) -> None:
         """A success ends the run of consecutive failures at the gates it resets; the others (the

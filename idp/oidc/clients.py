@@ -286,10 +286,9 @@ class ClientCache:
         if not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID_LENGTH:
             return None
         now = time.monotonic()
-        with self._lock:
-            cached = self._entries.get(client_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        cached = self.peek(client_id, now=now)
+        if cached is not None:
+            return cached
         row = self._load(client_id)
         if row is None:
             return None
@@ -299,3 +298,11 @@ class ClientCache:
                 self._entries.clear()
             self._entries[client_id] = (now + self._ttl, client)
         return client
+
+    def peek(self, client_id: str, *, now: float | None = None) -> RegisteredClient | None:
+        """The client if this process has it fresh in the cache; None says only "not cached"."""
+        with self._lock:
+            cached = self._entries.get(client_id)
+        if cached is not None and cached[0] > (time.monotonic() if now is None else now):
+            return cached[1]
+        return None

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from idp import observability
 from idp.auth.pipeline import RequestRejected, requirement_for
-from idp.auth.throttle import Blocked, address_subject
+from idp.auth.throttle import Blocked
 from idp.oidc.bearer import TokenSentTwice, challenge, presented_token
 from idp.oidc.claims import user_claims
 from idp.oidc.client_assertions import asserted_client_id
@@ -166,7 +166,7 @@ def _with_client_authentication(endpoint: Callable[[], BaseResponse]) -> BaseRes
         return response
     guess = guessing.reserve(
         Guessed(Event.CLIENT_AUTHENTICATION, request.endpoint or "", client_id=client_id[:64]),
-        (throttle.client_auth, f"{client_id}|{address_subject(request.remote_addr)}"),
+        throttle.client_authentication(client_id, request.remote_addr),
     )
     if isinstance(guess, Blocked):
         refusal = jsonify(error="invalid_client", error_description=TOO_MANY_FAILURES)

@@ -13,6 +13,7 @@ from idp.config import ParSettings
 from idp.oidc.claims import CLAIMS_SUPPORTED
 from idp.oidc.client_keys import CLIENT_JWT_ALGORITHMS
 from idp.oidc.clients import AUTH_METHODS, REQUEST_OBJECT_ALGORITHMS
+from idp.security_headers import HSTS
 from idp.store.database import DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable
 from idp.web import services
@@ -65,7 +66,6 @@ def discovery_document(issuer: str, policy: AssurancePolicy, *, par: ParSettings
 
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
-HSTS = "max-age=31536000; includeSubDomains"
 JWKS_PATH = "/jwks.json"
 
 

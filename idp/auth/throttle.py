@@ -104,9 +104,9 @@ class Throttle:
         """A success ends the run of consecutive failures at the gates it resets; the others (the
         addresses) keep their earlier failures and only take this attempt back."""
         attempts = reservation.attempts
-        self._forget(*(attempt for attempt in attempts if attempt[0].reset_by_success))
+        reset = [attempt for attempt in attempts if attempt[0].reset_by_success]
         kept = [attempt for attempt in attempts if not attempt[0].reset_by_success]
-        self._ephemeral.refund(self._tallies(*kept), token=reservation.token)
+        self._ephemeral.refund(self._tallies(*kept), token=reservation.token, forget=self._keys(*reset))
 
     def refund(self, reservation: Reservation) -> None:
         """Take back an attempt that was never checked (its check failed on an outage)."""
@@ -117,9 +117,11 @@ class Throttle:
         self._forget((self.password_account, subject))
 
     def _forget(self, *attempts: Attempt) -> None:
-        self._ephemeral.delete(
-            *(key for tally in self._tallies(*attempts) for key in (tally.key, tally.hold_key))
-        )
+        self._ephemeral.delete(*self._keys(*attempts))
+
+    def _keys(self, *attempts: Attempt) -> list[str]:
+        """Every key an attempt's tallies keep: forgetting them ends their runs."""
+        return [key for tally in self._tallies(*attempts) for key in (tally.key, tally.hold_key)]
 
     def _tallies(self, *attempts: Attempt) -> list[Tally]:
         """What an attempt counts: failures at its gate, and the run towards the lock for an account."""

@@ -183,9 +183,10 @@ class LeanPaths:
     def _authenticated(self, request: BasicRequest, *, endpoint: str) -> RegisteredClient:
         """The client, when it is cached here and its secret is right for that endpoint."""
         client = self._context.clients.peek(request.client_id)
-        if client is None or not client.check_endpoint_auth_method(BASIC, endpoint):
-            raise Declined
-        if not client.check_client_secret(request.secret):
+        right = client is not None and client.authenticates_with_secret(
+            request.secret, method=BASIC, endpoint=endpoint
+        )
+        if client is None or not right:
             raise Declined
         return client
 

@@ -255,6 +255,13 @@ class RegisteredClient(ClientMixin):
             return False
         return hmac.compare_digest(self.row.secret_hash, hash_secret(client_secret))
 
+    def authenticates_with_secret(self, secret: str | None, *, method: str, endpoint: str) -> bool:
+        """`secret` is this client's, sent by a secret method it may use at `endpoint`: authlib's two
+        checks, asked before a guess is counted (a right secret is never counted, only its gate read)."""
+        if not secret or method not in SECRET_AUTH_METHODS:
+            return False
+        return self.check_endpoint_auth_method(method, endpoint) and self.check_client_secret(secret)
+
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         """Only the registered method: a secret either way (Basic or form), or the client's keys."""
         registered = self.row.token_endpoint_auth_method

@@ -21,12 +21,13 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.waiting
 import redis.connection
 import requests
 from flask import Flask, request
@@ -60,12 +61,13 @@ COUNTS = Counters()
 
 def count_round_trips() -> None:
     """Wrap the two places every round trip passes through (this process only): psycopg waiting for
-    a reply, and redis-py sending a command or a whole pipeline."""
+    the server (each time it waits to read a reply: a BEGIN sent before a query is a round trip of
+    its own, and a ROLLBACK psycopg skips on an idle connection none), and redis-py sending a command
+    or a whole pipeline."""
     wait, send = psycopg.Connection.wait, redis.connection.AbstractConnection.send_packed_command
 
-    def counted_wait(self: Any, *args: Any, **kwargs: Any) -> Any:
-        COUNTS.postgres += 1
-        return wait(self, *args, **kwargs)
+    def counted_wait(self: Any, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        return wait(self, _replies_counted(gen), *args, **kwargs)
 
     def counted_send(self: Any, *args: Any, **kwargs: Any) -> Any:
         COUNTS.redis += 1
@@ -73,6 +75,18 @@ def count_round_trips() -> None:
 
     psycopg.Connection.wait = counted_wait  # type: ignore[method-assign]
     redis.connection.AbstractConnection.send_packed_command = counted_send  # type: ignore[method-assign]
+
+
+def _replies_counted(gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    """psycopg's generator, passed through, counting each wait for the server's reply."""
+    try:
+        state = gen.send(None)
+        while True:
+            if state == psycopg.waiting.Wait.R:
+                COUNTS.postgres += 1
+            state = gen.send((yield state))
+    except StopIteration as done:
+        return done.value
 
 
 class PerEndpoint:

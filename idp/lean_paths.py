@@ -137,7 +137,7 @@ class LeanPaths:
             raise Declined
         client = self._authenticated(request, endpoint=TokenIntrospection.ENDPOINT_NAME)
         self._gate_open(request)
-        with self._unit_of_work() as durable:
+        with self._reading() as durable:
             context = replace(self._context, durable=durable)
             token = find_token(context, request.form["token"])
             permitted = token is not None and self._introspection.check_permission(token, client, None)
@@ -198,22 +198,22 @@ class LeanPaths:
             raise Declined
 
     @contextlib.contextmanager
-    def _unit_of_work(self) -> Iterator[Callable[[], DurableStore]]:
-        """The durable store opened on first use, as Flask's unit of work does, closed at the end."""
+    def _reading(self) -> Iterator[Callable[[], DurableStore]]:
+        """The durable store, opened on first use and closed at the end, for reading only: an
+        introspection reads one row (the account, or a refresh token with its account), so no
+        transaction is opened around it."""
         opened: list[DurableStore] = []
         sessions = []
 
         def durable() -> DurableStore:
             if not opened:
-                session = self._database.open_session()
+                session = self._database.open_reading_session()
                 sessions.append(session)
                 opened.append(DurableStore.over(session))
             return opened[0]
 
         try:
             yield durable
-            for session in sessions:
-                session.commit()
         finally:
             for session in sessions:
                 session.close()

@@ -6,8 +6,10 @@
 The provider runs in this process (werkzeug, one thread) over a fresh PostgreSQL database and Redis
 db 10 (flushed before and after, no other); browserless sign-ins, client-credentials tokens,
 refreshes and introspections are made over HTTP, and every request is attributed its server round
-trips (psycopg waits for a reply; Redis replies read) and its wall time. The counts are exact and
-repeatable; the times are only indicative (the load generator shares the process).
+trips (psycopg waits for a reply; redis-py sends a command, or a whole pipeline at once) and its wall
+time, counted at the WSGI edge (opening the browser session included, and the requests answered ahead
+of Flask). The counts are exact and repeatable; the times are only indicative (the load generator
+shares the process).
 """
 
 from __future__ import annotations
@@ -19,15 +21,16 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.waiting
 import redis.connection
 import requests
-from flask import Flask, g, request
+from flask import Flask, request
 from harness import (
     DEFAULT_POSTGRES_URL,
     RelyingParty,
@@ -57,38 +60,61 @@ COUNTS = Counters()
 
 
 def count_round_trips() -> None:
-    """Wrap the two places every server reply passes through (this process only)."""
-    wait, read = psycopg.Connection.wait, redis.connection.AbstractConnection.read_response
+    """Wrap the two places every round trip passes through (this process only): psycopg waiting for
+    the server (each time it waits to read a reply: a BEGIN sent before a query is a round trip of
+    its own, and a ROLLBACK psycopg skips on an idle connection none), and redis-py sending a command
+    or a whole pipeline."""
+    wait, send = psycopg.Connection.wait, redis.connection.AbstractConnection.send_packed_command
 
-    def counted_wait(self: Any, *args: Any, **kwargs: Any) -> Any:
-        COUNTS.postgres += 1
-        return wait(self, *args, **kwargs)
+    def counted_wait(self: Any, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        return wait(self, _replies_counted(gen), *args, **kwargs)
 
-    def counted_read(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def counted_send(self: Any, *args: Any, **kwargs: Any) -> Any:
         COUNTS.redis += 1
-        return read(self, *args, **kwargs)
+        return send(self, *args, **kwargs)
 
     psycopg.Connection.wait = counted_wait  # type: ignore[method-assign]
-    redis.connection.AbstractConnection.read_response = counted_read  # type: ignore[method-assign]
+    redis.connection.AbstractConnection.send_packed_command = counted_send  # type: ignore[method-assign]
+
+
+def _replies_counted(gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    """psycopg's generator, passed through, counting each wait for the server's reply."""
+    try:
+        state = gen.send(None)
+        while True:
+            if state == psycopg.waiting.Wait.R:
+                COUNTS.postgres += 1
+            state = gen.send((yield state))
+    except StopIteration as done:
+        return done.value
 
 
 class PerEndpoint:
-    """Round trips and time of each request, keyed by method and Flask endpoint."""
+    """Round trips and time of each request, keyed by method and Flask endpoint, or by path for the
+    requests answered ahead of Flask (idp/lean_paths.py, the published documents)."""
+
+    ENDPOINT = "bench.endpoint"
 
     def __init__(self, app: Flask) -> None:
         self.rows: dict[str, list[tuple[int, int, float]]] = collections.defaultdict(list)
-        app.before_request_funcs.setdefault(None, []).insert(0, self._start)
-        app.teardown_request_funcs.setdefault(None, []).append(self._finish)
+        inner = app.wsgi_app
 
-    def _start(self) -> None:
-        g.counted_from = (COUNTS.postgres, COUNTS.redis, time.perf_counter())
+        def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+            postgres, redis_trips, started = COUNTS.postgres, COUNTS.redis, time.perf_counter()
+            body = list(inner(environ, start_response))
+            method = environ["REQUEST_METHOD"]
+            endpoint = environ.get(self.ENDPOINT)
+            key = f"{method} {endpoint}" if endpoint else f"{method} {environ['PATH_INFO']} (ahead of Flask)"
+            self.rows[key].append(
+                (COUNTS.postgres - postgres, COUNTS.redis - redis_trips, time.perf_counter() - started)
+            )
+            return body
 
-    def _finish(self, _error: BaseException | None) -> None:
-        postgres, redis_replies, started = g.counted_from
-        key = f"{request.method} {request.endpoint}"
-        self.rows[key].append(
-            (COUNTS.postgres - postgres, COUNTS.redis - redis_replies, time.perf_counter() - started)
-        )
+        app.wsgi_app = counted  # type: ignore[method-assign]
+        app.before_request_funcs.setdefault(None, []).insert(0, self._name)
+
+    def _name(self) -> None:
+        request.environ[self.ENDPOINT] = request.endpoint
 
     def clear(self) -> None:
         self.rows.clear()

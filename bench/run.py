@@ -1,8 +1,8 @@
 """The provider's throughput on one core, each figure as a share of its ceiling (run by hand, never in CI).
 
-    /work/venv/bin/python bench/run.py [--duration 5] [--warmup 1] [--connections 8]
+    /work/venv/bin/python bench/run.py [--duration 5] [--warmup 1] [--connections 16]
         [--sign-in-connections 8] [--users 5000] [--rounds 1] [--load-generator auto|wrk|python]
-        [--postgres-url URL] [--redis-url URL] [--profile DIR]
+        [--postgres-url URL] [--redis-url URL] [--profile DIR] [--peer [--peer-dir DIR]]
 
 A fresh PostgreSQL database (idp_bench_<random>, dropped at the end) and one Redis database (default
 12, flushed before and after, no other) back `idp serve --workers 1` (granian), pinned to core 0 with
@@ -19,6 +19,10 @@ Measured, each for --duration seconds after --warmup seconds:
   floors    ES256 signing and verification of an access token (joserfc) on that core: what a
             token or an introspection must cost at least. Each token row shows the largest share
             of hello its signature operation alone would allow.
+With --peer, node-oidc-provider (bench/peer.py: set up and started from ../shared/peers) is measured
+beside it on the same core with its own wrk scripts, row by row in the same rounds (client
+credentials with ES256 JWTs, introspection of its opaque tokens, discovery, JWKS), and a second
+table gives the ratios against the issue's targets, and p99 against p50 for every row.
 Each figure is printed with its ratio to its ceiling and the target for that ratio. With --profile,
 py-spy then samples the worker under each dynamic load and a per-package and per-function summary
 is printed (raw stacks are kept in DIR).
@@ -64,6 +68,7 @@ from harness import (
 )
 from joserfc import jwt
 from joserfc.jwk import ECKey
+from peer import DEFAULT_PEER_DIR, Peer, peer_servers
 from populate import copy_users
 from server_engines import (
     HOST,
@@ -365,7 +370,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (max 30)")
     parser.add_argument("--warmup", type=float, default=1.0, help="discarded seconds before each")
-    parser.add_argument("--connections", type=int, default=8, help="concurrent connections (default 8)")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent connections (default 16)")
     parser.add_argument("--sign-in-connections", type=int, default=8, help="concurrent sign-ins (default 8)")
     parser.add_argument("--users", type=int, default=5000, help="users to create (one sign-in each)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds over every row; medians are shown")
@@ -373,6 +378,8 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12", help="flushed: use a free db")
     parser.add_argument("--profile", type=Path, help="then profile the dynamic rows with py-spy into DIR")
+    parser.add_argument("--peer", action="store_true", help="measure node-oidc-provider beside it")
+    parser.add_argument("--peer-dir", type=Path, default=DEFAULT_PEER_DIR, help="its setup and scripts")
     args = parser.parse_args()
     duration, warmup, rounds = min(args.duration, 30.0), min(args.warmup, 10.0), min(args.rounds, 5)
     wrk = args.load_generator == "wrk" or (args.load_generator == "auto" and shutil.which("wrk") is not None)
@@ -403,6 +410,9 @@ def main() -> None:
         provider = stack.enter_context(serving(config))
         hello_port, hello = stack.enter_context(hello_server(tmp))
         workers = {"idp": provider.workers(), "hello": children(hello.pid)}
+        peer: Peer | None = stack.enter_context(peer_servers(args.peer_dir, tmp)) if args.peer else None
+        if peer is not None:
+            workers["peer"] = list(peer.pids)
         rp = RelyingParty(provider.origin, relying_party)
         access_token = mint(rp, users, 1)[0]["access_token"]
         machine_form = {"Authorization": machine.basic, "Content-Type": FORM}
@@ -440,6 +450,8 @@ def main() -> None:
             Measure("JWKS", static(port, "GET", "/jwks.json"), "idp", 0.90, HELLO),
             Measure(SIGN_INS, sign_ins, "idp", 0.80, ARGON2, True, "sign-ins/s"),
         ]
+        if peer is not None:
+            measures = with_peer_rows(measures, peer, args.connections)
         for round_ in range(rounds):
             if round_:
                 samples[ARGON2].append(argon2_rate(hashing, duration))
@@ -461,6 +473,8 @@ def main() -> None:
                 print(f"  {measure.name}: {result['rps']:.1f}/s", file=sys.stderr)
 
         print_table(measures, samples)
+        if peer is not None:
+            print_peer_table(measures, samples)
         for pid in workers["idp"]:
             memory = worker_memory(pid)
             print(f"idp serve worker (pid {pid}) after the run: RSS {memory['rss'] / MIB:.0f} MiB, ", end="")
@@ -471,6 +485,74 @@ def main() -> None:
             for measure in measures:
                 if measure.profiled:
                     profile(workers["idp"][0], measure.name, measure.load, duration, args.profile)
+
+
+# -- the peer, side by side -----------------------------------------------------------------------------
+
+PEER_PREFIX = "peer: "
+# Each row compared with the peer, and the least ratio of ours to the peer's rate the issue asks for.
+PEER_TARGETS: dict[str, float | None] = {
+    "client credentials": 1.5,
+    "introspection": 1.0,
+    "discovery": None,
+    "JWKS": None,
+}
+REFRESH, CLIENT_CREDENTIALS = "refresh (chained)", "client credentials"
+P99_OVER_P50 = 4.0
+
+
+def with_peer_rows(measures: list[Measure], peer: Peer, connections: int) -> list[Measure]:
+    """Each compared row followed by the peer's, so that the two alternate within every round."""
+    rows: list[Measure] = []
+    for measure in measures:
+        rows.append(measure)
+        if measure.name in PEER_TARGETS:
+            rows.append(
+                Measure(
+                    PEER_PREFIX + measure.name,
+                    lambda duration, row=measure.name: peer.load(row, connections, duration),
+                    "peer",
+                )
+            )
+    return rows
+
+
+def print_peer_table(measures: list[Measure], samples: dict[str, list[Result]]) -> None:
+    """Ours against the peer (medians of the rounds), the refresh against our client credentials,
+    and p99 against p50 for every row."""
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(run[key] for run in samples[name])
+
+    print(
+        f"\n{'row':<20} {'ours/s':>9} {'p50/p99 ms':>13} {'peer/s':>9} {'p50/p99 ms':>13} "
+        f"{'ratio':>6}  target"
+    )
+    for row, target in PEER_TARGETS.items():
+        ours, theirs = row, PEER_PREFIX + row
+        ratio = median(ours, "rps") / median(theirs, "rps")
+        verdict = "-" if target is None else f">= {target:g}: {'met' if ratio >= target else 'NOT MET'}"
+        print(
+            f"{row:<20} {median(ours, 'rps'):>9.1f} "
+            f"{median(ours, 'p50_ms'):>6.2f}/{median(ours, 'p99_ms'):<6.2f} "
+            f"{median(theirs, 'rps'):>9.1f} "
+            f"{median(theirs, 'p50_ms'):>6.2f}/{median(theirs, 'p99_ms'):<6.2f} "
+            f"{ratio:>6.2f}  {verdict}"
+        )
+    share = median(REFRESH, "rps") / median(CLIENT_CREDENTIALS, "rps")
+    print(
+        f"refresh / our client credentials: {share:.2f} "
+        f"(target >= 0.5: {'met' if share >= 0.5 else 'NOT MET'})"
+    )
+    late = [
+        f"{measure.name} ({median(measure.name, 'p99_ms') / median(measure.name, 'p50_ms'):.1f}x)"
+        for measure in measures
+        if median(measure.name, "p99_ms") > P99_OVER_P50 * median(measure.name, "p50_ms")
+    ]
+    print(
+        f"p99 at most {P99_OVER_P50:g}x p50: "
+        + ("met by every row" if not late else "NOT MET by " + ", ".join(late))
+    )
 
 
 ROW = "{:<27} {:>9} {:<10} {:>8} {:>8} {:>6} {:>5} {:>5}"

@@ -12,7 +12,6 @@ from authlib.oauth2.rfc6749 import InsecureTransportError
 from flask import Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from idp import observability
@@ -28,6 +27,7 @@ from idp.auth.totp import Totp
 from idp.auth.webauthn import Ceremonies, RelyingParty
 from idp.config import Settings
 from idp.csrf_origin import install_origin_check
+from idp.lean_paths import LeanPaths
 from idp.mail import open_mailer
 from idp.oidc.authorization_details import DetailTypes
 from idp.oidc.backchannel import BackChannelDelivery, DeliveryFailed
@@ -40,9 +40,11 @@ from idp.oidc.server import build_server
 from idp.oidc.tokens import TokenService
 from idp.package_data import data_folder
 from idp.secrets import SecretBox, load_session_secret
-from idp.store.database import Database, DatabaseUnavailable
+from idp.security_headers import security_headers
+from idp.store.database import Database
 from idp.store.durable import DurableStore, audit_event
-from idp.store.ephemeral import StoreUnavailable, open_ephemeral_store
+from idp.store.ephemeral import open_ephemeral_store
+from idp.store.failures import STORE_FAILURES
 from idp.trusted_proxies import TrustedProxies, parse_networks
 from idp.views import (
     account,
@@ -61,7 +63,6 @@ from idp.views.account.guard import login_manager
 from idp.views.sign_in_request import TooManySignIns
 from idp.web import (
     AUTHORIZATION_SERVER,
-    CONTENT_SECURITY_POLICY,
     EXTENSION,
     Services,
     audit,
@@ -70,7 +71,6 @@ from idp.web import (
 )
 
 CLIENT_CACHE_SECONDS = 10
-STORE_FAILURES = (StoreUnavailable, DatabaseUnavailable, OperationalError)
 MAX_REQUEST_BYTES = 64 * 1024
 # Libraries that log secrets below WARNING: authlib every token it issues (DEBUG), SQLAlchemy statement
 # parameters and result rows, so password hashes and sealed TOTP secrets (INFO, DEBUG).
@@ -240,6 +240,15 @@ def create_app(settings: Settings) -> Flask:
     app.wsgi_app = wellknown.PublishedDocuments(  # type: ignore[method-assign]
         app.wsgi_app, documents, hsts=settings.secure_cookies
     )
+    app.wsgi_app = LeanPaths(  # type: ignore[method-assign]
+        app.wsgi_app,
+        server=app.extensions[AUTHORIZATION_SERVER],
+        throttle=found.throttle,
+        database=found.database,
+        hsts=settings.secure_cookies,
+        max_body=MAX_REQUEST_BYTES,
+        dumps=app.json.dumps,
+    )
     app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
         app.wsgi_app, trusted_proxies=parse_networks(settings.server.trusted_proxies)
     )
@@ -291,12 +300,6 @@ def _install_body_limit(app: Flask) -> None:
 def _install_security_headers(app: Flask, *, hsts: bool) -> None:
     @app.after_request
     def headers(response: Response) -> Response:
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        if hsts:
-            response.headers.setdefault("Strict-Transport-Security", wellknown.HSTS)
-        if response.mimetype == "text/html":
-            response.headers.setdefault("Cache-Control", "no-store")
+        for name, value in security_headers(mimetype=response.mimetype, hsts=hsts):
+            response.headers.setdefault(name, value)
         return response

@@ -71,21 +71,29 @@ def configure_logging() -> None:
     logger.propagate = False
 
 
+def request_id(offered: str) -> str:
+    """The client's X-Request-ID when it is a plausible id, else a new one."""
+    return offered if REQUEST_ID.match(offered) else secrets.token_hex(8)
+
+
+def observe_latency(endpoint: str | None, *, started: float) -> None:
+    LATENCY.labels(endpoint or "unknown").observe(time.perf_counter() - started)
+
+
 def install(app: Flask, *, metrics_bearer_token: str) -> None:
     """Request ids (X-Request-ID, echoed), latency per endpoint, and /metrics on this port only when a
     bearer token guards it (else 404: a separate listener, idp/serve.py, serves it)."""
 
     @app.before_request
     def start() -> None:
-        offered = request.headers.get("X-Request-ID", "")
-        g.request_id = offered if REQUEST_ID.match(offered) else secrets.token_hex(8)
+        g.request_id = request_id(request.headers.get("X-Request-ID", ""))
         g.started = time.perf_counter()
 
     @app.after_request
     def finish(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
         if "started" in g:
-            LATENCY.labels(request.endpoint or "unknown").observe(time.perf_counter() - g.started)
+            observe_latency(request.endpoint, started=g.started)
         return response
 
     if metrics_bearer_token:

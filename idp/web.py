@@ -33,11 +33,6 @@ from idp.store.durable import DurableStore, audit_event
 from idp.store.ephemeral import EphemeralStore
 
 EXTENSION = "idp"
-# Every page's policy; a page that frames others (front-channel logout) adds its own frame-src.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
-)
 AUTHORIZATION_SERVER = "authlib.server"
 
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from idp.auth.factors import capabilities_of
@@ -85,6 +85,47 @@ def test_users_are_added_and_found(with_alice_and_bob: Database) -> None:
     assert by_name is not None and by_name.id == BOB
     assert missing is None
     assert everyone == ["alice", "bob"]
+
+
+def test_an_account_and_its_factors_are_read_in_one_statement(with_alice_and_bob: Database) -> None:
+    with with_alice_and_bob.unit_of_work() as session:
+        store = DurableStore.over(session)
+        store.factors.add(_factor("f-late", ALICE, FactorKind.TOTP, created_at=2000))
+        store.factors.add(_factor("f-early", ALICE, FactorKind.WEBAUTHN, created_at=1500))
+    statements: list[str] = []
+    with with_alice_and_bob.unit_of_work() as session:
+        store = DurableStore.over(session)
+        listen = lambda *args: statements.append(args[2])  # noqa: E731 (before_cursor_execute's statement)
+        event.listen(with_alice_and_bob.engine, "before_cursor_execute", listen)
+        try:
+            alice = store.users.get_with_factors(ALICE)
+            named_bob = store.users.by_username_with_factors("bob")
+            factors = [factor.id for factor in store.factors.of_user(ALICE)]
+            bobs = store.factors.of_user(BOB)
+            again = store.users.get(ALICE)
+        finally:
+            event.remove(with_alice_and_bob.engine, "before_cursor_execute", listen)
+        nobody = store.users.get_with_factors("00000000-0000-0000-0000-00000000ca01")
+
+    assert alice is not None and alice is again and named_bob is not None and named_bob.id == BOB
+    assert factors == ["f-early", "f-late"] and list(bobs) == []
+    assert nobody is None
+    assert len(statements) == 2  # one for alice and her factors, one for bob and his (none)
+
+
+def test_a_reading_session_runs_each_statement_without_a_transaction(with_alice_and_bob: Database) -> None:
+    """Autocommit: a statement's effect stands at once; a rollback has nothing to undo (shown with a
+    write, which the provider never sends through it)."""
+    reading = with_alice_and_bob.open_reading_session()
+    try:
+        assert DurableStore.over(reading).users.may_hold_tokens(BOB)
+        reading.execute(text("UPDATE users SET disabled = :yes WHERE id = :id"), {"yes": True, "id": BOB})
+        reading.rollback()
+    finally:
+        reading.close()
+
+    with with_alice_and_bob.unit_of_work() as session:
+        assert not DurableStore.over(session).users.may_hold_tokens(BOB)
 
 
 def test_a_taken_username_raises_integrity_error(with_alice_and_bob: Database) -> None:

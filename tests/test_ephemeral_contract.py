@@ -146,6 +146,22 @@ def test_delete(ephemeral_store: EphemeralStore) -> None:
     assert ephemeral_store.incr("counter", ttl=60) == 1
 
 
+def test_put_replacing_renames_an_entry_in_one_step(ephemeral_store: EphemeralStore) -> None:
+    """A session given a new id: the old key is gone and the new one holds the value, together."""
+    ephemeral_store.put("session:old", b"s", ttl=60)
+    ephemeral_store.put("other", b"o", ttl=60)
+
+    ephemeral_store.put("session:new", b"s2", ttl=60, replacing="session:old")
+    ephemeral_store.put("session:newer", b"s3", ttl=60, replacing="never-put")
+
+    assert ephemeral_store.get_many(["session:old", "session:new", "session:newer", "other"]) == [
+        None,
+        b"s2",
+        b"s3",
+        b"o",
+    ]
+
+
 def test_ping_answers(ephemeral_store: EphemeralStore) -> None:
     ephemeral_store.ping()
 
@@ -228,6 +244,20 @@ def test_refund_takes_back_one_count_and_the_hold_it_set(ephemeral_store: Epheme
     ephemeral_store.refund([tries], token=second.token)
 
     assert held([ephemeral_store.reserve([tries]) for _ in range(2)]) == [False, True]
+
+
+def test_refund_forgets_other_keys_in_the_same_step(ephemeral_store: EphemeralStore) -> None:
+    """A success takes back its address's count and ends its account's run at once."""
+    address, account = tally("address", free=5), tally("account", free=1)
+    reserved = ephemeral_store.reserve([address, account])
+    assert isinstance(reserved, Reserved)
+    ephemeral_store.reserve([account])  # the account's gate now holds
+
+    ephemeral_store.refund([address], token=reserved.token, forget=[account.key, account.hold_key])
+
+    assert ephemeral_store.get_many([account.key, account.hold_key]) == [None, None]
+    assert ephemeral_store.incr(address.key, ttl=60) == 1  # its count was taken back to 0
+    ephemeral_store.refund([], token="nothing", forget=["never-put"])
 
 
 def test_refund_leaves_a_hold_another_reservation_set(ephemeral_store: EphemeralStore) -> None:

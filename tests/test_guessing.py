@@ -186,6 +186,27 @@ def test_concurrent_wrong_client_secrets_get_no_more_checks_than_the_allowance(p
     assert sorted(statuses) == [401] * (FREE + 1) + [429] * (BURST - FREE - 1)
 
 
+@pytest.mark.parametrize("sent_as", ["HTTP Basic", "the form"])
+def test_a_burst_of_right_client_secrets_is_never_throttled(provider: Provider, sent_as: str) -> None:
+    """A busy client's requests sent at once: a right secret is checked before it would be counted and
+    is never counted, so they cannot make the client's own gate hold (HTTP Basic is answered ahead of
+    Flask once the client is cached, the form by Flask)."""
+    busy = cli_client(provider.live, f"busy-{len(sent_as)}", "--grant-type", "client_credentials")
+    assert busy.secret is not None
+    form = {"grant_type": "client_credentials"}
+
+    def send() -> requests.Response:
+        if sent_as == "HTTP Basic":
+            return provider.op.token(busy, **form)
+        credentials = {"client_id": busy.client_id, "client_secret": busy.secret}
+        return requests.post(provider.op.endpoint("token"), data=form | credentials, timeout=30)
+
+    statuses = burst([send] * (3 * FREE)) + burst([send] * (3 * FREE))
+
+    assert statuses == [200] * (6 * FREE)
+    assert provider.checked("client_authentication", client_id=busy.client_id) == 0
+
+
 # -- one guard: every guessed secret throttled, audited and counted alike ----------------------------------
 
 

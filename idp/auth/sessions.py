@@ -72,19 +72,20 @@ class ServerSessionInterface(SessionInterface):
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         assert isinstance(session, ServerSession)
-        if session.previous_id:
-            self._store.delete(storage_key(session.previous_id))
+        previous = storage_key(session.previous_id) if session.previous_id else None
         if not session.modified:
+            if previous:
+                self._store.delete(previous)
             return
         if not session:
-            if session.session_id:
-                self._store.delete(storage_key(session.session_id))
+            ended = [key for key in (previous, session.session_id and storage_key(session.session_id)) if key]
+            self._store.delete(*ended)
             response.delete_cookie(self._cookie_name, path="/")
             return
         session.session_id = session.session_id or secrets.token_urlsafe(32)
         payload = json.dumps(dict(session), separators=(",", ":")).encode()
         lifetime = self._lifetime if self._signed_in_key in session else self._anonymous_lifetime
-        self._store.put(storage_key(session.session_id), payload, ttl=lifetime)
+        self._store.put(storage_key(session.session_id), payload, ttl=lifetime, replacing=previous)
         response.set_cookie(
             self._cookie_name,
             session.session_id,

@@ -79,6 +79,10 @@ class Throttle:
         self.client_auth = Gate("client-auth", settings.client_auth)
         self.user_code_address = Gate("user-code-address", settings.user_code_address)
 
+    def client_authentication(self, client_id: str, address: str | None) -> Attempt:
+        """A client authentication counts against that client from that address."""
+        return (self.client_auth, f"{client_id}|{address_subject(address)}")
+
     def reserve(self, *attempts: Attempt) -> Reservation | Blocked:
         """Count the attempt as a failure at every gate, unless one of them makes it wait (then the
         longest wait, and nothing is counted): one atomic step, whoever else tries at the same time."""
@@ -90,13 +94,20 @@ class Throttle:
             return Blocked(retry_after=0, locked=True)
         return Blocked(retry_after=max(wait for wait in failures if wait is not None))
 
+    def holding(self, *attempts: Attempt) -> bool:
+        """Whether a gate of `attempts` makes them wait, counting nothing: for an attempt already known
+        to be right, which `reserve` would count and `succeeded` take straight back (one read instead
+        of two writes; a right attempt never adds to a gate, even for a moment)."""
+        holds = [tally.hold_key for tally in self._tallies(*attempts)]
+        return any(hold is not None for hold in self._ephemeral.get_many(holds))
+
     def succeeded(self, reservation: Reservation) -> None:
         """A success ends the run of consecutive failures at the gates it resets; the others (the
         addresses) keep their earlier failures and only take this attempt back."""
         attempts = reservation.attempts
-        self._forget(*(attempt for attempt in attempts if attempt[0].reset_by_success))
+        reset = [attempt for attempt in attempts if attempt[0].reset_by_success]
         kept = [attempt for attempt in attempts if not attempt[0].reset_by_success]
-        self._ephemeral.refund(self._tallies(*kept), token=reservation.token)
+        self._ephemeral.refund(self._tallies(*kept), token=reservation.token, forget=self._keys(*reset))
 
     def refund(self, reservation: Reservation) -> None:
         """Take back an attempt that was never checked (its check failed on an outage)."""
@@ -107,9 +118,11 @@ class Throttle:
         self._forget((self.password_account, subject))
 
     def _forget(self, *attempts: Attempt) -> None:
-        self._ephemeral.delete(
-            *(key for tally in self._tallies(*attempts) for key in (tally.key, tally.hold_key))
-        )
+        self._ephemeral.delete(*self._keys(*attempts))
+
+    def _keys(self, *attempts: Attempt) -> list[str]:
+        """Every key an attempt's tallies keep: forgetting them ends their runs."""
+        return [key for tally in self._tallies(*attempts) for key in (tally.key, tally.hold_key)]
 
     def _tallies(self, *attempts: Attempt) -> list[Tally]:
         """What an attempt counts: failures at its gate, and the run towards the lock for an account."""

@@ -298,6 +298,13 @@ class RegisteredClient(ClientMixin):
             return False
         return hmac.compare_digest(self.row.secret_hash, hash_secret(client_secret))
 
+    def authenticates_with_secret(self, secret: str | None, *, method: str, endpoint: str) -> bool:
+        """`secret` is this client's, sent by a secret method it may use at `endpoint`: authlib's two
+        checks, asked before a guess is counted (a right secret is never counted, only its gate read)."""
+        if not secret or method not in SECRET_AUTH_METHODS:
+            return False
+        return self.check_endpoint_auth_method(method, endpoint) and self.check_client_secret(secret)
+
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         """Only the registered method: a secret either way (Basic or form), or the client's keys."""
         registered = self.row.token_endpoint_auth_method
@@ -329,10 +336,9 @@ class ClientCache:
         if not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID_LENGTH:
             return None
         now = time.monotonic()
-        with self._lock:
-            cached = self._entries.get(client_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        cached = self.peek(client_id, now=now)
+        if cached is not None:
+            return cached
         row = self._load(client_id)
         if row is None:
             return None
@@ -342,3 +348,11 @@ class ClientCache:
                 self._entries.clear()
             self._entries[client_id] = (now + self._ttl, client)
         return client
+
+    def peek(self, client_id: str, *, now: float | None = None) -> RegisteredClient | None:
+        """The client if this process has it fresh in the cache; None says only "not cached"."""
+        with self._lock:
+            cached = self._entries.get(client_id)
+        if cached is not None and cached[0] > (time.monotonic() if now is None else now):
+            return cached[1]
+        return None

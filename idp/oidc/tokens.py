@@ -17,6 +17,8 @@ from idp.store.ephemeral import EphemeralStore
 from idp.store.tables import User
 
 ACCESS_TOKEN_TYPE = "at+jwt"
+# Access tokens whose signature, type and issuer were checked, kept per process (see verify_access_token).
+MAX_VERIFIED_TOKENS = 10_000
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class TokenService:
         self._algorithm = algorithm
         self._ephemeral = ephemeral
         self.access_token_lifetime = access_token_lifetime
+        self._verified: dict[str, dict[str, Any]] = {}
 
     def generate(
         self,
@@ -125,19 +128,34 @@ class TokenService:
 
     def verify_access_token(self, token: str) -> dict[str, Any] | None:
         """Claims of a valid, unexpired, unrevoked access token issued here; None otherwise."""
-        decoded = self._keyring.decode(token)
-        if decoded is None or decoded.header.get("typ") != ACCESS_TOKEN_TYPE:
-            return None
-        claims = dict(decoded.claims)
-        if claims.get("iss") != self._issuer or not isinstance(claims.get("exp"), int):
-            return None
-        if claims["exp"] <= time.time():
+        claims = self._signed_here(token)
+        if claims is None or claims["exp"] <= time.time():
             return None
         markers = [f"revoked-jti:{claims.get('jti')}"]
         if claims.get("grant_id"):
             markers.append(f"revoked-grant:{claims['grant_id']}")
         if any(marker is not None for marker in self._ephemeral.get_many(markers)):
             return None
+        return claims
+
+    def _signed_here(self, token: str) -> dict[str, Any] | None:
+        """The claims of a token signed with our keys, typed as an access token, from this issuer.
+
+        The answer cannot change while the process lives (its key ring is fixed at start), so a token
+        already checked is looked up by its value instead of having its signature verified again;
+        expiry and revocation are checked by the caller every time."""
+        known = self._verified.get(token)
+        if known is not None:
+            return dict(known)
+        decoded = self._keyring.decode(token)
+        if decoded is None or decoded.header.get("typ") != ACCESS_TOKEN_TYPE:
+            return None
+        claims = dict(decoded.claims)
+        if claims.get("iss") != self._issuer or not isinstance(claims.get("exp"), int):
+            return None
+        if len(self._verified) >= MAX_VERIFIED_TOKENS:
+            self._verified.clear()
+        self._verified[token] = dict(claims)
         return claims
 
     def revoke_access_token(self, claims: dict[str, Any]) -> None:

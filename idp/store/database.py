@@ -35,12 +35,14 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 5) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, pool_size=pool_size, max_overflow=4)
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        _ping_idle_connections(self.engine)
-        _log_outages(self.engine, OutageLog("database"))
+        outages = OutageLog("database")  # one log of down/up transitions for both pools
+        self.engine: Engine = _engine(url, pool_size=pool_size, outages=outages)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Connections that stay in autocommit (switching a pooled one costs round trips each way).
+        self.reading_engine = _engine(
+            url, pool_size=max(1, pool_size // 2), outages=outages, isolation_level="AUTOCOMMIT"
+        )
+        self._reading_sessions = sessionmaker(self.reading_engine, expire_on_commit=False)
 
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:
@@ -57,6 +59,11 @@ class Database:
 
     def open_session(self) -> Session:
         return self._sessions()
+
+    def open_reading_session(self) -> Session:
+        """For a request that only reads: each statement runs on its own (autocommit), one round trip
+        each, with no BEGIN and COMMIT around them. Never write through it."""
+        return self._reading_sessions()
 
     def migrate(self, revision: str = "head") -> None:
         """Bring the schema to `revision`, the newest by default (idempotent). Safe when several
@@ -96,6 +103,15 @@ class Database:
                 connection.execute(text("SELECT 1"))
         except OperationalError as error:
             raise DatabaseUnavailable(str(error.orig)) from error
+
+
+def _engine(url: str, *, pool_size: int, outages: OutageLog, **options: Any) -> Engine:
+    engine = create_engine(url, pool_size=pool_size, max_overflow=4, **options)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    _ping_idle_connections(engine)
+    _log_outages(engine, outages)
+    return engine
 
 
 def _ping_idle_connections(engine: Engine) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import Executable, delete, false, func, literal, or_, select, tr
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from idp.store.tables import (
     AuditEvent,
@@ -38,8 +39,9 @@ def _lock_until_commit(session: Session, postgresql_lock: Executable) -> None:
 
 
 class Users:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, factors: Factors) -> None:
         self._session = session
+        self._factors = factors
         # The session's identity map holds entities weakly: keeping the accounts loaded in this unit
         # of work lets later look-ups of the same account be answered from it, without a query.
         self._loaded: dict[str, User] = {}
@@ -57,6 +59,31 @@ class Users:
 
     def by_username(self, username: str) -> User | None:
         return self._session.scalars(select(User).where(User.username == username)).one_or_none()
+
+    def get_with_factors(self, user_id: str) -> User | None:
+        """The account and its factors in one statement, both kept for this unit of work (a sign-in
+        step reads both)."""
+        if user_id in self._loaded:
+            return self.get(user_id)
+        return self._with_factors(User.id == user_id)
+
+    def by_username_with_factors(self, username: str) -> User | None:
+        return self._with_factors(User.username == username)
+
+    def _with_factors(self, which: ColumnElement[bool]) -> User | None:
+        query = (
+            select(User, Factor)
+            .outerjoin(Factor, Factor.user_id == User.id)
+            .where(which)
+            .order_by(Factor.created_at)
+        )
+        rows = self._session.execute(query).all()
+        if not rows:
+            return None
+        user: User = rows[0][0]
+        self._loaded[user.id] = user
+        self._factors.remember(user.id, [factor for _, factor in rows if factor is not None])
+        return user
 
     def add(self, user: User) -> None:
         self._session.add(user)
@@ -96,6 +123,10 @@ class Factors:
             query = select(Factor).where(Factor.user_id == user_id).order_by(Factor.created_at)
             self._of_user[user_id] = self._session.scalars(query).all()
         return [factor for factor in self._of_user[user_id] if kind is None or factor.kind == kind]
+
+    def remember(self, user_id: str, factors: Sequence[Factor]) -> None:
+        """A user's factors, read with the account (`Users.get_with_factors`)."""
+        self._of_user[user_id] = factors
 
     def lock_of_user(self, user_id: str) -> Sequence[Factor]:
         """The user's factors read afresh, with the account locked until the unit of work ends: a
@@ -492,9 +523,10 @@ class DurableStore:
 
     @classmethod
     def over(cls, session: Session) -> DurableStore:
+        factors = Factors(session)
         return cls(
-            users=Users(session),
-            factors=Factors(session),
+            users=Users(session, factors),
+            factors=factors,
             addresses=Addresses(session),
             clients=Clients(session),
             consents=Consents(session),

@@ -54,7 +54,9 @@ class Held:
 class EphemeralStore(Protocol):
     """Every key has a TTL and one owning module; `take`, `incr`, `reserve` and `refund` are atomic."""
 
-    def put(self, key: str, value: bytes, *, ttl: int) -> None: ...
+    def put(self, key: str, value: bytes, *, ttl: int, replacing: str | None = None) -> None:
+        """Store the value; with `replacing`, remove that key in the same step (a renamed entry)."""
+        ...
 
     def get(self, key: str) -> bytes | None: ...
 
@@ -79,8 +81,9 @@ class EphemeralStore(Protocol):
         call for, in one step: concurrent callers never get past a hold one of them set."""
         ...
 
-    def refund(self, tallies: Sequence[Tally], *, token: str) -> None:
-        """Take one count back from each tally, and its hold if the reservation `token` set it."""
+    def refund(self, tallies: Sequence[Tally], *, token: str, forget: Sequence[str] = ()) -> None:
+        """Take one count back from each tally, and its hold if the reservation `token` set it; remove
+        the keys `forget` in the same step."""
         ...
 
     def ping(self) -> None:
@@ -107,12 +110,15 @@ for i = 1, #tallies do
 end
 return {}
 """
-# KEYS: each tally's count and hold key; ARGV: the token of the reservation taken back.
+# KEYS: each tally's count and hold key, then the keys to forget; ARGV: the token of the reservation
+# taken back, and how many of KEYS are the tallies'.
 _REFUND = """
-for i = 1, #KEYS, 2 do
+local counted = tonumber(ARGV[2])
+for i = 1, counted, 2 do
   if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then redis.call('DECR', KEYS[i]) end
   if redis.call('GET', KEYS[i + 1]) == ARGV[1] then redis.call('DEL', KEYS[i + 1]) end
 end
+for i = counted + 1, #KEYS do redis.call('DEL', KEYS[i]) end
 """
 
 
@@ -123,9 +129,15 @@ class RedisStore:
         self._refund = self._redis.register_script(_REFUND)
         self._errors = _redis_errors(OutageLog("redis"))
 
-    def put(self, key: str, value: bytes, *, ttl: int) -> None:
+    def put(self, key: str, value: bytes, *, ttl: int, replacing: str | None = None) -> None:
         with self._errors:
-            self._redis.set(KEY_PREFIX + key, value, ex=ttl)
+            if replacing is None:
+                self._redis.set(KEY_PREFIX + key, value, ex=ttl)
+                return
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.delete(KEY_PREFIX + replacing)
+            pipe.set(KEY_PREFIX + key, value, ex=ttl)
+            pipe.execute()
 
     def get(self, key: str) -> bytes | None:
         with self._errors:
@@ -164,10 +176,13 @@ class RedisStore:
             return Reserved(token)
         return Held(tuple(None if left < 0 else math.ceil(left / 1000) for left in waits))
 
-    def refund(self, tallies: Sequence[Tally], *, token: str) -> None:
-        if tallies:
+    def refund(self, tallies: Sequence[Tally], *, token: str, forget: Sequence[str] = ()) -> None:
+        if tallies or forget:
+            counted = _tally_keys(tallies)
             with self._errors:
-                self._refund(keys=_tally_keys(tallies), args=[token])
+                self._refund(
+                    keys=[*counted, *(KEY_PREFIX + key for key in forget)], args=[token, len(counted)]
+                )
 
     def ping(self) -> None:
         with self._errors:
@@ -223,7 +238,12 @@ class EmbeddedStore:
             self._local.connection = connection
         return connection
 
-    def put(self, key: str, value: bytes, *, ttl: int) -> None:
+    def put(self, key: str, value: bytes, *, ttl: int, replacing: str | None = None) -> None:
+        if replacing is not None:
+            with self._transaction():
+                self.delete(replacing)
+                self.put(key, value, ttl=ttl)
+            return
         self._write(
             "INSERT INTO entries (key, value, expires_at) VALUES (?, ?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
@@ -288,10 +308,11 @@ class EmbeddedStore:
                     self.put(tally.hold_key, token.encode(), ttl=hold)
             return Reserved(token)
 
-    def refund(self, tallies: Sequence[Tally], *, token: str) -> None:
-        if not tallies:
+    def refund(self, tallies: Sequence[Tally], *, token: str, forget: Sequence[str] = ()) -> None:
+        if not tallies and not forget:
             return
         with self._transaction():
+            self.delete(*forget)
             now = time.time()
             for tally in tallies:
                 self._write(

@@ -10,8 +10,9 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from idp.oidc.clients import RegisteredClient
 from idp.oidc.logout import FrontChannelPage
+from idp.security_headers import CONTENT_SECURITY_POLICY
 from idp.views import errors, session_state
-from idp.web import CONTENT_SECURITY_POLICY, audit, durable_store, services
+from idp.web import audit, durable_store, services
 
 blueprint = Blueprint("logout", __name__)
 

@@ -22,13 +22,13 @@ from werkzeug.wrappers import Response as BaseResponse
 from idp import observability
 from idp.auth.pipeline import RequestRejected, requirement_for
 from idp.auth.quotas import Usage
-from idp.auth.throttle import Blocked, address_subject
+from idp.auth.throttle import Blocked
 from idp.oidc import dpop
 from idp.oidc.authorization_details import InvalidAuthorizationDetails, canonical_json
 from idp.oidc.bearer import TokenSentTwice, challenge, presented_token
 from idp.oidc.claims import user_claims
 from idp.oidc.client_assertions import asserted_client_id
-from idp.oidc.clients import GRANT_TYPES
+from idp.oidc.clients import GRANT_TYPES, RegisteredClient
 from idp.oidc.delivery import RESPONSE_MODES
 from idp.oidc.error_descriptions import describe
 from idp.oidc.keys import MAX_JWT_LENGTH
@@ -149,7 +149,9 @@ def _malformed_parameters() -> InvalidRequestError | None:
 
 @blueprint.route("/token", methods=["POST"])
 def token() -> BaseResponse:
-    response = _with_client_authentication(lambda: authorization_server().create_token_response())
+    response = _with_client_authentication(
+        lambda: authorization_server().create_token_response(), endpoint_name="token"
+    )
     grant_type = request.form.get("grant_type", "")
     known = grant_type in GRANT_TYPES
     observability.TOKENS.labels(grant_type if known else "other", str(response.status_code)).inc()
@@ -158,14 +160,17 @@ def token() -> BaseResponse:
 
 @blueprint.route("/revoke", methods=["POST"])
 def revoke() -> BaseResponse:
-    return _with_client_authentication(lambda: authorization_server().create_endpoint_response("revocation"))
+    return _with_client_authentication(
+        lambda: authorization_server().create_endpoint_response("revocation"), endpoint_name="revocation"
+    )
 
 
 @blueprint.route("/par", methods=["POST"])
 def pushed_authorization_request() -> BaseResponse:
     """RFC 9126: idp.oidc.pushed_requests."""
     return _with_client_authentication(
-        lambda: authorization_server().create_endpoint_response("pushed_authorization_request")
+        lambda: authorization_server().create_endpoint_response("pushed_authorization_request"),
+        endpoint_name="pushed_authorization_request",
     )
 
 
@@ -181,7 +186,8 @@ def device_authorization() -> BaseResponse:
         refusal.headers["Retry-After"] = str(quota.window)
         return refusal
     response = _with_client_authentication(
-        lambda: authorization_server().create_endpoint_response("device_authorization")
+        lambda: authorization_server().create_endpoint_response("device_authorization"),
+        endpoint_name="device_authorization",
     )
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -190,28 +196,34 @@ def device_authorization() -> BaseResponse:
 @blueprint.route("/introspect", methods=["POST"])
 def introspect() -> BaseResponse:
     response = _with_client_authentication(
-        lambda: authorization_server().create_endpoint_response("introspection")
+        lambda: authorization_server().create_endpoint_response("introspection"),
+        endpoint_name="introspection",
     )
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-def _with_client_authentication(endpoint: Callable[[], BaseResponse]) -> BaseResponse:
-    """Endpoints where clients authenticate: failed authentications back off per client and address."""
+def _with_client_authentication(endpoint: Callable[[], BaseResponse], *, endpoint_name: str) -> BaseResponse:
+    """Endpoints where clients authenticate: failed authentications back off per client and address.
+    A right secret is checked before it would be counted, so it is never counted: only whether its gate
+    holds is read (many concurrent requests of one busy client must not make its own gate hold)."""
     refused = _malformed_parameters() or _malformed_basic_credentials()
     if refused is not None:
         response: BaseResponse = authorization_server().handle_error_response(request, refused)
         return response
     throttle = services().throttle
     client_id = _presented_client_id()
-    if authorization_server().context.clients.get(client_id) is None:
+    client = authorization_server().context.clients.get(client_id)
+    if client is None:
         # An id that names no client has no secret to guess: counting it would only store a key a try.
         response = endpoint()
         audit("client_authentication", "failure", client_id=client_id[:64] or None)
         return response
+    attempt = throttle.client_authentication(client_id, request.remote_addr)
+    if _presents_right_secret(client, client_id, endpoint_name) and not throttle.holding(attempt):
+        return endpoint()
     guess = guessing.reserve(
-        Guessed(Event.CLIENT_AUTHENTICATION, request.endpoint or "", client_id=client_id[:64]),
-        (throttle.client_auth, f"{client_id}|{address_subject(request.remote_addr)}"),
+        Guessed(Event.CLIENT_AUTHENTICATION, request.endpoint or "", client_id=client_id[:64]), attempt
     )
     if isinstance(guess, Blocked):
         refusal = jsonify(error="invalid_client", error_description=TOO_MANY_FAILURES)
@@ -232,6 +244,20 @@ def _malformed_basic_credentials() -> InvalidClientError | None:
     except ValueError:
         return InvalidClientError(status_code=401, description="The Basic credentials are malformed.")
     return None
+
+
+def _presents_right_secret(client: RegisteredClient, client_id: str, endpoint_name: str) -> bool:
+    """The request authenticates as `client_id` with that client's secret, by the one method authlib
+    will try (`ProviderServer.authenticate_client`: HTTP Basic when the header is Basic, else the form)."""
+    if request.headers.get("Authorization", "").lower().startswith("basic "):
+        basic_id, secret = extract_basic_authorization(request.headers)
+        method = "client_secret_basic"
+    else:
+        basic_id, secret = request.form.get("client_id"), request.form.get("client_secret")
+        method = "client_secret_post"
+    if basic_id != client_id:
+        return False
+    return client.authenticates_with_secret(secret, method=method, endpoint=endpoint_name)
 
 
 def _presented_client_id() -> str:

@@ -37,7 +37,7 @@ def current_state() -> AuthState | None:
 def signed_in_user() -> User | None:
     """The subject of the session's proofs (not necessarily enough of them: ask the pipeline)."""
     state = current_state()
-    return None if state is None else durable_store().users.get(state.subject)
+    return None if state is None else durable_store().users.get_with_factors(state.subject)
 
 
 def load_account(user: User | None) -> Account | None:

@@ -90,7 +90,7 @@ def password(sign_in: SignInRequest, _step: NeedPassword, user: User | None) -> 
     if isinstance(guess, Blocked):
         return guessing.too_many(_password_page(sign_in, error=guess.message, username=username), guess)
     with guess:
-        user = durable_store().users.by_username(username)
+        user = durable_store().users.by_username_with_factors(username)
         usable = user is not None and not user.disabled
         check = services().passwords.verify(
             stored_hash=user.password_hash if usable and user else None, password=password

@@ -14,6 +14,7 @@ from idp.oidc.claims import CLAIMS_SUPPORTED
 from idp.oidc.client_keys import CLIENT_JWT_ALGORITHMS
 from idp.oidc.clients import AUTH_METHODS, GRANT_TYPES, REQUEST_OBJECT_ALGORITHMS
 from idp.oidc.dpop import ALGORITHMS as DPOP_ALGORITHMS
+from idp.security_headers import HSTS
 from idp.store.database import DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable
 from idp.web import services
@@ -77,7 +78,6 @@ def discovery_document(
 
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
-HSTS = "max-age=31536000; includeSubDomains"
 JWKS_PATH = "/jwks.json"
 
 

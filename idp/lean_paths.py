@@ -1,0 +1,224 @@
+"""WSGI middleware: the two hottest machine-to-machine requests answered ahead of Flask.
+
+A client-credentials token request and an introspection, each authenticated with HTTP Basic and
+carrying no DPoP proof, are answered here when they are plainly well formed and will succeed: the
+client is in the client cache, its secret is right for the endpoint (the same `RegisteredClient`
+checks), its throttle gate is open (the same `Throttle`: a secret known to be right is not
+counted, only its gate read), the token comes from the same `TokenService`, and introspection runs
+the same `find_token` and `TokenIntrospection` as the Flask endpoint. Everything else, every
+refusal and every store failure, is handed to Flask untouched, so each error, audit event, 429 and
+503 has one author. Successes are audited on neither path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import parse_qsl
+
+from authlib.consts import default_json_headers
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
+
+from idp import observability
+from idp.auth.throttle import Throttle
+from idp.oidc.clients import RegisteredClient
+from idp.oidc.keys import MAX_JWT_LENGTH
+from idp.oidc.server import ProviderServer
+from idp.oidc.token_endpoints import TokenIntrospection
+from idp.oidc.token_lookup import find_token
+from idp.security_headers import security_headers
+from idp.store.database import Database
+from idp.store.durable import DurableStore
+from idp.store.failures import STORE_FAILURES
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+FORM = "application/x-www-form-urlencoded"
+BASIC = "client_secret_basic"
+GRANT_TYPE = "client_credentials"
+
+
+class Declined(Exception):
+    """Not a request this path answers: Flask will."""
+
+
+@dataclass(frozen=True)
+class BasicRequest:
+    """A POST of a small form with HTTP Basic client credentials and nothing else to read."""
+
+    form: dict[str, str]
+    client_id: str
+    secret: str
+    address: str | None
+
+
+@dataclass(frozen=True)
+class Route:
+    """One path answered here: its answer, the form parameters it reads (any other: Flask's), and the
+    Flask endpoint it stands in for (the name its latency is recorded under)."""
+
+    answer: Callable[[BasicRequest], dict[str, Any]]
+    form_names: frozenset[str]
+    endpoint: str
+
+
+class LeanPaths:
+    """Ahead of Flask (inside `TrustedProxies`, so REMOTE_ADDR is the client's): see the module."""
+
+    def __init__(
+        self,
+        app: WsgiApp,
+        *,
+        server: ProviderServer,
+        throttle: Throttle,
+        database: Database,
+        hsts: bool,
+        max_body: int,
+        dumps: Callable[[Any], str],
+    ) -> None:
+        self.behind = app  # Flask, and the documents published ahead of it: whatever is declined here
+        self._context = server.context
+        self._throttle = throttle
+        self._database = database
+        self._introspection = TokenIntrospection(server)
+        self._max_body = max_body
+        self._dumps = dumps  # the Flask app's JSON, so both paths write the same bytes
+        self._headers = [*default_json_headers, *security_headers(mimetype="application/json", hsts=hsts)]
+        self._routes = {
+            "/token": Route(self._client_credentials, frozenset({"grant_type", "scope"}), "oidc.token"),
+            "/introspect": Route(
+                self._introspect, frozenset({"token", "token_type_hint"}), "oidc.introspect"
+            ),
+        }
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        route = self._routes.get(environ.get("PATH_INFO", ""))
+        if route is None or environ.get("REQUEST_METHOD") != "POST":
+            return self.behind(environ, start_response)
+        started = time.perf_counter()
+        try:
+            body = route.answer(self._read(environ, allowed=route.form_names))
+        except (Declined, *STORE_FAILURES):  # a store failing: Flask fails the request closed
+            return self.behind(environ, start_response)
+        payload = self._dumps(body).encode()
+        headers = [
+            *self._headers,
+            ("Content-Length", str(len(payload))),
+            ("X-Request-ID", observability.request_id(environ.get("HTTP_X_REQUEST_ID", ""))),
+        ]
+        start_response("200 OK", headers)
+        observability.observe_latency(route.endpoint, started=started)
+        return [payload]
+
+    # -- the two answers ------------------------------------------------------------------------------
+
+    def _client_credentials(self, request: BasicRequest) -> dict[str, Any]:
+        """RFC 6749 4.4, as `ClientCredentialsGrant` answers a client allowed what it asks."""
+        if request.form.get("grant_type") != GRANT_TYPE:
+            raise Declined
+        scope = request.form.get("scope")
+        client = self._authenticated(request, endpoint="token")
+        if (
+            not client.check_grant_type(GRANT_TYPE)
+            or not client.registered_every_scope(scope)
+            or client.requires_dpop  # refused without a proof, by Flask; with one, bound there
+        ):
+            raise Declined
+        self._gate_open(request)
+        token = self._context.tokens.generate(
+            grant_type=GRANT_TYPE, client=client, scope=scope, include_refresh_token=False
+        )
+        observability.TOKENS.labels(GRANT_TYPE, "200").inc()
+        return token
+
+    def _introspect(self, request: BasicRequest) -> dict[str, Any]:
+        """RFC 7662, as `TokenIntrospection` answers an authenticated client."""
+        hint = request.form.get("token_type_hint")
+        if "token" not in request.form or (hint and hint not in TokenIntrospection.SUPPORTED_TOKEN_TYPES):
+            raise Declined
+        client = self._authenticated(request, endpoint=TokenIntrospection.ENDPOINT_NAME)
+        self._gate_open(request)
+        with self._reading() as durable:
+            context = replace(self._context, durable=durable)
+            token = find_token(context, request.form["token"])
+            permitted = token is not None and self._introspection.check_permission(token, client, None)
+            payload: dict[str, Any] = self._introspection.create_introspection_payload(
+                token if permitted else None
+            )
+        return payload
+
+    # -- what both share -----------------------------------------------------------------------------
+
+    def _read(self, environ: dict[str, Any], *, allowed: frozenset[str]) -> BasicRequest:
+        """The form and the Basic credentials, only when nothing about them needs Flask's judgement
+        (which then reads the same body: it is put back)."""
+        length = environ.get("CONTENT_LENGTH", "")
+        if (
+            environ.get("CONTENT_TYPE") != FORM
+            or environ.get("QUERY_STRING")
+            or environ.get("HTTP_TRANSFER_ENCODING")
+            or "HTTP_DPOP" in environ  # a DPoP proof (RFC 9449) binds the token: Flask's grants check it
+            or not length.isdigit()
+            or not 0 < int(length) <= self._max_body
+        ):
+            raise Declined
+        raw = environ["wsgi.input"].read(int(length))
+        environ["wsgi.input"] = io.BytesIO(raw)
+        try:
+            pairs = parse_qsl(
+                raw.decode("ascii"), keep_blank_values=True, strict_parsing=True, errors="strict"
+            )
+            client_id, secret = extract_basic_authorization(
+                {"Authorization": environ.get("HTTP_AUTHORIZATION", "")}
+            )
+        except (UnicodeDecodeError, ValueError):
+            raise Declined from None
+        form = dict(pairs)
+        too_long = any(len(value) > MAX_JWT_LENGTH for value in form.values())
+        if len(form) != len(pairs) or not form.keys() <= allowed or too_long:
+            raise Declined
+        authorization = environ.get("HTTP_AUTHORIZATION", "")
+        if not authorization[:6].lower() == "basic " or not client_id or not secret:
+            raise Declined
+        return BasicRequest(form, client_id, secret, environ.get("REMOTE_ADDR"))
+
+    def _authenticated(self, request: BasicRequest, *, endpoint: str) -> RegisteredClient:
+        """The client, when it is cached here and its secret is right for that endpoint."""
+        client = self._context.clients.peek(request.client_id)
+        right = client is not None and client.authenticates_with_secret(
+            request.secret, method=BASIC, endpoint=endpoint
+        )
+        if client is None or not right:
+            raise Declined
+        return client
+
+    def _gate_open(self, request: BasicRequest) -> None:
+        """A right secret, so nothing to count: only whether its gate holds (then Flask answers, with
+        the 429 and the audit event), read as `reserve` would read it."""
+        attempt = self._throttle.client_authentication(request.client_id, request.address)
+        if self._throttle.holding(attempt):
+            raise Declined
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Callable[[], DurableStore]]:
+        """The durable store, opened on first use and closed at the end, for reading only: an
+        introspection reads one row (the account, or a refresh token with its account), so no
+        transaction is opened around it."""
+        opened: list[DurableStore] = []
+        sessions = []
+
+        def durable() -> DurableStore:
+            if not opened:
+                session = self._database.open_reading_session()
+                sessions.append(session)
+                opened.append(DurableStore.over(session))
+            return opened[0]
+
+        try:
+            yield durable
+        finally:
+            for session in sessions:
+                session.close()

@@ -282,7 +282,14 @@ def _enrol_for_step_up(
     methods = tuple(method for method in policy.enrol_at_step_up if reaches(method, target.satisfied_by))
     if not methods:
         return Fail("unmet_authentication_requirements", f"The account cannot reach the {target.name} level.")
-    gate = replace(
+    gate = _enrolment_gate(requirement, policy)
+    step = next_step(state, account, gate, policy, now)
+    return NeedEnrolment(methods=methods, level=target.name) if isinstance(step, Done) else step
+
+
+def _enrolment_gate(requirement: Requirement, policy: AssurancePolicy) -> Requirement:
+    """What enrolling a new method needs first: a fresh sign-in at the minimum level."""
+    return replace(
         requirement,
         requested=(),
         floor=policy.minimum,
@@ -290,8 +297,6 @@ def _enrol_for_step_up(
         max_age=policy.enrolment_max_age,
         approval=None,
     )
-    step = next_step(state, account, gate, policy, now)
-    return NeedEnrolment(methods=methods, level=target.name) if isinstance(step, Done) else step
 
 
 def _enrol_administrator_key(
@@ -301,14 +306,7 @@ def _enrol_administrator_key(
     instead of TOTP, otherwise after a fresh sign-in at the minimum level (as step-up enrolment)."""
     if not requirement.interactive:
         return _login_required()
-    gate = replace(
-        requirement,
-        requested=(),
-        floor=policy.minimum,
-        essential=False,
-        max_age=policy.enrolment_max_age,
-        approval=None,
-    )
+    gate = _enrolment_gate(requirement, policy)
     step = next_step(state, replace(account, administrator=False), gate, policy, now)
     if isinstance(step, Done | NeedEnrolment):
         return NeedEnrolment(methods=(Method.WEBAUTHN,), level=policy.admin_level)

@@ -19,6 +19,7 @@ from idp.auth.email_codes import EmailCodes
 from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
 from idp.auth.quotas import Quotas
+from idp.auth.reset_links import ResetLinks
 from idp.auth.sessions import ServerSessionInterface
 from idp.auth.throttle import Throttle
 from idp.auth.totp import Totp
@@ -45,6 +46,7 @@ from idp.views import (
     home,
     logout,
     oidc,
+    password_reset,
     session_state,
     signin,
     wellknown,
@@ -102,6 +104,7 @@ def open_services(settings: Settings) -> Services:
             settings=settings.address_limits,
             sign_in_lifetime=settings.tokens.sign_in_lifetime,
         ),
+        reset_links=ResetLinks(ephemeral=ephemeral, lifetime=settings.account.reset_link_lifetime),
     )
 
 
@@ -174,7 +177,17 @@ def create_app(settings: Settings) -> Flask:
     for view in exempt:
         csrf.exempt(view)
     install_origin_check(app, expected_origin=settings.origin, exempt=exempt)
-    for module in (wellknown, oidc, signin, consent, account_selection, logout, home, account):
+    for module in (
+        wellknown,
+        oidc,
+        signin,
+        password_reset,
+        consent,
+        account_selection,
+        logout,
+        home,
+        account,
+    ):
         app.register_blueprint(module.blueprint)
     app.add_template_filter(_datetime, "datetime")
     observability.install(app)

@@ -128,9 +128,11 @@ class WebAuthnSettings(_Section):
 
 
 class AccountSettings(_Section):
-    """Changes on the account pages need an MFA sign-in no older than this (seconds)."""
+    """Changes on the account pages need an MFA sign-in no older than this (seconds); a password reset
+    link works once, for `reset_link_lifetime` seconds."""
 
     reauthentication_max_age: Annotated[int, Field(ge=0)] = 300
+    reset_link_lifetime: Annotated[int, Field(ge=1, le=3600)] = 900
 
 
 class AdminSettings(_Section):
@@ -199,6 +201,7 @@ class AddressLimitSettings(_Section):
 
     sign_ins: Annotated[int, Field(ge=1)] = 300
     audited_failures: Annotated[int, Field(ge=1)] = 100
+    password_resets: Annotated[int, Field(ge=1)] = 20
 
 
 class LevelSettings(_Section):

@@ -15,6 +15,7 @@ from idp.auth.email_codes import EmailCodes
 from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
 from idp.auth.quotas import Quotas, Usage
+from idp.auth.reset_links import ResetLinks
 from idp.auth.sessions import ServerSession
 from idp.auth.throttle import Throttle
 from idp.auth.totp import Totp
@@ -49,6 +50,7 @@ class Services:
     mailer: Mailer
     secret_box: SecretBox
     quotas: Quotas
+    reset_links: ResetLinks
 
 
 def services() -> Services:

@@ -14,6 +14,7 @@ from idp.auth.policy import (
     BACKUP_METHODS,
     KNOWLEDGE,
     METHOD_ORDER,
+    POSSESSION,
     Amr,
     AssurancePolicy,
     Capability,
@@ -79,6 +80,7 @@ class Requirement:
     force_login: bool
     interactive: bool
     requested_at: float
+    password_reset: bool = False
 
     @property
     def acceptable(self) -> tuple[str, ...]:
@@ -116,12 +118,17 @@ class NeedEnrolment:
 
 
 @dataclass(frozen=True)
+class SetPassword:
+    """A password reset is confirmed: the user may choose a new password (and then sign in with it)."""
+
+
+@dataclass(frozen=True)
 class Fail:
     error: str
     description: str
 
 
-Step = Done | NeedPassword | NeedFactor | NeedEnrolment | Fail
+Step = Done | NeedPassword | NeedFactor | NeedEnrolment | SetPassword | Fail
 
 
 class RequestRejected(Exception):
@@ -134,6 +141,8 @@ class RequestRejected(Exception):
 
 
 MAX_AGE_DIGITS = 10  # over 300 years: no real max_age is longer
+# Methods whose proofs outlive any factor row: the password, backup codes, a reset link's.
+ALWAYS_HELD = frozenset({Method.PASSWORD, Method.RESET_LINK}) | BACKUP_METHODS
 
 # -- requirement -----------------------------------------------------------------------------
 
@@ -230,6 +239,8 @@ def next_step(
     if not account.active:
         return Fail("access_denied", "The account is disabled.")
     state = _still_held(state, account)
+    if requirement.password_reset:
+        return _reset_step(state, account)
     if account.administrator and not account.holds_attested_key:
         return _enrol_administrator_key(state, account, requirement, policy, now)
     for name in requirement.acceptable:
@@ -262,6 +273,21 @@ def _answer(state: AuthState, requirement: Requirement, policy: AssurancePolicy,
         if wanted.level in reached:
             return replace(reached[wanted.level], acr=wanted.value)
     return reached[policy.strongest(list(reached))]
+
+
+def _reset_step(state: AuthState, account: Account) -> SetPassword | NeedFactor | Fail:
+    """A password reset: the link proved a verified address; something the user holds, proven since the
+    link was opened, confirms it. Never the password (it is what is replaced), never an email code
+    (the link came by email). Neither proof is a password proof: tokens still need the new password."""
+    opened = max((proof.at for proof in state.proofs if proof.method is Method.RESET_LINK), default=None)
+    if opened is None:
+        return Fail("access_denied", "The password reset link was not opened in this browser.")
+    if any(proof.at >= opened and proof.amr & POSSESSION for proof in state.proofs):
+        return SetPassword()
+    held = {capability.method for capability in account.capabilities if capability.amr & POSSESSION}
+    if not held:
+        return Fail("access_denied", "The account has no second factor to confirm a password reset.")
+    return NeedFactor(methods=tuple(method for method in METHOD_ORDER if method in held), level="")
 
 
 def _enrol_for_step_up(
@@ -312,7 +338,7 @@ def latest_proof_since(state: AuthState | None, since: float) -> float | None:
 def _still_held(state: AuthState, account: Account) -> AuthState:
     """Proofs by a method the account no longer has (a removed or reset factor) stop counting."""
     # A backup method (the last recovery code) is used up by its own proof: it still counts.
-    held = {capability.method for capability in account.capabilities} | {Method.PASSWORD} | BACKUP_METHODS
+    held = {capability.method for capability in account.capabilities} | ALWAYS_HELD
     return replace(state, proofs=tuple(proof for proof in state.proofs if proof.method in held))
 
 

@@ -30,6 +30,7 @@ class Method(StrEnum):
     TOTP = "totp"
     EMAIL_CODE = "email_code"
     RECOVERY_CODE = "recovery_code"
+    RESET_LINK = "reset_link"
 
 
 # The method that proves each kind of stored factor.
@@ -49,8 +50,12 @@ METHOD_AMR: dict[Method, frozenset[Amr]] = {
     Method.TOTP: frozenset({Amr.OTP}),
     Method.EMAIL_CODE: frozenset({Amr.EMAIL}),
     Method.RECOVERY_CODE: frozenset({Amr.OTP}),
+    # A password reset link proves the user reads a verified address: nothing a token may claim.
+    Method.RESET_LINK: frozenset(),
 }
 KNOWLEDGE = frozenset({Amr.PWD})
+# What confirms a password reset besides the link: something the user holds (not another email).
+POSSESSION = frozenset({Amr.OTP, Amr.HWK, Amr.SWK})
 # Methods that get a user back in but do not count as an enrolled factor of their own.
 BACKUP_METHODS = frozenset({Method.RECOVERY_CODE})
 # Password + email code: reaches the minimum level with [factors.email] sign_in = true, and renews

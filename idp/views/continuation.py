@@ -12,7 +12,16 @@ from flask import redirect, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp import observability
-from idp.auth.pipeline import Done, Fail, NeedEnrolment, NeedFactor, NeedPassword, Step, latest_proof_since
+from idp.auth.pipeline import (
+    Done,
+    Fail,
+    NeedEnrolment,
+    NeedFactor,
+    NeedPassword,
+    SetPassword,
+    Step,
+    latest_proof_since,
+)
 from idp.auth.policy import Method
 from idp.oidc.consent import ConsentRequest, pending_consent
 from idp.oidc.delivery import deliver_error
@@ -73,6 +82,8 @@ def _page_for(step: Step) -> str:
         return "signin.password"
     if isinstance(step, NeedFactor):
         return "signin.factor"
+    if isinstance(step, SetPassword):
+        return "password_reset.new_password"
     assert isinstance(step, NeedEnrolment)
     return "signin.enrol_totp" if Method.TOTP in step.methods else "signin.enrol_passkey"
 
@@ -139,7 +150,7 @@ def refuse_sign_in(sign_in: SignInRequest, step: Fail, user: User | None) -> Bas
         detail={"error": step.error},
     )
     destination = sign_in.destination
-    if isinstance(destination, AccountPage):
+    if isinstance(destination, AccountPage) or sign_in.requirement.password_reset:
         return errors.cannot_continue(describe(step.error, step.description))
     return answer_client_error(
         destination.redirect_uri,

@@ -19,10 +19,10 @@ def record_change(user: User, change: str, *, detail: dict[str, Any] | None = No
     """Audit an account change and tell the user's verified addresses about it."""
     audit("account_change", "success", user_id=user.id, detail={"change": change, **(detail or {})})
     found = services()
-    for factor in durable_store().factors.of_user(user.id, FactorKind.EMAIL):
+    for address in sorted(verified_addresses(user)):
         message = compose(
             sender=found.settings.smtp.from_address,
-            to=factor.name,
+            to=address,
             subject="A change to your account",
             template="account_change",
             username=user.username,
@@ -36,6 +36,12 @@ def record_change(user: User, change: str, *, detail: dict[str, Any] | None = No
             found.mailer.send(message)
         except DeliveryFailed:
             audit("notice", "failure", user_id=user.id, detail={"change": change})
+
+
+def verified_addresses(user: User) -> set[str]:
+    """The addresses the user proved (bound on the account pages) or the operator vouched for."""
+    bound = {factor.name for factor in durable_store().factors.of_user(user.id, FactorKind.EMAIL)}
+    return bound | ({user.email} if user.email and user.email_verified else set())
 
 
 def redirect_with(target: str, message: str, category: str) -> BaseResponse:

@@ -47,6 +47,7 @@ from idp.views import (
     logout,
     oidc,
     password_reset,
+    plain_words,
     session_state,
     signin,
     wellknown,
@@ -190,6 +191,8 @@ def create_app(settings: Settings) -> Flask:
     ):
         app.register_blueprint(module.blueprint)
     app.add_template_filter(_datetime, "datetime")
+    app.add_template_filter(_isotime, "isotime")
+    app.add_template_filter(plain_words.device, "device")
     observability.install(app)
     install_unit_of_work(app)
     _install_failure_pages(app)
@@ -212,6 +215,11 @@ def create_app(settings: Settings) -> Flask:
 
 def _datetime(timestamp: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
+
+
+def _isotime(timestamp: int) -> str:
+    """A <time datetime> value (HTML: a valid global date and time string)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
 def _install_failure_pages(app: Flask) -> None:

@@ -205,11 +205,14 @@ class AddressLimitSettings(_Section):
 
 
 class LevelSettings(_Section):
-    """One acr level: the combinations of amr values that reach it and how long it lasts."""
+    """One acr level: the combinations of amr values that reach it and how long it lasts; `title` and
+    `sentence` say it in plain words on the step-up page ("asks for a passkey or security key")."""
 
     satisfied_by: tuple[tuple[str, ...], ...]
     ttl: PositiveSeconds
     aliases: tuple[str, ...] = ()
+    title: str = "a stronger sign-in"
+    sentence: str = ""
 
     @field_validator("satisfied_by")
     @classmethod
@@ -231,12 +234,22 @@ def _default_levels() -> dict[str, LevelSettings]:
             satisfied_by=(("pwd", "otp"), ("pwd", "hwk"), ("pwd", "swk"), ("hwk", "user"), ("swk", "user")),
             ttl=43200,
             aliases=("http://schemas.openid.net/pape/policies/2007/06/multi-factor",),
+            title="a second factor",
+            sentence="Your password and a second factor: a code from your authenticator app, a passkey "
+            "or a security key.",
         ),
         "phr": LevelSettings(
             satisfied_by=(("pwd", "hwk"), ("pwd", "swk"), ("hwk", "user"), ("swk", "user")),
             ttl=900,
+            title="a passkey or security key",
+            sentence="A passkey or security key proves it is you and cannot be tricked by a fake site.",
         ),
-        "phrh": LevelSettings(satisfied_by=(("pwd", "hwk"), ("hwk", "user")), ttl=900),
+        "phrh": LevelSettings(
+            satisfied_by=(("pwd", "hwk"), ("hwk", "user")),
+            ttl=900,
+            title="an approved security key",
+            sentence="Only a hardware security key of a make your organisation approved will do.",
+        ),
     }
 
 
@@ -255,8 +268,12 @@ class AssuranceSettings(_Section):
 
 
 class ScopePolicy(_Section):
+    """What a scope needs (`acr`, `max_age`), and why, in the words of the step-up page: `description`
+    completes "asks ... to ..." (e.g. "approve a payment")."""
+
     acr: str | None = None
     max_age: Annotated[int, Field(ge=0)] | None = None
+    description: str = ""
 
 
 class ParSettings(_Section):

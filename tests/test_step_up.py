@@ -183,7 +183,7 @@ def test_every_way_of_demanding_phr_shows_the_passkey_alone_naming_the_client_an
     relying_party = clients.by_name(ask.client)
     page = alice.authorize(relying_party, **ask.params)
     assert is_factor_page(page) and offered(page) == {"passkey"}
-    assert lead(page) == f"{ask.client_name} asks for a stronger sign-in (phr)."
+    assert lead(page) == f"{ask.client_name} asks for a passkey or security key."
     claims = alice.id_token(alice.use_passkey(page), relying_party)
     assert claims["acr"] == "phr" and claims["aud"] == [relying_party.client_id]
 
@@ -302,7 +302,7 @@ def test_a_demanded_phr_offers_passkey_enrolment_then_asks_for_the_new_passkey(
     alice = member(enrolling.shop, "alice")
     relying_party = enrolling.by_name(ask.client)
     page = alice.authorize(relying_party, **ask.params)
-    assert lead(page).startswith(f"{ask.client_name} asks for a passkey or security key (phr).")
+    assert lead(page).startswith(f"{ask.client_name} asks for a passkey or security key. Create one now")
     assertion_step = enrol_passkey_in_sign_in(alice, page, SoftAuthenticator(backup_eligible=False))
     assert is_factor_page(assertion_step) and offered(assertion_step) == {"passkey"}, "creating is not using"
     claims = alice.id_token(alice.use_passkey(assertion_step), relying_party)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from idp.auth.policy import (
@@ -98,6 +98,8 @@ class Done:
     acr: str
     amr: tuple[Amr, ...]
     auth_time: int
+    # The methods of those proofs, for people (history: "password and authenticator app").
+    methods: tuple[Method, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -399,10 +401,12 @@ def _satisfied(level: Level, proofs: tuple[Proof, ...], requirement: Requirement
     if not complete:
         return None
     used = max(complete, key=lambda candidate: max(proof.at for proof in candidate))
+    methods = frozenset(proof.method for proof in used)
     return Done(
         acr=level.name,
-        amr=amr_claim(_proven(used), frozenset(proof.method for proof in used)),
+        amr=amr_claim(_proven(used), methods),
         auth_time=int(max(proof.at for proof in used)),
+        methods=tuple(method for method in Method if method in methods),
     )
 
 

@@ -97,12 +97,15 @@ class Level:
     ttl: int
     aliases: tuple[str, ...] = ()
     refreshed_by: tuple[frozenset[Amr], ...] = ()
+    title: str = "a stronger sign-in"
+    sentence: str = ""
 
 
 @dataclass(frozen=True)
 class ScopeRule:
     acr: str | None
     max_age: int | None
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,10 @@ class AssurancePolicy:
             )
             for rank, (name, level) in enumerate(settings.assurance.levels.items())
         )
-        rules = {scope: ScopeRule(rule.acr, rule.max_age) for scope, rule in settings.scopes.items()}
+        rules = {
+            scope: ScopeRule(rule.acr, rule.max_age, rule.description)
+            for scope, rule in settings.scopes.items()
+        }
         return cls(
             levels=levels,
             minimum=settings.assurance.minimum,
@@ -175,6 +181,8 @@ def _level(
         ttl=settings.ttl,
         aliases=settings.aliases,
         refreshed_by=PASSWORD_AND_EMAIL if email_refreshes and reaches(Method.TOTP, ways) else (),
+        title=settings.title,
+        sentence=settings.sentence,
     )
 
 

@@ -128,7 +128,12 @@ def _record_sign_in(user: User, done: Done, *, client_id: str | None, sid: str) 
         "success",
         user_id=user.id,
         client_id=client_id,
-        detail={"acr": done.acr, "amr": list(done.amr), "auth_time": done.auth_time},
+        detail={
+            "acr": done.acr,
+            "amr": list(done.amr),
+            "methods": list(done.methods),
+            "auth_time": done.auth_time,
+        },
     )
 
 

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.auth.email_codes import CodeRefused
-from idp.auth.pipeline import NeedEnrolment, NeedFactor, NeedPassword, Step
+from idp.auth.pipeline import Fail, NeedEnrolment, NeedFactor, NeedPassword, Step
 from idp.auth.policy import METHOD_AMR, Method
 from idp.auth.recovery import lookup_key as recovery_lookup_key
 from idp.auth.throttle import Blocked, account_subject, address_subject
@@ -23,10 +23,10 @@ from idp.mail import DeliveryFailed
 from idp.store.tables import FactorKind, User
 from idp.views import errors, guessing, passkeys, session_state, totp_enrolment
 from idp.views import sign_in_request as sign_ins
-from idp.views.continuation import continue_sign_in
+from idp.views.continuation import continue_sign_in, refuse_sign_in
 from idp.views.email_codes import send_code
 from idp.views.guessing import Event, Guessed
-from idp.views.sign_in_request import SignInRequest
+from idp.views.sign_in_request import AccountPage, ClientRedirect, SignInRequest
 from idp.web import audit, durable_store, services
 
 blueprint = Blueprint("signin", __name__, url_prefix="/signin")
@@ -35,6 +35,7 @@ WRONG_CREDENTIALS = "The username or password is not right."
 MAX_INPUT = 1024
 NOT_NOW = "This is not what this sign-in needs now."
 RECOVERY_REFUSED = "That recovery code is not valid or was used already."
+CANCELLED = "The user cancelled the sign-in."
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -176,8 +177,29 @@ def _factor_page(
         error=error,
         Method=Method,
         sent_to=mask_address(sent_to) if sent_to else None,
+        **asked_for(sign_in, step.level),
     )
     return Response(body, status=status)
+
+
+def asked_for(sign_in: SignInRequest, level_name: str) -> dict[str, str]:
+    """What the step-up page says is asked (the level's title and sentence) and why (the description
+    of the first requested scope that has one); never the level's own name."""
+    policy = services().policy
+    level = next((level for level in policy.levels if level.name == level_name), None)
+    scopes = (
+        sign_in.destination.params.get("scope", "") if isinstance(sign_in.destination, ClientRedirect) else ""
+    )
+    reasons = [
+        rule.description
+        for scope in scopes.split()
+        if (rule := policy.scope_rules.get(scope)) and rule.description
+    ]
+    return {
+        "level_title": level.title if level else "a stronger sign-in",
+        "level_sentence": level.sentence if level else "",
+        "reason": reasons[0] if reasons else "",
+    }
 
 
 def _email_purpose(sign_in: SignInRequest) -> str:
@@ -239,6 +261,19 @@ def mask_address(address: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
+@blueprint.route("/<sign_in_id>/cancel", methods=["POST"])
+def cancel(sign_in_id: str) -> BaseResponse:
+    """ "Cancel and go back": the client hears access_denied (with state and iss); the provider's own
+    pages send the user back to the start page."""
+    sign_in = sign_ins.load(sign_in_id)
+    if sign_in is None:
+        return errors.sign_in_expired()
+    if isinstance(sign_in.destination, AccountPage):
+        sign_ins.finish(sign_in)
+        return redirect(url_for("home.index"))
+    return refuse_sign_in(sign_in, Fail("access_denied", CANCELLED), session_state.signed_in_user())
+
+
 # -- passkeys: alone (first page) or as the second factor ------------------------------------------
 
 
@@ -292,9 +327,10 @@ def _enrol_page(
 @at_step(NeedEnrolment, Method.WEBAUTHN)
 def enrol_passkey(sign_in: SignInRequest, step: NeedEnrolment, _user: User) -> BaseResponse:
     """Step-up to a level only a passkey reaches, when policy lets the user enrol one here."""
+    asked = asked_for(sign_in, step.level)
     body = render_template(
         "passkey_new.html",
-        lead=f"{sign_in.client_name} asks for a passkey or security key ({step.level}). Create one now; "
+        lead=f"{sign_in.client_name} asks for {asked['level_title']}. Create one now; "
         "you will then use it once to continue.",
         options_url=url_for("signin.enrol_passkey_options", sign_in_id=sign_in.id),
         verify_url=url_for("signin.enrol_passkey_finish", sign_in_id=sign_in.id),

@@ -218,6 +218,9 @@ def forms_of(page: requests.Response) -> list[tuple[str, dict[str, str]]]:
     return [(urljoin(page.url, action), fields) for action, fields in parser.forms]
 
 
+CANCEL_ACTION = "/cancel"
+
+
 def path_of(page: requests.Response) -> str:
     return urlsplit(page.url).path
 
@@ -298,8 +301,9 @@ class Browser:
         return self.settle(self.http.get(url, allow_redirects=False, timeout=TIMEOUT, **kwargs))
 
     def submit(self, page: requests.Response, **fields: str) -> requests.Response:
-        """Fill in the page's only form (keeping its hidden csrf_token) and post it."""
-        forms = forms_of(page)
+        """Fill in the page's only form (keeping its hidden csrf_token) and post it; a sign-in page's
+        "Cancel and go back" form does not count."""
+        forms = [form for form in forms_of(page) if not form[0].endswith(CANCEL_ACTION)]
         assert len(forms) == 1, f"expected one form at {page.url}: {page.text}"
         action, defaults = forms[0]
         assert defaults.get("csrf_token"), "every hosted form carries a csrf_token"

@@ -12,6 +12,7 @@ from idp.store.tables import User, UserSession
 from idp.views.account.blueprint import blueprint
 from idp.views.account.guard import account_holder, fresh_login_required, login_required
 from idp.views.account.pages import page, record_change, redirect_with
+from idp.views.plain_words import activity, one_row_per_action
 from idp.views.session_state import SID_KEY
 from idp.web import durable_store, services
 
@@ -72,8 +73,8 @@ def end_sessions_of(user: User, chosen: Callable[[UserSession], bool] = _another
 @blueprint.route("/history")
 @login_required
 def history() -> BaseResponse:
-    events = [
+    events = one_row_per_action(
         e for e in durable_store().audit.of_user(account_holder().id, limit=100) if e.event in HISTORY_EVENTS
-    ]
-    clients = {row.client_id: row.name for row in durable_store().clients.all()}
-    return page("account_history.html", events=events[:50], clients=clients)
+    )
+    apps = {row.client_id: row.name for row in durable_store().clients.all()}
+    return page("account_history.html", events=[(event, activity(event, apps)) for event in events[:50]])

@@ -41,6 +41,7 @@ from idp.trusted_proxies import TrustedProxies, parse_networks
 from idp.views import (
     account,
     account_selection,
+    branding,
     consent,
     errors,
     home,
@@ -181,6 +182,7 @@ def create_app(settings: Settings) -> Flask:
     for module in (
         wellknown,
         oidc,
+        branding,
         signin,
         password_reset,
         consent,
@@ -197,7 +199,10 @@ def create_app(settings: Settings) -> Flask:
     install_unit_of_work(app)
     _install_failure_pages(app)
     _install_body_limit(app)
-    _install_security_headers(app, hsts=settings.secure_cookies)
+    _install_security_headers(
+        app, hsts=settings.secure_cookies, images=branding.image_sources(settings.branding)
+    )
+    branding.install(app, settings.branding)
     for name in LIBRARIES_LOGGING_SECRETS:
         logging.getLogger(name).setLevel(logging.WARNING)
     documents = wellknown.published_documents(
@@ -254,12 +259,12 @@ def _install_body_limit(app: Flask) -> None:
             raise RequestEntityTooLarge()
 
 
-def _install_security_headers(app: Flask, *, hsts: bool) -> None:
+def _install_security_headers(app: Flask, *, hsts: bool, images: str) -> None:
     @app.after_request
     def headers(response: Response) -> Response:
         response.headers.setdefault(
             "Content-Security-Policy",
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            f"default-src 'self'; script-src 'self'; style-src 'self'; img-src {images}; "
             "frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
         )
         response.headers.setdefault("Referrer-Policy", "no-referrer")

@@ -292,6 +292,67 @@ class ClientKeySettings(_Section):
     cache_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
 
 
+HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+MIN_CONTRAST = 4.5  # WCAG 2.2 1.4.3: the white text of buttons on the accent colour
+
+
+class BrandingSettings(_Section):
+    """How the hosted pages and mail present the service, with no template edits: its name, a logo
+    (an https URL or a path on this site), colours, a support link (https or mailto), and a folder of
+    templates searched before the provider's own (to reword mail: email/NAME.txt and .html)."""
+
+    product_name: Annotated[str, Field(min_length=1, max_length=60)] = "Sign-in service"
+    logo_url: str = ""
+    accent_colour: str = "#0b5cad"
+    background_colour: str = "#f6f8fa"
+    support_url: str = ""
+    templates: str = ""
+
+    @field_validator("accent_colour", "background_colour")
+    @classmethod
+    def _hex_colour(cls, value: str) -> str:
+        if not HEX_COLOUR.fullmatch(value):
+            raise ValueError("must be a colour like #0b5cad")
+        return value.lower()
+
+    @field_validator("accent_colour")
+    @classmethod
+    def _readable_on_white(cls, value: str) -> str:
+        if contrast(value, "#ffffff") < MIN_CONTRAST:
+            raise ValueError(
+                f"white text on it must reach a contrast of {MIN_CONTRAST}:1; choose a darker colour"
+            )
+        return value
+
+    @field_validator("logo_url")
+    @classmethod
+    def _logo(cls, value: str) -> str:
+        if value and not (
+            value.startswith("https://") or (value.startswith("/") and not value.startswith("//"))
+        ):
+            raise ValueError("must be an https URL or a path on this site")
+        return value
+
+    @field_validator("support_url")
+    @classmethod
+    def _support(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "mailto:")):
+            raise ValueError("must be an https or mailto URL")
+        return value
+
+
+def contrast(first: str, second: str) -> float:
+    """WCAG 2.2 contrast ratio of two #rrggbb colours."""
+
+    def luminance(colour: str) -> float:
+        channels = [int(colour[start : start + 2], 16) / 255 for start in (1, 3, 5)]
+        red, green, blue = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+    lighter, darker = sorted((luminance(first), luminance(second)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(gt=0, lt=65536)] = 8000
@@ -334,6 +395,7 @@ class Settings(_Section):
     par: ParSettings = ParSettings()
     client_keys: ClientKeySettings = ClientKeySettings()
     server: ServerSettings = ServerSettings()
+    branding: BrandingSettings = BrandingSettings()
 
     @field_validator("issuer")
     @classmethod

@@ -410,7 +410,7 @@ def test_a_totp_code_spent_before_redis_forgot_everything_stays_spent(
     attacker = Browser(app.test_client(), client_id)  # who watched the code typed, and knows the password
     factor_page = attacker.submit(attacker.authorize(), username="alice", password=PASSWORD)
     replayed = attacker.submit(factor_page, code=seen)
-    assert replayed.status_code == 401 and "That code is not valid." in replayed.get_data(as_text=True)
+    assert replayed.status_code == 401 and "That code was used already." in replayed.get_data(as_text=True)
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------------------

@@ -115,7 +115,9 @@ class AssurancePolicy:
     levels: tuple[Level, ...]
     minimum: str
     scope_rules: Mapping[str, ScopeRule] = field(default_factory=dict)
-    enrol_at_sign_in: tuple[Method, ...] = (Method.TOTP,)
+    # A user without a second factor sets one up inside the sign-in: a passkey first, where the
+    # browser can make one, else an authenticator app (the page offers both, in this order).
+    enrol_at_sign_in: tuple[Method, ...] = (Method.WEBAUTHN, Method.TOTP)
     enrol_at_step_up: tuple[Method, ...] = ()
     enrolment_max_age: int = 300
     admin_level: str = "phrh"

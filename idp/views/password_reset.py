@@ -8,7 +8,6 @@ links do not spend them), and spends it for every other browser.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -29,6 +28,7 @@ from idp.views.account.guard import account_requirement
 from idp.views.account.pages import record_change, verified_addresses
 from idp.views.account.password import sign_out_elsewhere
 from idp.views.continuation import continue_sign_in
+from idp.views.plain_words import occasion
 from idp.views.sign_in_request import AccountPage, SignInRequest
 from idp.views.signin import at_step
 from idp.web import audit, durable_store, services
@@ -111,8 +111,7 @@ def _send_link(user: User, address: str, sign_in: SignInRequest) -> None:
         client_name=sign_in.client_name,
         link=reset_link_url(found.settings.issuer, token),
         minutes=_minutes(),
-        when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        ip=request.remote_addr,
+        **occasion(),
     )
     try:
         found.mailer.send(message)

@@ -6,9 +6,11 @@ No page shows an acr, an amr value or a factor id: they come through here. Each 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
+from flask import request
 from ua_parser import parse
 
 from idp.auth.policy import FACTOR_METHOD, Amr, Method
@@ -63,6 +65,15 @@ def device(user_agent: str | None) -> str:
     if browser and browser != "Other":
         return browser
     return UNKNOWN_DEVICE
+
+
+def occasion() -> dict[str, str]:
+    """When and from where this request came, for a message telling the user about it."""
+    return {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "ip": request.remote_addr or "an unknown address",
+        "device": device(request.user_agent.string),
+    }
 
 
 def activity(event: AuditEvent, app_names: Mapping[str, str]) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyotp
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from support.browser import DESKTOP, DemoApp, screenshot
+from support.browser import DESKTOP, DemoApp, save_recovery_codes, screenshot
 from support.live import LiveProvider
 
 pytestmark = pytest.mark.browser
@@ -48,6 +48,7 @@ def enrol_authenticator(page: Page) -> pyotp.TOTP:
     totp = pyotp.TOTP(page.locator("#secret").inner_text().strip())
     page.get_by_label("Code from the app").fill(totp.now())
     page.get_by_role("button", name="Turn on two-step sign-in").click()
+    save_recovery_codes(page)
     return totp
 
 

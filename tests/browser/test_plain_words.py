@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pyotp
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from support.browser import DESKTOP, DemoApp, screenshot
+from support.browser import DESKTOP, DemoApp, save_recovery_codes, screenshot
 from support.live import LiveProvider
 
 pytestmark = pytest.mark.browser
@@ -40,6 +40,7 @@ def first_sign_in(provider: LiveProvider, demo_app: DemoApp, page: Page) -> None
         pyotp.TOTP(page.locator("#secret").inner_text().strip()).now()
     )
     page.get_by_role("button", name="Turn on two-step sign-in").click()
+    save_recovery_codes(page)
     expect(page.locator("#signed-in")).to_be_visible()
 
 

@@ -141,7 +141,9 @@ class Victim:
         secret = SECRET.search(enrol.get_data(as_text=True))
         assert secret, "expected the TOTP enrolment page"
         authenticator = Authenticator(secret.group(1))
-        done = browser.submit(enrol, code=authenticator.next_code(), name="phone")
+        done = browser.save_recovery_codes(
+            browser.submit(enrol, code=authenticator.next_code(), name="phone")
+        )
         assert done.status_code == 302 and done.location.startswith(REDIRECT_URI), done.location
         return cls(app, client_id, username, password, authenticator, browser)
 

@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from idp.store.tables import User, UserSession
 from idp.views.account.blueprint import blueprint
 from idp.views.account.guard import account_holder, fresh_login_required, login_required
-from idp.views.account.pages import page, record_change, redirect_with
+from idp.views.account.pages import confirmation, page, record_change, redirect_with
 from idp.views.plain_words import activity, one_row_per_action
 from idp.views.session_state import SID_KEY
 from idp.web import durable_store, services
@@ -35,6 +35,17 @@ def sessions() -> BaseResponse:
 def end_session(sid: str) -> BaseResponse:
     ended = _end(lambda row: row.sid == sid and sid != session.get(SID_KEY))
     return redirect_with(url_for("account.sessions"), f"{ended} session(s) ended.", "success")
+
+
+@blueprint.route("/sessions/end-others")
+@login_required
+def confirm_ending_other_sessions() -> BaseResponse:
+    return confirmation(
+        title="End all other sessions?",
+        message="Every other browser signed in as you will have to sign in again.",
+        action=url_for("account.end_other_sessions"),
+        button="End all other sessions",
+    )
 
 
 @blueprint.route("/sessions/end-others", methods=["POST"])

@@ -64,13 +64,15 @@ def test_first_sign_in_choosing_a_passkey(
     expect(page.get_by_role("button", name="Print")).to_be_visible()
     screenshot(page, "first-recovery-codes-desktop")
     page.get_by_role("button", name="Continue").click()
-    expect(page.get_by_role("alert")).to_be_visible()  # the box must be ticked first (the browser says so)
+    saved = page.get_by_label("I have saved my recovery codes")
+    assert saved.evaluate("box => box.validity.valueMissing"), "the box must be ticked first"
+    expect(page.get_by_role("heading", name="Save your recovery codes")).to_be_visible()
     save_recovery_codes(page)
 
     page.get_by_role("button", name="Use your passkey or security key").click()
     expect(page.locator("#signed-in")).to_be_visible()
     claims = json.loads(page.locator("#claims").inner_text())
-    assert set(claims["amr"]) == {"swk", "user", "mfa"}
+    assert set(claims["amr"]) == {"pwd", "swk", "user", "mfa"}
 
 
 def test_first_sign_in_choosing_an_app_on_a_phone_then_recovery_codes(

@@ -178,7 +178,7 @@ class Victim:
         return browser.follow(browser.client.get(answer.get_json()["redirect"]))
 
     def generate_recovery_codes(self) -> list[str]:
-        page = self.browser.client.get("/account/recovery-codes")
+        page = self.browser.client.get("/account/recovery-codes/new")  # "Generate new recovery codes?"
         generated = self.browser.client.post("/account/recovery-codes", data={"csrf_token": csrf_token(page)})
         codes = RECOVERY_CODE.findall(generated.get_data(as_text=True))
         assert len(codes) == 10, generated.get_data(as_text=True)

@@ -1,12 +1,13 @@
 # `make run`: the provider on its embedded defaults beside a demo app. `make test`: the whole suite.
 # `make lint`: ruff (lint and format) and mypy --strict, as CI runs them before the suite.
+# `make screenshots`: every hosted page at 1280 and 390 px, in Chromium, into screenshots/ (git-ignored).
 VENV := .venv
 # The package with its test and lint tools: installed once, and again when pyproject.toml changes.
 DEV := $(VENV)/.dev-installed
 # The package alone, for `make run`: the same rule.
 RUN := $(VENV)/.run-installed
 
-.PHONY: run test lint
+.PHONY: run test lint screenshots
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -30,3 +31,7 @@ lint: $(DEV)
 	$(VENV)/bin/ruff check idp tests
 	$(VENV)/bin/ruff format --check idp tests
 	$(VENV)/bin/mypy --strict idp/
+
+screenshots: $(DEV)
+	bash scripts/prepare-test-machine
+	$(VENV)/bin/python scripts/screenshots.py

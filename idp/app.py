@@ -21,6 +21,7 @@ from idp.auth.email_codes import EmailCodes
 from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
 from idp.auth.quotas import Quotas
+from idp.auth.reset_links import ResetLinks
 from idp.auth.sessions import ServerSessionInterface
 from idp.auth.throttle import Throttle
 from idp.auth.totp import Totp
@@ -49,12 +50,15 @@ from idp.trusted_proxies import TrustedProxies, parse_networks
 from idp.views import (
     account,
     account_selection,
+    branding,
     consent,
     device,
     errors,
     home,
     logout,
     oidc,
+    password_reset,
+    plain_words,
     session_state,
     signin,
     wellknown,
@@ -121,6 +125,7 @@ def open_services(settings: Settings) -> Services:
         ),
         backchannel=BackChannelDelivery(settings.logout, report_failure=partial(_audit_failure, database)),
         authorization_details=DetailTypes(settings.authorization_details),
+        reset_links=ResetLinks(ephemeral=ephemeral, lifetime=settings.account.reset_link_lifetime),
     )
 
 
@@ -218,15 +223,32 @@ def create_app(settings: Settings) -> Flask:
     for view in exempt:
         csrf.exempt(view)
     install_origin_check(app, expected_origin=settings.origin, exempt=exempt)
-    for module in (wellknown, oidc, signin, consent, account_selection, logout, home, account, device):
+    for module in (
+        wellknown,
+        oidc,
+        branding,
+        signin,
+        password_reset,
+        consent,
+        account_selection,
+        logout,
+        home,
+        account,
+        device,
+    ):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(admin_api.blueprint)
     app.add_template_filter(_datetime, "datetime")
+    app.add_template_filter(_isotime, "isotime")
+    app.add_template_filter(plain_words.device, "device")
     observability.install(app, metrics_bearer_token=settings.metrics.bearer_token)
     install_unit_of_work(app)
     _install_failure_pages(app)
     _install_body_limit(app)
-    _install_security_headers(app, hsts=settings.secure_cookies)
+    _install_security_headers(
+        app, hsts=settings.secure_cookies, images=branding.image_sources(settings.branding)
+    )
+    branding.install(app, settings.branding)
     for name in LIBRARIES_LOGGING_SECRETS:
         logging.getLogger(name).setLevel(logging.WARNING)
     documents = wellknown.published_documents(
@@ -257,6 +279,11 @@ def create_app(settings: Settings) -> Flask:
 
 def _datetime(timestamp: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
+
+
+def _isotime(timestamp: int) -> str:
+    """A <time datetime> value (HTML: a valid global date and time string)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
 def _install_failure_pages(app: Flask) -> None:
@@ -297,9 +324,9 @@ def _install_body_limit(app: Flask) -> None:
             raise RequestEntityTooLarge()
 
 
-def _install_security_headers(app: Flask, *, hsts: bool) -> None:
+def _install_security_headers(app: Flask, *, hsts: bool, images: str) -> None:
     @app.after_request
     def headers(response: Response) -> Response:
-        for name, value in security_headers(mimetype=response.mimetype, hsts=hsts):
+        for name, value in security_headers(mimetype=response.mimetype, hsts=hsts, images=images):
             response.headers.setdefault(name, value)
         return response

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from idp.auth.reset_links import ResetLinks
 from idp.config import CONFIG_ENV, ConfigError, Settings, load_settings
 from idp.config_check import describe_settings, verify_smtp, verify_stores
 from idp.email_address import AddressRejected, canonical_address
@@ -243,6 +244,26 @@ Result = TypeVar("Result")
 def _on_user(settings: Settings, username: str, operation: Callable[[Management, User], Result]) -> Result:
     with _management(settings) as management:
         return operation(management, user_ops.user_named(management, username))
+
+
+def cmd_users_reset_link(settings: Settings, args: argparse.Namespace) -> None:
+    """Print a one-time password reset link for the user to open; they still prove a second factor."""
+    lifetime = settings.account.reset_link_lifetime
+
+    def issue(management: Management, user: User) -> str:
+        ephemeral = open_ephemeral_store(settings.redis.url, Path(settings.instance_dir))
+        token = ResetLinks(ephemeral=ephemeral, lifetime=lifetime).issue(user_id=user.id)
+        management.record(
+            "password_reset", user_id=user.id, detail={"step": "link issued by an administrator"}
+        )
+        return token
+
+    token = _on_user(settings, args.username, issue)
+    print(f"{settings.issuer}/password/reset/{token}")
+    print(
+        f"works once, for {lifetime // 60} minutes; {args.username} also proves a second factor",
+        file=sys.stderr,
+    )
 
 
 # -- clients -------------------------------------------------------------------------------------
@@ -504,6 +525,9 @@ def _parser() -> argparse.ArgumentParser:
     set_password.add_argument("username")
     set_password.add_argument("--password-stdin", action="store_true", help="read it from standard input")
     set_password.set_defaults(handler=cmd_users_set_password)
+    reset_link = users.add_parser("reset-link", help="print a one-time password reset link for a user")
+    reset_link.add_argument("username")
+    reset_link.set_defaults(handler=cmd_users_reset_link)
 
     clients = commands.add_parser("clients", help="manage relying parties").add_subparsers(
         dest="action", required=True, metavar="ACTION"

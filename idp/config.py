@@ -133,9 +133,11 @@ class WebAuthnSettings(_Section):
 
 
 class AccountSettings(_Section):
-    """Changes on the account pages need an MFA sign-in no older than this (seconds)."""
+    """Changes on the account pages need an MFA sign-in no older than this (seconds); a password reset
+    link works once, for `reset_link_lifetime` seconds."""
 
     reauthentication_max_age: Annotated[int, Field(ge=0)] = 300
+    reset_link_lifetime: Annotated[int, Field(ge=1, le=3600)] = 900
 
 
 class AdminSettings(_Section):
@@ -207,14 +209,18 @@ class AddressLimitSettings(_Section):
 
     sign_ins: Annotated[int, Field(ge=1)] = 300
     audited_failures: Annotated[int, Field(ge=1)] = 100
+    password_resets: Annotated[int, Field(ge=1)] = 20
 
 
 class LevelSettings(_Section):
-    """One acr level: the combinations of amr values that reach it and how long it lasts."""
+    """One acr level: the combinations of amr values that reach it and how long it lasts; `title` and
+    `sentence` say it in plain words on the step-up page ("asks for a passkey or security key")."""
 
     satisfied_by: tuple[tuple[str, ...], ...]
     ttl: PositiveSeconds
     aliases: tuple[str, ...] = ()
+    title: str = "a stronger sign-in"
+    sentence: str = ""
 
     @field_validator("satisfied_by")
     @classmethod
@@ -236,12 +242,22 @@ def _default_levels() -> dict[str, LevelSettings]:
             satisfied_by=(("pwd", "otp"), ("pwd", "hwk"), ("pwd", "swk"), ("hwk", "user"), ("swk", "user")),
             ttl=43200,
             aliases=("http://schemas.openid.net/pape/policies/2007/06/multi-factor",),
+            title="a second factor",
+            sentence="Your password and a second factor: a code from your authenticator app, a passkey "
+            "or a security key.",
         ),
         "phr": LevelSettings(
             satisfied_by=(("pwd", "hwk"), ("pwd", "swk"), ("hwk", "user"), ("swk", "user")),
             ttl=900,
+            title="a passkey or security key",
+            sentence="A passkey or security key proves it is you and cannot be tricked by a fake site.",
         ),
-        "phrh": LevelSettings(satisfied_by=(("pwd", "hwk"), ("hwk", "user")), ttl=900),
+        "phrh": LevelSettings(
+            satisfied_by=(("pwd", "hwk"), ("hwk", "user")),
+            ttl=900,
+            title="an approved security key",
+            sentence="Only a hardware security key of a make your organisation approved will do.",
+        ),
     }
 
 
@@ -260,8 +276,12 @@ class AssuranceSettings(_Section):
 
 
 class ScopePolicy(_Section):
+    """What a scope needs (`acr`, `max_age`), and why, in the words of the step-up page: `description`
+    completes "asks ... to ..." (e.g. "approve a payment")."""
+
     acr: str | None = None
     max_age: Annotated[int, Field(ge=0)] | None = None
+    description: str = ""
 
 
 class ParSettings(_Section):
@@ -355,6 +375,67 @@ class DpopSettings(_Section):
     nonce_lifetime: Annotated[int, Field(ge=30, le=3600)] = 300
 
 
+HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+MIN_CONTRAST = 4.5  # WCAG 2.2 1.4.3: the white text of buttons on the accent colour
+
+
+class BrandingSettings(_Section):
+    """How the hosted pages and mail present the service, with no template edits: its name, a logo
+    (an https URL or a path on this site), colours, a support link (https or mailto), and a folder of
+    templates searched before the provider's own (to reword mail: email/NAME.txt and .html)."""
+
+    product_name: Annotated[str, Field(min_length=1, max_length=60)] = "Sign-in service"
+    logo_url: str = ""
+    accent_colour: str = "#0b5cad"
+    background_colour: str = "#f6f8fa"
+    support_url: str = ""
+    templates: str = ""
+
+    @field_validator("accent_colour", "background_colour")
+    @classmethod
+    def _hex_colour(cls, value: str) -> str:
+        if not HEX_COLOUR.fullmatch(value):
+            raise ValueError("must be a colour like #0b5cad")
+        return value.lower()
+
+    @field_validator("accent_colour")
+    @classmethod
+    def _readable_on_white(cls, value: str) -> str:
+        if contrast(value, "#ffffff") < MIN_CONTRAST:
+            raise ValueError(
+                f"white text on it must reach a contrast of {MIN_CONTRAST}:1; choose a darker colour"
+            )
+        return value
+
+    @field_validator("logo_url")
+    @classmethod
+    def _logo(cls, value: str) -> str:
+        if value and not (
+            value.startswith("https://") or (value.startswith("/") and not value.startswith("//"))
+        ):
+            raise ValueError("must be an https URL or a path on this site")
+        return value
+
+    @field_validator("support_url")
+    @classmethod
+    def _support(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "mailto:")):
+            raise ValueError("must be an https or mailto URL")
+        return value
+
+
+def contrast(first: str, second: str) -> float:
+    """WCAG 2.2 contrast ratio of two #rrggbb colours."""
+
+    def luminance(colour: str) -> float:
+        channels = [int(colour[start : start + 2], 16) / 255 for start in (1, 3, 5)]
+        red, green, blue = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+    lighter, darker = sorted((luminance(first), luminance(second)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(gt=0, lt=65536)] = 8000
@@ -439,6 +520,7 @@ class Settings(_Section):
     dpop: DpopSettings = DpopSettings()
     server: ServerSettings = ServerSettings()
     metrics: MetricsSettings = MetricsSettings()
+    branding: BrandingSettings = BrandingSettings()
 
     @field_validator("issuer")
     @classmethod

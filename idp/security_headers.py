@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 HSTS = "max-age=31536000; includeSubDomains"
-# Every page's policy; a page that frames others (front-channel logout) adds its own frame-src.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
-)
+OWN_IMAGES = "'self' data:"  # this site and data: URLs (QR codes); a configured logo adds its origin
 
 
-def security_headers(*, mimetype: str | None, hsts: bool) -> list[tuple[str, str]]:
+def content_security_policy(*, images: str = OWN_IMAGES) -> str:
+    """Every page's policy; a page that frames others (front-channel logout) adds its own frame-src."""
+    return (
+        f"default-src 'self'; script-src 'self'; style-src 'self'; img-src {images}; "
+        "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    )
+
+
+def security_headers(*, mimetype: str | None, hsts: bool, images: str = OWN_IMAGES) -> list[tuple[str, str]]:
     """What a response gets unless it set the header itself: no framing, no sniffing, no referrer,
     HSTS behind TLS, and no caching of pages."""
     headers = [
-        ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+        ("Content-Security-Policy", content_security_policy(images=images)),
         ("Referrer-Policy", "no-referrer"),
         ("X-Content-Type-Options", "nosniff"),
         ("X-Frame-Options", "DENY"),

@@ -16,6 +16,7 @@ from idp.auth.email_codes import EmailCodes
 from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
 from idp.auth.quotas import Quotas, Usage
+from idp.auth.reset_links import ResetLinks
 from idp.auth.sessions import ServerSession
 from idp.auth.throttle import Throttle
 from idp.auth.totp import Totp
@@ -54,6 +55,7 @@ class Services:
     quotas: Quotas
     backchannel: BackChannelDelivery
     authorization_details: DetailTypes
+    reset_links: ResetLinks
 
 
 def services() -> Services:

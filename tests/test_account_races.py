@@ -42,10 +42,12 @@ def signed_in(live: LiveProvider, op: OpenIdProvider, client: Client, role: str)
 
 
 def removal_forms(browser: Browser) -> list[tuple[str, dict[str, str]]]:
-    """The overview's remove buttons, one per second factor: their action and their fields."""
+    """The overview's remove links, one per second factor, each to a confirmation: its form's action
+    and fields."""
     overview = browser.visit(f"{browser.provider.issuer}/account")
     assert overview.status_code == 200, overview.url
-    return [(action, fields) for action, fields in forms_of(overview) if action.endswith("/remove")]
+    confirmations = re.findall(r'href="(/account/factors/[^"]+/remove)"', overview.text)
+    return [forms_of(browser.visit(browser.provider.issuer + path))[0] for path in confirmations]
 
 
 def second_factors(member: LiveMember, client: Client) -> set[str]:
@@ -91,7 +93,7 @@ def test_generating_recovery_codes_twice_at_once_leaves_one_set(
     live: LiveProvider, op: OpenIdProvider, client: Client
 ) -> None:
     member = signed_in(live, op, client, "regenerator")
-    page = member.browser.visit(f"{live.issuer}/account/recovery-codes")
+    page = member.browser.visit(f"{live.issuer}/account/recovery-codes/new")
     (generate,) = forms_of(page)
 
     answers = all_at_once(member.browser, [generate, generate])

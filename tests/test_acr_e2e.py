@@ -215,7 +215,7 @@ def test_an_emailed_code_still_refreshes_mfa_after_the_password(
 ) -> None:
     browser = mailed.member.browser
     authorization = rp.authorize(browser, acr_values="mfa", max_age="0")
-    assert offered(authorization.page) == {"passkey", "totp", "email_code"}
+    assert offered(authorization.page) == {"passkey", "totp", "email_code", "recovery_code"}
     sent = browser.submit_to(authorization.page, "/email/send")
     done = browser.submit_to(sent, "/email", email_code=latest_code(outbox, to=mailed.address))
     answered = rp.finish(authorization, done)

@@ -139,7 +139,7 @@ def test_the_first_administrator_enrols_an_attested_key_in_the_first_sign_in(
     page = browser.submit(browser.authorize(), username="root", password=SECRET)
     assert page.request.path.endswith("/enrol/passkey"), page.request.path
     key = SoftAuthenticator(backup_eligible=False, attester=Attester(VENDOR) if attested else None)
-    after = enrol(browser, page, key)
+    after = browser.save_recovery_codes(enrol(browser, page, key))  # the account's first factor
     assert after.request.path.endswith("/factor"), "the new key is used before the sign-in goes on"
     answer = send_assertion(browser, after, key.get(passkey_options(browser, after)))
     done = browser.follow(browser.client.get(answer.get_json()["redirect"]))

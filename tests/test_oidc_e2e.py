@@ -148,7 +148,8 @@ def test_a_new_user_enrols_totp_before_any_code_and_the_id_token_proves_mfa(
     assert wrong.status_code == 401 and is_enrolment_page(wrong)
     assert not browser.went_to(client.redirect_uri)
 
-    callback = attempt.callback(browser.submit(wrong, code=authenticator.next_code()))
+    codes = browser.submit(wrong, code=authenticator.next_code())
+    callback = attempt.callback(browser.save_recovery_codes(codes))
     tokens = exchanged(op, attempt, callback)
 
     assert tokens["token_type"] == "Bearer" and tokens["refresh_token"]
@@ -212,7 +213,7 @@ def test_a_refused_second_factor_issues_no_code(
     enrolment = first.submit(attempt.page, username=account.username, password=account.password)
     authenticator = Authenticator(enrolment_secret(enrolment))
     used = authenticator.next_code()
-    attempt.callback(first.submit(enrolment, code=used))
+    attempt.callback(first.save_recovery_codes(first.submit(enrolment, code=used)))
 
     second = Browser(op)
     attempt = second.authorize(clients.confidential)
@@ -645,9 +646,8 @@ def test_reset_mfa_makes_the_user_enrol_again_at_the_next_sign_in(
     enrolment = browser.submit(attempt.page, username=account.username, password=account.password)
     assert is_enrolment_page(enrolment) and enrolment_secret(enrolment) != lost
     assert not browser.went_to(client.redirect_uri)
-    callback = attempt.callback(
-        browser.submit(enrolment, code=Authenticator(enrolment_secret(enrolment)).next_code())
-    )
+    codes = browser.submit(enrolment, code=Authenticator(enrolment_secret(enrolment)).next_code())
+    callback = attempt.callback(browser.save_recovery_codes(codes))  # the lost ones went with the reset
     claims = op.verify_id_token(
         exchanged(op, attempt, callback)["id_token"],
         expected_audience=client.client_id,

@@ -90,7 +90,7 @@ def test_fresh_recovery_codes_live_minutes_under_their_own_key_and_download_once
 ) -> None:
     here, elsewhere = signed_in_browsers(live, op, client, 2)
     issuer = op.issuer
-    shown = here.submit(here.visit(f"{issuer}/account/recovery-codes"))
+    shown = here.submit(here.visit(f"{issuer}/account/recovery-codes/new"))
     codes = RECOVERY_CODE.findall(shown.text)
     assert len(codes) == 10
 
@@ -123,7 +123,9 @@ def test_an_authenticator_key_being_set_up_lives_a_sign_in_under_its_own_key(
     assert session_key(browser) not in drafts, "the session holds no authenticator key"
     assert len(drafts) == 1 and all(0 < ttl <= SIGN_IN_LIFETIME for ttl in drafts.values()), drafts
     account.authenticator = Authenticator(first)
-    attempt.callback(browser.submit(enrolment, code=account.authenticator.next_code()))
+    attempt.callback(
+        browser.save_recovery_codes(browser.submit(enrolment, code=account.authenticator.next_code()))
+    )
     assert holding(store, [first]) == {}, "once confirmed, it is a sealed factor only"
 
     another = browser.visit(f"{op.issuer}/account/totp/new")
@@ -141,7 +143,7 @@ def test_account_change_mail_links_to_the_issuer_whatever_host_the_request_named
     address = f"keeper-{len(outbox.files)}@example.test"
     confirm = browser.submit(browser.visit(f"{op.issuer}/account/email/new"), address=address)
     assert path_of(browser.submit(confirm, code=latest_code(outbox, to=address))) == "/account"
-    page = browser.visit(f"{op.issuer}/account/recovery-codes")
+    page = browser.visit(f"{op.issuer}/account/recovery-codes/new")
     ((action, fields),) = forms_of(page)
 
     # requests matches cookies against a Host header it was given: send the session's by hand.

@@ -121,14 +121,14 @@ CASES = [
         state(PASSWORD),
         account(),
         requirement(),
-        NeedEnrolment((Method.TOTP,), "mfa"),
+        NeedEnrolment((Method.WEBAUTHN, Method.TOTP), "mfa"),
     ),
     Case(
         "a proof by a factor the account no longer has stops counting",
         state(PASSWORD, TOTP),
         account(),
         requirement(),
-        NeedEnrolment((Method.TOTP,), "mfa"),
+        NeedEnrolment((Method.WEBAUTHN, Method.TOTP), "mfa"),
     ),
     Case(
         "password and TOTP reach mfa",
@@ -445,7 +445,7 @@ EMAIL_CASES = [
         state(PASSWORD),
         account(HAS_EMAIL),
         requirement(),
-        NeedEnrolment((Method.TOTP,), "mfa"),
+        NeedEnrolment((Method.WEBAUTHN, Method.TOTP), "mfa"),
     ),
     Case(
         "a stale mfa session may re-prove with TOTP or an email code",
@@ -541,7 +541,7 @@ VOLUNTARY = [
         "no second factor yet: TOTP is enrolled in the sign-in, never unmet",
         state(PASSWORD),
         account(),
-        lambda order: NeedEnrolment((Method.TOTP,), "mfa"),
+        lambda order: NeedEnrolment((Method.WEBAUTHN, Method.TOTP), "mfa"),
     ),
     Voluntary(
         "TOTP just enrolled: the first mfa spelling requested, else the strongest held (mfa)",

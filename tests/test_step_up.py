@@ -107,7 +107,7 @@ def test_max_age_zero_asks_for_the_second_factor_again_every_time_never_the_pass
     for _ in range(2):
         requested_at = int(time.time())
         page = alice.authorize(max_age="0")
-        assert is_factor_page(page) and offered(page) == {"totp"}
+        assert is_factor_page(page) and offered(page) == {"totp", "recovery_code"}
         claims = alice.id_token(alice.enter_code(page))
         assert claims["acr"] == "mfa" and claims["auth_time"] >= requested_at
         auth_times.append(claims["auth_time"])
@@ -138,7 +138,7 @@ def test_the_smallest_of_the_requests_and_the_clients_max_age_wins(
     alice = member(clients.shop, "alice")
     page = alice.authorize(console, **params)
     if asks_again:
-        assert is_factor_page(page) and offered(page) == {"totp"}
+        assert is_factor_page(page) and offered(page) == {"totp", "recovery_code"}
         page = alice.enter_code(page)
     assert alice.id_token(page, console)["acr"] == "mfa"
 
@@ -183,7 +183,7 @@ def test_every_way_of_demanding_phr_shows_the_passkey_alone_naming_the_client_an
     relying_party = clients.by_name(ask.client)
     page = alice.authorize(relying_party, **ask.params)
     assert is_factor_page(page) and offered(page) == {"passkey"}
-    assert lead(page) == f"{ask.client_name} asks for a stronger sign-in (phr)."
+    assert lead(page) == f"{ask.client_name} asks for a passkey or security key."
     claims = alice.id_token(alice.use_passkey(page), relying_party)
     assert claims["acr"] == "phr" and claims["aud"] == [relying_party.client_id]
 
@@ -302,7 +302,7 @@ def test_a_demanded_phr_offers_passkey_enrolment_then_asks_for_the_new_passkey(
     alice = member(enrolling.shop, "alice")
     relying_party = enrolling.by_name(ask.client)
     page = alice.authorize(relying_party, **ask.params)
-    assert lead(page).startswith(f"{ask.client_name} asks for a passkey or security key (phr).")
+    assert lead(page).startswith(f"{ask.client_name} asks for a passkey or security key. Create one now")
     assertion_step = enrol_passkey_in_sign_in(alice, page, SoftAuthenticator(backup_eligible=False))
     assert is_factor_page(assertion_step) and offered(assertion_step) == {"passkey"}, "creating is not using"
     claims = alice.id_token(alice.use_passkey(assertion_step), relying_party)
@@ -313,7 +313,7 @@ def test_passkey_enrolment_at_step_up_needs_a_fresh_second_factor_first(enrollin
     alice = member(enrolling.shop, "alice")
     age_proofs(alice.browser, seconds=400)  # older than the 300 s allowed for adding a factor
     page = alice.authorize(claims=ESSENTIAL_PHR)
-    assert is_factor_page(page) and offered(page) == {"totp"}
+    assert is_factor_page(page) and offered(page) == {"totp", "recovery_code"}
     enrolment = alice.enter_code(page)
     assertion_step = enrol_passkey_in_sign_in(alice, enrolment, SoftAuthenticator())
     assert alice.id_token(alice.use_passkey(assertion_step))["acr"] == "phr"

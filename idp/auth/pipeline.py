@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from idp.auth.policy import (
     BACKUP_METHODS,
     KNOWLEDGE,
     METHOD_ORDER,
+    POSSESSION,
     Amr,
     AssurancePolicy,
     Capability,
@@ -83,6 +84,7 @@ class Requirement:
     # A transaction to approve (authorization details): only possession proofs made on its approval
     # page, showing and (WebAuthn) signing those details, count.
     approval: str | None = None
+    password_reset: bool = False
 
     @property
     def acceptable(self) -> tuple[str, ...]:
@@ -100,6 +102,8 @@ class Done:
     acr: str
     amr: tuple[Amr, ...]
     auth_time: int
+    # The methods of those proofs, for people (history: "password and authenticator app").
+    methods: tuple[Method, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -120,12 +124,17 @@ class NeedEnrolment:
 
 
 @dataclass(frozen=True)
+class SetPassword:
+    """A password reset is confirmed: the user may choose a new password (and then sign in with it)."""
+
+
+@dataclass(frozen=True)
 class Fail:
     error: str
     description: str
 
 
-Step = Done | NeedPassword | NeedFactor | NeedEnrolment | Fail
+Step = Done | NeedPassword | NeedFactor | NeedEnrolment | SetPassword | Fail
 
 
 class RequestRejected(Exception):
@@ -138,6 +147,8 @@ class RequestRejected(Exception):
 
 
 MAX_AGE_DIGITS = 10  # over 300 years: no real max_age is longer
+# Methods whose proofs outlive any factor row: the password, backup codes, a reset link's.
+ALWAYS_HELD = frozenset({Method.PASSWORD, Method.RESET_LINK}) | BACKUP_METHODS
 
 # -- requirement -----------------------------------------------------------------------------
 
@@ -239,6 +250,8 @@ def next_step(
     if not account.active:
         return Fail("access_denied", "The account is disabled.")
     state = _still_held(state, account)
+    if requirement.password_reset:
+        return _reset_step(state, account)
     if account.administrator and not account.holds_attested_key:
         return _enrol_administrator_key(state, account, requirement, policy, now)
     for name in requirement.acceptable:
@@ -271,6 +284,21 @@ def _answer(state: AuthState, requirement: Requirement, policy: AssurancePolicy,
         if wanted.level in reached:
             return replace(reached[wanted.level], acr=wanted.value)
     return reached[policy.strongest(list(reached))]
+
+
+def _reset_step(state: AuthState, account: Account) -> SetPassword | NeedFactor | Fail:
+    """A password reset: the link proved a verified address; something the user holds, proven since the
+    link was opened, confirms it. Never the password (it is what is replaced), never an email code
+    (the link came by email). Neither proof is a password proof: tokens still need the new password."""
+    opened = max((proof.at for proof in state.proofs if proof.method is Method.RESET_LINK), default=None)
+    if opened is None:
+        return Fail("access_denied", "The password reset link was not opened in this browser.")
+    if any(proof.at >= opened and proof.amr & POSSESSION for proof in state.proofs):
+        return SetPassword()
+    held = {capability.method for capability in account.capabilities if capability.amr & POSSESSION}
+    if not held:
+        return Fail("access_denied", "The account has no second factor to confirm a password reset.")
+    return NeedFactor(methods=tuple(method for method in METHOD_ORDER if method in held), level="")
 
 
 def _enrol_for_step_up(
@@ -359,7 +387,7 @@ def latest_proof_since(state: AuthState | None, since: float) -> float | None:
 def _still_held(state: AuthState, account: Account) -> AuthState:
     """Proofs by a method the account no longer has (a removed or reset factor) stop counting."""
     # A backup method (the last recovery code) is used up by its own proof: it still counts.
-    held = {capability.method for capability in account.capabilities} | {Method.PASSWORD} | BACKUP_METHODS
+    held = {capability.method for capability in account.capabilities} | ALWAYS_HELD
     return replace(state, proofs=tuple(proof for proof in state.proofs if proof.method in held))
 
 
@@ -426,10 +454,12 @@ def _satisfied(level: Level, proofs: tuple[Proof, ...], requirement: Requirement
     if not complete:
         return None
     used = max(complete, key=lambda candidate: max(proof.at for proof in candidate))
+    methods = frozenset(proof.method for proof in used)
     return Done(
         acr=level.name,
-        amr=amr_claim(_proven(used), frozenset(proof.method for proof in used)),
+        amr=amr_claim(_proven(used), methods),
         auth_time=int(max(proof.at for proof in used)),
+        methods=tuple(method for method in Method if method in methods),
     )
 
 

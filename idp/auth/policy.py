@@ -30,6 +30,7 @@ class Method(StrEnum):
     TOTP = "totp"
     EMAIL_CODE = "email_code"
     RECOVERY_CODE = "recovery_code"
+    RESET_LINK = "reset_link"
 
 
 # The method that proves each kind of stored factor.
@@ -49,8 +50,12 @@ METHOD_AMR: dict[Method, frozenset[Amr]] = {
     Method.TOTP: frozenset({Amr.OTP}),
     Method.EMAIL_CODE: frozenset({Amr.EMAIL}),
     Method.RECOVERY_CODE: frozenset({Amr.OTP}),
+    # A password reset link proves the user reads a verified address: nothing a token may claim.
+    Method.RESET_LINK: frozenset(),
 }
 KNOWLEDGE = frozenset({Amr.PWD})
+# What confirms a password reset besides the link: something the user holds (not another email).
+POSSESSION = frozenset({Amr.OTP, Amr.HWK, Amr.SWK})
 # Methods that get a user back in but do not count as an enrolled factor of their own.
 BACKUP_METHODS = frozenset({Method.RECOVERY_CODE})
 # Password + email code: reaches the minimum level with [factors.email] sign_in = true, and renews
@@ -92,12 +97,15 @@ class Level:
     ttl: int
     aliases: tuple[str, ...] = ()
     refreshed_by: tuple[frozenset[Amr], ...] = ()
+    title: str = "a stronger sign-in"
+    sentence: str = ""
 
 
 @dataclass(frozen=True)
 class ScopeRule:
     acr: str | None
     max_age: int | None
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,9 @@ class AssurancePolicy:
     levels: tuple[Level, ...]
     minimum: str
     scope_rules: Mapping[str, ScopeRule] = field(default_factory=dict)
-    enrol_at_sign_in: tuple[Method, ...] = (Method.TOTP,)
+    # A user without a second factor sets one up inside the sign-in: a passkey first, where the
+    # browser can make one, else an authenticator app (the page offers both, in this order).
+    enrol_at_sign_in: tuple[Method, ...] = (Method.WEBAUTHN, Method.TOTP)
     enrol_at_step_up: tuple[Method, ...] = ()
     enrolment_max_age: int = 300
     admin_level: str = "phrh"
@@ -126,7 +136,10 @@ class AssurancePolicy:
             )
             for rank, (name, level) in enumerate(settings.assurance.levels.items())
         )
-        rules = {scope: ScopeRule(rule.acr, rule.max_age) for scope, rule in settings.scopes.items()}
+        rules = {
+            scope: ScopeRule(rule.acr, rule.max_age, rule.description)
+            for scope, rule in settings.scopes.items()
+        }
         return cls(
             levels=levels,
             minimum=settings.assurance.minimum,
@@ -172,6 +185,8 @@ def _level(
         ttl=settings.ttl,
         aliases=settings.aliases,
         refreshed_by=PASSWORD_AND_EMAIL if email_refreshes and reaches(Method.TOTP, ways) else (),
+        title=settings.title,
+        sentence=settings.sentence,
     )
 
 

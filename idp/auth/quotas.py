@@ -37,6 +37,7 @@ class Quotas:
         self._ephemeral = ephemeral
         self.sign_ins = AddressQuota("sign-ins", settings.sign_ins, sign_in_lifetime)
         self.audited_failures = AddressQuota("audited-failures", settings.audited_failures, AUDIT_WINDOW)
+        self.password_resets = AddressQuota("password-resets", settings.password_resets, AUDIT_WINDOW)
 
     def use(self, quota: AddressQuota, *, address: str | None) -> Usage:
         """Count one use by `address` (IPv4 host, IPv6 /64) in one atomic step."""

@@ -12,7 +12,16 @@ from flask import Response, redirect, render_template, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp import observability
-from idp.auth.pipeline import Done, Fail, NeedEnrolment, NeedFactor, NeedPassword, Step, latest_proof_since
+from idp.auth.pipeline import (
+    Done,
+    Fail,
+    NeedEnrolment,
+    NeedFactor,
+    NeedPassword,
+    SetPassword,
+    Step,
+    latest_proof_since,
+)
 from idp.auth.policy import Method
 from idp.oidc import device_flow
 from idp.oidc.authorization_details import Approval
@@ -75,6 +84,8 @@ def _page_for(step: Step) -> str:
         return "signin.password"
     if isinstance(step, NeedFactor):
         return "signin.factor"
+    if isinstance(step, SetPassword):
+        return "password_reset.new_password"
     assert isinstance(step, NeedEnrolment)
     return "signin.enrol_totp" if Method.TOTP in step.methods else "signin.enrol_passkey"
 
@@ -147,7 +158,12 @@ def _record_sign_in(user: User, done: Done, *, client_id: str | None, sid: str) 
         "success",
         user_id=user.id,
         client_id=client_id,
-        detail={"acr": done.acr, "amr": list(done.amr), "auth_time": done.auth_time},
+        detail={
+            "acr": done.acr,
+            "amr": list(done.amr),
+            "methods": list(done.methods),
+            "auth_time": done.auth_time,
+        },
     )
 
 
@@ -171,7 +187,7 @@ def refuse_sign_in(sign_in: SignInRequest, step: Fail, user: User | None) -> Bas
     destination = sign_in.destination
     if isinstance(destination, DeviceApproval):
         _deny_device(destination)
-    if not isinstance(destination, ClientRedirect):
+    if not isinstance(destination, ClientRedirect) or sign_in.requirement.password_reset:
         return errors.cannot_continue(describe(step.error, step.description))
     return answer_client_error(
         destination.redirect_uri,

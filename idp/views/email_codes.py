@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from idp.mail import DeliveryFailed, compose
 from idp.store.tables import User
+from idp.views.plain_words import occasion
 from idp.web import audit, services
 
 
-def send_code(user: User, *, purpose: str, address: str, reason: str) -> None:
-    """Send a fresh code to `address`; raises CodeRefused (throttled) or DeliveryFailed (not sent)."""
+def send_code(user: User, *, purpose: str, address: str, reason: str, app: str) -> None:
+    """Send a fresh code to `address`, saying which `app` asks it and why (`reason` completes "to ...");
+    raises CodeRefused (throttled) or DeliveryFailed (not sent)."""
     found = services()
     code = found.email_codes.issue(purpose=purpose, user_id=user.id, address=address)
     message = compose(
@@ -18,7 +20,10 @@ def send_code(user: User, *, purpose: str, address: str, reason: str) -> None:
         template="code",
         code=code,
         reason=reason,
+        app=app,
+        username=user.username,
         minutes=found.settings.factors.email.code_lifetime // 60,
+        **occasion(),
     )
     try:
         found.mailer.send(message)

@@ -10,8 +10,9 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from idp.oidc.clients import RegisteredClient
 from idp.oidc.logout import FrontChannelPage
-from idp.security_headers import CONTENT_SECURITY_POLICY
+from idp.security_headers import content_security_policy
 from idp.views import errors, session_state
+from idp.views.branding import image_sources
 from idp.web import audit, durable_store, services
 
 blueprint = Blueprint("logout", __name__)
@@ -124,7 +125,8 @@ def _signed_out_page(pages: tuple[FrontChannelPage, ...], target: str | None) ->
     response = Response(render_template("signed_out.html", pages=pages, target=target))
     if pages:
         origins = " ".join(sorted({page.origin for page in pages}))
-        response.headers["Content-Security-Policy"] = f"{CONTENT_SECURITY_POLICY}; frame-src {origins}"
+        policy = content_security_policy(images=image_sources(services().settings.branding))
+        response.headers["Content-Security-Policy"] = f"{policy}; frame-src {origins}"
     return response
 
 

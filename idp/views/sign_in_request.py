@@ -142,6 +142,25 @@ def load(sign_in_id: str) -> SignInRequest | None:
     return sign_in
 
 
+def peek(sign_in_id: str) -> SignInRequest | None:
+    """The sign-in in progress when this browser started it; unlike `load`, nothing is spent (a
+    password reset link opened in another browser leaves the sign-in it was asked from alone)."""
+    raw = services().ephemeral.get(KEY_PREFIX + sign_in_id) if 0 < len(sign_in_id) <= MAX_ID_LENGTH else None
+    if raw is None:
+        return None
+    sign_in = SignInRequest.from_json(raw)
+    browser = browser_binding(create=False)
+    return sign_in if browser is not None and hmac.compare_digest(browser, sign_in.browser) else None
+
+
+def keep(sign_in: SignInRequest) -> None:
+    """Store a sign-in again under its id, as changed (its requirement after a password reset)."""
+    found = services()
+    found.ephemeral.put(
+        KEY_PREFIX + sign_in.id, sign_in.to_json(), ttl=found.settings.tokens.sign_in_lifetime
+    )
+
+
 def finish(sign_in: SignInRequest) -> bool:
     """Spend the sign-in; False when another tab already finished it."""
     return services().ephemeral.take(KEY_PREFIX + sign_in.id) is not None

@@ -15,18 +15,19 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.auth.email_codes import CodeRefused
-from idp.auth.pipeline import NeedEnrolment, NeedFactor, NeedPassword, Step
+from idp.auth.pipeline import Fail, NeedEnrolment, NeedFactor, NeedPassword, Step
 from idp.auth.policy import METHOD_AMR, Method
 from idp.auth.recovery import lookup_key as recovery_lookup_key
 from idp.auth.throttle import Blocked, account_subject, address_subject
 from idp.mail import DeliveryFailed
 from idp.store.tables import FactorKind, User
 from idp.views import approvals, errors, guessing, passkeys, session_state, totp_enrolment
+from idp.views import recovery_codes as fresh_codes
 from idp.views import sign_in_request as sign_ins
-from idp.views.continuation import continue_sign_in
+from idp.views.continuation import continue_sign_in, refuse_sign_in
 from idp.views.email_codes import send_code
 from idp.views.guessing import Event, Guessed
-from idp.views.sign_in_request import SignInRequest
+from idp.views.sign_in_request import AccountPage, ClientRedirect, SignInRequest
 from idp.web import audit, durable_store, services
 
 blueprint = Blueprint("signin", __name__, url_prefix="/signin")
@@ -35,6 +36,8 @@ WRONG_CREDENTIALS = "The username or password is not right."
 MAX_INPUT = 1024
 NOT_NOW = "This is not what this sign-in needs now."
 RECOVERY_REFUSED = "That recovery code is not valid or was used already."
+CANCELLED = "The user cancelled the sign-in."
+NOT_SAVED = "Tick the box once you have saved your recovery codes."
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -133,16 +136,19 @@ def factor(sign_in: SignInRequest, step: NeedFactor, user: User) -> BaseResponse
 
 
 def _verify_totp(user: User, code: str) -> str | None:
-    """Any of the user's authenticator apps; each accepted code is spent for its time step."""
+    """Any of the user's authenticator apps; each accepted code is spent for its time step. The
+    refusal says the code was reused only when it was right but its step already spent."""
     now = time.time()
     found = services()
+    reused = False
     for candidate in durable_store().factors.of_user(user.id, FactorKind.TOTP):
         assert candidate.secret is not None
         secret = found.secret_box.open(candidate.secret).decode()
         step = found.totp.matching_step(secret=secret, code=code, now=now)
         if step is not None and durable_store().factors.claim_step(candidate.id, step=step, at=int(now)):
             return None
-    return totp_enrolment.WRONG_CODE
+        reused = reused or step is not None
+    return totp_enrolment.REUSED_CODE if reused else totp_enrolment.WRONG_CODE
 
 
 def _prove_second_factor(
@@ -155,21 +161,27 @@ def _prove_second_factor(
         (services().throttle.second_factor, user.id),
     )
     if isinstance(guess, Blocked):
-        return guessing.too_many(_factor_page(sign_in, step, error=guess.message), guess)
+        return guessing.too_many(_factor_page(sign_in, step, error=guess.message, failed=method), guess)
     with guess:
         refused = verify()
         if refused is not None:
             guess.wrong()
-            return _factor_page(sign_in, step, error=refused, status=401)
+            return _factor_page(sign_in, step, error=refused, status=401, failed=method)
         guess.right()
     approvals.record_proof(user, method, METHOD_AMR[method], approvals.transaction_of(sign_in))
     return None
 
 
 def _factor_page(
-    sign_in: SignInRequest, step: NeedFactor, *, error: str | None = None, status: int = 200
+    sign_in: SignInRequest,
+    step: NeedFactor,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    failed: Method | None = None,
 ) -> Response:
-    """Every method offered; the email code field shows once a code was sent for this sign-in."""
+    """Every method offered; the email code field shows once a code was sent for this sign-in, and
+    the method that just `failed` stays open."""
     sent_to = (
         services().email_codes.pending_address(purpose=_email_purpose(sign_in))
         if Method.EMAIL_CODE in step.methods
@@ -183,8 +195,30 @@ def _factor_page(
         Method=Method,
         sent_to=mask_address(sent_to) if sent_to else None,
         transaction=approvals.transaction_of(sign_in),
+        failed=failed,
+        **asked_for(sign_in, step.level),
     )
     return Response(body, status=status)
+
+
+def asked_for(sign_in: SignInRequest, level_name: str) -> dict[str, str]:
+    """What the step-up page says is asked (the level's title and sentence) and why (the description
+    of the first requested scope that has one); never the level's own name."""
+    policy = services().policy
+    level = next((level for level in policy.levels if level.name == level_name), None)
+    scopes = (
+        sign_in.destination.params.get("scope", "") if isinstance(sign_in.destination, ClientRedirect) else ""
+    )
+    reasons = [
+        rule.description
+        for scope in scopes.split()
+        if (rule := policy.scope_rules.get(scope)) and rule.description
+    ]
+    return {
+        "level_title": level.title if level else "a stronger sign-in",
+        "level_sentence": level.sentence if level else "",
+        "reason": reasons[0] if reasons else "",
+    }
 
 
 def _email_purpose(sign_in: SignInRequest) -> str:
@@ -217,7 +251,13 @@ def recovery_code(sign_in: SignInRequest, step: NeedFactor, user: User) -> BaseR
 def send_email_code(sign_in: SignInRequest, step: NeedFactor, user: User) -> BaseResponse:
     address = durable_store().factors.of_user(user.id, FactorKind.EMAIL)[0].name
     try:
-        send_code(user, purpose=_email_purpose(sign_in), address=address, reason="confirm it is you")
+        send_code(
+            user,
+            purpose=_email_purpose(sign_in),
+            address=address,
+            reason="confirm it is you",
+            app=sign_in.client_name,
+        )
     except CodeRefused as refused:
         return _factor_page(sign_in, step, error=str(refused), status=429)
     except DeliveryFailed:
@@ -246,6 +286,19 @@ def mask_address(address: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
+@blueprint.route("/<sign_in_id>/cancel", methods=["POST"])
+def cancel(sign_in_id: str) -> BaseResponse:
+    """ "Cancel and go back": the client hears access_denied (with state and iss); the provider's own
+    pages send the user back to the start page."""
+    sign_in = sign_ins.load(sign_in_id)
+    if sign_in is None:
+        return errors.sign_in_expired()
+    if isinstance(sign_in.destination, AccountPage):
+        sign_ins.finish(sign_in)
+        return redirect(url_for("home.index"))
+    return refuse_sign_in(sign_in, Fail("access_denied", CANCELLED), session_state.signed_in_user())
+
+
 # -- passkeys: alone (first page) or as the second factor ------------------------------------------
 
 
@@ -272,24 +325,40 @@ def passkey(sign_in: SignInRequest, step: Step, user: User | None) -> BaseRespon
 
 @blueprint.route("/<sign_in_id>/enrol/totp", methods=["GET", "POST"])
 @at_step(NeedEnrolment, Method.TOTP)
-def enrol_totp(sign_in: SignInRequest, _step: NeedEnrolment, user: User) -> BaseResponse:
+def enrol_totp(sign_in: SignInRequest, step: NeedEnrolment, user: User) -> BaseResponse:
     """MFA is mandatory: a user without a second factor sets up TOTP inside the same sign-in."""
     key = f"enrol:{user.id}"  # per user: a sign-in restarted after a failure shows the same secret
     enrolment = totp_enrolment.draft(user, key=key)
     if request.method == "GET":
-        return _enrol_page(sign_in, enrolment)
+        return _enrol_page(sign_in, step, enrolment)
     code = _field("code").replace(" ", "")
     client_id = sign_in.client_id
     if totp_enrolment.confirm(user, key=key, code=code, name=_field("name"), client_id=client_id) is None:
-        return _enrol_page(sign_in, enrolment, error=totp_enrolment.WRONG_CODE, status=401)
+        return _enrol_page(sign_in, step, enrolment, error=totp_enrolment.WRONG_CODE, status=401)
     session_state.record_proof(user, Method.TOTP, METHOD_AMR[Method.TOTP])
+    if _issue_first_recovery_codes(user):
+        return redirect(url_for("signin.first_recovery_codes", sign_in_id=sign_in.id))
     return continue_sign_in(sign_in)
 
 
 def _enrol_page(
-    sign_in: SignInRequest, enrolment: object, *, error: str | None = None, status: int = 200
+    sign_in: SignInRequest,
+    step: NeedEnrolment,
+    enrolment: object,
+    *,
+    error: str | None = None,
+    status: int = 200,
 ) -> Response:
-    body = render_template("enrol_totp.html", sign_in=sign_in, enrolment=enrolment, error=error)
+    """The authenticator app, and first a passkey where the pipeline offers one (shown where the
+    browser can make one)."""
+    body = render_template(
+        "enrol_totp.html",
+        sign_in=sign_in,
+        enrolment=enrolment,
+        error=error,
+        offers_passkey=Method.WEBAUTHN in step.methods,
+        **asked_for(sign_in, step.level),
+    )
     response = Response(body, status=status)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -299,9 +368,10 @@ def _enrol_page(
 @at_step(NeedEnrolment, Method.WEBAUTHN)
 def enrol_passkey(sign_in: SignInRequest, step: NeedEnrolment, _user: User) -> BaseResponse:
     """Step-up to a level only a passkey reaches, when policy lets the user enrol one here."""
+    asked = asked_for(sign_in, step.level)
     body = render_template(
         "passkey_new.html",
-        lead=f"{sign_in.client_name} asks for a passkey or security key ({step.level}). Create one now; "
+        lead=f"{sign_in.client_name} asks for {asked['level_title']}. Create one now; "
         "you will then use it once to continue.",
         options_url=url_for("signin.enrol_passkey_options", sign_in_id=sign_in.id),
         verify_url=url_for("signin.enrol_passkey_finish", sign_in_id=sign_in.id),
@@ -319,4 +389,53 @@ def enrol_passkey_options(_sign_in: SignInRequest, _step: NeedEnrolment, user: U
 @blueprint.route("/<sign_in_id>/enrol/passkey", methods=["POST"])
 @at_step(NeedEnrolment, Method.WEBAUTHN, json=True)
 def enrol_passkey_finish(sign_in: SignInRequest, _step: NeedEnrolment, user: User) -> BaseResponse:
-    return passkeys.finish_registration(user, next_url=url_for("oidc.resume", sign_in_id=sign_in.id))
+    """The new passkey, then (the first factor of the account) its recovery codes; then it is used."""
+    first = not durable_store().factors.of_user(user.id, FactorKind.RECOVERY_CODE)
+    next_url = url_for("signin.first_recovery_codes" if first else "oidc.resume", sign_in_id=sign_in.id)
+    response = passkeys.finish_registration(user, next_url=next_url)
+    if response.status_code == 200 and first:
+        _issue_first_recovery_codes(user)
+    return response
+
+
+# -- recovery codes, right after the first second factor ------------------------------------------
+
+
+def _issue_first_recovery_codes(user: User) -> bool:
+    """An account's first second factor comes with recovery codes: issued now, shown next."""
+    if durable_store().factors.of_user(user.id, FactorKind.RECOVERY_CODE):
+        return False
+    fresh_codes.issue(user)
+    audit("factor_enrolment", "success", user_id=user.id, detail={"kind": FactorKind.RECOVERY_CODE})
+    return True
+
+
+@blueprint.route("/<sign_in_id>/recovery-codes", methods=["GET", "POST"])
+def first_recovery_codes(sign_in_id: str) -> BaseResponse:
+    """Shown once; the sign-in goes on when the user says they saved them."""
+    sign_in = sign_ins.load(sign_in_id)
+    if sign_in is None:
+        return errors.sign_in_expired()
+    user = session_state.signed_in_user()
+    codes = fresh_codes.shown(user) if user else None
+    if codes is None:
+        return _resume(sign_in)
+    if request.method == "POST" and request.form.get("saved") == "yes":
+        fresh_codes.forget()
+        return continue_sign_in(sign_in)
+    error = NOT_SAVED if request.method == "POST" else None
+    body = render_template("first_recovery_codes.html", sign_in=sign_in, codes=codes, error=error)
+    response = Response(body, status=400 if error else 200)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.route("/<sign_in_id>/recovery-codes.txt")
+def download_first_recovery_codes(sign_in_id: str) -> BaseResponse:
+    sign_in = sign_ins.load(sign_in_id)
+    user = session_state.signed_in_user()
+    if sign_in is None or user is None:
+        return errors.sign_in_expired()
+    return fresh_codes.download(user) or redirect(
+        url_for("signin.first_recovery_codes", sign_in_id=sign_in_id)
+    )

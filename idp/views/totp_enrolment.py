@@ -12,7 +12,8 @@ from idp.store.tables import Factor, FactorKind, User
 from idp.views import page_secrets
 from idp.web import audit, durable_store, services
 
-WRONG_CODE = "That code is not valid. Each code works once; wait for the next one and try again."
+WRONG_CODE = "That code is wrong or has expired. Enter the code your app shows now."
+REUSED_CODE = "That code was used already. Wait for your app to show the next one."
 DEFAULT_NAME = "Authenticator app"
 
 

@@ -22,6 +22,7 @@ from support.browser import (
     DESKTOP,
     DemoApp,
     VirtualAuthenticator,
+    save_recovery_codes,
     screenshot,
 )
 from support.live import LiveProvider
@@ -76,6 +77,7 @@ def sign_in_with_password_and_new_totp(page: Page, demo_app: DemoApp) -> dict[st
     expect(secret).to_be_visible()
     page.get_by_label("Code from the app").fill(pyotp.TOTP(secret.inner_text().strip()).now())
     page.get_by_role("button", name="Turn on two-step sign-in").click()
+    save_recovery_codes(page)
     expect(page.locator("#signed-in")).to_be_visible()
     claims: dict[str, Any] = json.loads(page.locator("#claims").inner_text())
     return claims

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pyotp
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from support.browser import DESKTOP, PHONE, DemoApp, screenshot
+from support.browser import DESKTOP, PHONE, DemoApp, save_recovery_codes, screenshot
 from support.live import LiveProvider
 
 pytestmark = pytest.mark.browser
@@ -61,6 +61,7 @@ def test_signs_in_enrols_totp_and_lands_on_demo_app(
     expect(secret).to_be_visible()
     page.get_by_label("Code from the app").fill(pyotp.TOTP(secret.inner_text().strip()).now())
     page.get_by_role("button", name="Turn on two-step sign-in").click()
+    save_recovery_codes(page)
 
     expect(page.locator("#signed-in")).to_be_visible()
     assert page.url == f"{demo_app.base}/"

@@ -180,8 +180,14 @@ class Browser:
         enrol = self.submit(self.authorize(**extra), username=username, password=password)
         secret = re.search(r'id="secret">([A-Z2-7]+)<', enrol.get_data(as_text=True))
         assert secret, "expected the TOTP enrolment page"
-        done = self.submit(enrol, code=pyotp.TOTP(secret.group(1)).now(), name="phone")
-        return done, secret.group(1)
+        codes = self.submit(enrol, code=pyotp.TOTP(secret.group(1)).now(), name="phone")
+        return self.save_recovery_codes(codes), secret.group(1)
+
+    def save_recovery_codes(self, page: TestResponse) -> TestResponse:
+        """The recovery codes shown after the first second factor: ticked as saved, then onwards."""
+        assert page.request.path.endswith("/recovery-codes"), (page.status_code, page.request.path)
+        assert len(re.findall(r"<li><code>[a-z2-7-]+</code></li>", page.get_data(as_text=True))) == 10
+        return self.submit(page, saved="yes")
 
 
 def code_from(response: TestResponse) -> str:

@@ -141,7 +141,9 @@ class Victim:
         secret = SECRET.search(enrol.get_data(as_text=True))
         assert secret, "expected the TOTP enrolment page"
         authenticator = Authenticator(secret.group(1))
-        done = browser.submit(enrol, code=authenticator.next_code(), name="phone")
+        done = browser.save_recovery_codes(
+            browser.submit(enrol, code=authenticator.next_code(), name="phone")
+        )
         assert done.status_code == 302 and done.location.startswith(REDIRECT_URI), done.location
         return cls(app, client_id, username, password, authenticator, browser)
 
@@ -176,7 +178,7 @@ class Victim:
         return browser.follow(browser.client.get(answer.get_json()["redirect"]))
 
     def generate_recovery_codes(self) -> list[str]:
-        page = self.browser.client.get("/account/recovery-codes")
+        page = self.browser.client.get("/account/recovery-codes/new")  # "Generate new recovery codes?"
         generated = self.browser.client.post("/account/recovery-codes", data={"csrf_token": csrf_token(page)})
         codes = RECOVERY_CODE.findall(generated.get_data(as_text=True))
         assert len(codes) == 10, generated.get_data(as_text=True)

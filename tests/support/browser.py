@@ -172,3 +172,12 @@ class VirtualAuthenticator:
     def credentials(self) -> list[dict[str, Any]]:
         answer = self.cdp.send("WebAuthn.getCredentials", {"authenticatorId": self.authenticator_id})
         return list(answer["credentials"])
+
+
+def save_recovery_codes(page: Page) -> None:
+    """The recovery codes shown after the first second factor: ten of them, ticked as saved, onwards."""
+    codes = page.locator("#recovery-codes li")
+    codes.first.wait_for()
+    assert codes.count() == 10
+    page.get_by_label("I have saved my recovery codes").check()
+    page.get_by_role("button", name="Continue").click()

@@ -218,6 +218,9 @@ def forms_of(page: requests.Response) -> list[tuple[str, dict[str, str]]]:
     return [(urljoin(page.url, action), fields) for action, fields in parser.forms]
 
 
+CANCEL_ACTION = "/cancel"
+
+
 def path_of(page: requests.Response) -> str:
     return urlsplit(page.url).path
 
@@ -228,6 +231,10 @@ def is_password_page(page: requests.Response) -> bool:
 
 def is_factor_page(page: requests.Response) -> bool:
     return bool(FACTOR_PAGE.match(path_of(page))) and 'name="code"' in page.text
+
+
+def is_recovery_codes_page(page: requests.Response) -> bool:
+    return path_of(page).endswith("/recovery-codes") and page.text.count("<li><code>") == 10
 
 
 def is_enrolment_page(page: requests.Response) -> bool:
@@ -298,8 +305,12 @@ class Browser:
         return self.settle(self.http.get(url, allow_redirects=False, timeout=TIMEOUT, **kwargs))
 
     def submit(self, page: requests.Response, **fields: str) -> requests.Response:
-        """Fill in the page's only form (keeping its hidden csrf_token) and post it."""
-        forms = forms_of(page)
+        """Fill in the page's form (keeping its hidden csrf_token) and post it: its only one, or the only
+        one with all of `fields` (the factor page's code or recovery code); a sign-in page's "Cancel and
+        go back" form does not count."""
+        forms = [form for form in forms_of(page) if not form[0].endswith(CANCEL_ACTION)]
+        if len(forms) > 1:
+            forms = [form for form in forms if set(fields) <= set(form[1])]
         assert len(forms) == 1, f"expected one form at {page.url}: {page.text}"
         action, defaults = forms[0]
         assert defaults.get("csrf_token"), "every hosted form carries a csrf_token"
@@ -346,10 +357,15 @@ class Browser:
         page = self.submit(page, username=account.username, password=account.password)
         if is_enrolment_page(page):
             account.authenticator = Authenticator(enrolment_secret(page))
-        else:
-            assert is_factor_page(page), (page.status_code, page.headers.get("Location"), page.text)
+            return self.save_recovery_codes(self.submit(page, code=account.authenticator.next_code()))
+        assert is_factor_page(page), (page.status_code, page.headers.get("Location"), page.text)
         assert account.authenticator is not None
         return self.submit(page, code=account.authenticator.next_code())
+
+    def save_recovery_codes(self, page: requests.Response) -> requests.Response:
+        """The recovery codes shown after the first second factor: ticked as saved, then onwards."""
+        assert is_recovery_codes_page(page), (page.status_code, page.url)
+        return self.submit(page, saved="yes")
 
 
 def create_account(live: LiveProvider, role: str) -> Account:

@@ -340,7 +340,9 @@ class LiveMember:
         enrolment = self.browser.submit(page, username=self.account.username, password=self.account.password)
         assert oidc_client.is_enrolment_page(enrolment), enrolment.text
         self.account.authenticator = oidc_client.Authenticator(oidc_client.enrolment_secret(enrolment))
-        return self.browser.submit(enrolment, code=self.account.authenticator.next_code())
+        return self.browser.save_recovery_codes(
+            self.browser.submit(enrolment, code=self.account.authenticator.next_code())
+        )
 
     def step_up(self, client: oidc_client.Client, **params: str) -> dict[str, Any]:
         """A request the session cannot meet without the passkey: the factor page, the passkey, tokens."""

@@ -57,7 +57,11 @@ def new_email() -> BaseResponse:
         return page("account_email.html", error=refusal, status=400)
     try:
         send_code(
-            user, purpose=_purpose(user), address=address, reason="confirm this address for your account"
+            user,
+            purpose=_purpose(user),
+            address=address,
+            reason="confirm this address for your account",
+            app="Your account",
         )
     except CodeRefused as refused:
         return page("account_email.html", error=str(refused), status=429)

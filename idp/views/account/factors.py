@@ -9,8 +9,8 @@ from idp.auth.factors import capabilities_of
 from idp.auth.pipeline import keeps_minimum
 from idp.views import passkeys, totp_enrolment
 from idp.views.account.blueprint import blueprint
-from idp.views.account.guard import account_holder, fresh_login_required
-from idp.views.account.pages import page, record_change, redirect_with
+from idp.views.account.guard import account_holder, fresh_login_required, login_required
+from idp.views.account.pages import confirmation, page, record_change, redirect_with
 from idp.web import audit, durable_store, services
 
 TOTP_DRAFT = "account_totp_draft"
@@ -60,6 +60,21 @@ def add_passkey() -> BaseResponse:
         record_change(user, "passkey added")
         flash("Passkey added.", "success")
     return response
+
+
+@blueprint.route("/factors/<factor_id>/remove", methods=["GET"])
+@login_required
+def confirm_factor_removal(factor_id: str) -> BaseResponse:
+    user = account_holder()
+    removing = next((f for f in durable_store().factors.of_user(user.id) if f.id == factor_id), None)
+    if removing is None:
+        return redirect_with(url_for("account.overview"), "That sign-in method no longer exists.", "error")
+    return confirmation(
+        title=f"Remove {removing.name}?",
+        message=f"You will no longer be able to sign in with {removing.name}.",
+        action=url_for("account.remove_factor", factor_id=factor_id),
+        button=f"Remove {removing.name}",
+    )
 
 
 @blueprint.route("/factors/<factor_id>/remove", methods=["POST"])

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from flask import Response, flash, redirect, render_template, request, url_for
+from flask import Response, flash, redirect, render_template, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.auth.factors import PasskeyData
 from idp.mail import DeliveryFailed, compose
 from idp.store.tables import Factor, FactorKind, User
 from idp.views.account.guard import account_holder
+from idp.views.plain_words import occasion
 from idp.web import audit, durable_store, services
 
 
@@ -19,16 +19,15 @@ def record_change(user: User, change: str, *, detail: dict[str, Any] | None = No
     """Audit an account change and tell the user's verified addresses about it."""
     audit("account_change", "success", user_id=user.id, detail={"change": change, **(detail or {})})
     found = services()
-    for factor in durable_store().factors.of_user(user.id, FactorKind.EMAIL):
+    for address in sorted(verified_addresses(user)):
         message = compose(
             sender=found.settings.smtp.from_address,
-            to=factor.name,
+            to=address,
             subject="A change to your account",
             template="account_change",
             username=user.username,
             change=change,
-            when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            ip=request.remote_addr,
+            **occasion(),
             # From the configured issuer: a request's Host header is the client's to forge.
             account_url=found.settings.issuer + url_for("account.overview"),
         )
@@ -38,10 +37,22 @@ def record_change(user: User, change: str, *, detail: dict[str, Any] | None = No
             audit("notice", "failure", user_id=user.id, detail={"change": change})
 
 
+def verified_addresses(user: User) -> set[str]:
+    """The addresses the user proved (bound on the account pages) or the operator vouched for."""
+    bound = {factor.name for factor in durable_store().factors.of_user(user.id, FactorKind.EMAIL)}
+    return bound | ({user.email} if user.email and user.email_verified else set())
+
+
 def redirect_with(target: str, message: str, category: str) -> BaseResponse:
     """Redirect after a change, with a message kept in the session (not the URL: no spoofed notices)."""
     flash(message, category)
     return redirect(target)
+
+
+def confirmation(*, title: str, message: str, action: str, button: str) -> Response:
+    """ "Are you sure?" before a change that cannot be undone: the form posts to `action`; Cancel goes
+    back to the overview."""
+    return page("account_confirm.html", title=title, message=message, action=action, button=button)
 
 
 def page(template: str, *, status: int = 200, **context: Any) -> Response:

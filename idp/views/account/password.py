@@ -41,12 +41,12 @@ def change_password() -> BaseResponse:
     user.password_hash = found.passwords.hash(new)
     change = "password changed"
     if not request.form.get(KEEP_OTHERS):
-        change += "; " + _sign_out_elsewhere(user)
+        change += "; " + sign_out_elsewhere(user)
     record_change(user, change)
     return redirect_with(url_for("account.overview"), "Your password was changed.", "success")
 
 
-def _sign_out_elsewhere(user: User) -> str:
+def sign_out_elsewhere(user: User) -> str:
     """End the user's other sessions and revoke every grant of theirs (refresh-token families and
     their access tokens): whoever knew the old password is signed out everywhere. Says what ended."""
     sessions = end_sessions_of(user)

@@ -11,7 +11,8 @@ from werkzeug.wrappers import Response as BaseResponse
 from idp.store.tables import User, UserSession
 from idp.views.account.blueprint import blueprint
 from idp.views.account.guard import account_holder, fresh_login_required, login_required
-from idp.views.account.pages import page, record_change, redirect_with
+from idp.views.account.pages import confirmation, page, record_change, redirect_with
+from idp.views.plain_words import activity, one_row_per_action
 from idp.views.session_state import SID_KEY, tell_clients_sessions_ended
 from idp.web import durable_store, services
 
@@ -34,6 +35,17 @@ def sessions() -> BaseResponse:
 def end_session(sid: str) -> BaseResponse:
     ended = _end(lambda row: row.sid == sid and sid != session.get(SID_KEY))
     return redirect_with(url_for("account.sessions"), f"{ended} session(s) ended.", "success")
+
+
+@blueprint.route("/sessions/end-others")
+@login_required
+def confirm_ending_other_sessions() -> BaseResponse:
+    return confirmation(
+        title="End all other sessions?",
+        message="Every other browser signed in as you will have to sign in again.",
+        action=url_for("account.end_other_sessions"),
+        button="End all other sessions",
+    )
 
 
 @blueprint.route("/sessions/end-others", methods=["POST"])
@@ -71,8 +83,8 @@ def end_sessions_of(user: User, chosen: Callable[[UserSession], bool] = _another
 @blueprint.route("/history")
 @login_required
 def history() -> BaseResponse:
-    events = [
+    events = one_row_per_action(
         e for e in durable_store().audit.of_user(account_holder().id, limit=100) if e.event in HISTORY_EVENTS
-    ]
-    clients = {row.client_id: row.name for row in durable_store().clients.all()}
-    return page("account_history.html", events=events[:50], clients=clients)
+    )
+    apps = {row.client_id: row.name for row in durable_store().clients.all()}
+    return page("account_history.html", events=[(event, activity(event, apps)) for event in events[:50]])

@@ -28,7 +28,7 @@ from idp.auth.webauthn import Ceremonies, RelyingParty
 from idp.config import Settings
 from idp.csrf_origin import install_origin_check
 from idp.mail import open_mailer
-from idp.oidc.backchannel import BackChannelDelivery, DeliveryFailed
+from idp.oidc.backchannel import BackChannelDelivery, audit_delivery_failure
 from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import ClientCache
 from idp.oidc.context import ProviderContext
@@ -38,7 +38,6 @@ from idp.oidc.tokens import TokenService
 from idp.package_data import data_folder
 from idp.secrets import SecretBox, load_session_secret
 from idp.store.database import Database, DatabaseUnavailable
-from idp.store.durable import DurableStore, audit_event
 from idp.store.ephemeral import StoreUnavailable, open_ephemeral_store
 from idp.trusted_proxies import TrustedProxies, parse_networks
 from idp.views import (
@@ -115,22 +114,10 @@ def open_services(settings: Settings) -> Services:
             settings=settings.address_limits,
             sign_in_lifetime=settings.tokens.sign_in_lifetime,
         ),
-        backchannel=BackChannelDelivery(settings.logout, report_failure=partial(_audit_failure, database)),
+        backchannel=BackChannelDelivery(
+            settings.logout, report_failure=partial(audit_delivery_failure, database)
+        ),
     )
-
-
-def _audit_failure(database: Database, failed: DeliveryFailed) -> None:
-    """A client never accepted its logout_token: audited in a unit of work of its own (a worker's)."""
-    with database.unit_of_work() as session:
-        DurableStore.over(session).audit.record(
-            audit_event(
-                "backchannel_logout",
-                "failure",
-                at=int(time.time()),
-                client_id=failed.notice.client_id,
-                detail={"uri": failed.notice.uri, "attempts": failed.attempts, "error": failed.error},
-            )
-        )
 
 
 def protocol_context(found: Services) -> ProviderContext:

@@ -22,6 +22,7 @@ from idp.management import clients as client_ops
 from idp.management import keys as key_ops
 from idp.management import users as user_ops
 from idp.management.context import CLI, Management, ManagementError
+from idp.management.logout import CommandLineLogout
 from idp.oidc.client_keys import CLIENT_JWT_ALGORITHMS
 from idp.oidc.clients import (
     AUTH_METHODS,
@@ -396,7 +397,9 @@ def _management(settings: Settings) -> Iterator[Management]:
     """One command's operations, in one unit of work, audited as done from the command line."""
     with _store(settings) as store:
         ephemeral = open_ephemeral_store(settings.redis.url, Path(settings.instance_dir))
-        yield Management(store=store, ephemeral=ephemeral, settings=settings, actor=CLI)
+        logout = CommandLineLogout(settings, store=store, ephemeral=ephemeral)
+        yield Management(store=store, ephemeral=ephemeral, settings=settings, actor=CLI, tell_clients=logout)
+    logout.deliver()
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -12,8 +12,6 @@ from idp.auth.passwords import Passwords
 from idp.auth.throttle import Throttle, account_subject
 from idp.email_address import AddressRejected, canonical_address
 from idp.management.context import Conflict, Invalid, Management, NotFound
-from idp.store.durable import DurableStore
-from idp.store.ephemeral import EphemeralStore
 from idp.store.tables import Factor, User, UserSession
 
 # Letters, digits and . _ @ + - (an email address works as a name), starting with a letter or digit:
@@ -123,12 +121,12 @@ def set_disabled(management: Management, user: User, *, disabled: bool) -> None:
     """Disabling also ends the user's sessions: nothing signed in outlives it."""
     user.disabled = disabled
     if disabled:
-        end_sessions(management.store, management.ephemeral, user.id, now=management.now)
+        end_sessions(management, user, reason="account disabled")
     management.record("user_disabled" if disabled else "user_enabled", user_id=user.id)
 
 
 def delete_user(management: Management, user: User) -> None:
-    end_sessions(management.store, management.ephemeral, user.id, now=management.now)
+    end_sessions(management, user, reason="account deleted")
     management.record("user_deleted", user_id=user.id, detail={"username": user.username})
     management.store.users.remove(user)
 
@@ -150,7 +148,7 @@ def set_password(management: Management, user: User, password: str) -> None:
     """A new password under the policy; the user's sessions end, as when they forget it."""
     validate_password(management, password, username=user.username)
     user.password_hash = Passwords(management.settings.passwords).hash(password)
-    end_sessions(management.store, management.ephemeral, user.id, now=management.now)
+    end_sessions(management, user, reason="password set by an administrator")
     management.record("password_set", user_id=user.id)
 
 
@@ -173,11 +171,7 @@ def sessions_of(management: Management, user: User) -> Sequence[UserSession]:
 def end_user_sessions(management: Management, user: User, *, sid: str | None = None) -> int:
     """End one session of the user (by sid) or all of them; returns how many."""
     ended = end_sessions(
-        management.store,
-        management.ephemeral,
-        user.id,
-        now=management.now,
-        chosen=lambda row: sid in (None, row.sid),
+        management, user, reason="ended by an administrator", chosen=lambda row: sid in (None, row.sid)
     )
     if sid is not None and not ended:
         raise NotFound(f"no session {sid!r} of this user")
@@ -186,18 +180,19 @@ def end_user_sessions(management: Management, user: User, *, sid: str | None = N
 
 
 def end_sessions(
-    store: DurableStore,
-    ephemeral: EphemeralStore,
-    user_id: str,
+    management: Management,
+    user: User,
     *,
-    now: int,
+    reason: str,
     chosen: Callable[[UserSession], bool] = lambda _row: True,
 ) -> int:
-    """Delete the chosen sessions' data: their next request finds no session and is signed out."""
-    ended = 0
-    for row in store.sessions.of_user(user_id, now=now):
-        if chosen(row):
-            ephemeral.delete(row.storage_key)
-            store.sessions.remove(row.sid)
-            ended += 1
-    return ended
+    """End the chosen sessions of the user: their data deleted (their next request finds no session and
+    is signed out) and their clients told. Returns how many were ended."""
+    store = management.store
+    rows = [row for row in store.sessions.of_user(user.id, now=management.now) if chosen(row)]
+    for row in rows:
+        management.ephemeral.delete(row.storage_key)
+        store.sessions.remove(row.sid)
+    if rows:
+        management.tell_clients([row.sid for row in rows], reason=reason)
+    return len(rows)

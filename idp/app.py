@@ -44,6 +44,7 @@ from idp.views import (
     account,
     account_selection,
     consent,
+    console,
     errors,
     home,
     logout,
@@ -193,6 +194,7 @@ def create_app(settings: Settings) -> Flask:
     for module in (wellknown, oidc, signin, consent, account_selection, logout, home, account):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(admin_api.blueprint)
+    app.register_blueprint(console.blueprint)
     app.add_template_filter(_datetime, "datetime")
     observability.install(app)
     install_unit_of_work(app)

@@ -167,3 +167,15 @@ def test_a_form_without_its_csrf_token_and_a_second_browser_change_nothing(conso
     assert stranger.status_code in (302, 400)
     assert other.client.get("/admin/users").status_code == 302, "no session: a sign-in first"
     assert not console.user("alice").disabled
+
+
+def test_the_user_search_pages_through_every_match(console: Console) -> None:
+    for number in range(23):
+        add_user(console.app, f"member-{number:02}", SECRET)
+    admin = console.browser()
+    console.sign_in_administrator(admin)
+    first = text(admin.client.get("/admin/users", query_string={"q": "member-"}))
+    second = text(admin.client.get("/admin/users", query_string={"q": "member-", "page": "2"}))
+    assert "23 user(s) matching “member-”, page 1 of 2" in first and 'rel="next"' in first
+    assert second.count('class="user"') == 3 and 'rel="prev"' in second and 'rel="next"' not in second
+    assert admin.client.get("/admin/users", query_string={"page": "-4"}).status_code == 200

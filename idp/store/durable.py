@@ -358,14 +358,17 @@ class UserSessions:
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def add(self, row: UserSession) -> None:
-        self._session.execute(
-            delete(UserSession).where(
-                UserSession.user_id == row.user_id, UserSession.expires_at <= row.created_at
-            )
-        )
+    def add(self, row: UserSession) -> Sequence[str]:
+        """Index a new session, purging the user's expired ones; returns the purged sessions' sids (their
+        clients are to be told the sessions ended)."""
+        expired = self._session.scalars(
+            delete(UserSession)
+            .where(UserSession.user_id == row.user_id, UserSession.expires_at <= row.created_at)
+            .returning(UserSession.sid)
+        ).all()
         self._session.add(row)
         self._session.flush()
+        return expired
 
     def of_user(self, user_id: str, *, now: int) -> Sequence[UserSession]:
         query = (

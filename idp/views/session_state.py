@@ -86,10 +86,11 @@ def record_proof(user: User, method: Method, amr: frozenset[Amr]) -> AuthState:
 
 
 def _index_session(user: User) -> None:
-    """List the session under its user, so the account page can show and end it."""
+    """List the session under its user, so the account page can show and end it; the clients of the
+    user's sessions that expired meanwhile (purged now) are told they ended."""
     assert isinstance(session, ServerSession)
     now = int(time.time())
-    durable_store().sessions.add(
+    expired = durable_store().sessions.add(
         UserSession(
             sid=session_sid(),
             user_id=user.id,
@@ -100,6 +101,8 @@ def _index_session(user: User) -> None:
             user_agent=(request.user_agent.string or "")[:400] or None,
         )
     )
+    if expired:
+        tell_clients_sessions_ended(expired, reason="session expired")
 
 
 def _rekey_session() -> None:

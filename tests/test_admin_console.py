@@ -179,3 +179,13 @@ def test_the_user_search_pages_through_every_match(console: Console) -> None:
     assert "23 user(s) matching “member-”, page 1 of 2" in first and 'rel="next"' in first
     assert second.count('class="user"') == 3 and 'rel="prev"' in second and 'rel="next"' not in second
     assert admin.client.get("/admin/users", query_string={"page": "-4"}).status_code == 200
+
+
+def test_the_last_administrator_cannot_disable_themselves(console: Console) -> None:
+    admin = console.browser()
+    console.sign_in_administrator(admin)
+    root_id = console.user("root").id
+    detail = admin.client.get(f"/admin/users/{root_id}")
+    refused = post(admin, detail, f"/admin/users/{root_id}/disable")
+    assert "root is the last enabled administrator: promote another user first" in text(refused)
+    assert not console.user("root").disabled

@@ -119,6 +119,8 @@ def search_users(management: Management, text: str = "", *, offset: int = 0, lim
 
 def set_disabled(management: Management, user: User, *, disabled: bool) -> None:
     """Disabling also ends the user's sessions: nothing signed in outlives it."""
+    if disabled:
+        _keep_an_administrator(management, user)
     user.disabled = disabled
     if disabled:
         end_sessions(management, user, reason="account disabled")
@@ -126,6 +128,7 @@ def set_disabled(management: Management, user: User, *, disabled: bool) -> None:
 
 
 def delete_user(management: Management, user: User) -> None:
+    _keep_an_administrator(management, user)
     end_sessions(management, user, reason="account deleted")
     management.record("user_deleted", user_id=user.id, detail={"username": user.username})
     management.store.users.remove(user)
@@ -133,8 +136,19 @@ def delete_user(management: Management, user: User) -> None:
 
 def set_admin(management: Management, user: User, *, admin: bool) -> None:
     """A new administrator's next sign-in enrols an attested key if they hold none."""
+    if not admin:
+        _keep_an_administrator(management, user)
     user.is_admin = admin
     management.record("user_promoted" if admin else "user_demoted", user_id=user.id)
+
+
+def _keep_an_administrator(management: Management, user: User) -> None:
+    """The last enabled administrator cannot be demoted, disabled or deleted: nobody could administer
+    the provider then (through the API or console; the CLI could promote someone again)."""
+    if not user.is_admin or user.disabled:
+        return
+    if set(management.store.users.lock_enabled_administrators()) <= {user.id}:
+        raise Conflict(f"{user.username} is the last enabled administrator: promote another user first")
 
 
 def reset_mfa(management: Management, user: User) -> int:

@@ -62,6 +62,13 @@ class Users:
         self._session.add(user)
         self._session.flush()
 
+    def lock_enabled_administrators(self) -> Sequence[str]:
+        """The enabled administrators' ids, locked until the unit of work ends: two changes that could
+        each leave none (demote, disable, delete) cannot interleave; the second reads what the first did."""
+        enabled = select(User.id).where(User.is_admin.is_(True), User.disabled.is_(False))
+        _lock_until_commit(self._session, enabled.with_for_update())
+        return self._session.scalars(enabled).all()
+
     def all(self) -> Sequence[User]:
         return self._session.scalars(select(User).order_by(User.username)).all()
 

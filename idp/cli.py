@@ -212,8 +212,13 @@ def cmd_users_reset_mfa(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_users_set_password(settings: Settings, args: argparse.Namespace) -> None:
     password = _read_password(args.password_stdin)
-    _on_user(settings, args.username, lambda m, user: user_ops.set_password(m, user, password))
-    print(f"set the password of {args.username}; their sessions ended")
+    _on_user(
+        settings,
+        args.username,
+        lambda m, user: user_ops.set_password(m, user, password, temporary=args.temporary),
+    )
+    kind = "a one-time password" if args.temporary else "the password"
+    print(f"set {kind} of {args.username}; their sessions ended")
 
 
 def cmd_users_unlock(settings: Settings, args: argparse.Namespace) -> None:
@@ -472,6 +477,9 @@ def _parser() -> argparse.ArgumentParser:
     set_password = users.add_parser("set-password", help="set a user's password (ends their sessions)")
     set_password.add_argument("username")
     set_password.add_argument("--password-stdin", action="store_true", help="read it from standard input")
+    set_password.add_argument(
+        "--temporary", action="store_true", help="for one sign-in: the user chooses their own right after it"
+    )
     set_password.set_defaults(handler=cmd_users_set_password)
 
     clients = commands.add_parser("clients", help="manage relying parties").add_subparsers(

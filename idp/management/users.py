@@ -158,12 +158,33 @@ def reset_mfa(management: Management, user: User) -> int:
     return removed
 
 
-def set_password(management: Management, user: User, password: str) -> None:
-    """A new password under the policy; the user's sessions end, as when they forget it."""
+def set_password(management: Management, user: User, password: str, *, temporary: bool = False) -> None:
+    """A new password under the policy; the user's sessions end, as when they forget it. A `temporary`
+    one is for one sign-in: its password proof is followed at once by the user choosing their own."""
     validate_password(management, password, username=user.username)
     user.password_hash = Passwords(management.settings.passwords).hash(password)
+    user.password_must_change = temporary
     end_sessions(management, user, reason="password set by an administrator")
-    management.record("password_set", user_id=user.id)
+    management.record("password_set", user_id=user.id, detail={"temporary": temporary})
+
+
+def replace_temporary_password(
+    management: Management, user: User, password: str, *, keep_sid: str | None
+) -> None:
+    """The user's own password in place of the one-time one they just proved, once: of two browsers
+    replacing it at once one is refused. Every other session (one that proved the one-time password
+    too) ends."""
+    validate_password(management, password, username=user.username)
+    passwords = Passwords(management.settings.passwords)
+    if passwords.verify(stored_hash=user.password_hash, password=password).valid:
+        raise Invalid("Choose a password other than the one-time one.")
+    password_hash = passwords.hash(password)
+    if not management.store.users.replace_temporary_password(user.id, password_hash=password_hash):
+        raise Conflict("The one-time password was replaced already: sign in with the new password.")
+    end_sessions(
+        management, user, reason="one-time password replaced", chosen=lambda row: row.sid != keep_sid
+    )
+    management.record("password_changed", user_id=user.id, detail={"replaced": "one-time password"})
 
 
 def unlock(management: Management, user: User) -> None:

@@ -62,6 +62,17 @@ class Users:
         self._session.add(user)
         self._session.flush()
 
+    def replace_temporary_password(self, user_id: str, *, password_hash: str) -> bool:
+        """Replace a one-time password, once (one conditional statement: of two concurrent replacements
+        one finds it replaced already); False when the password is not a one-time one any more."""
+        replaced = self._session.execute(
+            update(User)
+            .where(User.id == user_id, User.password_must_change.is_(True))
+            .values(password_hash=password_hash, password_must_change=False)
+            .execution_options(synchronize_session="fetch")
+        )
+        return _rows_affected(replaced) == 1
+
     def lock_enabled_administrators(self) -> Sequence[str]:
         """The enabled administrators' ids, locked until the unit of work ends: two changes that could
         each leave none (demote, disable, delete) cannot interleave; the second reads what the first did."""

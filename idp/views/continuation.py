@@ -12,7 +12,16 @@ from flask import redirect, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp import observability
-from idp.auth.pipeline import Done, Fail, NeedEnrolment, NeedFactor, NeedPassword, Step, latest_proof_since
+from idp.auth.pipeline import (
+    Done,
+    Fail,
+    NeedEnrolment,
+    NeedFactor,
+    NeedNewPassword,
+    NeedPassword,
+    Step,
+    latest_proof_since,
+)
 from idp.auth.policy import Method
 from idp.oidc.consent import ConsentRequest, pending_consent
 from idp.oidc.delivery import deliver_error
@@ -71,6 +80,8 @@ def _ask_consent(sign_in: SignInRequest, user: User) -> BaseResponse | None:
 def _page_for(step: Step) -> str:
     if isinstance(step, NeedPassword):
         return "signin.password"
+    if isinstance(step, NeedNewPassword):
+        return "signin.new_password"
     if isinstance(step, NeedFactor):
         return "signin.factor"
     assert isinstance(step, NeedEnrolment)

@@ -50,6 +50,7 @@ def load_account(user: User | None) -> Account | None:
         active=not user.disabled,
         capabilities=capabilities_of(factors),
         administrator=user.is_admin,
+        password_must_change=user.password_must_change,
     )
 
 

@@ -7,7 +7,6 @@ that must survive, a receiver that hangs or is down (the user's page must not wa
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -17,11 +16,11 @@ from typing import Any
 import jwt
 import pytest
 import requests
-from flask import Flask, request
 from sqlalchemy import update
 from support.live import LiveProvider, free_port, provider_on_real_stores
+from support.logout_receiver import Receiver, running_receiver
 from support.oidc_client import TIMEOUT, Account, Browser, Client, OpenIdProvider, create_account
-from support.step_up import cli_client, serving, unverified_claims
+from support.step_up import cli_client, unverified_claims
 
 from idp.store.database import Database
 from idp.store.tables import UserSession
@@ -35,51 +34,9 @@ LOGOUT_SETTINGS = (
 )
 
 
-@dataclass
-class Receiver:
-    """The relying parties' back-channel logout endpoints: /<name> records each logout_token; a
-    name in `held` keeps its request open until the test releases it."""
-
-    base: str = ""
-    received: dict[str, queue.Queue[str]] = field(default_factory=dict)
-    held: dict[str, tuple[threading.Event, threading.Event, threading.Event]] = field(default_factory=dict)
-
-    def uri(self, name: str) -> str:
-        self.received.setdefault(name, queue.Queue())
-        return f"{self.base}/{name}"
-
-    def hold(self, name: str) -> tuple[threading.Event, threading.Event, threading.Event]:
-        """(arrived, release, answered) for requests to /<name>."""
-        self.held[name] = (threading.Event(), threading.Event(), threading.Event())
-        return self.held[name]
-
-    def next_token(self, name: str, *, within: float = 20) -> str:
-        return self.received[name].get(timeout=within)
-
-    def nothing_for(self, name: str) -> bool:
-        return self.received[name].empty()
-
-    def app(self) -> Flask:
-        app = Flask(__name__)
-
-        @app.post("/<name>")
-        def receive(name: str) -> tuple[str, int]:
-            self.received.setdefault(name, queue.Queue()).put(request.form["logout_token"])
-            if name in self.held:
-                arrived, release, answered = self.held[name]
-                arrived.set()
-                release.wait(20)
-                answered.set()
-            return "", 200
-
-        return app
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    found = Receiver()
-    with serving(found.app(), free_port()) as base:
-        found.base = base
+    with running_receiver() as found:
         yield found
 
 

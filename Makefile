@@ -3,6 +3,8 @@
 VENV := .venv
 # The package with its test and lint tools: installed once, and again when pyproject.toml changes.
 DEV := $(VENV)/.dev-installed
+# The package alone, for `make run`: the same rule.
+RUN := $(VENV)/.run-installed
 
 .PHONY: run test lint
 
@@ -13,8 +15,11 @@ $(DEV): pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
-run: $(VENV)/bin/python
+$(RUN): pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/pip install -q -e .
+	touch $@
+
+run: $(RUN)
 	$(VENV)/bin/idp demo
 
 test: $(DEV)

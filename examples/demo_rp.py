@@ -1,12 +1,14 @@
 """A small relying party: delegates login to the provider (code + PKCE) and shows the ID token's claims.
 
-It also calls a demo API for a sensitive operation; when the API answers with an RFC 9470 challenge,
-it signs the user in again with the challenge's acr_values and max_age, then retries. It receives
+It also calls a demo API for a sensitive operation, a payment; when the API answers with an RFC 9470
+challenge, it signs the user in again with the challenge's acr_values and max_age, and the payment as
+RFC 9396 authorization_details for the user to approve, then retries. It receives
 back-channel logout (OpenID Back-Channel Logout 1.0) at /backchannel-logout: a verified logout_token
 ends its local session for that sid (or every session of that sub signed in before it).
 
 Run by `idp demo`; settings come from the environment: DEMO_ISSUER, DEMO_CLIENT_ID, DEMO_PORT,
-DEMO_API (the API's base URL). Standard library plus flask and joserfc, as any client could be.
+DEMO_API (the API's base URL). Standard library plus flask and joserfc, as any client could be. Its
+access log hides codes, tokens and state (redacted_log.py).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ API = os.environ.get("DEMO_API", "http://localhost:8002")
 REDIRECT_URI = f"{BASE}/callback"
 
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+PAYMENT = {"amount": "120.00", "currency": "EUR", "creditorName": "ACME Ltd"}
 
 app = Flask(__name__)
 app.secret_key = secrets.token_bytes(32)
@@ -59,8 +62,9 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Demo
   <p id="signed-in">Signed in as <strong>{{ claims.get('preferred_username', claims.sub) }}</strong>
   with <strong id="acr">{{ claims.acr }}</strong> ({{ ', '.join(claims.amr) }}).</p>
   <h2>Sensitive operation</h2>
-  <p>The demo API accepts transfers only after a passkey sign-in within the last five minutes.</p>
-  <form method="post" action="/transfer"><button id="transfer" type="submit">Transfer 100 EUR</button></form>
+  <p>The demo API makes a payment only when you approved that very payment with your passkey.</p>
+  <form method="post" action="/transfer">
+    <button id="transfer" type="submit">Pay 120.00 EUR to ACME Ltd</button></form>
   {% if transfer %}<p id="transfer-result">{{ transfer }}</p>{% endif %}
   <h2>ID token claims</h2><pre id="claims">{{ pretty }}</pre>
   <p><a href="{{ issuer }}/account">Your sign-in methods at the provider</a> (add a passkey there)
@@ -105,6 +109,18 @@ def index() -> str:
 @app.route("/login")
 def login() -> Any:
     return _authorize({key: request.args[key] for key in ("acr_values", "max_age") if key in request.args})
+
+
+def _challenged(www_authenticate: str) -> dict[str, str]:
+    """An RFC 9470 challenge's parameters; the authorization details it names (base64url JSON, as
+    idp.resource writes them) become the authorization_details parameter of the next request."""
+    challenge = dict(re.findall(r'(\w+)="?([^",]*)"?', www_authenticate))
+    encoded = challenge.pop("authorization_details", None)
+    if encoded:
+        challenge["authorization_details"] = base64.urlsafe_b64decode(
+            encoded + "=" * (-len(encoded) % 4)
+        ).decode()
+    return challenge
 
 
 def _authorize(extra: dict[str, str]) -> Any:
@@ -182,19 +198,25 @@ def _call_transfer(*, stepped_up: bool) -> Any:
     call = urllib.request.Request(  # noqa: S310
         f"{API}/api/transfer",
         method="POST",
-        headers={"Authorization": f"Bearer {session.get('access_token', '')}"},
+        data=json.dumps(PAYMENT).encode(),
+        headers={
+            "Authorization": f"Bearer {session.get('access_token', '')}",
+            "Content-Type": "application/json",
+        },
     )
     try:
         with urllib.request.urlopen(call, timeout=5) as response:  # noqa: S310
-            session["transfer"] = "Done: " + json.load(response)["status"]
+            answer = json.load(response)
+            session["transfer"] = f"Done: {answer['status']} {answer['amount']} to {answer['to']}"
     except urllib.error.HTTPError as refused:
-        challenge = dict(re.findall(r'(\w+)="?([^",]*)"?', refused.headers.get("WWW-Authenticate", "")))
+        challenge = _challenged(refused.headers.get("WWW-Authenticate", ""))
         if challenge.get("error") != "insufficient_user_authentication" or stepped_up:
             reason = challenge.get("error_description", f"status {refused.code}")
             message = f"The API refused the transfer ({reason}). Add a passkey on your account page."
             return redirect("/?" + urllib.parse.urlencode({"error": message}))
         session["retry_transfer"] = True
-        return _authorize({key: challenge[key] for key in ("acr_values", "max_age") if key in challenge})
+        wanted = ("acr_values", "max_age", "authorization_details")
+        return _authorize({key: challenge[key] for key in wanted if key in challenge})
     return redirect("/")
 
 
@@ -269,4 +291,6 @@ def verify_logout_token(token: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=PORT)
+    from redacted_log import RedactedRequestHandler  # beside this file, run as a script
+
+    app.run(host="127.0.0.1", port=PORT, request_handler=RedactedRequestHandler)

@@ -28,6 +28,7 @@ from idp.auth.webauthn import Ceremonies, RelyingParty
 from idp.config import Settings
 from idp.csrf_origin import install_origin_check
 from idp.mail import open_mailer
+from idp.oidc.authorization_details import DetailTypes
 from idp.oidc.backchannel import BackChannelDelivery, audit_delivery_failure
 from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import ClientCache
@@ -45,6 +46,7 @@ from idp.views import (
     account_selection,
     consent,
     console,
+    device,
     errors,
     home,
     logout,
@@ -118,6 +120,7 @@ def open_services(settings: Settings) -> Services:
         backchannel=BackChannelDelivery(
             settings.logout, report_failure=partial(audit_delivery_failure, database)
         ),
+        authorization_details=DetailTypes(settings.authorization_details),
     )
 
 
@@ -136,6 +139,9 @@ def protocol_context(found: Services) -> ProviderContext:
         audit=audit,
         client_keys=ClientKeys(found.settings.client_keys),
         par=found.settings.par,
+        authorization_details=found.authorization_details,
+        policy=found.policy,
+        device=found.settings.device,
     )
 
 
@@ -185,18 +191,19 @@ def create_app(settings: Settings) -> Flask:
         oidc.introspect,
         oidc.userinfo,
         oidc.pushed_authorization_request,
+        oidc.device_authorization,
         logout.end_session,
         *admin_api.VIEWS,  # bearer tokens only: no cookie authenticates an admin API call
     )
     for view in exempt:
         csrf.exempt(view)
     install_origin_check(app, expected_origin=settings.origin, exempt=exempt)
-    for module in (wellknown, oidc, signin, consent, account_selection, logout, home, account):
+    for module in (wellknown, oidc, signin, consent, account_selection, logout, home, account, device):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(admin_api.blueprint)
     app.register_blueprint(console.blueprint)
     app.add_template_filter(_datetime, "datetime")
-    observability.install(app)
+    observability.install(app, metrics_bearer_token=settings.metrics.bearer_token)
     install_unit_of_work(app)
     _install_failure_pages(app)
     _install_body_limit(app)
@@ -204,7 +211,11 @@ def create_app(settings: Settings) -> Flask:
     for name in LIBRARIES_LOGGING_SECRETS:
         logging.getLogger(name).setLevel(logging.WARNING)
     documents = wellknown.published_documents(
-        settings.issuer, found.policy, found.keyring.jwks_json, par=settings.par
+        settings.issuer,
+        found.policy,
+        found.keyring.jwks_json,
+        par=settings.par,
+        detail_types=found.authorization_details.names,
     )
     # Flask's documented way to wrap the app in WSGI middleware, which mypy sees as replacing a method.
     app.wsgi_app = wellknown.PublishedDocuments(  # type: ignore[method-assign]

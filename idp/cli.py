@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +33,7 @@ from idp.oidc.clients import (
     LogoutChannel,
 )
 from idp.oidc.keys import ALGORITHMS, KeyringError, ensure_keys
-from idp.secrets import SecretsMissing, ensure_secrets
+from idp.secrets import DATA_KEYS, DataKeyRotation, SecretsMissing, ensure_secrets
 from idp.store.database import Database
 from idp.store.durable import DurableStore
 from idp.store.ephemeral import open_ephemeral_store
@@ -44,6 +45,9 @@ class UsageError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # The CLI tells each problem once, in one line: the stores' own log records (an outage) stay out of
+    # its output. `idp serve` workers log as configured in idp/wsgi.py.
+    logging.getLogger("idp").addHandler(logging.NullHandler())
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -87,9 +91,21 @@ def initialize(settings: Settings, *, report: Callable[[str], object]) -> None:
     report(f"ready: database {settings.database_url.split('@')[-1]}, keys in {keys_dir}")
 
 
+def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> None:
+    """The schema at the newest revision; instances starting at once take turns (idp/store/database.py)."""
+    database = Database(settings.database_url)
+    try:
+        database.migrate()
+        print(f"database schema at revision {database.revision()}")
+    finally:
+        database.engine.dispose()
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     from idp.serve import serve
 
+    if args.migrate:
+        cmd_migrate(settings, args)
     serve(
         settings,
         host=args.host or settings.server.host,
@@ -368,6 +384,16 @@ def cmd_keys_retire(settings: Settings, args: argparse.Namespace) -> None:
     print(f"retired {args.kid}; restart to drop it from the JWKS")
 
 
+def cmd_keys_rotate_data_key(settings: Settings, _args: argparse.Namespace) -> None:
+    """A new data key: every TOTP secret encrypted again with it in one transaction, then data.keys
+    saved with it first (the old keys kept after it); nothing changes when a secret cannot be opened."""
+    rotation = DataKeyRotation(Path(settings.keys.directory))
+    with _store(settings) as store:
+        count = store.factors.reseal_secrets(rotation.reseal)
+        rotation.save()
+    print(f"new data key in {Path(settings.keys.directory) / DATA_KEYS}; {count} secret(s) encrypted with it")
+
+
 def cmd_keys_list(settings: Settings, _args: argparse.Namespace) -> None:
     for key in key_ops.list_keys(Path(settings.keys.directory)):
         print(f"{key.kid}\t{key.alg}{' (active)' if key.active else ''}")
@@ -417,11 +443,17 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("init", help="create the schema, signing keys and secrets (idempotent)").set_defaults(
         handler=cmd_init
     )
+    commands.add_parser(
+        "migrate", help="bring the database schema to the newest revision (safe to run from every instance)"
+    ).set_defaults(handler=cmd_migrate)
     serve = commands.add_parser("serve", help="run the provider with a production WSGI server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int)
     serve.add_argument("--engine", choices=["gunicorn", "granian"])
+    serve.add_argument(
+        "--migrate", action="store_true", help="run `idp migrate` first (instances take turns)"
+    )
     serve.set_defaults(handler=cmd_serve)
     commands.add_parser(
         "demo", help="init, create a demo user and client, run the provider and a demo app"
@@ -496,7 +528,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     client_create.add_argument("--post-logout-redirect-uri", action="append", default=[])
     client_create.add_argument("--public", action="store_true", help="no secret; PKCE required")
-    client_create.add_argument("--grant-type", action="append", default=[], choices=GRANT_TYPES)
+    client_create.add_argument(
+        "--grant-type",
+        action="append",
+        default=[],
+        choices=GRANT_TYPES,
+        help="repeat; urn:ietf:params:oauth:grant-type:device_code: a command-line tool or device whose "
+        "user approves it at /device (RFC 8628), with no redirect URI",
+    )
     client_create.add_argument(
         "--scope",
         action="append",
@@ -607,4 +646,8 @@ def _parser() -> argparse.ArgumentParser:
     retire.add_argument("kid")
     retire.set_defaults(handler=cmd_keys_retire)
     keys.add_parser("list", help="list keys").set_defaults(handler=cmd_keys_list)
+    keys.add_parser(
+        "rotate-data-key",
+        help="encrypt every TOTP secret again with a new data key (the old keys stay to decrypt)",
+    ).set_defaults(handler=cmd_keys_rotate_data_key)
     return parser

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import json
 import os
 import re
+import string
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -19,11 +23,12 @@ from sqlalchemy.exc import ArgumentError
 CONFIG_ENV = "IDP_CONFIG"
 ENV_PREFIX = "IDP_"
 # Settings that hold a secret: each may come from a file (`<key>_file`), and `idp config show` masks it.
-SECRET_KEYS = (("database", "url"), ("redis", "url"), ("smtp", "password"))
+SECRET_KEYS = (("database", "url"), ("redis", "url"), ("smtp", "password"), ("metrics", "bearer_token"))
 PositiveSeconds = Annotated[int, Field(gt=0)]
 SUPPORTED_DATABASES = ("sqlite", "postgresql")
 AMR_VALUES = frozenset({"pwd", "otp", "email", "hwk", "swk", "user", "mfa"})
 SigningAlg = Literal["RS256", "ES256"]
+MIN_BEARER_TOKEN_LENGTH = 32
 AAGUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -192,6 +197,7 @@ class ThrottleSettings(_Section):
     second_factor: BackoffSettings = BackoffSettings()
     webauthn_address: BackoffSettings = BackoffSettings(free_attempts=20, base_delay=10, max_delay=600)
     client_auth: BackoffSettings = BackoffSettings(free_attempts=10, base_delay=5, max_delay=300)
+    user_code_address: BackoffSettings = BackoffSettings(free_attempts=10, base_delay=10, max_delay=900)
 
 
 class AddressLimitSettings(_Section):
@@ -266,6 +272,14 @@ class ParSettings(_Section):
     lifetime: Annotated[int, Field(ge=10, le=600)] = 60
 
 
+class DeviceSettings(_Section):
+    """The device authorization grant (RFC 8628): how long a device code and its user code live, and
+    the seconds a device must wait between polls (each poll too soon adds 5, RFC 8628 3.5)."""
+
+    code_lifetime: Annotated[int, Field(ge=10, le=1800)] = 600
+    poll_interval: Annotated[int, Field(ge=1, le=60)] = 5
+
+
 class ClientKeySettings(_Section):
     """Fetching a client's registered jwks_uri: a short timeout, a size cap, and a cache."""
 
@@ -285,6 +299,53 @@ class LogoutSettings(_Section):
     backchannel_workers: Annotated[int, Field(ge=1, le=64)] = 4
 
 
+PLACEHOLDER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class AuthorizationDetailType(_Section):
+    """One RFC 9396 authorization details type: the JSON Schema a request's detail must match (a file,
+    relative to the config file, or an inline table), the line the approval page shows (`{field}`
+    placeholders naming the schema's properties), the level approving it needs, and whether the token
+    it grants is spent by its first use."""
+
+    json_schema: dict[str, Any] = Field(alias="schema")
+    title: str
+    acr: str = ""
+    one_time: bool = False
+
+    @field_validator("json_schema", mode="before")
+    @classmethod
+    def _schema(cls, value: object) -> dict[str, Any]:
+        """A file name is read as JSON; either way the document must be a valid JSON Schema."""
+        if isinstance(value, str):
+            try:
+                value = json.loads(Path(value).read_text(encoding="utf-8"))
+            except OSError as error:
+                raise ValueError(f"{value}: {error.strerror}") from None
+            except ValueError as error:
+                raise ValueError(f"{value}: not JSON ({error})") from None
+        document = _tuples_to_lists(value)
+        if not isinstance(document, dict):
+            raise ValueError("must be a JSON Schema file name or an inline table")
+        try:
+            Draft202012Validator.check_schema(document)
+        except SchemaError as error:
+            raise ValueError(f"not a valid JSON Schema: {error.message}") from None
+        return document
+
+    @model_validator(mode="after")
+    def _placeholders_are_properties(self) -> AuthorizationDetailType:
+        declared = self.json_schema.get("properties", {})
+        for _text, field, spec, conversion in string.Formatter().parse(self.title):
+            if field is None:
+                continue
+            if not PLACEHOLDER.fullmatch(field) or spec or conversion:
+                raise ValueError(f"title: {{{field}}} is not a plain {{field}} placeholder")
+            if field not in declared:
+                raise ValueError(f"title: {{{field}}} names no property the schema declares")
+        return self
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(gt=0, lt=65536)] = 8000
@@ -302,6 +363,43 @@ class ServerSettings(_Section):
             except ValueError as error:
                 raise ValueError(f"not a CIDR: {error}") from None
         return values
+
+
+class MetricsSettings(_Section):
+    """Where Prometheus scrapes /metrics: a listener of its own (`host:port`, started by `idp serve`),
+    and/or the main port with a bearer token. With neither, /metrics answers 404: never public."""
+
+    listen: str = ""
+    bearer_token: str = ""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        if value:
+            listen_address(value)
+        return value
+
+    @field_validator("bearer_token")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < MIN_BEARER_TOKEN_LENGTH:
+            raise ValueError(
+                f"needs at least {MIN_BEARER_TOKEN_LENGTH} characters (e.g. `openssl rand -hex 32`)"
+            )
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return listen_address(self.listen) if self.listen else None
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """ "127.0.0.1:9464" or "[::1]:9464" as (host, port)."""
+    host, _, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be host:port, like 127.0.0.1:9464, not {value!r}")
+    return host, int(port)
 
 
 class Settings(_Section):
@@ -327,7 +425,10 @@ class Settings(_Section):
     par: ParSettings = ParSettings()
     client_keys: ClientKeySettings = ClientKeySettings()
     logout: LogoutSettings = LogoutSettings()
+    authorization_details: dict[str, AuthorizationDetailType] = Field(default_factory=dict)
+    device: DeviceSettings = DeviceSettings()
     server: ServerSettings = ServerSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @field_validator("issuer")
     @classmethod
@@ -350,6 +451,15 @@ class Settings(_Section):
     def _admin_level_exists(self) -> Settings:
         if self.admin.acr and self.admin.acr not in self.assurance.levels:
             raise ValueError(f"admin.acr: {self.admin.acr!r} is not a configured level")
+        return self
+
+    @model_validator(mode="after")
+    def _detail_levels_exist(self) -> Settings:
+        for name, detail in self.authorization_details.items():
+            if detail.acr and detail.acr not in self.assurance.levels:
+                raise ValueError(
+                    f"authorization_details.{name}.acr: {detail.acr!r} is not a configured level"
+                )
         return self
 
     @property
@@ -389,7 +499,20 @@ def load_settings(
             raise ConfigError(f"config file {chosen}: {error.strerror}") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"config file {chosen}: not valid TOML ({error})") from None
-    return settings_from_mapping(read_secret_files(apply_environment(raw, environ)))
+    base = Path(chosen).parent if chosen else Path()
+    resolved = resolve_schema_files(read_secret_files(apply_environment(raw, environ)), base)
+    return settings_from_mapping(resolved)
+
+
+def resolve_schema_files(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """`schema = "payment.json"` in an [authorization_details.TYPE] table names a file beside the
+    config file (an absolute name stays as it is)."""
+    resolved = copy.deepcopy(raw)
+    types = resolved.get("authorization_details")
+    for table in types.values() if isinstance(types, dict) else ():
+        if isinstance(table, dict) and isinstance(table.get("schema"), str):
+            table["schema"] = str(base / table["schema"])
+    return resolved
 
 
 def apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -466,6 +589,15 @@ def settings_from_mapping(raw: dict[str, Any]) -> Settings:
             reason = first["msg"]
         key = ".".join(str(part) for part in first["loc"])
         raise ConfigError(f"config error: {key}: {reason}" if key else f"config error: {reason}") from None
+
+
+def _tuples_to_lists(value: Any) -> Any:
+    """A JSON document read from TOML: arrays back to lists, as JSON Schema expects them."""
+    if isinstance(value, dict):
+        return {key: _tuples_to_lists(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [_tuples_to_lists(item) for item in value]
+    return value
 
 
 def _lists_to_tuples(value: Any) -> Any:

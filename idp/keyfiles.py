@@ -12,3 +12,13 @@ def write_private(path: Path, content: bytes) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(content)
+
+
+def replace_private(path: Path, content: bytes) -> None:
+    """Replace `path` in one step (a reader sees the old file or the new one, never a part), mode 0600."""
+    partial = path.with_name(f".{path.name}.new")
+    partial.unlink(missing_ok=True)
+    write_private(partial, content)
+    with partial.open("rb") as written:
+        os.fsync(written.fileno())
+    os.replace(partial, path)

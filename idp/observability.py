@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ from typing import Any
 from flask import Flask, Response, g, has_request_context, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -69,8 +71,9 @@ def configure_logging() -> None:
     logger.propagate = False
 
 
-def install(app: Flask) -> None:
-    """Request ids (X-Request-ID, echoed), latency per endpoint, and /metrics."""
+def install(app: Flask, *, metrics_bearer_token: str) -> None:
+    """Request ids (X-Request-ID, echoed), latency per endpoint, and /metrics on this port only when a
+    bearer token guards it (else 404: a separate listener, idp/serve.py, serves it)."""
 
     @app.before_request
     def start() -> None:
@@ -85,14 +88,36 @@ def install(app: Flask) -> None:
             LATENCY.labels(request.endpoint or "unknown").observe(time.perf_counter() - g.started)
         return response
 
-    @app.route("/metrics")
-    def metrics() -> Response:
-        registry: CollectorRegistry | None = None
-        if os.environ.get(MULTIPROCESS_ENV):
-            registry = CollectorRegistry()
-            # prometheus_client leaves this constructor unannotated; it registers itself on `registry`.
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        body = generate_latest(registry) if registry is not None else generate_latest()
-        return Response(
-            body, mimetype=CONTENT_TYPE_LATEST.split(";")[0], headers={"Cache-Control": "no-store"}
-        )
+    if metrics_bearer_token:
+
+        @app.route("/metrics")
+        def metrics() -> Response:
+            if not bearer_token_matches(request.headers.get("Authorization", ""), metrics_bearer_token):
+                return Response(
+                    "a bearer token is required\n",
+                    status=401,
+                    mimetype="text/plain",
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"', "Cache-Control": "no-store"},
+                )
+            return Response(
+                generate_latest(exposition_registry()),
+                mimetype=CONTENT_TYPE_LATEST.split(";")[0],
+                headers={"Cache-Control": "no-store"},
+            )
+
+
+def bearer_token_matches(authorization: str, expected: str) -> bool:
+    """`Authorization: Bearer <token>` (RFC 6750 2.1) compared in constant time."""
+    scheme, _, offered = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), expected.encode())
+
+
+def exposition_registry() -> CollectorRegistry:
+    """Every worker's counters added up when `idp serve` runs several (multiprocess mode), else this
+    process's own."""
+    if not os.environ.get(MULTIPROCESS_ENV):
+        return REGISTRY
+    registry = CollectorRegistry()
+    # prometheus_client leaves this constructor unannotated; it registers itself on `registry`.
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry

@@ -7,6 +7,11 @@ Usable from any WSGI app (`check` and `RequireAuthentication`) and from Flask (`
     @app.post("/transfer")
     @require(validator, acr=("phr", "phrh"), max_age=300)
     def transfer(): ...
+
+A transaction the user approved (RFC 9396 authorization details) is checked against the one about to
+run: `require_details(validator, "payment", match=lambda: request.get_json())` runs the view only when
+the token carries a `payment` detail with those values, and answers a challenge naming them otherwise.
+A token approved for a `one_time` type is spent by its first accepted use.
 """
 
 from __future__ import annotations
@@ -46,6 +51,30 @@ class AccessToken:
     amr: tuple[str, ...]
     auth_time: int | None
     claims: dict[str, Any]
+    authorization_details: tuple[dict[str, Any], ...] = ()  # RFC 9396, as the user approved them
+    one_time: bool = False  # spent by its first accepted use
+
+    def approved(self, demand: DetailsDemand) -> bool:
+        """Whether a detail of the demanded type carries every demanded value, exactly."""
+        return any(
+            detail.get("type") == demand.type
+            and all(detail.get(name, _ABSENT) == value for name, value in demand.expected.items())
+            for detail in self.authorization_details
+        )
+
+
+_ABSENT = object()
+
+
+@dataclass(frozen=True)
+class DetailsDemand:
+    """The transaction a resource server is about to execute: its type and the values it runs with."""
+
+    type: str
+    expected: Mapping[str, Any]
+
+    def detail(self) -> dict[str, Any]:
+        return {**self.expected, "type": self.type}
 
 
 @dataclass(frozen=True)
@@ -69,14 +98,65 @@ class TokenValidator(Protocol):
         """The token's facts when it is valid, active and ours; None otherwise."""
         ...
 
+    def spend(self, token: AccessToken) -> bool:
+        """Spend a single-use token; True only for its first use."""
+        ...
+
+
+class SpentTokens(Protocol):
+    """Where a resource server remembers the single-use tokens it accepted, until they expire."""
+
+    def spend(self, jti: str, *, expires_at: int) -> bool:
+        """Atomically: True the first time a jti is spent, False after."""
+        ...
+
+
+class ProcessSpentTokens:
+    """Spent tokens in this process's memory: right for one process; several share `RedisSpentTokens`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spent: dict[str, int] = {}
+
+    def spend(self, jti: str, *, expires_at: int) -> bool:
+        now = time.time()
+        with self._lock:
+            for expired in [known for known, until in self._spent.items() if until <= now]:
+                del self._spent[expired]
+            if jti in self._spent:
+                return False
+            self._spent[jti] = expires_at
+            return True
+
+
+class RedisSpentTokens:
+    """Spent tokens in Redis (SET NX with the token's remaining lifetime), shared by every process."""
+
+    def __init__(self, url: str, *, prefix: str = "spent-token:") -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._prefix = prefix
+
+    def spend(self, jti: str, *, expires_at: int) -> bool:
+        ttl = max(1, expires_at - int(time.time()))
+        return bool(self._redis.set(self._prefix + jti, b"1", nx=True, ex=ttl))
+
 
 class JwksValidator:
     """Validates JWT access tokens (RFC 9068) locally against the provider's JWKS, cached."""
 
     def __init__(
-        self, *, issuer: str, audience: str | None = None, cache_seconds: int = 300, refetch_after: int = 30
+        self,
+        *,
+        issuer: str,
+        audience: str | None = None,
+        cache_seconds: int = 300,
+        refetch_after: int = 30,
+        spent: SpentTokens | None = None,
     ) -> None:
         self._issuer = issuer
+        self._spent = spent or ProcessSpentTokens()
         self._audience = audience
         self._cache_seconds = cache_seconds
         self._refetch_after = refetch_after
@@ -99,6 +179,10 @@ class JwksValidator:
         if self._audience is not None and self._audience not in _as_list(claims.get("aud")):
             return None
         return access_token
+
+    def spend(self, token: AccessToken) -> bool:
+        """Spent here: this validator alone sees the token's uses."""
+        return self._spent.spend(str(token.claims.get("jti", "")), expires_at=int(token.claims["exp"]))
 
     def _key_set(self, *, kid: str | None) -> KeySet:
         """The cached JWKS; fetched again when stale, or when a token names a kid it lacks (rotation)."""
@@ -143,6 +227,10 @@ class IntrospectionValidator:
             return None
         return validate_claims(answer)
 
+    def spend(self, token: AccessToken) -> bool:
+        """The provider spent it when it answered `active` (to the first asker only)."""
+        return True
+
 
 def check(
     authorization: str | None,
@@ -152,8 +240,10 @@ def check(
     max_age: int | None = None,
     scopes: Iterable[str] = (),
     now: float | None = None,
+    details: DetailsDemand | None = None,
 ) -> AccessToken | Challenge:
-    """The token when it satisfies every demand; otherwise the challenge to answer with."""
+    """The token when it satisfies every demand (the transaction it approved, with `details`) and, when
+    single use, was not used before; otherwise the challenge to answer with."""
     scheme, _, value = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return Challenge(401, "Bearer")  # RFC 6750 3.1: no error code when no token was sent
@@ -168,25 +258,78 @@ def check(
         scope = " ".join(sorted(scopes))
         return Challenge(403, f'Bearer error="insufficient_scope", scope="{scope}"', "insufficient_scope")
     acceptable = tuple(acr)
+    # Every step-up challenge names the transaction when the token did not approve it: one sign-in does.
+    unapproved = details if details is not None and not token.approved(details) else None
     if acceptable and token.acr not in acceptable:
-        return _step_up(f"needs authentication at {' or '.join(acceptable)}", acceptable, max_age)
+        description = f"needs authentication at {' or '.join(acceptable)}"
+        return _step_up(description, acceptable, max_age, details=unapproved)
     age = (now or time.time()) - (token.auth_time or 0)
     if max_age is not None and age > max_age:
-        return _step_up(f"needs authentication within the last {max_age} seconds", acceptable, max_age)
+        description = f"needs authentication within the last {max_age} seconds"
+        return _step_up(description, acceptable, max_age, details=unapproved)
+    if unapproved is not None:
+        return _step_up("needs approval of this transaction", acceptable, max_age, details=unapproved)
+    if token.one_time and not validator.spend(token):
+        return Challenge(
+            401, 'Bearer error="invalid_token", error_description="already used"', "invalid_token"
+        )
     return token
 
 
-def _step_up(description: str, acr_values: tuple[str, ...], max_age: int | None) -> Challenge:
-    """RFC 9470 3: insufficient_user_authentication, with what would be enough."""
+def _step_up(
+    description: str,
+    acr_values: tuple[str, ...],
+    max_age: int | None,
+    *,
+    details: DetailsDemand | None = None,
+) -> Challenge:
+    """RFC 9470 3: insufficient_user_authentication, with what would be enough; a transaction to approve
+    as `authorization_details`: base64url (no padding) of the RFC 9396 JSON array to request."""
     parts = ['Bearer error="insufficient_user_authentication"', f'error_description="{description}"']
     if acr_values:
         parts.append(f'acr_values="{" ".join(acr_values)}"')
     if max_age is not None:
         parts.append(f"max_age={max_age}")
+    if details is not None:
+        encoded = base64.urlsafe_b64encode(json.dumps([details.detail()]).encode()).rstrip(b"=").decode()
+        parts.append(f'authorization_details="{encoded}"')
     return Challenge(401, ", ".join(parts), "insufficient_user_authentication")
 
 
+def challenged_details(www_authenticate: str) -> list[dict[str, Any]] | None:
+    """For clients: the authorization details a challenge from `require_details` asks to approve."""
+    for part in www_authenticate.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "authorization_details":
+            encoded = value.strip('"')
+            details: list[dict[str, Any]] = json.loads(
+                base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+            )
+            return details
+    return None
+
+
 View = TypeVar("View", bound=Callable[..., Any])
+
+
+def require_details(
+    validator: TokenValidator,
+    type: str,
+    *,
+    match: Callable[[], Mapping[str, Any]],
+    acr: Iterable[str] = (),
+    max_age: int | None = None,
+    scopes: Iterable[str] = (),
+) -> Callable[[View], View]:
+    """Flask decorator: as `require`, and the token must carry an approved detail of `type` with the
+    values `match()` returns (called per request: what the view is about to execute)."""
+    return require(
+        validator,
+        acr=acr,
+        max_age=max_age,
+        scopes=scopes,
+        details=lambda: DetailsDemand(type, match()),
+    )
 
 
 def require(
@@ -195,6 +338,7 @@ def require(
     acr: Iterable[str] = (),
     max_age: int | None = None,
     scopes: Iterable[str] = (),
+    details: Callable[[], DetailsDemand] | None = None,
 ) -> Callable[[View], View]:
     """Flask decorator: the view runs with `flask.g.access_token` set, or the client gets the challenge."""
     acceptable, wanted_scopes = tuple(acr), tuple(scopes)
@@ -210,6 +354,7 @@ def require(
                 acr=acceptable,
                 max_age=max_age,
                 scopes=wanted_scopes,
+                details=details() if details else None,
             )
             if isinstance(outcome, Challenge):
                 return Response(
@@ -310,6 +455,10 @@ CLAIM_SHAPES: dict[str, Callable[[object], bool]] = {  # RFC 7519 4.1, RFC 9068 
     "exp": _is_numeric_date,
     "iat": _is_numeric_date,
     "auth_time": _is_numeric_date,
+    "authorization_details": lambda value: (
+        isinstance(value, list) and all(isinstance(d, dict) for d in value)
+    ),
+    "approval": lambda value: isinstance(value, dict) and isinstance(value.get("one_time", False), bool),
 }
 REQUIRED_CLAIMS = ("sub", "client_id", "exp")
 
@@ -329,6 +478,8 @@ def validate_claims(claims: dict[str, Any]) -> AccessToken | None:
         amr=tuple(claims.get("amr", ())),
         auth_time=claims.get("auth_time"),
         claims=claims,
+        authorization_details=tuple(claims.get("authorization_details", ())),
+        one_time=bool(claims.get("approval", {}).get("one_time", False)),
     )
 
 

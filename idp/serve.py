@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from idp.config import CONFIG_ENV, Settings
+from idp.config import CONFIG_ENV, ConfigError, Settings
 
 # prometheus_client's multiprocess mode; set before any worker imports the client.
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -23,6 +23,8 @@ def serve(
     if config_path:
         os.environ[CONFIG_ENV] = str(config_path)
     _prepare_metrics(Path(settings.instance_dir) / f"metrics-{port}")
+    if settings.metrics.address is not None:
+        _start_metrics_listener(*settings.metrics.address)
     if engine == "gunicorn":
         _serve_gunicorn(host, port, workers)
     else:
@@ -35,6 +37,21 @@ def _prepare_metrics(directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     os.environ[MULTIPROCESS_ENV] = str(directory.resolve())
+
+
+def _start_metrics_listener(host: str, port: int) -> None:
+    """/metrics on a port of its own, served by a thread of this (the workers' parent) process, which
+    reads every worker's counters: the way prometheus_client documents multiprocess mode."""
+    from prometheus_client import start_http_server
+
+    from idp.observability import exposition_registry
+
+    try:
+        start_http_server(port, addr=host, registry=exposition_registry())
+    except OSError as error:
+        raise ConfigError(
+            f"config error: metrics.listen: cannot listen on {host}:{port}: {error.strerror}"
+        ) from None
 
 
 def _serve_gunicorn(host: str, port: int, workers: int) -> None:

@@ -22,6 +22,7 @@ from idp.auth.totp import Totp
 from idp.auth.webauthn import Ceremonies
 from idp.config import Settings
 from idp.mail import Mailer
+from idp.oidc.authorization_details import DetailTypes
 from idp.oidc.backchannel import BackChannelDelivery
 from idp.oidc.keys import KeyRing
 from idp.oidc.server import ProviderServer
@@ -57,6 +58,7 @@ class Services:
     secret_box: SecretBox
     quotas: Quotas
     backchannel: BackChannelDelivery
+    authorization_details: DetailTypes
 
 
 def services() -> Services:

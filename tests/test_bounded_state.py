@@ -35,6 +35,8 @@ JUNK = {f"junk{n}": "x" * 8000 for n in range(7)}  # 56 KiB of parameters nobody
 SIGN_IN_LIFETIME = 900
 SESSION_LIFETIME = 43200
 UNAVAILABLE = "Temporarily unavailable"
+METRICS_TOKEN = secrets.token_hex(32)
+METRICS = f'[metrics]\nbearer_token = "{METRICS_TOKEN}"\n'
 
 
 @dataclass
@@ -150,7 +152,7 @@ def test_an_understood_parameter_past_4_kib_is_refused_to_the_client_and_nothing
 def test_failures_from_one_address_add_a_bounded_number_of_audit_rows_and_no_key_a_guess(
     tmp_path: Path,
 ) -> None:
-    with bounded_provider(tmp_path, extra="[address_limits]\naudited_failures = 20\n") as bounded:
+    with bounded_provider(tmp_path, extra=f"[address_limits]\naudited_failures = 20\n{METRICS}") as bounded:
         op = bounded.op
         client = cli_client(bounded.live, "audited")
 
@@ -169,7 +171,11 @@ def test_failures_from_one_address_add_a_bounded_number_of_audit_rows_and_no_key
         recorded = bounded.audit_rows("client_authentication") + bounded.audit_rows("sign_in")
         assert recorded == 20, "the address's quota of failure rows"
         assert bounded.audit_rows("audit_suppressed") == 1, "and one row saying the rest were not kept"
-        metrics = requests.get(f"{bounded.live.issuer}/metrics", timeout=TIMEOUT).text
+        metrics = requests.get(
+            f"{bounded.live.issuer}/metrics",
+            headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+            timeout=TIMEOUT,
+        ).text
         suppressed = [line for line in metrics.splitlines() if line.startswith("idp_audit_suppressed_total{")]
         assert sum(float(line.rsplit(" ", 1)[1]) for line in suppressed) == 200 - 20
         assert bounded.keys("idp:throttle:*client-auth*") == [], (

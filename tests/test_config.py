@@ -121,6 +121,21 @@ INVALID = [
         "scopes.admin.acr: 'gold' is not a configured",
         id="fails because a scope asks for an undefined level",
     ),
+    pytest.param(
+        {"metrics": {"listen": "9464"}},
+        "metrics.listen: must be host:port",
+        id="fails because the metrics listener names no host",
+    ),
+    pytest.param(
+        {"metrics": {"listen": "127.0.0.1:99999"}},
+        "metrics.listen: must be host:port",
+        id="fails because the metrics listener's port is out of range",
+    ),
+    pytest.param(
+        {"metrics": {"bearer_token": "short"}},
+        "metrics.bearer_token: needs at least 32 characters",
+        id="fails because a short metrics token could be guessed",
+    ),
 ]
 
 
@@ -217,3 +232,82 @@ def test_unreadable_files_raise_one_line(
 
     assert "\n" not in str(caught.value)
     assert expected in str(caught.value)
+
+
+# -- [authorization_details.TYPE] (RFC 9396 types) -------------------------------------------------------
+
+PAYMENT_TABLE = """
+[authorization_details.payment]
+schema = "schemas/payment.json"
+title = "Pay {amount} to {creditorName}"
+acr = "phr"
+one_time = true
+"""
+PAYMENT_SCHEMA = (
+    '{"type": "object", "properties": {"amount": {"type": "string"}, "creditorName": {"type": "string"}},'
+    ' "required": ["amount"]}'
+)
+
+
+def test_a_schema_file_is_read_beside_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "payment.json").write_text(PAYMENT_SCHEMA)
+    (tmp_path / "idp.toml").write_text(PAYMENT_TABLE)
+    monkeypatch.chdir("/")
+    payment = load_settings(tmp_path / "idp.toml").authorization_details["payment"]
+    assert payment.json_schema["required"] == ["amount"] and payment.acr == "phr" and payment.one_time
+
+
+def test_an_inline_schema_keeps_its_arrays_as_json_schema_wants_them() -> None:
+    raw = {
+        "authorization_details": {
+            "report": {"schema": {"type": "object", "required": ("name",)}, "title": "R"}
+        }
+    }
+    assert settings_from_mapping(raw).authorization_details["report"].json_schema["required"] == ["name"]
+
+
+def detail_type(**table: Any) -> dict[str, Any]:
+    schema = {"type": "object", "properties": {"amount": {"type": "string"}}}
+    return {"authorization_details": {"payment": {"schema": schema, "title": "Pay {amount}", **table}}}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param(
+            detail_type(schema={"type": "no-such-type"}),
+            "authorization_details.payment.schema: not a valid JSON Schema",
+            id="an invalid schema",
+        ),
+        pytest.param(
+            detail_type(schema="/nonexistent/payment.json"),
+            "authorization_details.payment.schema: /nonexistent/payment.json: No such file",
+            id="a missing schema file",
+        ),
+        pytest.param(
+            detail_type(title="Pay {iban}"),
+            "title: {iban} names no property the schema declares",
+            id="a placeholder naming no property",
+        ),
+        pytest.param(
+            detail_type(title="Pay {amount.__class__}"),
+            "title: {amount.__class__} is not a plain {field} placeholder",
+            id="a placeholder reaching into attributes",
+        ),
+        pytest.param(
+            detail_type(title="Pay {amount"), "authorization_details.payment", id="an unclosed brace"
+        ),
+        pytest.param(
+            detail_type(acr="gold"),
+            "authorization_details.payment.acr: 'gold' is not a configured level",
+            id="an unknown level",
+        ),
+    ],
+)
+def test_bad_authorization_details_types_are_refused_at_start(raw: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping(raw)
+    assert expected in str(caught.value) and "\n" not in str(caught.value)

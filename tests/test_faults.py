@@ -10,6 +10,7 @@ commits. The shared Redis and PostgreSQL servers other tests use are never touch
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 import threading
@@ -593,3 +594,50 @@ def test_a_code_whose_issuance_fails_to_commit_is_never_delivered_and_the_next_r
     again = browser.authorize()  # the client tries again; the session is intact
     tokens = browser.redeem(code_from(again), midway.client_secret)
     assert browser.id_token_claims(tokens["id_token"])["acr"] == "mfa"
+
+
+# -- outages in the log ---------------------------------------------------------------------------------
+
+
+def outage_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name == "idp.store.outages"]
+
+
+def fail_then_recover(app: Flask, *, failed_requests: int, restore: Callable[[], None]) -> None:
+    """Requests while the store is away (each answered 503), then until it is back, then more."""
+    client = app.test_client()
+    for _ in range(failed_requests):
+        assert client.get("/health").status_code == 503
+    restore()
+    deadline = time.monotonic() + RECOVERY_SECONDS
+    while client.get("/health").status_code != 200:
+        assert time.monotonic() < deadline, "no recovery"
+        time.sleep(0.1)
+    for _ in range(5):
+        assert client.get("/health").status_code == 200
+
+
+def test_a_redis_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
+    tmp_path: Path, own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(tmp_path, redis={"url": own_redis.url})
+    caplog.set_level(logging.INFO, logger="idp.store.outages")
+    assert app.test_client().get("/health").status_code == 200
+    own_redis.kill()
+    fail_then_recover(app, failed_requests=12, restore=own_redis.start)
+    down, up = outage_lines(caplog)
+    assert down.startswith("store down: redis unreachable (") and str(own_redis.port) in down
+    assert up == "store up: redis answers again"
+
+
+def test_a_database_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
+    tmp_path: Path, own_database: OwnDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(tmp_path, database={"url": own_database.url})
+    caplog.set_level(logging.INFO, logger="idp.store.outages")
+    assert app.test_client().get("/health").status_code == 200
+    own_database.close()
+    fail_then_recover(app, failed_requests=12, restore=own_database.reopen)
+    down, up = outage_lines(caplog)
+    assert down.startswith("store down: database unreachable (") and "password" not in down
+    assert up == "store up: database answers again"

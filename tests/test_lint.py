@@ -1,5 +1,5 @@
 """`make lint`: ruff (lint and format) and mypy --strict on idp/, set up from a fresh clone, run by CI
-before the suite.
+before the suite. `make run` installs the package once, and again only when pyproject.toml changes.
 
 make runs for real in copies of this checkout (its tracked and new files, as a clone has them, so no
 virtualenv): a dry run shows what a fresh clone would do, and the checks run with the suite's own
@@ -118,3 +118,26 @@ def test_ci_runs_make_lint_before_make_test(
     )
     assert (done.returncode == 0) == succeeds, done.stderr
     assert calls.read_text().splitlines() == ran
+
+
+def test_make_run_installs_once_and_again_only_when_pyproject_changes(tmp_path: Path) -> None:
+    copy = fresh_copy(tmp_path)
+    assert make(copy, "--dry-run", "run").stdout.splitlines() == [
+        "python3 -m venv .venv",
+        ".venv/bin/pip install -q -e .",
+        "touch .venv/.run-installed",
+        ".venv/bin/idp demo",
+    ]
+    (copy / ".venv" / "bin").mkdir(parents=True)
+    (copy / ".venv" / "bin" / "python").touch()
+    installed = copy / ".venv" / ".run-installed"
+    installed.touch()
+    later = (copy / "pyproject.toml").stat().st_mtime + 10
+    os.utime(installed, (later, later))
+    assert make(copy, "--dry-run", "run").stdout.splitlines() == [".venv/bin/idp demo"]
+    os.utime(copy / "pyproject.toml", (later + 10, later + 10))
+    assert make(copy, "--dry-run", "run").stdout.splitlines() == [
+        ".venv/bin/pip install -q -e .",
+        "touch .venv/.run-installed",
+        ".venv/bin/idp demo",
+    ]

@@ -773,3 +773,78 @@ def test_an_email_code_renews_only_the_levels_a_one_time_code_reaches() -> None:
     renewable = {level.name: bool(level.refreshed_by) for level in POLICY.levels}
     assert renewable == {"mfa": True, "phr": False, "phrh": False}
     assert not any(level.refreshed_by for level in NO_EMAIL_STEP_UP.levels)
+
+
+# -- transaction approval (RFC 9396 authorization details) ---------------------------------------------
+
+APPROVAL = "approval-1"
+APPROVING_PASSKEY = replace(SYNCED_PASSKEY, approves=APPROVAL)
+APPROVING_TOTP = replace(TOTP, approves=APPROVAL)
+PAYMENT = replace(requirement(floor="phr"), approval=APPROVAL)
+
+
+def test_a_detail_types_level_raises_the_floor_like_a_scope_policy() -> None:
+    found = requirement_for(
+        policy=POLICY,
+        scopes=("openid",),
+        acr_values="mfa",
+        claims=None,
+        max_age=None,
+        prompt=None,
+        client_default_acr_values=(),
+        client_default_max_age=None,
+        now=NOW,
+        detail_levels=("phr",),
+        approval=APPROVAL,
+    )
+    assert found == PAYMENT
+
+
+APPROVAL_CASES = [
+    Case(
+        "a session at phr from another sign-in must still approve: only the passkey is asked",
+        state(PASSWORD, TOTP, SYNCED_PASSKEY),
+        account(HAS_TOTP, HAS_PASSKEY),
+        PAYMENT,
+        NeedFactor(methods=(Method.WEBAUTHN,), level="phr"),
+    ),
+    Case(
+        "the passkey that approved this transaction completes it",
+        state(PASSWORD, TOTP, APPROVING_PASSKEY),
+        account(HAS_TOTP, HAS_PASSKEY),
+        PAYMENT,
+        Done("phr", (Amr.PWD, Amr.SWK, Amr.USER, Amr.MFA), int(APPROVING_PASSKEY.at)),
+    ),
+    Case(
+        "a passkey that approved another transaction does not",
+        state(PASSWORD, replace(SYNCED_PASSKEY, approves="approval-2")),
+        account(HAS_TOTP, HAS_PASSKEY),
+        PAYMENT,
+        NeedFactor(methods=(Method.WEBAUTHN,), level="phr"),
+    ),
+    Case(
+        "a TOTP code approving a phr transaction is not offered nor enough",
+        state(PASSWORD, APPROVING_TOTP),
+        account(HAS_TOTP, HAS_PASSKEY),
+        PAYMENT,
+        NeedFactor(methods=(Method.WEBAUTHN,), level="phr"),
+    ),
+    Case(
+        "at mfa a TOTP code made approving it is enough; the earlier password still counts",
+        state(PASSWORD, APPROVING_TOTP),
+        account(HAS_TOTP),
+        replace(requirement(), approval=APPROVAL),
+        Done("mfa", (Amr.PWD, Amr.OTP, Amr.MFA), int(APPROVING_TOTP.at)),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", APPROVAL_CASES, ids=[case.id for case in APPROVAL_CASES])
+def test_only_proofs_made_approving_the_transaction_count_for_it(case: Case) -> None:
+    assert next_step(case.state, case.account, case.requirement, POLICY, case.now) == case.expected
+
+
+def test_an_approving_proof_and_an_approval_survive_json() -> None:
+    original = state(PASSWORD, APPROVING_PASSKEY)
+    assert state_from_json(json.loads(json.dumps(state_to_json(original)))) == original
+    assert requirement_from_json(json.loads(json.dumps(requirement_to_json(PAYMENT)))) == PAYMENT

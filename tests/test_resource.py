@@ -8,6 +8,7 @@ and hostile tokens (most signed with the provider's own key) against the decorat
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +28,7 @@ from support.hostile import FUZZ, JSON_VALUES, JWT_LIKE
 from support.live import LiveProvider, free_port, start_provider
 from support.oidc_client import Client, OpenIdProvider, location
 from support.step_up import (
+    EXAMPLES,
     LiveMember,
     add_passkey_over_http,
     cli_client,
@@ -48,14 +50,23 @@ import idp.resource
 from idp.resource import (
     AccessToken,
     Challenge,
+    DetailsDemand,
     IntrospectionValidator,
     JwksValidator,
     RequireAuthentication,
     TokenValidator,
+    challenged_details,
     check,
     require,
 )
 
+# The demo's payment type, as `idp demo` declares it (RFC 9396 authorization details).
+PAYMENT_TYPE = (
+    "[authorization_details.payment]\n"
+    f'schema = "{EXAMPLES / "payment.schema.json"}"\n'
+    'title = "Pay {amount} {currency} to {creditorName}"\nacr = "phr"\none_time = true\n'
+)
+PAYMENT = {"amount": "120.00", "currency": "EUR", "creditorName": "ACME Ltd"}
 NO_TOKEN = "Bearer"
 INVALID_TOKEN = 'Bearer error="invalid_token"'
 PHR_WITHIN_300: dict[str, Any] = {"acr": ("phr",), "max_age": 300}
@@ -80,7 +91,7 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    running = Live(start_provider(tmp_path_factory.mktemp("resource"), host="localhost"))
+    running = Live(start_provider(tmp_path_factory.mktemp("resource"), host="localhost", extra=PAYMENT_TYPE))
     try:
         yield running
     finally:
@@ -469,22 +480,81 @@ def test_the_wsgi_middleware_hands_a_satisfying_token_to_the_app(issued: Issued)
 # -- the demo API and the demo app ---------------------------------------------------------------------------
 
 
-def test_the_demo_api_demands_a_fresh_phishing_resistant_sign_in_for_transfers(issued: Issued) -> None:
+def payment_challenge(description: str, *, acr: bool = True, detail: dict[str, Any] | None = None) -> str:
+    """The demo API's challenge: phr or phrh within 300 s, and the payment it is about to make."""
+    encoded = base64.urlsafe_b64encode(json.dumps([detail or {**PAYMENT, "type": "payment"}]).encode())
+    return (
+        f'Bearer error="insufficient_user_authentication", error_description="{description}", '
+        + ('acr_values="phr phrh", max_age=300, ' if acr else "")
+        + f'authorization_details="{encoded.rstrip(b"=").decode()}"'
+    )
+
+
+def approved_payment(issued: Issued, payment: dict[str, str]) -> str:
+    """An access token for the shop whose user (alice) approved `payment` with her passkey."""
+    alice = issued.alice
+    attempt = alice.browser.authorize(
+        issued.shop, authorization_details=json.dumps([{"type": "payment", **payment}])
+    )
+    assert offered(attempt.page) == {"passkey"}, attempt.page.text
+    callback = attempt.callback(use_passkey_over_http(alice.browser, attempt.page, alice.passkey))
+    answer = issued.op.exchange(attempt, callback["code"])
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["access_token"]
+    return token
+
+
+def test_the_demo_api_makes_only_the_payment_the_user_approved_and_only_once(issued: Issued) -> None:
     demo_api = load_example("demo_api", DEMO_ISSUER=issued.issuer, DEMO_CLIENT_ID=issued.shop.client_id)
     client = demo_api.app.test_client()
+
+    def transfer(token: str, payment: dict[str, str]) -> Any:
+        return client.post("/api/transfer", json=payment, headers={"Authorization": f"Bearer {token}"})
+
     mfa = {"Authorization": f"Bearer {issued.mfa['access_token']}"}
     assert client.get("/api/me", headers=mfa).get_json()["acr"] == "mfa"
-    refused = client.post("/api/transfer", headers=mfa)
+    refused = transfer(issued.mfa["access_token"], PAYMENT)
     assert refused.status_code == 401
-    assert refused.headers["WWW-Authenticate"] == step_up_challenge(
-        "needs authentication at phr or phrh", "phr phrh", 300
+    assert refused.headers["WWW-Authenticate"] == payment_challenge("needs authentication at phr or phrh")
+    refused = transfer(issued.phr["access_token"], PAYMENT)
+    assert refused.headers["WWW-Authenticate"] == payment_challenge("needs approval of this transaction"), (
+        "a passkey sign-in is not the approval of this payment"
     )
-    accepted = client.post("/api/transfer", headers={"Authorization": f"Bearer {issued.phr['access_token']}"})
-    assert accepted.status_code == 200
-    assert accepted.get_json()["status"] == "transferred" and accepted.get_json()["acr"] == "phr"
+
+    other_amount = approved_payment(issued, {**PAYMENT, "amount": "999.00"})
+    refused = transfer(other_amount, PAYMENT)
+    assert refused.status_code == 401, "approved for another amount"
+    assert refused.headers["WWW-Authenticate"] == payment_challenge("needs approval of this transaction")
+    incomplete = transfer(other_amount, {"amount": "999.00", "currency": "EUR"})
+    assert incomplete.status_code == 401, "a field the API would fill itself was not approved"
+    accepted = transfer(other_amount, {**PAYMENT, "amount": "999.00"})
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.get_json()["amount"] == "999.00 EUR" and accepted.get_json()["to"] == "ACME Ltd"
+    replayed = transfer(other_amount, {**PAYMENT, "amount": "999.00"})
+    assert replayed.status_code == 401 and 'error="invalid_token"' in replayed.headers["WWW-Authenticate"]
 
 
-def test_the_demo_app_steps_up_on_the_apis_challenge_and_the_transfer_then_goes_through(
+def test_a_one_time_token_raced_at_a_resource_server_is_accepted_once(issued: Issued) -> None:
+    token = approved_payment(issued, PAYMENT)
+    validator = issued.jwks_validator()
+    demand = DetailsDemand("payment", PAYMENT)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(lambda _: check(f"Bearer {token}", validator, details=demand), range(8)))
+    assert sum(isinstance(outcome, AccessToken) for outcome in outcomes) == 1
+
+
+def test_the_challenge_names_the_details_a_client_should_request(issued: Issued) -> None:
+    outcome = check(
+        f"Bearer {issued.phr['access_token']}",
+        issued.jwks_validator(),
+        details=DetailsDemand("payment", PAYMENT),
+    )
+    assert isinstance(outcome, Challenge)
+    assert challenged_details(outcome.www_authenticate) == [{**PAYMENT, "type": "payment"}]
+    assert outcome.www_authenticate == payment_challenge("needs approval of this transaction", acr=False)
+
+
+def test_the_demo_app_has_the_payment_approved_on_the_apis_challenge_and_it_then_goes_through(
     issued: Issued,
 ) -> None:
     demo = {"DEMO_ISSUER": issued.issuer, "DEMO_CLIENT_ID": issued.demo.client_id}
@@ -509,12 +579,15 @@ def test_the_demo_app_steps_up_on_the_apis_challenge_and_the_transfer_then_goes_
         assert step_up.status_code == 302 and step_up.location.startswith(f"{issued.issuer}/authorize?")
         asked = parse_qs(urlsplit(step_up.location).query)
         assert (asked.get("acr_values"), asked.get("max_age")) == (["phr phrh"], ["300"]), "as the API said"
+        assert json.loads(asked["authorization_details"][0]) == [{**PAYMENT, "type": "payment"}]
         page = bob.browser.visit(step_up.location)
         assert offered(page) == {"passkey"}
+        assert "<li>Pay 120.00 EUR to ACME Ltd</li>" in page.text
         done = back_to_the_app(use_passkey_over_http(bob.browser, page, bob.passkey))
         assert done.location == "/"
         home = app.get("/").text
-        assert 'id="transfer-result">Done: transferred<' in home and '<strong id="acr">phr</strong>' in home
+        assert 'id="transfer-result">Done: transferred 120.00 EUR to ACME Ltd<' in home
+        assert '<strong id="acr">phr</strong>' in home
 
 
 # -- hostile tokens: whatever the bearer sends, invalid_token and never a 5xx -----------------------------

@@ -14,11 +14,13 @@ import os
 import secrets
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import requests
+from support.device_flow import DEVICE_GRANT, approve, poll, start
 from support.live import LiveProvider, start_instance, start_provider
 from support.oidc_client import (
     TIMEOUT,
@@ -186,3 +188,24 @@ def test_a_totp_code_used_on_one_instance_is_refused_on_the_other(cluster: Clust
     assert account.authenticator.is_timely(used), "refused as already used, not as stale"
     attempt.callback(second.submit(refusal, code=account.authenticator.next_code()))  # a fresh one works
     assert served_by(first, cluster.one) and served_by(second, cluster.two)
+
+
+def test_a_device_approved_on_one_instance_gets_its_tokens_once_across_both(
+    cluster: Cluster, account: Account
+) -> None:
+    """RFC 8628: codes issued by one node, the user at /device on the other, racing polls at both."""
+    done = cluster.live.idp(
+        "clients", "create", "--name", "scale-cli", "--public", "--grant-type", DEVICE_GRANT, "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    cli = Client(json.loads(done.stdout)["client_id"], "")
+    started = start(cluster.one, cli)
+    approve(Browser(cluster.two), started, account)
+    nodes = [cluster.one, cluster.two] * 4
+    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        answers = list(pool.map(lambda node: poll(node, started), nodes))
+    assert sorted(answer.status_code for answer in answers) == [200] + [400] * (len(nodes) - 1)
+    assert all(refused(answer, "invalid_grant") for answer in answers if answer.status_code == 400)
+    issued = next(answer.json() for answer in answers if answer.status_code == 200)
+    claims = cluster.op.verify_access_token(issued["access_token"], expected_audience=cli.client_id)
+    assert claims["acr"] == "mfa" and {"pwd", "otp"} <= set(claims["amr"])

@@ -15,6 +15,7 @@ from idp.admin.openapi import PREFIX, PROBLEM, document
 from idp.admin.operations import OPERATIONS, PATH_PARAMETER, Call, Operation
 from idp.auth.pipeline import administrative_token_demand
 from idp.management.context import Conflict, ManagementError, NotFound
+from idp.oidc.token_lookup import spend_single_use
 from idp.resource import AccessToken, Challenge, check, validate_claims
 from idp.store.tables import User
 from idp.views.management import management_as
@@ -42,6 +43,9 @@ class ProviderTokens:
     def validate(self, token: str) -> AccessToken | None:
         claims = services().tokens.verify_access_token(token)
         return None if claims is None else validate_claims(claims)
+
+    def spend(self, token: AccessToken) -> bool:
+        return spend_single_use(services().ephemeral, token.claims["jti"], expires_at=token.claims["exp"])
 
 
 def authorize() -> User | Response:

@@ -111,7 +111,14 @@ class Count(Answer):
 
 RedirectUris = Annotated[list[Text], Field(max_length=50)]
 AcrValues = Annotated[list[Name], Field(max_length=20)]
-GrantTypes = list[Literal["authorization_code", "refresh_token", "client_credentials"]]
+GrantTypes = list[
+    Literal[
+        "authorization_code",
+        "refresh_token",
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:device_code",  # RFC 8628: no redirect URI needed
+    ]
+]
 
 
 class NewClient(Body):

@@ -31,6 +31,7 @@ class Proof:
     method: Method
     amr: frozenset[Amr]
     at: float
+    approves: str | None = None  # the transaction approval this proof was made on (RFC 9396 details)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ class Requirement:
     force_login: bool
     interactive: bool
     requested_at: float
+    # A transaction to approve (authorization details): only possession proofs made on its approval
+    # page, showing and (WebAuthn) signing those details, count.
+    approval: str | None = None
 
     @property
     def acceptable(self) -> tuple[str, ...]:
@@ -155,8 +159,11 @@ def requirement_for(
     client_default_acr_values: Sequence[str],
     client_default_max_age: int | None,
     now: float,
+    detail_levels: Sequence[str] = (),
+    approval: str | None = None,
 ) -> Requirement:
-    """Combine request, scope policy and client defaults; the strictest of them wins."""
+    """Combine request, scope policy, the levels its authorization details' types demand and client
+    defaults; the strictest of them wins. `approval` names the transaction the user must approve."""
     requested, essential = _requested_acr(claims, acr_values)
     if not requested:
         requested = list(client_default_acr_values)
@@ -171,6 +178,7 @@ def requirement_for(
         [policy.minimum]
         + [rule.acr for scope in scopes if (rule := policy.scope_rules.get(scope)) and rule.acr]
         + [level for level in map(policy.resolve, client_default_acr_values) if level is not None][:1]
+        + list(detail_levels)
     )
     floor_rank = policy.level(floor).rank
     ages = [_max_age(max_age), client_default_max_age] + [
@@ -187,6 +195,7 @@ def requirement_for(
         force_login="login" in prompts,
         interactive="none" not in prompts,
         requested_at=now,
+        approval=approval,
     )
 
 
@@ -282,7 +291,12 @@ def _enrol_for_step_up(
     if not methods:
         return Fail("unmet_authentication_requirements", f"The account cannot reach the {target.name} level.")
     gate = replace(
-        requirement, requested=(), floor=policy.minimum, essential=False, max_age=policy.enrolment_max_age
+        requirement,
+        requested=(),
+        floor=policy.minimum,
+        essential=False,
+        max_age=policy.enrolment_max_age,
+        approval=None,
     )
     step = next_step(state, account, gate, policy, now)
     return NeedEnrolment(methods=methods, level=target.name) if isinstance(step, Done) else step
@@ -296,7 +310,12 @@ def _enrol_administrator_key(
     if not requirement.interactive:
         return _login_required()
     gate = replace(
-        requirement, requested=(), floor=policy.minimum, essential=False, max_age=policy.enrolment_max_age
+        requirement,
+        requested=(),
+        floor=policy.minimum,
+        essential=False,
+        max_age=policy.enrolment_max_age,
+        approval=None,
     )
     step = next_step(state, replace(account, administrator=False), gate, policy, now)
     if isinstance(step, Done | NeedEnrolment):
@@ -359,9 +378,15 @@ def _login_required() -> Fail:
 
 
 def _valid_proofs(state: AuthState, level: Level, requirement: Requirement, now: float) -> tuple[Proof, ...]:
-    """Proofs young enough for the level's ttl, and made during this request when login is forced."""
+    """Proofs young enough for the level's ttl, and made during this request when login is forced; for
+    a transaction, possession proofs only when made approving it (knowledge is not tied to one)."""
     not_before = max(now - level.ttl, requirement.requested_at if requirement.force_login else 0.0)
-    return tuple(proof for proof in state.proofs if proof.at >= not_before)
+    return tuple(
+        proof
+        for proof in state.proofs
+        if proof.at >= not_before
+        and (requirement.approval is None or proof.amr <= KNOWLEDGE or proof.approves == requirement.approval)
+    )
 
 
 def _is_fresh(proof: Proof, requirement: Requirement) -> bool:
@@ -463,7 +488,13 @@ def state_to_json(state: AuthState) -> dict[str, object]:
     return {
         "subject": state.subject,
         "proofs": [
-            {"method": proof.method.value, "amr": sorted(proof.amr), "at": proof.at} for proof in state.proofs
+            {
+                "method": proof.method.value,
+                "amr": sorted(proof.amr),
+                "at": proof.at,
+                "approves": proof.approves,
+            }
+            for proof in state.proofs
         ],
     }
 
@@ -472,7 +503,12 @@ def state_from_json(data: dict[str, Any]) -> AuthState:
     return AuthState(
         subject=data["subject"],
         proofs=tuple(
-            Proof(method=Method(item["method"]), amr=frozenset(Amr(v) for v in item["amr"]), at=item["at"])
+            Proof(
+                method=Method(item["method"]),
+                amr=frozenset(Amr(v) for v in item["amr"]),
+                at=item["at"],
+                approves=item.get("approves"),
+            )
             for item in data["proofs"]
         ),
     )

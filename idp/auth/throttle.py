@@ -77,6 +77,7 @@ class Throttle:
         self.second_factor = Gate("second-factor", settings.second_factor, reset_by_success=True)
         self.webauthn_address = Gate("webauthn-address", settings.webauthn_address)
         self.client_auth = Gate("client-auth", settings.client_auth)
+        self.user_code_address = Gate("user-code-address", settings.user_code_address)
 
     def reserve(self, *attempts: Attempt) -> Reservation | Blocked:
         """Count the attempt as a failure at every gate, unless one of them makes it wait (then the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from idp.auth.attestation import AttestationVerdict, TrustAnchors
 from idp.store.ephemeral import EphemeralStore
 
 MAX_RESPONSE_BYTES = 16 * 1024
+NONCE_BYTES = 32
 PARSE_ERRORS = (InvalidJSONStructure, InvalidCBORData, ValueError, KeyError, TypeError)
 
 
@@ -139,7 +141,7 @@ class Ceremonies:
         return self._remember("register", options.challenge, options_to_json(options))
 
     def finish_registration(self, *, ceremony_id: str, response: str) -> NewCredential:
-        challenge = self._take(ceremony_id, "register")
+        challenge, _nonce = self._take(ceremony_id, "register")
         try:
             credential = parse_registration_credential_json(_bounded(response))
             verified = verify_registration_response(
@@ -168,10 +170,14 @@ class Ceremonies:
     # -- authentication (WebAuthn 7.2) -------------------------------------------------------
 
     def begin_authentication(
-        self, *, allowed: list[StoredCredential], require_user_verification: bool
+        self, *, allowed: list[StoredCredential], require_user_verification: bool, signs: bytes | None = None
     ) -> Challenge:
-        """Empty `allowed`: a usernameless sign-in with a discoverable credential."""
+        """Empty `allowed`: a usernameless sign-in with a discoverable credential. With `signs` (the
+        canonical bytes of a transaction shown to the user), the challenge is SHA-256(signs || nonce),
+        a fresh server nonce per ceremony: the assertion signs exactly those bytes."""
+        nonce = secrets.token_bytes(NONCE_BYTES) if signs is not None else None
         options = generate_authentication_options(
+            challenge=_signing_challenge(signs, nonce) if signs is not None and nonce is not None else None,
             rp_id=self._rp.id,
             allow_credentials=[_descriptor(credential) for credential in allowed],
             user_verification=(
@@ -181,8 +187,8 @@ class Ceremonies:
             ),
             timeout=self._ttl * 1000,
         )
-        purpose = "authenticate-uv" if require_user_verification else "authenticate"
-        return self._remember(purpose, options.challenge, options_to_json(options))
+        purpose = _authentication_purpose(require_user_verification, signing=signs is not None)
+        return self._remember(purpose, options.challenge, options_to_json(options), nonce=nonce)
 
     def finish_authentication(
         self,
@@ -191,9 +197,19 @@ class Ceremonies:
         response: str,
         credential: StoredCredential,
         require_user_verification: bool,
+        expected_signed: bytes | None = None,
     ) -> Assertion:
-        purpose = "authenticate-uv" if require_user_verification else "authenticate"
-        challenge = self._take(ceremony_id, purpose)
+        """`expected_signed`: the transaction as it stands now; the challenge is derived from it again,
+        so details changed since the options were made no longer verify."""
+        purpose = _authentication_purpose(require_user_verification, signing=expected_signed is not None)
+        challenge, nonce = self._take(ceremony_id, purpose)
+        if expected_signed is not None and (
+            nonce is None or _signing_challenge(expected_signed, nonce) != challenge
+        ):
+            raise CeremonyFailed(
+                "The transaction changed after it was shown. Start again.",
+                reason="approved details changed",
+            )
         try:
             verified = verify_authentication_response(
                 credential=_bounded(response),
@@ -222,13 +238,18 @@ class Ceremonies:
 
     # -- challenges --------------------------------------------------------------------------
 
-    def _remember(self, purpose: str, challenge: bytes, options_json: str) -> Challenge:
+    def _remember(
+        self, purpose: str, challenge: bytes, options_json: str, *, nonce: bytes | None = None
+    ) -> Challenge:
         ceremony_id = secrets.token_urlsafe(24)
-        record = json.dumps({"purpose": purpose, "challenge": bytes_to_base64url(challenge)}).encode()
+        fields = {"purpose": purpose, "challenge": bytes_to_base64url(challenge)}
+        if nonce is not None:
+            fields["nonce"] = bytes_to_base64url(nonce)
+        record = json.dumps(fields).encode()
         self._ephemeral.put(f"webauthn:{ceremony_id}", record, ttl=self._ttl)
         return Challenge(ceremony_id=ceremony_id, options_json=options_json)
 
-    def _take(self, ceremony_id: str, purpose: str) -> bytes:
+    def _take(self, ceremony_id: str, purpose: str) -> tuple[bytes, bytes | None]:
         """A challenge answers one ceremony of its purpose, once, before its TTL (replay defence)."""
         raw = self._ephemeral.take(f"webauthn:{ceremony_id}") if ceremony_id else None
         if raw is None:
@@ -238,7 +259,17 @@ class Ceremonies:
         record: dict[str, Any] = json.loads(raw)
         if record["purpose"] != purpose:
             raise CeremonyFailed("This passkey request does not match this step.", reason="challenge purpose")
-        return base64url_to_bytes(record["challenge"])
+        nonce = base64url_to_bytes(record["nonce"]) if "nonce" in record else None
+        return base64url_to_bytes(record["challenge"]), nonce
+
+
+def _authentication_purpose(require_user_verification: bool, *, signing: bool) -> str:
+    """A challenge answers only its own kind of step: one signing a transaction is no plain sign-in."""
+    return ("authenticate-uv" if require_user_verification else "authenticate") + ("-sign" if signing else "")
+
+
+def _signing_challenge(signed: bytes, nonce: bytes) -> bytes:
+    return hashlib.sha256(signed + nonce).digest()
 
 
 def credential_id_of(response: str) -> bytes:

@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from idp.auth.policy import AssurancePolicy
 from idp.config import Settings
+from idp.oidc.authorization_details import DetailTypes
 from idp.oidc.backchannel import BackChannelDelivery, DeliveryFailed, audit_delivery_failure
 from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import ClientCache
@@ -66,6 +68,9 @@ class CommandLineLogout:
                 audit=self._audit,
                 client_keys=ClientKeys(settings.client_keys),
                 par=settings.par,
+                authorization_details=DetailTypes(settings.authorization_details),
+                policy=AssurancePolicy.from_settings(settings),
+                device=settings.device,
             )
         return self._context
 

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin, list_to_scope, scope_to_list
+from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 
 from idp.oidc.client_keys import CLIENT_JWT_ALGORITHMS, load_public_jwks, validate_jwks_uri
 from idp.store.tables import Client
@@ -24,9 +25,10 @@ SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 # How a client may register to authenticate (besides "none", a public client).
 AUTH_METHODS = (*SECRET_AUTH_METHODS, "private_key_jwt")
 CONFIDENTIAL_AUTH_METHODS = list(AUTH_METHODS)
-PUBLIC_CLIENT_ENDPOINTS = ("token", "revocation", "pushed_authorization_request")
+PUBLIC_CLIENT_ENDPOINTS = ("token", "revocation", "pushed_authorization_request", "device_authorization")
 REQUEST_OBJECT_ALGORITHMS = (*CLIENT_JWT_ALGORITHMS, "none")
-GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+# A device grant (RFC 8628) needs no redirect URI: the user approves on the provider's /device page.
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", DEVICE_CODE_GRANT_TYPE)
 DEFAULT_USER_GRANTS = ("authorization_code", "refresh_token")
 # OIDC Core 11: a refresh token that outlives the user's browser session.
 OFFLINE_ACCESS = "offline_access"

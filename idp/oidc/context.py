@@ -7,7 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from idp.config import ParSettings, TokenSettings
+from idp.auth.policy import AssurancePolicy
+from idp.config import DeviceSettings, ParSettings, TokenSettings
+from idp.oidc.authorization_details import DetailTypes
 from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import ClientCache
 from idp.oidc.keys import KeyRing
@@ -47,6 +49,9 @@ class ProviderContext:
     audit: AuditLog
     client_keys: ClientKeys
     par: ParSettings
+    authorization_details: DetailTypes
+    policy: AssurancePolicy  # for what a device request asks of the sign-in (RFC 8628 with RFC 9470)
+    device: DeviceSettings
 
     def revoke_grant(self, grant_id: str, *, reason: str) -> None:
         """Revoke every refresh and access token of one grant."""

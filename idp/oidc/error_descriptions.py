@@ -49,6 +49,7 @@ AUTHLIB_WORDING: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"Code challenge failed", "The PKCE code verifier does not match the code challenge."),
         (r"The requested scope is invalid", "The requested scope is not allowed for this request."),
         (r"The resource owner or authorization server denied", "The request was denied."),
+        (r"Missing 'device_code' in payload", "The request has no device code."),
     )
 )
 
@@ -69,6 +70,10 @@ GENERIC = {
     "account_selection_required": "The user must choose an account.",
     "unmet_authentication_requirements": "The user cannot authenticate as the request requires.",
     "server_error": "The provider failed to answer the request.",
+    # RFC 8628 3.5: the answers to a device's polls
+    "authorization_pending": "The user has not approved or denied the device yet.",
+    "slow_down": "The device polls too often: it must wait 5 seconds longer between polls.",
+    "expired_token": "The device code has expired: the device must start again.",
 }
 FALLBACK = "The request was refused."
 # A sentence: a capital letter first, a full stop last, and nothing that reads like code in between.

@@ -17,13 +17,15 @@ from authlib.oauth2.rfc6749 import (
     scope_to_list,
 )
 from authlib.oauth2.rfc7636 import CodeChallenge
-from authlib.oidc.core import OpenIDCode
+from authlib.oidc.core import OpenIDCode, OpenIDToken
 from authlib.oidc.core.grants.util import is_openid_scope
 
+from idp.oidc.authorization_details import Approval
 from idp.oidc.claims import user_claims
 from idp.oidc.clients import CONFIDENTIAL_AUTH_METHODS, OFFLINE_ACCESS, RegisteredClient
 from idp.oidc.context import ProviderContext
 from idp.oidc.delivery import deliver
+from idp.oidc.device_flow import DeviceAuthorization
 from idp.oidc.token_lookup import IssuedToken, refresh_token_view
 from idp.oidc.tokens import Authentication, GrantSubject, digest
 from idp.store.tables import RefreshToken
@@ -43,6 +45,7 @@ class IssuedCode:
     authentication: dict[str, Any]
     grant_id: str
     requested_scope: str = ""  # what the request asked for, which a refresh may repeat (older codes: none)
+    approval: dict[str, Any] | None = None  # the authorization details approved (RFC 9396)
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
@@ -109,6 +112,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             authentication=subject.authentication.to_json(),
             grant_id=subject.grant_id,
             requested_scope=request.payload.scope or "",
+            approval=subject.approval.to_json() if subject.approval else None,
         )
         context: ProviderContext = self.server.context
         context.ephemeral.put(
@@ -146,28 +150,20 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if user is None or user.disabled:
             return None
         authentication = Authentication.from_json(authorization_code.authentication)
-        return GrantSubject(user=user, authentication=authentication, grant_id=authorization_code.grant_id)
+        approval = authorization_code.approval
+        return GrantSubject(
+            user=user,
+            authentication=authentication,
+            grant_id=authorization_code.grant_id,
+            approval=Approval.from_json(approval) if approval else None,
+        )
 
 
-class OpenIDConnectCode(OpenIDCode):
+class ProviderIdTokens(OpenIDToken):
     """ID tokens signed with the client's algorithm, carrying acr, amr, auth_time and sid."""
 
     def __init__(self, context: ProviderContext) -> None:
-        super().__init__(require_nonce=False)
         self.context = context
-
-    def __call__(self, grant: grants.BaseGrant) -> None:
-        """authlib's hooks except its prompt check: the provider answers prompt itself (the pipeline
-        for none and login, then the account choice and consent pages), so none beside another value
-        gets that value's error (OIDC Core 3.1.2.6) rather than invalid_request."""
-        grant.register_hook("after_create_token_response", self.process_token)
-        if is_openid_scope(grant.request.payload.scope):
-            grant.register_hook(
-                "after_validate_authorization_request_payload", self.validate_openid_authorization_request
-            )
-
-    def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
-        return False
 
     def resolve_client_private_key(self, client: RegisteredClient) -> Any:
         return self.context.keyring.signing_key(client.id_token_signed_response_alg)
@@ -183,13 +179,49 @@ class OpenIDConnectCode(OpenIDCode):
         key = self.resolve_client_private_key(client)
         return {"alg": client.id_token_signed_response_alg, "kid": key.kid, "typ": "JWT"}
 
+    def generate_user_info(self, user: GrantSubject, scope: str) -> dict[str, Any]:
+        return user_claims(user.user, scope)
+
+
+class OpenIDConnectCode(ProviderIdTokens, OpenIDCode):
+    """The authorization code's ID token: what the code's sign-in proved, and the request's nonce."""
+
+    def __init__(self, context: ProviderContext) -> None:
+        OpenIDCode.__init__(self, require_nonce=False)
+        ProviderIdTokens.__init__(self, context)
+
+    def __call__(self, grant: grants.BaseGrant) -> None:
+        """authlib's hooks except its prompt check: the provider answers prompt itself (the pipeline
+        for none and login, then the account choice and consent pages), so none beside another value
+        gets that value's error (OIDC Core 3.1.2.6) rather than invalid_request."""
+        grant.register_hook("after_create_token_response", self.process_token)
+        if is_openid_scope(grant.request.payload.scope):
+            grant.register_hook(
+                "after_validate_authorization_request_payload", self.validate_openid_authorization_request
+            )
+
+    def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
+        return False
+
     def get_authorization_code_claims(self, authorization_code: IssuedCode) -> dict[str, Any]:
         claims: dict[str, Any] = super().get_authorization_code_claims(authorization_code)
         claims["sid"] = authorization_code.authentication["sid"]
         return claims
 
-    def generate_user_info(self, user: GrantSubject, scope: str) -> dict[str, Any]:
-        return user_claims(user.user, scope)
+
+class DeviceIdTokens(ProviderIdTokens):
+    """The device grant's ID token (openid scope): what the sign-in that approved the device proved."""
+
+    def get_compatible_claims(self, request: OAuth2Request) -> dict[str, Any]:
+        claims: dict[str, Any] = super().get_compatible_claims(request)
+        authentication: Authentication = request.user.authentication
+        claims.update(
+            auth_time=authentication.auth_time,
+            acr=authentication.acr,
+            amr=list(authentication.amr),
+            sid=authentication.sid,
+        )
+        return claims
 
 
 # -- refresh token -----------------------------------------------------------------------------
@@ -278,11 +310,12 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
 
 def save_token(context: ProviderContext, token: dict[str, Any], request: OAuth2Request) -> None:
     """Persist the refresh token of a user grant (hashed), bound to the browser session it comes from
-    unless the grant has offline_access; access tokens are self-contained JWTs. A code redeemed makes
-    the client one of its session's, told when that session ends (idp.oidc.logout)."""
+    unless the grant has offline_access; access tokens are self-contained JWTs. A code or an approved
+    device code redeemed makes the client one of its session's, told when that session ends
+    (idp.oidc.logout)."""
     subject: GrantSubject | None = request.user
     now = int(time.time())
-    if subject is not None and request.authorization_code is not None:
+    if subject is not None and (request.authorization_code or request.credential) is not None:
         context.durable().session_clients.record(
             sid=subject.authentication.sid,
             client_id=request.client.get_client_id(),
@@ -310,8 +343,11 @@ def save_token(context: ProviderContext, token: dict[str, Any], request: OAuth2R
     )
 
 
-def _redeemed(request: OAuth2Request) -> IssuedCode | IssuedToken:
-    """What the token request redeemed: a code, or a refresh token whose grant's scope the new one keeps
-    whatever narrower scope its access token was asked for (RFC 6749 6)."""
-    redeemed: IssuedCode | IssuedToken = request.refresh_token or request.authorization_code
+def _redeemed(request: OAuth2Request) -> IssuedCode | IssuedToken | DeviceAuthorization:
+    """What the token request redeemed: a code, an approved device code (RFC 8628), or a refresh token
+    whose grant's scope the new one keeps whatever narrower scope its access token was asked for
+    (RFC 6749 6)."""
+    redeemed: IssuedCode | IssuedToken | DeviceAuthorization = (
+        request.refresh_token or request.authorization_code or request.credential
+    )
     return redeemed

@@ -102,9 +102,13 @@ class PushedAuthorizationEndpoint(Endpoint):
         if "request" in params:
             params = {"client_id": client_id, "request": params["request"]}
         request.payload = BasicOAuth2Payload(params)
+        context: ProviderContext = self.server.context
         try:
             grant = self.server.get_authorization_grant(request)
             grant.validate_authorization_request()
+            details = grant.request.payload.data.get("authorization_details")
+            if details is not None:
+                context.authorization_details.validate(details)  # RFC 9396 5: refused when pushed
         except OAuth2Error as error:
             error.redirect_uri = None  # RFC 9126 2.3: answered here, never sent to the redirect URI
             raise

@@ -24,6 +24,7 @@ UNDERSTOOD = frozenset(
         "claims",
         "code_challenge",
         "code_challenge_method",
+        "authorization_details",  # RFC 9396, kept in its canonical form once validated
     }
 )
 MAX_KEPT_BYTES = 4096

@@ -12,10 +12,12 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 
 from idp.oidc.client_assertions import ASSERTION_TYPE, PrivateKeyJwt
 from idp.oidc.context import ProviderContext
+from idp.oidc.device_flow import DeviceAuthorizationEndpoint, DeviceCodeGrant
 from idp.oidc.error_descriptions import describe
 from idp.oidc.grants import (
     AuthorizationCodeGrant,
     ClientCredentialsGrant,
+    DeviceIdTokens,
     OpenIDConnectCode,
     RefreshTokenGrant,
     S256CodeChallenge,
@@ -91,4 +93,6 @@ def build_server(context: ProviderContext) -> ProviderServer:
     server.register_client_auth_method(PrivateKeyJwt.CLIENT_AUTH_METHOD, PrivateKeyJwt(context))
     server.register_extension(RequestObjects(context))
     server.register_endpoint(PushedAuthorizationEndpoint)
+    server.register_grant(DeviceCodeGrant, [DeviceIdTokens(context)])
+    server.register_endpoint(DeviceAuthorizationEndpoint)
     return server

@@ -9,7 +9,8 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from idp.oidc.clients import CONFIDENTIAL_AUTH_METHODS, RegisteredClient
-from idp.oidc.token_lookup import IssuedToken, find_token
+from idp.oidc.context import ProviderContext
+from idp.oidc.token_lookup import IssuedToken, find_token, spend_single_use
 
 
 class TokenRevocation(RevocationEndpoint):
@@ -39,6 +40,10 @@ class TokenIntrospection(IntrospectionEndpoint):
         return token.check_client(client) or client.may_introspect_for(token.audience)
 
     def introspect_token(self, token: IssuedToken) -> dict[str, Any]:
+        """A single-use token (an approved one_time transaction) is active to the first asker only:
+        spent atomically here, whoever asks next learns `active: false`."""
+        if token.approval is not None and token.approval.one_time and not self._spend(token):
+            return {"active": False}
         payload: dict[str, Any] = {
             "active": True,
             "token_type": "Bearer" if token.kind == "access_token" else "refresh_token",
@@ -56,4 +61,11 @@ class TokenIntrospection(IntrospectionEndpoint):
                 "auth_time": token.authentication.auth_time,
                 "sid": token.authentication.sid,
             }
+        if token.approval is not None:
+            payload |= token.approval.claims()
         return payload
+
+    def _spend(self, token: IssuedToken) -> bool:
+        assert token.claims is not None
+        context: ProviderContext = self.server.context
+        return spend_single_use(context.ephemeral, token.claims["jti"], expires_at=token.expires_at)

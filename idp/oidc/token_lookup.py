@@ -6,10 +6,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from idp.oidc.authorization_details import Approval
 from idp.oidc.clients import RegisteredClient
 from idp.oidc.context import ProviderContext
 from idp.oidc.tokens import Authentication, digest
 from idp.store.durable import HeldRefreshToken
+from idp.store.ephemeral import EphemeralStore
 from idp.store.tables import RefreshToken, User
 
 
@@ -31,6 +33,7 @@ class IssuedToken:
     holder: User | None = None  # refresh tokens: the account, loaded with the row
     outlived_its_session: bool = False  # refresh tokens: see `outlived_its_session`
     requested_scope: str = ""  # refresh tokens: what the authorization request asked for
+    approval: Approval | None = None  # access tokens: the authorization details approved (RFC 9396)
 
     def check_client(self, client: RegisteredClient) -> bool:
         return bool(client.get_client_id() == self.client_id)
@@ -102,6 +105,17 @@ def _find_access_token(context: ProviderContext, token: str) -> IssuedToken | No
         grant_id=claims.get("grant_id"),
         audience=_audience(claims.get("aud")),
         claims=claims,
+        approval=_approval(claims),
+    )
+
+
+def _approval(claims: dict[str, Any]) -> Approval | None:
+    """The approval an access token carries (its claims are ours: verified before this)."""
+    if "authorization_details" not in claims:
+        return None
+    approval = claims["approval"]
+    return Approval(
+        details=tuple(claims["authorization_details"]), hash=approval["hash"], one_time=approval["one_time"]
     )
 
 
@@ -116,3 +130,10 @@ def _find_refresh_token(context: ProviderContext, token: str) -> IssuedToken | N
     if found is None or found.row.revoked or found.row.rotated or found.holder.disabled:
         return None
     return refresh_token_view(found)
+
+
+def spend_single_use(ephemeral: EphemeralStore, jti: str, *, expires_at: int) -> bool:
+    """True for the first use of a single-use token (an approved one_time transaction): one atomic
+    increment, kept until the token expires. Introspection and the provider's own APIs share it."""
+    ttl = max(1, expires_at - int(time.time()))
+    return ephemeral.incr(f"spent-jti:{jti}", ttl=ttl) == 1

@@ -11,6 +11,7 @@ from typing import Any
 
 from joserfc import jwt
 
+from idp.oidc.authorization_details import Approval
 from idp.oidc.keys import KeyRing
 from idp.store.ephemeral import EphemeralStore
 from idp.store.tables import User
@@ -42,6 +43,7 @@ class GrantSubject:
     user: User
     authentication: Authentication
     grant_id: str
+    approval: Approval | None = None  # the authorization details (RFC 9396) the user approved
 
 
 def new_grant_id() -> str:
@@ -100,6 +102,8 @@ class TokenService:
                 "sid": authentication.sid,
                 "grant_id": user.grant_id,
             }
+            if user.approval is not None:
+                claims |= user.approval.claims()
         key = self._keyring.signing_key(self._algorithm)
         header = {"typ": ACCESS_TOKEN_TYPE, "alg": self._algorithm, "kid": key.kid}
         token: dict[str, Any] = {
@@ -108,7 +112,10 @@ class TokenService:
             "expires_in": lifetime,
             "scope": scope or "",
         }
-        if user is not None and include_refresh_token:
+        if user is not None and user.approval is not None:
+            # RFC 9396 7; an approved transaction is not renewed: no refresh token carries it on.
+            token["authorization_details"] = list(user.approval.details)
+        elif user is not None and include_refresh_token:
             token["refresh_token"] = secrets.token_urlsafe(32)
         return token
 

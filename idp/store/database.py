@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,15 +11,20 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.engine.interfaces import DBAPIConnection, ExceptionContext
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from idp.store.outages import OutageLog
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # A pooled connection idle for longer than this is pinged before use (HikariCP's rule): one that just
 # served a request is not, which saves a round trip per request under load.
 PING_AFTER_IDLE_SECONDS = 1.0
+# The PostgreSQL advisory lock every instance takes around its migrations (any number, fixed for good).
+MIGRATION_LOCK = 0x1D9_6D16
 
 
 class DatabaseUnavailable(Exception):
@@ -33,6 +39,7 @@ class Database:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         _ping_idle_connections(self.engine)
+        _log_outages(self.engine, OutageLog("database"))
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -52,12 +59,36 @@ class Database:
         return self._sessions()
 
     def migrate(self, revision: str = "head") -> None:
-        """Bring the schema to `revision`, the newest by default (idempotent)."""
+        """Bring the schema to `revision`, the newest by default (idempotent). Safe when several
+        instances start at once: one migrates while the others wait, then find nothing left to do."""
         config = AlembicConfig()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as connection:
+        with self._migration_lock(), self.engine.begin() as connection:
+            if self.engine.dialect.name == "postgresql":
+                # Held until this transaction ends, so released with the migrations' commit.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
+
+    def revision(self) -> str | None:
+        """The schema's current revision (None before the first migration)."""
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """On SQLite, an exclusive lock on a file beside the database, across processes; PostgreSQL
+        serializes with its advisory lock inside the transaction instead."""
+        database = self.engine.url.database
+        if self.engine.dialect.name != "sqlite" or not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.migrate.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def ping(self) -> None:
         try:
@@ -85,6 +116,21 @@ def _ping_idle_connections(engine: Engine) -> None:
 
     event.listen(engine, "checkin", mark_idle)
     event.listen(engine, "checkout", ping_if_idle)
+
+
+def _log_outages(engine: Engine, outages: OutageLog) -> None:
+    """Down when a connection cannot be made or is lost; up when a new one is made again (the pool
+    replaces every connection it lost)."""
+
+    def failed(context: ExceptionContext) -> None:
+        if context.is_disconnect or context.connection is None:
+            outages.failed(context.original_exception)
+
+    def connected(_dbapi_connection: Any, _record: Any) -> None:
+        outages.answered()
+
+    event.listen(engine, "handle_error", failed)
+    event.listen(engine, "connect", connected)
 
 
 def _sqlite_pragmas(connection: DBAPIConnection, _record: object) -> None:

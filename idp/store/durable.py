@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -140,6 +140,19 @@ class Factors:
             delete(Factor).where(Factor.user_id == user_id, Factor.id == factor_id)
         )
         return _rows_affected(result) == 1
+
+    def reseal_secrets(self, reseal: Callable[[bytes], bytes]) -> int:
+        """Encrypt every stored factor secret again (TOTP), the rows locked until the unit of work ends;
+        returns how many."""
+        self._of_user.clear()
+        query = select(Factor).where(Factor.secret.is_not(None)).with_for_update()
+        count = 0
+        for factor in self._session.scalars(query):
+            if factor.secret is not None:
+                factor.secret = reseal(factor.secret)
+                count += 1
+        self._session.flush()
+        return count
 
     def remove_all(self, user_id: str, kind: str | None = None) -> int:
         self._of_user.clear()

@@ -16,6 +16,8 @@ from typing import Protocol, cast
 
 import redis
 
+from idp.store.outages import OutageLog
+
 KEY_PREFIX = "idp:"
 
 
@@ -119,27 +121,28 @@ class RedisStore:
         self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._reserve = self._redis.register_script(_RESERVE)
         self._refund = self._redis.register_script(_REFUND)
+        self._errors = _redis_errors(OutageLog("redis"))
 
     def put(self, key: str, value: bytes, *, ttl: int) -> None:
-        with _redis_errors():
+        with self._errors:
             self._redis.set(KEY_PREFIX + key, value, ex=ttl)
 
     def get(self, key: str) -> bytes | None:
-        with _redis_errors():
+        with self._errors:
             return cast(bytes | None, self._redis.get(KEY_PREFIX + key))
 
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         if not keys:
             return []
-        with _redis_errors():
+        with self._errors:
             return cast(list[bytes | None], self._redis.mget([KEY_PREFIX + key for key in keys]))
 
     def take(self, key: str) -> bytes | None:
-        with _redis_errors():
+        with self._errors:
             return cast(bytes | None, self._redis.getdel(KEY_PREFIX + key))
 
     def incr(self, key: str, *, ttl: int) -> int:
-        with _redis_errors():
+        with self._errors:
             pipe = self._redis.pipeline(transaction=True)
             pipe.incr(KEY_PREFIX + key)
             pipe.expire(KEY_PREFIX + key, ttl, nx=True)
@@ -149,13 +152,13 @@ class RedisStore:
     def delete(self, *keys: str) -> None:
         if not keys:
             return
-        with _redis_errors():
+        with self._errors:
             self._redis.delete(*(KEY_PREFIX + key for key in keys))
 
     def reserve(self, tallies: Sequence[Tally]) -> Reserved | Held:
         token = secrets.token_hex(16)
         schedules = json.dumps([[tally.window, tally.free, tally.holds] for tally in tallies])
-        with _redis_errors():
+        with self._errors:
             waits = self._reserve(keys=_tally_keys(tallies), args=[token, schedules])
         if not waits:
             return Reserved(token)
@@ -163,11 +166,11 @@ class RedisStore:
 
     def refund(self, tallies: Sequence[Tally], *, token: str) -> None:
         if tallies:
-            with _redis_errors():
+            with self._errors:
                 self._refund(keys=_tally_keys(tallies), args=[token])
 
     def ping(self) -> None:
-        with _redis_errors():
+        with self._errors:
             self._redis.ping()
 
 
@@ -177,12 +180,20 @@ def _tally_keys(tallies: Sequence[Tally]) -> list[str]:
 
 class _redis_errors:
     """Translate the client's connection failures, and writes refused by a full Redis (maxmemory with
-    `noeviction`), into StoreUnavailable: the request fails closed."""
+    `noeviction`), into StoreUnavailable: the request fails closed. Whether Redis answers goes to the
+    outage log (a full Redis answers: its refusals are not an outage)."""
+
+    def __init__(self, outages: OutageLog) -> None:
+        self._outages = outages
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: object) -> None:
+        if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+            self._outages.failed(error)
+        elif error is None:
+            self._outages.answered()
         if isinstance(error, redis.ConnectionError | redis.TimeoutError | redis.exceptions.OutOfMemoryError):
             raise StoreUnavailable(f"redis: {error}") from error
 

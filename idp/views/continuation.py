@@ -8,7 +8,7 @@ import logging
 import time
 
 from authlib.oauth2 import OAuth2Error
-from flask import redirect, url_for
+from flask import Response, redirect, render_template, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp import observability
@@ -23,15 +23,17 @@ from idp.auth.pipeline import (
     latest_proof_since,
 )
 from idp.auth.policy import Method
+from idp.oidc import device_flow
+from idp.oidc.authorization_details import Approval
 from idp.oidc.consent import ConsentRequest, pending_consent
 from idp.oidc.delivery import deliver_error
 from idp.oidc.error_descriptions import describe
 from idp.oidc.server import StoredAuthorizationRequest
 from idp.oidc.tokens import Authentication, GrantSubject, new_grant_id
 from idp.store.tables import User
-from idp.views import errors, session_state
+from idp.views import approvals, errors, session_state
 from idp.views import sign_in_request as sign_ins
-from idp.views.sign_in_request import AccountPage, ClientRedirect, SignInRequest
+from idp.views.sign_in_request import AccountPage, ClientRedirect, DeviceApproval, SignInRequest
 from idp.web import audit, authorization_server, durable_store, services
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,8 @@ def _finish(sign_in: SignInRequest, done: Done, user: User) -> BaseResponse:
     if not sign_ins.finish(sign_in):
         return errors.sign_in_expired()
     destination = sign_in.destination
+    if isinstance(destination, DeviceApproval):
+        return _approve_device(destination, done, user)
     if isinstance(destination, AccountPage):
         # Only a proof made for this request makes the session fresh for the account pages.
         requested_at = sign_in.requirement.requested_at
@@ -100,14 +104,19 @@ def _finish(sign_in: SignInRequest, done: Done, user: User) -> BaseResponse:
             session_state.remember_reauthentication(requested_at=requested_at, proved_at=proved_at)
         _record_sign_in(user, done, client_id=None, sid=session_state.session_sid())
         return redirect(destination.path)
-    return _issue_code(destination, done, user)
+    transaction = approvals.transaction_of(sign_in)
+    return _issue_code(destination, done, user, approval=transaction.approval() if transaction else None)
 
 
-def _issue_code(destination: ClientRedirect, done: Done, user: User) -> BaseResponse:
+def _issue_code(
+    destination: ClientRedirect, done: Done, user: User, *, approval: Approval | None
+) -> BaseResponse:
     authentication = Authentication(
         acr=done.acr, amr=tuple(done.amr), auth_time=done.auth_time, sid=session_state.session_sid()
     )
-    subject = GrantSubject(user=user, authentication=authentication, grant_id=new_grant_id())
+    subject = GrantSubject(
+        user=user, authentication=authentication, grant_id=new_grant_id(), approval=approval
+    )
     stored = StoredAuthorizationRequest(url_for("oidc.authorize", _external=True), destination.params)
     server = authorization_server()
     try:
@@ -117,6 +126,27 @@ def _issue_code(destination: ClientRedirect, done: Done, user: User) -> BaseResp
     response: BaseResponse = server.create_authorization_response(stored, grant_user=subject, grant=grant)
     _record_sign_in(user, done, client_id=destination.client_id, sid=authentication.sid)
     return response
+
+
+def _approve_device(destination: DeviceApproval, done: Done, user: User) -> BaseResponse:
+    """The device gets its tokens at its next poll, carrying what this sign-in proved (RFC 8628 3.3)."""
+    context = authorization_server().context
+    authorization = device_flow.pending_authorization(context, destination.user_code)
+    authentication = Authentication(
+        acr=done.acr, amr=tuple(done.amr), auth_time=done.auth_time, sid=session_state.session_sid()
+    )
+    approval = device_flow.Approval(
+        user_id=user.id, authentication=authentication.to_json(), grant_id=new_grant_id()
+    )
+    if authorization is None or not device_flow.decide(context, authorization, approval):
+        return errors.device_code_expired()
+    _record_sign_in(user, done, client_id=destination.client_id, sid=authentication.sid)
+    return device_decided(destination.client_name, approved=True)
+
+
+def device_decided(client_name: str, *, approved: bool) -> Response:
+    """The page that tells the user to go back to their device."""
+    return Response(render_template("device_done.html", client_name=client_name, approved=approved))
 
 
 def _record_sign_in(user: User, done: Done, *, client_id: str | None, sid: str) -> None:
@@ -134,7 +164,7 @@ def _record_sign_in(user: User, done: Done, *, client_id: str | None, sid: str) 
 
 def _fail(sign_in: SignInRequest, step: Fail, user: User | None) -> BaseResponse:
     """The pipeline refuses; a disabled account (access_denied) is also signed out of this browser."""
-    if step.error == "access_denied" and isinstance(sign_in.destination, ClientRedirect):
+    if step.error == "access_denied" and not isinstance(sign_in.destination, AccountPage):
         session_state.end_session(reason="sign-in refused")
     return refuse_sign_in(sign_in, step, user)
 
@@ -150,7 +180,9 @@ def refuse_sign_in(sign_in: SignInRequest, step: Fail, user: User | None) -> Bas
         detail={"error": step.error},
     )
     destination = sign_in.destination
-    if isinstance(destination, AccountPage):
+    if isinstance(destination, DeviceApproval):
+        _deny_device(destination)
+    if not isinstance(destination, ClientRedirect):
         return errors.cannot_continue(describe(step.error, step.description))
     return answer_client_error(
         destination.redirect_uri,
@@ -159,6 +191,14 @@ def refuse_sign_in(sign_in: SignInRequest, step: Fail, user: User | None) -> Bas
         state=destination.params.get("state"),
         response_mode=destination.params.get("response_mode"),
     )
+
+
+def _deny_device(destination: DeviceApproval) -> None:
+    """A device whose sign-in cannot succeed hears access_denied at its next poll."""
+    context = authorization_server().context
+    authorization = device_flow.pending_authorization(context, destination.user_code)
+    if authorization is not None:
+        device_flow.decide(context, authorization, None)
 
 
 def answer_client_error(

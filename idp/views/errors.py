@@ -28,7 +28,9 @@ HTTP_ERRORS = {
 OTHER_HTTP_ERROR = ("Request refused", "The request could not be completed.")
 # Endpoints whose refusals are JSON: OAuth errors (RFC 6749 5.2, RFC 6750 3.1), and the passkey
 # ceremonies' {"error": message} (idp.views.passkeys.json_error).
-PROTOCOL_ENDPOINTS = frozenset({"oidc.token", "oidc.revoke", "oidc.introspect", "oidc.userinfo"})
+PROTOCOL_ENDPOINTS = frozenset(
+    {"oidc.token", "oidc.revoke", "oidc.introspect", "oidc.userinfo", "oidc.device_authorization"}
+)
 JSON_ENDPOINTS = frozenset(
     {
         "signin.passkey_options",
@@ -53,6 +55,15 @@ def sign_in_expired() -> Response:
 def invalid_authorization_request(message: str) -> Response:
     """An authorization request that cannot be answered at the client (RFC 6749 4.1.2.1)."""
     return error_page("This sign-in link is not valid", message, status=400)
+
+
+def device_code_expired() -> Response:
+    """The user code at /device expired, or the device was approved or denied already."""
+    return error_page(
+        "Code expired",
+        "This code has expired or was already used. Start again on your device to get a new one.",
+        status=400,
+    )
 
 
 def cannot_continue(message: str) -> Response:

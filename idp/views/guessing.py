@@ -30,6 +30,7 @@ class Event(StrEnum):
 
     SIGN_IN = "sign_in"
     CLIENT_AUTHENTICATION = "client_authentication"  # counted by the token endpoint's status instead
+    DEVICE_USER_CODE = "device_user_code"  # a code typed at /device (RFC 8628 5.1)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable
+from typing import Any
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.base import invalid_error_characters
@@ -19,10 +21,13 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from idp import observability
 from idp.auth.pipeline import RequestRejected, requirement_for
+from idp.auth.quotas import Usage
 from idp.auth.throttle import Blocked, address_subject
+from idp.oidc.authorization_details import InvalidAuthorizationDetails, canonical_json
 from idp.oidc.bearer import TokenSentTwice, challenge, presented_token
 from idp.oidc.claims import user_claims
 from idp.oidc.client_assertions import asserted_client_id
+from idp.oidc.clients import GRANT_TYPES
 from idp.oidc.delivery import RESPONSE_MODES
 from idp.oidc.keys import MAX_JWT_LENGTH
 from idp.oidc.prompts import Prompt, requested_prompts
@@ -40,6 +45,7 @@ blueprint = Blueprint("oidc", __name__)
 
 MAX_PARAMETER_LENGTH = MAX_JWT_LENGTH  # no parameter we accept is longer than the longest token
 TOO_MANY_FAILURES = "Too many client authentications failed. Try again later."
+TOO_MANY_SIGN_INS = "Too many sign-ins were started from this address. Try again later."
 log = logging.getLogger(__name__)
 
 
@@ -67,6 +73,16 @@ def authorize() -> BaseResponse:
         )
     client = grant.client.row
     try:
+        details = _authorization_details(payload.data.get("authorization_details"))
+    except InvalidAuthorizationDetails as refused:
+        return answer_client_error(
+            redirect_uri,
+            error=refused.error,
+            description=refused.get_error_description(),
+            state=payload.state,
+            response_mode=response_mode,
+        )
+    try:
         requirement = requirement_for(
             policy=services().policy,
             scopes=(grant.request.scope or "").split(),
@@ -77,6 +93,8 @@ def authorize() -> BaseResponse:
             client_default_acr_values=client.default_acr_values,
             client_default_max_age=client.default_max_age,
             now=time.time(),
+            detail_levels=services().authorization_details.levels(details),
+            approval=secrets.token_urlsafe(24) if details else None,
         )
     except RequestRejected as rejected:
         return answer_client_error(
@@ -87,7 +105,9 @@ def authorize() -> BaseResponse:
             response_mode=response_mode,
         )
     try:
-        params = kept_parameters(payload.data, redirect_uri=redirect_uri, state=payload.state)
+        canonical = {"authorization_details": canonical_json(details).decode()} if details else {}
+        data = {**payload.data, **canonical}
+        params = kept_parameters(data, redirect_uri=redirect_uri, state=payload.state)
     except OAuth2Error as error:
         return answer_protocol_error(error, response_mode=response_mode)
     destination = ClientRedirect(
@@ -97,6 +117,11 @@ def authorize() -> BaseResponse:
     if Prompt.SELECT_ACCOUNT in requested_prompts(payload.data.get("prompt")):
         return ask_for_account(sign_in)
     return continue_sign_in(sign_in)
+
+
+def _authorization_details(raw: str | None) -> tuple[dict[str, Any], ...]:
+    """RFC 9396 2: validated against the configured types; none when the request carries none."""
+    return () if raw is None else services().authorization_details.validate(raw)
 
 
 @blueprint.route("/authorize/resume/<sign_in_id>")
@@ -124,7 +149,7 @@ def _malformed_parameters() -> InvalidRequestError | None:
 def token() -> BaseResponse:
     response = _with_client_authentication(lambda: authorization_server().create_token_response())
     grant_type = request.form.get("grant_type", "")
-    known = grant_type in ("authorization_code", "refresh_token", "client_credentials")
+    known = grant_type in GRANT_TYPES
     observability.TOKENS.labels(grant_type if known else "other", str(response.status_code)).inc()
     return response
 
@@ -140,6 +165,24 @@ def pushed_authorization_request() -> BaseResponse:
     return _with_client_authentication(
         lambda: authorization_server().create_endpoint_response("pushed_authorization_request")
     )
+
+
+@blueprint.route("/device_authorization", methods=["POST"])
+def device_authorization() -> BaseResponse:
+    """RFC 8628 3.1: idp.oidc.device_flow; the user goes on at /device (idp.views.device). Each is a
+    sign-in started: it counts in the address's quota of them, as at /authorize."""
+    found = services()
+    quota = found.quotas.sign_ins
+    if found.quotas.use(quota, address=request.remote_addr) is not Usage.WITHIN:
+        refusal = jsonify(error="slow_down", error_description=TOO_MANY_SIGN_INS)
+        refusal.status_code = 429
+        refusal.headers["Retry-After"] = str(quota.window)
+        return refusal
+    response = _with_client_authentication(
+        lambda: authorization_server().create_endpoint_response("device_authorization")
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @blueprint.route("/introspect", methods=["POST"])

@@ -15,7 +15,8 @@ from idp.auth.policy import Method, passkey_amr
 from idp.auth.throttle import Blocked, account_subject, address_subject
 from idp.auth.webauthn import CeremonyFailed, credential_id_of, user_handle_of
 from idp.store.tables import Factor, FactorKind, User
-from idp.views import guessing, session_state
+from idp.views import approvals, guessing
+from idp.views.approvals import Transaction
 from idp.views.guessing import Event, Guessed
 from idp.web import audit, durable_store, services
 
@@ -28,14 +29,18 @@ class PasskeyUsage:
 
     user: User | None
     require_user_verification: bool
+    transaction: Transaction | None = None  # the details the assertion signs (idp.views.approvals)
 
 
-def usage_for(step: Step, user: User | None) -> PasskeyUsage | None:
-    """A passkey can start a sign-in (standing alone, so it must verify the user) or be the second factor."""
+def usage_for(
+    step: Step, user: User | None, *, transaction: Transaction | None = None
+) -> PasskeyUsage | None:
+    """A passkey can start a sign-in (standing alone, so it must verify the user) or be the second factor;
+    in a sign-in approving a transaction, either way it signs the transaction."""
     if isinstance(step, NeedPassword):
-        return PasskeyUsage(user=None, require_user_verification=True)
+        return PasskeyUsage(user=None, require_user_verification=True, transaction=transaction)
     if isinstance(step, NeedFactor) and Method.WEBAUTHN in step.methods and user is not None:
-        return PasskeyUsage(user=user, require_user_verification=False)
+        return PasskeyUsage(user=user, require_user_verification=False, transaction=transaction)
     return None
 
 
@@ -52,7 +57,9 @@ def webauthn_factors(user: User) -> list[Factor]:
 def begin_authentication(usage: PasskeyUsage) -> Response:
     allowed = [PasskeyData.of(f).credential for f in webauthn_factors(usage.user)] if usage.user else []
     challenge = services().ceremonies.begin_authentication(
-        allowed=allowed, require_user_verification=usage.require_user_verification
+        allowed=allowed,
+        require_user_verification=usage.require_user_verification,
+        signs=usage.transaction.signs if usage.transaction else None,
     )
     session[CEREMONY_KEY] = challenge.ceremony_id
     return Response(challenge.options_json, mimetype="application/json")
@@ -101,11 +108,12 @@ def _verify_assertion(usage: PasskeyUsage) -> User:
         response=response,
         credential=passkey.credential,
         require_user_verification=usage.require_user_verification,
+        expected_signed=usage.transaction.signs if usage.transaction else None,
     )
     used = replace(passkey, sign_count=assertion.new_sign_count, backed_up=assertion.backed_up)
     store.factors.mark_used(factor.id, int(time.time()), data=used.to_json())
     amr = passkey_amr(attested=passkey.attested, user_verified=assertion.user_verified)
-    session_state.record_proof(owner, Method.WEBAUTHN, amr)
+    approvals.record_proof(owner, Method.WEBAUTHN, amr, usage.transaction)
     return owner
 
 

@@ -73,10 +73,13 @@ def browser_binding(*, create: bool) -> str | None:
     return None if secret is None else hashlib.sha256(secret.encode()).hexdigest()
 
 
-def record_proof(user: User, method: Method, amr: frozenset[Amr]) -> AuthState:
-    """Add a verified proof under a new session id (no fixation); a new subject starts a new session."""
+def record_proof(
+    user: User, method: Method, amr: frozenset[Amr], *, approves: str | None = None
+) -> AuthState:
+    """Add a verified proof under a new session id (no fixation); a new subject starts a new session.
+    `approves`: the transaction approval the proof was made on (idp.views.approvals)."""
     before = current_state()
-    state = apply_proof(before, user.id, Proof(method=method, amr=amr, at=time.time()))
+    state = apply_proof(before, user.id, Proof(method=method, amr=amr, at=time.time(), approves=approves))
     if before is None or before.subject != user.id:
         start_over()
         _index_session(user)

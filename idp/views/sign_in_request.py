@@ -40,7 +40,21 @@ class AccountPage:
     client_name: str = "Your account"
 
 
-Destination = ClientRedirect | AccountPage
+@dataclass(frozen=True)
+class DeviceApproval:
+    """Ends with a device approved (RFC 8628): the request the user code named, confirmed at /device."""
+
+    client_id: str
+    client_name: str
+    user_code: str
+
+
+Destination = ClientRedirect | AccountPage | DeviceApproval
+DESTINATION_KINDS: dict[str, type[Destination]] = {
+    "client": ClientRedirect,
+    "account": AccountPage,
+    "device": DeviceApproval,
+}
 
 
 @dataclass(frozen=True)
@@ -58,10 +72,10 @@ class SignInRequest:
 
     @property
     def client_id(self) -> str | None:
-        return self.destination.client_id if isinstance(self.destination, ClientRedirect) else None
+        return None if isinstance(self.destination, AccountPage) else self.destination.client_id
 
     def to_json(self) -> bytes:
-        kind = "client" if isinstance(self.destination, ClientRedirect) else "account"
+        kind = next(name for name, kind in DESTINATION_KINDS.items() if isinstance(self.destination, kind))
         return json.dumps(
             {
                 "id": self.id,
@@ -75,9 +89,7 @@ class SignInRequest:
     def from_json(cls, raw: bytes) -> SignInRequest:
         data: dict[str, Any] = json.loads(raw)
         fields = dict(data["destination"])
-        destination: Destination = (
-            ClientRedirect(**fields) if fields.pop("kind") == "client" else AccountPage(**fields)
-        )
+        destination: Destination = DESTINATION_KINDS[fields.pop("kind")](**fields)
         return cls(
             id=data["id"],
             destination=destination,

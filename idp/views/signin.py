@@ -23,7 +23,7 @@ from idp.mail import DeliveryFailed
 from idp.management.context import Conflict, Invalid
 from idp.management.users import replace_temporary_password
 from idp.store.tables import FactorKind, User
-from idp.views import errors, guessing, passkeys, session_state, totp_enrolment
+from idp.views import approvals, errors, guessing, passkeys, session_state, totp_enrolment
 from idp.views import sign_in_request as sign_ins
 from idp.views.continuation import continue_sign_in
 from idp.views.email_codes import send_code
@@ -111,7 +111,13 @@ def password(sign_in: SignInRequest, _step: NeedPassword, user: User | None) -> 
 def _password_page(
     sign_in: SignInRequest, *, error: str | None = None, username: str = "", status: int = 200
 ) -> Response:
-    body = render_template("signin_password.html", sign_in=sign_in, error=error, username=username)
+    body = render_template(
+        "signin_password.html",
+        sign_in=sign_in,
+        error=error,
+        username=username,
+        transaction=approvals.transaction_of(sign_in),
+    )
     return Response(body, status=status)
 
 
@@ -185,7 +191,7 @@ def _prove_second_factor(
             guess.wrong()
             return _factor_page(sign_in, step, error=refused, status=401)
         guess.right()
-    session_state.record_proof(user, method, METHOD_AMR[method])
+    approvals.record_proof(user, method, METHOD_AMR[method], approvals.transaction_of(sign_in))
     return None
 
 
@@ -205,6 +211,7 @@ def _factor_page(
         error=error,
         Method=Method,
         sent_to=mask_address(sent_to) if sent_to else None,
+        transaction=approvals.transaction_of(sign_in),
     )
     return Response(body, status=status)
 
@@ -273,16 +280,16 @@ def mask_address(address: str) -> str:
 
 @blueprint.route("/<sign_in_id>/passkey/options", methods=["POST"])
 @at_step((NeedPassword, NeedFactor), json=True)
-def passkey_options(_sign_in: SignInRequest, step: Step, user: User | None) -> BaseResponse:
+def passkey_options(sign_in: SignInRequest, step: Step, user: User | None) -> BaseResponse:
     """Options for a passkey alone (usernameless, user verification required) or as a second factor."""
-    usage = passkeys.usage_for(step, user)
+    usage = passkeys.usage_for(step, user, transaction=approvals.transaction_of(sign_in))
     return passkeys.json_error(NOT_NOW, status=409) if usage is None else passkeys.begin_authentication(usage)
 
 
 @blueprint.route("/<sign_in_id>/passkey", methods=["POST"])
 @at_step((NeedPassword, NeedFactor), json=True)
 def passkey(sign_in: SignInRequest, step: Step, user: User | None) -> BaseResponse:
-    usage = passkeys.usage_for(step, user)
+    usage = passkeys.usage_for(step, user, transaction=approvals.transaction_of(sign_in))
     if usage is None:
         return passkeys.json_error(NOT_NOW, status=409)
     next_url = url_for("oidc.resume", sign_in_id=sign_in.id)

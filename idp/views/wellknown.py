@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from flask import Blueprint, Response
@@ -12,7 +12,7 @@ from idp.auth.policy import AssurancePolicy
 from idp.config import ParSettings
 from idp.oidc.claims import CLAIMS_SUPPORTED
 from idp.oidc.client_keys import CLIENT_JWT_ALGORITHMS
-from idp.oidc.clients import AUTH_METHODS, REQUEST_OBJECT_ALGORITHMS
+from idp.oidc.clients import AUTH_METHODS, GRANT_TYPES, REQUEST_OBJECT_ALGORITHMS
 from idp.store.database import DatabaseUnavailable
 from idp.store.ephemeral import StoreUnavailable
 from idp.web import services
@@ -23,9 +23,12 @@ JSON = "application/json"
 STANDARD_SCOPES = ("openid", "profile", "email", "offline_access")
 
 
-def discovery_document(issuer: str, policy: AssurancePolicy, *, par: ParSettings) -> dict[str, Any]:
+def discovery_document(
+    issuer: str, policy: AssurancePolicy, *, par: ParSettings, detail_types: Sequence[str] = ()
+) -> dict[str, Any]:
     """OIDC Discovery 3: the standard scopes and those configured under [scopes."..."]; every acr
-    level by name and by alias; what works of JAR, PAR and private_key_jwt."""
+    level by name and by alias; what works of JAR, PAR and private_key_jwt; the authorization details
+    types configured (RFC 9396 10)."""
     signing_algs = list(CLIENT_JWT_ALGORITHMS)
     return {
         "issuer": issuer,
@@ -39,7 +42,7 @@ def discovery_document(issuer: str, policy: AssurancePolicy, *, par: ParSettings
         "scopes_supported": list(dict.fromkeys([*STANDARD_SCOPES, *policy.scope_rules])),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": list(GRANT_TYPES),
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
         "token_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
@@ -66,6 +69,8 @@ def discovery_document(issuer: str, policy: AssurancePolicy, *, par: ParSettings
         "backchannel_logout_session_supported": True,
         "frontchannel_logout_supported": True,
         "frontchannel_logout_session_supported": True,
+        "authorization_details_types_supported": list(detail_types),
+        "device_authorization_endpoint": f"{issuer}/device_authorization",
     }
 
 
@@ -109,9 +114,10 @@ class PublishedDocuments:
 
 
 def published_documents(
-    issuer: str, policy: AssurancePolicy, jwks: bytes, *, par: ParSettings
+    issuer: str, policy: AssurancePolicy, jwks: bytes, *, par: ParSettings, detail_types: Sequence[str] = ()
 ) -> dict[str, bytes]:
-    document = json.dumps(discovery_document(issuer, policy, par=par), separators=(",", ":")).encode()
+    discovery = discovery_document(issuer, policy, par=par, detail_types=detail_types)
+    document = json.dumps(discovery, separators=(",", ":")).encode()
     return {DISCOVERY_PATH: document, JWKS_PATH: jwks}
 
 

@@ -39,12 +39,15 @@ PHONE = ViewportSize(width=390, height=844)
 
 
 @contextmanager
-def chromium() -> Iterator[Browser]:
-    """Debian's Chromium through Playwright; a missing browser fails the test rather than skipping it."""
+def chromium(*extra_args: str) -> Iterator[Browser]:
+    """Debian's Chromium through Playwright; a missing browser fails the test rather than skipping it.
+    `extra_args` are more command-line flags (a certificate to trust, ...)."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra_args]
+        )
         try:
             yield browser
         finally:
@@ -72,8 +75,9 @@ class DemoApp:
 
 
 @contextmanager
-def running_demo_app(provider: LiveProvider, directory: Path) -> Iterator[DemoApp]:
-    """Register the demo app with the CLI, start it on a free port, stop it afterwards."""
+def running_demo_app(provider: LiveProvider, directory: Path, *, api: str = "") -> Iterator[DemoApp]:
+    """Register the demo app with the CLI, start it on a free port (calling the demo API at `api`, when
+    given), stop it afterwards."""
     port = free_port()
     base = f"http://localhost:{port}"
     registered = provider.idp(
@@ -99,6 +103,7 @@ def running_demo_app(provider: LiveProvider, directory: Path) -> Iterator[DemoAp
                 "DEMO_ISSUER": provider.issuer,
                 "DEMO_CLIENT_ID": app.client_id,
                 "DEMO_PORT": str(port),
+                **({"DEMO_API": api} if api else {}),
             },
             stdout=output,
             stderr=subprocess.STDOUT,

@@ -410,15 +410,18 @@ def unverified_claims(token: str) -> dict[str, Any]:
 
 
 def load_example(name: str, **environ: str) -> ModuleType:
-    """examples/<name>.py as a fresh module; it reads its settings from the environment at import."""
+    """examples/<name>.py as a fresh module; it reads its settings from the environment at import, and
+    imports its neighbours (redacted_log) as when run as a script, with examples/ on the path."""
     spec = importlib.util.spec_from_file_location(f"{name}_{uuid.uuid4().hex[:8]}", EXAMPLES / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     saved = {key: os.environ.get(key) for key in environ}
     os.environ.update(environ)
+    sys.path.insert(0, str(EXAMPLES))
     try:
         spec.loader.exec_module(module)
     finally:
+        sys.path.remove(str(EXAMPLES))
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -5,12 +5,13 @@ and the one-time password serves for that once (a second browser that proved it 
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from support.account import rows
-from support.app import Browser, add_client, make_app
+from support.app import Browser, add_client, csrf_token, make_app
 from support.live import write_config
 from test_admin_api import Admin
 from test_cli import idp
@@ -148,6 +149,38 @@ def test_a_second_browser_that_proved_the_one_time_password_too_cannot_use_it(ad
     assert expired.status_code == 400 and "Sign-in expired" in expired.get_data(as_text=True)
     retry = user_browser(admin, client_id)
     assert retry.submit(retry.authorize(), username="alice", password=CHOSEN).status_code == 200
+
+
+def test_two_browsers_replacing_the_one_time_password_at_once_replace_it_once(admin: Admin) -> None:
+    admin.user("alice")
+    client_id, _secret = add_client(admin.app)
+    admin.call("PUT", f"/users/{stored(admin).id}/password", json={"password": ONE_TIME, "temporary": True})
+    browsers = [user_browser(admin, client_id) for _ in range(2)]
+    pages = [prove_one_time_password(browser) for browser in browsers]
+    choices = ["the first browser's choice", "the second browser's choice"]
+    together = threading.Barrier(2, timeout=10)
+    answers: list[TestResponse | None] = [None, None]
+
+    def replace_it(index: int) -> None:
+        form = {"csrf_token": csrf_token(pages[index]), "password": choices[index], "repeat": choices[index]}
+        together.wait()
+        answers[index] = browsers[index].client.post(pages[index].request.path, data=form)
+
+    threads = [threading.Thread(target=replace_it, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    statuses = sorted(answer.status_code for answer in answers if answer is not None)
+    assert statuses[0] == 302 and statuses[1] in (400, 403), statuses
+    (winner,) = [index for index, answer in enumerate(answers) if answer and answer.status_code == 302]
+    changed = [e for e in rows(admin.app, AuditEvent) if e.event == "password_changed"]
+    assert len(changed) == 1
+    retry = user_browser(admin, client_id)
+    assert retry.submit(retry.authorize(), username="alice", password=choices[1 - winner]).status_code == 401
+    retry = user_browser(admin, client_id)
+    assert retry.submit(retry.authorize(), username="alice", password=choices[winner]).status_code == 200
 
 
 def test_the_cli_sets_a_one_time_password(tmp_path: Path) -> None:

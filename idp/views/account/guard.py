@@ -1,5 +1,6 @@
 """Who may use the account pages: flask-login's current user is the session's subject once the pipeline
 says the session reaches the minimum level; changes also need a proof within the reauthentication age.
+The admin console adds the pipeline's administrative requirement (`administrator_required`).
 
 flask-login loads the user per request (`request_loader`) rather than from an id it stored itself:
 the server-side session holds proofs, and only the pipeline can say whether they are enough.

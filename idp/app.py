@@ -31,11 +31,9 @@ from idp.csrf_origin import install_origin_check
 from idp.lean_paths import LeanPaths
 from idp.mail import open_mailer
 from idp.oidc.authorization_details import DetailTypes
-from idp.oidc.backchannel import BackChannelDelivery, DeliveryFailed
-from idp.oidc.client_keys import ClientKeys
+from idp.oidc.backchannel import BackChannelDelivery, audit_delivery_failure
 from idp.oidc.clients import ClientCache
-from idp.oidc.context import ProviderContext
-from idp.oidc.dpop import DpopVerifier, StoredProofs
+from idp.oidc.context import ProviderContext, provider_context
 from idp.oidc.keys import KeyRing
 from idp.oidc.server import build_server
 from idp.oidc.tokens import TokenService
@@ -43,7 +41,6 @@ from idp.package_data import data_folder
 from idp.secrets import SecretBox, load_session_secret
 from idp.security_headers import security_headers
 from idp.store.database import Database
-from idp.store.durable import DurableStore, audit_event
 from idp.store.ephemeral import open_ephemeral_store
 from idp.store.failures import STORE_FAILURES
 from idp.trusted_proxies import TrustedProxies, parse_networks
@@ -52,6 +49,7 @@ from idp.views import (
     account_selection,
     branding,
     consent,
+    console,
     device,
     errors,
     home,
@@ -123,31 +121,18 @@ def open_services(settings: Settings) -> Services:
             settings=settings.address_limits,
             sign_in_lifetime=settings.tokens.sign_in_lifetime,
         ),
-        backchannel=BackChannelDelivery(settings.logout, report_failure=partial(_audit_failure, database)),
+        backchannel=BackChannelDelivery(
+            settings.logout, report_failure=partial(audit_delivery_failure, database)
+        ),
         authorization_details=DetailTypes(settings.authorization_details),
         reset_links=ResetLinks(ephemeral=ephemeral, lifetime=settings.account.reset_link_lifetime),
     )
 
 
-def _audit_failure(database: Database, failed: DeliveryFailed) -> None:
-    """A client never accepted its logout_token: audited in a unit of work of its own (a worker's)."""
-    with database.unit_of_work() as session:
-        DurableStore.over(session).audit.record(
-            audit_event(
-                "backchannel_logout",
-                "failure",
-                at=int(time.time()),
-                client_id=failed.notice.client_id,
-                detail={"uri": failed.notice.uri, "attempts": failed.attempts, "error": failed.error},
-            )
-        )
-
-
 def protocol_context(found: Services) -> ProviderContext:
     """The slice of the services that grants and token endpoints use, with this request's unit of work."""
-    return ProviderContext(
-        issuer=found.settings.issuer,
-        lifetimes=found.settings.tokens,
+    return provider_context(
+        found.settings,
         tokens=found.tokens,
         ephemeral=found.ephemeral,
         keyring=found.keyring,
@@ -156,17 +141,8 @@ def protocol_context(found: Services) -> ProviderContext:
         ),
         durable=durable_store,
         audit=audit,
-        client_keys=ClientKeys(found.settings.client_keys),
-        par=found.settings.par,
-        authorization_details=found.authorization_details,
         policy=found.policy,
-        device=found.settings.device,
-        dpop=DpopVerifier(
-            issuer=found.settings.issuer,
-            settings=found.settings.dpop,
-            seen=StoredProofs(found.ephemeral),
-            nonce_secret=load_session_secret(Path(found.settings.keys.directory)),
-        ),
+        authorization_details=found.authorization_details,
     )
 
 
@@ -238,6 +214,7 @@ def create_app(settings: Settings) -> Flask:
     ):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(admin_api.blueprint)
+    app.register_blueprint(console.blueprint)
     app.add_template_filter(_datetime, "datetime")
     app.add_template_filter(_isotime, "isotime")
     app.add_template_filter(plain_words.device, "device")

@@ -24,6 +24,7 @@ from idp.management import clients as client_ops
 from idp.management import keys as key_ops
 from idp.management import users as user_ops
 from idp.management.context import CLI, Management, ManagementError
+from idp.management.logout import CommandLineLogout
 from idp.oidc.client_keys import CLIENT_JWT_ALGORITHMS
 from idp.oidc.clients import (
     AUTH_METHODS,
@@ -228,8 +229,13 @@ def cmd_users_reset_mfa(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_users_set_password(settings: Settings, args: argparse.Namespace) -> None:
     password = _read_password(args.password_stdin)
-    _on_user(settings, args.username, lambda m, user: user_ops.set_password(m, user, password))
-    print(f"set the password of {args.username}; their sessions ended")
+    _on_user(
+        settings,
+        args.username,
+        lambda m, user: user_ops.set_password(m, user, password, temporary=args.temporary),
+    )
+    kind = "a one-time password" if args.temporary else "the password"
+    print(f"set {kind} of {args.username}; their sessions ended")
 
 
 def cmd_users_unlock(settings: Settings, args: argparse.Namespace) -> None:
@@ -445,7 +451,9 @@ def _management(settings: Settings) -> Iterator[Management]:
     """One command's operations, in one unit of work, audited as done from the command line."""
     with _store(settings) as store:
         ephemeral = open_ephemeral_store(settings.redis.url, Path(settings.instance_dir))
-        yield Management(store=store, ephemeral=ephemeral, settings=settings, actor=CLI)
+        logout = CommandLineLogout(settings, store=store, ephemeral=ephemeral)
+        yield Management(store=store, ephemeral=ephemeral, settings=settings, actor=CLI, tell_clients=logout)
+    logout.deliver()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -524,6 +532,9 @@ def _parser() -> argparse.ArgumentParser:
     set_password = users.add_parser("set-password", help="set a user's password (ends their sessions)")
     set_password.add_argument("username")
     set_password.add_argument("--password-stdin", action="store_true", help="read it from standard input")
+    set_password.add_argument(
+        "--temporary", action="store_true", help="for one sign-in: the user chooses their own right after it"
+    )
     set_password.set_defaults(handler=cmd_users_set_password)
     reset_link = users.add_parser("reset-link", help="print a one-time password reset link for a user")
     reset_link.add_argument("username")

@@ -15,6 +15,7 @@ from support.app import make_app
 from idp.admin.openapi import document
 from idp.admin.reference import reference
 from idp.management.context import CLI, Management
+from idp.management.logout import CommandLineLogout
 from idp.management.users import create_user
 from idp.oidc.clients import RegisteredClient, register_client
 from idp.oidc.tokens import Authentication, GrantSubject, new_grant_id
@@ -81,11 +82,19 @@ class _management:
         found = services()
         self._unit = found.database.unit_of_work()
         store = DurableStore.over(self._unit.__enter__())
-        return Management(store=store, ephemeral=found.ephemeral, settings=found.settings, actor=CLI)
+        self._logout = CommandLineLogout(found.settings, store=store, ephemeral=found.ephemeral)
+        return Management(
+            store=store,
+            ephemeral=found.ephemeral,
+            settings=found.settings,
+            actor=CLI,
+            tell_clients=self._logout,
+        )
 
     def __exit__(self, *exc: Any) -> None:
         self._unit.__exit__(*exc)
         self._context.__exit__(*exc)
+        self._logout.deliver()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from sqlalchemy import select
 from support.app import Browser, add_client, add_user, code_from, make_app, meta_csrf_token
 from support.attestation import Attester, CertificateAuthority
@@ -110,8 +111,8 @@ def client(tmp_path: Path) -> Client:
     return Client(app, *add_client(app))
 
 
-def promote(client: Client, username: str) -> None:
-    with client.app.app_context(), services().database.unit_of_work() as session:
+def promote(app: Flask, username: str) -> None:
+    with app.app_context(), services().database.unit_of_work() as session:
         session.scalars(select(User).where(User.username == username)).one().is_admin = True
 
 
@@ -134,7 +135,7 @@ def test_the_first_administrator_enrols_an_attested_key_in_the_first_sign_in(
     client: Client, attested: bool, finished: bool
 ) -> None:
     add_user(client.app, "root", SECRET)
-    promote(client, "root")
+    promote(client.app, "root")
     browser = client.browser()
     page = browser.submit(browser.authorize(), username="root", password=SECRET)
     assert page.request.path.endswith("/enrol/passkey"), page.request.path

@@ -515,6 +515,7 @@ def test_logout_uris_are_stored_with_their_session_requirement(config: Path) -> 
 
 
 def test_users_are_managed_with_the_rules_of_the_pages(config: Path) -> None:
+    assert create_user(config, "root", "--admin").returncode == 0  # alice is not the last administrator
     assert create_user(config, "alice", "--email", "alice@example.com").returncode == 0
     weak = idp(config, "users", "set-password", "alice", "--password-stdin", stdin="password1234\n")
     assert (weak.returncode, weak.stderr.count("\n")) == (2, 1) and "most common" in weak.stderr

@@ -7,7 +7,6 @@ that must survive, a receiver that hangs or is down (the user's page must not wa
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -17,10 +16,14 @@ from typing import Any
 import jwt
 import pytest
 import requests
-from flask import Flask, request
+from sqlalchemy import update
 from support.live import LiveProvider, free_port, provider_on_real_stores
+from support.logout_receiver import Receiver, running_receiver
 from support.oidc_client import TIMEOUT, Account, Browser, Client, OpenIdProvider, create_account
-from support.step_up import cli_client, serving, unverified_claims
+from support.step_up import cli_client, unverified_claims
+
+from idp.store.database import Database
+from idp.store.tables import UserSession
 
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 SIGNED_OUT = "http://127.0.0.1/logout-channels/signed-out"
@@ -31,51 +34,9 @@ LOGOUT_SETTINGS = (
 )
 
 
-@dataclass
-class Receiver:
-    """The relying parties' back-channel logout endpoints: /<name> records each logout_token; a
-    name in `held` keeps its request open until the test releases it."""
-
-    base: str = ""
-    received: dict[str, queue.Queue[str]] = field(default_factory=dict)
-    held: dict[str, tuple[threading.Event, threading.Event, threading.Event]] = field(default_factory=dict)
-
-    def uri(self, name: str) -> str:
-        self.received.setdefault(name, queue.Queue())
-        return f"{self.base}/{name}"
-
-    def hold(self, name: str) -> tuple[threading.Event, threading.Event, threading.Event]:
-        """(arrived, release, answered) for requests to /<name>."""
-        self.held[name] = (threading.Event(), threading.Event(), threading.Event())
-        return self.held[name]
-
-    def next_token(self, name: str, *, within: float = 20) -> str:
-        return self.received[name].get(timeout=within)
-
-    def nothing_for(self, name: str) -> bool:
-        return self.received[name].empty()
-
-    def app(self) -> Flask:
-        app = Flask(__name__)
-
-        @app.post("/<name>")
-        def receive(name: str) -> tuple[str, int]:
-            self.received.setdefault(name, queue.Queue()).put(request.form["logout_token"])
-            if name in self.held:
-                arrived, release, answered = self.held[name]
-                arrived.set()
-                release.wait(20)
-                answered.set()
-            return "", 200
-
-        return app
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    found = Receiver()
-    with serving(found.app(), free_port()) as base:
-        found.base = base
+    with running_receiver() as found:
         yield found
 
 
@@ -254,6 +215,53 @@ def test_ending_another_session_on_the_account_page_tells_its_clients(
     assert claims["sid"] == phone_session
     assert op.refresh(console, erin.tokens[console.client_id]["refresh_token"]).status_code == 400
     assert op.refresh(console, laptop.tokens[console.client_id]["refresh_token"]).status_code == 200
+
+
+def test_an_operator_disabling_a_user_tells_every_client_of_their_sessions(
+    live: LiveProvider, op: OpenIdProvider, receiver: Receiver
+) -> None:
+    """`idp users disable` (the management layer the API and console share) ends both browsers' sessions
+    and the CLI posts each client its logout_token before it exits."""
+    console = back_channel_client(live, receiver, "console-disabled-user")
+    gina = signed_in(live, op, "gina", console)
+    laptop = SignedIn(op, gina.account, Browser(op))
+    laptop.sign_in(console)
+
+    done = live.idp("users", "disable", gina.account.username)
+
+    assert done.returncode == 0, done.stderr
+    told = {
+        verified_logout_token(op, receiver.next_token("console-disabled-user", within=1), console)[1]["sid"]
+        for _ in range(2)
+    }
+    assert told == {gina.id_token(console)["sid"], laptop.id_token(console)["sid"]}, "delivered before exit"
+    for user in (gina, laptop):
+        refused = op.refresh(console, user.tokens[console.client_id]["refresh_token"])
+        assert refused.status_code == 400
+
+
+def test_a_session_that_expired_is_told_to_its_clients_when_it_is_purged(
+    live: LiveProvider, op: OpenIdProvider, receiver: Receiver
+) -> None:
+    """The session index purges a user's expired sessions at their next sign-in: their clients hear of it."""
+    console = back_channel_client(live, receiver, "console-expired")
+    hank = signed_in(live, op, "hank", console)
+    expired_sid = hank.id_token(console)["sid"]
+    database = Database(live.database_url)
+    try:
+        with database.unit_of_work() as session:  # the session's lifetime passes
+            session.execute(update(UserSession).where(UserSession.sid == expired_sid).values(expires_at=1))
+    finally:
+        database.engine.dispose()
+    assert receiver.nothing_for("console-expired")
+
+    signed_in(live, op, "hank-again", console)  # another user's sign-in purges nothing of hank's
+    assert receiver.nothing_for("console-expired")
+    SignedIn(op, hank.account, Browser(op)).sign_in(console)
+
+    _, claims = verified_logout_token(op, receiver.next_token("console-expired"), console)
+    assert claims["sid"] == expired_sid
+    assert op.refresh(console, hank.tokens[console.client_id]["refresh_token"]).status_code == 400
 
 
 # -- front-channel: the signed-out page frames each client's logout page ------------------------------

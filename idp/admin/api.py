@@ -14,10 +14,11 @@ from idp.admin import models
 from idp.admin.openapi import PREFIX, PROBLEM, document
 from idp.admin.operations import OPERATIONS, PATH_PARAMETER, Call, Operation
 from idp.auth.pipeline import administrative_token_demand
-from idp.management.context import Actor, Conflict, Management, ManagementError, NotFound
+from idp.management.context import Conflict, ManagementError, NotFound
 from idp.oidc.token_lookup import spend_single_use
 from idp.resource import AccessToken, Challenge, check, validate_claims
 from idp.store.tables import User
+from idp.views.management import management_as
 from idp.web import audit, durable_store, services
 
 ADMIN_SCOPE = "admin"
@@ -81,13 +82,7 @@ def _view(operation: Operation) -> Callable[..., Response]:
         administrator = authorize()
         if isinstance(administrator, Response):
             return administrator
-        actor = Actor(
-            via="api", subject=administrator.id, ip=request.remote_addr, user_agent=request.user_agent.string
-        )
-        found = services()
-        management = Management(
-            store=durable_store(), ephemeral=found.ephemeral, settings=found.settings, actor=actor
-        )
+        management = management_as("api", administrator.id)
         try:
             call = Call(management=management, path=path, query=_query(operation), body=_body(operation))
             response = _answer(operation, operation.run(call))

@@ -54,6 +54,9 @@ class NewUser(Body):
 
 class NewPassword(Body):
     password: Annotated[str, Field(max_length=256)]
+    temporary: Annotated[
+        bool, Field(description="for one sign-in: the user chooses their own password right after it")
+    ] = False
 
 
 class User(Answer):

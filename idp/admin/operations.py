@@ -113,7 +113,8 @@ def _reset_mfa(call: Call) -> models.Count:
 
 def _set_password(call: Call) -> None:
     user = users.user_with_id(call.management, call.path["user_id"])
-    users.set_password(call.management, user, call.body_as(models.NewPassword).password)
+    new = call.body_as(models.NewPassword)
+    users.set_password(call.management, user, new.password, temporary=new.temporary)
 
 
 def _factors(call: Call) -> models.Factors:
@@ -207,8 +208,8 @@ OPERATIONS = (
               "Remove every second factor; the user enrols again at the next sign-in", "users", _reset_mfa,
               models.Count),
     Operation("PUT", "/users/{user_id}/password", "setPassword",
-              "Set a password (the policy applies); ends their sessions", "users", _set_password, None,
-              status=204, body=models.NewPassword),
+              "Set a password (the policy applies), or a one-time one; ends their sessions", "users",
+              _set_password, None, status=204, body=models.NewPassword),
     Operation("GET", "/users/{user_id}/factors", "listFactors", "List a user's factors", "users", _factors,
               models.Factors),
     Operation("GET", "/users/{user_id}/sessions", "listSessions", "List a user's signed-in sessions", "users",

@@ -55,6 +55,7 @@ class Account:
     active: bool
     capabilities: frozenset[Capability]
     administrator: bool = False
+    password_must_change: bool = False
 
     @property
     def holds_attested_key(self) -> bool:
@@ -129,12 +130,17 @@ class SetPassword:
 
 
 @dataclass(frozen=True)
+class NeedNewPassword:
+    """The password just proven is a one-time one an operator set: the user chooses their own first."""
+
+
+@dataclass(frozen=True)
 class Fail:
     error: str
     description: str
 
 
-Step = Done | NeedPassword | NeedFactor | NeedEnrolment | SetPassword | Fail
+Step = Done | NeedPassword | NeedNewPassword | NeedFactor | NeedEnrolment | SetPassword | Fail
 
 
 class RequestRejected(Exception):
@@ -252,6 +258,8 @@ def next_step(
     state = _still_held(state, account)
     if requirement.password_reset:
         return _reset_step(state, account)
+    if account.password_must_change and any(proof.method == Method.PASSWORD for proof in state.proofs):
+        return NeedNewPassword() if requirement.interactive else _login_required()
     if account.administrator and not account.holds_attested_key:
         return _enrol_administrator_key(state, account, requirement, policy, now)
     for name in requirement.acceptable:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from idp.config import Settings
 from idp.store.durable import DurableStore, audit_event
@@ -40,12 +41,20 @@ class Actor:
 CLI = Actor(via="cli")
 
 
+class TellClients(Protocol):
+    """Tell the clients that received tokens in these ended browser sessions (Back- and Front-Channel
+    Logout 1.0): their session-bound grants revoked in this unit of work, logout_tokens sent after it."""
+
+    def __call__(self, sids: Sequence[str], *, reason: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class Management:
     store: DurableStore
     ephemeral: EphemeralStore
     settings: Settings
     actor: Actor
+    tell_clients: TellClients
     now: int = field(default_factory=lambda: int(time.time()))
 
     def record(

@@ -12,8 +12,6 @@ from idp.auth.passwords import Passwords
 from idp.auth.throttle import Throttle, account_subject
 from idp.email_address import AddressRejected, canonical_address
 from idp.management.context import Conflict, Invalid, Management, NotFound
-from idp.store.durable import DurableStore
-from idp.store.ephemeral import EphemeralStore
 from idp.store.tables import Factor, User, UserSession
 
 # Letters, digits and . _ @ + - (an email address works as a name), starting with a letter or digit:
@@ -121,22 +119,36 @@ def search_users(management: Management, text: str = "", *, offset: int = 0, lim
 
 def set_disabled(management: Management, user: User, *, disabled: bool) -> None:
     """Disabling also ends the user's sessions: nothing signed in outlives it."""
+    if disabled:
+        _keep_an_administrator(management, user)
     user.disabled = disabled
     if disabled:
-        end_sessions(management.store, management.ephemeral, user.id, now=management.now)
+        end_sessions(management, user, reason="account disabled")
     management.record("user_disabled" if disabled else "user_enabled", user_id=user.id)
 
 
 def delete_user(management: Management, user: User) -> None:
-    end_sessions(management.store, management.ephemeral, user.id, now=management.now)
+    _keep_an_administrator(management, user)
+    end_sessions(management, user, reason="account deleted")
     management.record("user_deleted", user_id=user.id, detail={"username": user.username})
     management.store.users.remove(user)
 
 
 def set_admin(management: Management, user: User, *, admin: bool) -> None:
     """A new administrator's next sign-in enrols an attested key if they hold none."""
+    if not admin:
+        _keep_an_administrator(management, user)
     user.is_admin = admin
     management.record("user_promoted" if admin else "user_demoted", user_id=user.id)
+
+
+def _keep_an_administrator(management: Management, user: User) -> None:
+    """The last enabled administrator cannot be demoted, disabled or deleted: nobody could administer
+    the provider then (through the API or console; the CLI could promote someone again)."""
+    if not user.is_admin or user.disabled:
+        return
+    if set(management.store.users.lock_enabled_administrators()) <= {user.id}:
+        raise Conflict(f"{user.username} is the last enabled administrator: promote another user first")
 
 
 def reset_mfa(management: Management, user: User) -> int:
@@ -146,12 +158,33 @@ def reset_mfa(management: Management, user: User) -> int:
     return removed
 
 
-def set_password(management: Management, user: User, password: str) -> None:
-    """A new password under the policy; the user's sessions end, as when they forget it."""
+def set_password(management: Management, user: User, password: str, *, temporary: bool = False) -> None:
+    """A new password under the policy; the user's sessions end, as when they forget it. A `temporary`
+    one is for one sign-in: its password proof is followed at once by the user choosing their own."""
     validate_password(management, password, username=user.username)
     user.password_hash = Passwords(management.settings.passwords).hash(password)
-    end_sessions(management.store, management.ephemeral, user.id, now=management.now)
-    management.record("password_set", user_id=user.id)
+    user.password_must_change = temporary
+    end_sessions(management, user, reason="password set by an administrator")
+    management.record("password_set", user_id=user.id, detail={"temporary": temporary})
+
+
+def replace_temporary_password(
+    management: Management, user: User, password: str, *, keep_sid: str | None
+) -> None:
+    """The user's own password in place of the one-time one they just proved, once: of two browsers
+    replacing it at once one is refused. Every other session (one that proved the one-time password
+    too) ends."""
+    validate_password(management, password, username=user.username)
+    passwords = Passwords(management.settings.passwords)
+    if passwords.verify(stored_hash=user.password_hash, password=password).valid:
+        raise Invalid("Choose a password other than the one-time one.")
+    password_hash = passwords.hash(password)
+    if not management.store.users.replace_temporary_password(user.id, password_hash=password_hash):
+        raise Conflict("The one-time password was replaced already: sign in with the new password.")
+    end_sessions(
+        management, user, reason="one-time password replaced", chosen=lambda row: row.sid != keep_sid
+    )
+    management.record("password_changed", user_id=user.id, detail={"replaced": "one-time password"})
 
 
 def unlock(management: Management, user: User) -> None:
@@ -173,11 +206,7 @@ def sessions_of(management: Management, user: User) -> Sequence[UserSession]:
 def end_user_sessions(management: Management, user: User, *, sid: str | None = None) -> int:
     """End one session of the user (by sid) or all of them; returns how many."""
     ended = end_sessions(
-        management.store,
-        management.ephemeral,
-        user.id,
-        now=management.now,
-        chosen=lambda row: sid in (None, row.sid),
+        management, user, reason="ended by an administrator", chosen=lambda row: sid in (None, row.sid)
     )
     if sid is not None and not ended:
         raise NotFound(f"no session {sid!r} of this user")
@@ -186,18 +215,19 @@ def end_user_sessions(management: Management, user: User, *, sid: str | None = N
 
 
 def end_sessions(
-    store: DurableStore,
-    ephemeral: EphemeralStore,
-    user_id: str,
+    management: Management,
+    user: User,
     *,
-    now: int,
+    reason: str,
     chosen: Callable[[UserSession], bool] = lambda _row: True,
 ) -> int:
-    """Delete the chosen sessions' data: their next request finds no session and is signed out."""
-    ended = 0
-    for row in store.sessions.of_user(user_id, now=now):
-        if chosen(row):
-            ephemeral.delete(row.storage_key)
-            store.sessions.remove(row.sid)
-            ended += 1
-    return ended
+    """End the chosen sessions of the user: their data deleted (their next request finds no session and
+    is signed out) and their clients told. Returns how many were ended."""
+    store = management.store
+    rows = [row for row in store.sessions.of_user(user.id, now=management.now) if chosen(row)]
+    for row in rows:
+        management.ephemeral.delete(row.storage_key)
+        store.sessions.remove(row.sid)
+    if rows:
+        management.tell_clients([row.sid for row in rows], reason=reason)
+    return len(rows)

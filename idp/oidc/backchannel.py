@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 
 from idp.config import LogoutSettings
 from idp.oidc.logout import BackChannelNotice
+from idp.store.database import Database
+from idp.store.durable import DurableStore, audit_event
 
 log = logging.getLogger(__name__)
 DELIVERED = (200, 204)
@@ -50,6 +53,10 @@ class BackChannelDelivery:
     def submit(self, notices: Iterable[BackChannelNotice]) -> None:
         for notice in notices:
             self._pool.submit(self._deliver, notice)
+
+    def drain(self) -> None:
+        """Wait until every notice submitted is delivered or given up (a command exiting)."""
+        self._pool.shutdown(wait=True)
 
     def stop(self) -> None:
         """Stop retrying and wait for the POSTs under way (at most one timeout)."""
@@ -98,3 +105,17 @@ class BackChannelDelivery:
         if status in DELIVERED:
             return "", False
         return f"status {status}", status >= 500 or status in RETRIED_STATUSES
+
+
+def audit_delivery_failure(database: Database, failed: DeliveryFailed) -> None:
+    """A client never accepted its logout_token: audited in a unit of work of its own (a worker's)."""
+    with database.unit_of_work() as session:
+        DurableStore.over(session).audit.record(
+            audit_event(
+                "backchannel_logout",
+                "failure",
+                at=int(time.time()),
+                client_id=failed.notice.client_id,
+                detail={"uri": failed.notice.uri, "attempts": failed.attempts, "error": failed.error},
+            )
+        )

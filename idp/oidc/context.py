@@ -5,16 +5,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from idp.auth.policy import AssurancePolicy
-from idp.config import DeviceSettings, ParSettings, TokenSettings
+from idp.config import DeviceSettings, ParSettings, Settings, TokenSettings
 from idp.oidc.authorization_details import DetailTypes
 from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import ClientCache
-from idp.oidc.dpop import DpopVerifier
+from idp.oidc.dpop import DpopVerifier, StoredProofs
 from idp.oidc.keys import KeyRing
 from idp.oidc.tokens import TokenService
+from idp.secrets import load_session_secret
 from idp.store.durable import DurableStore
 from idp.store.ephemeral import EphemeralStore
 
@@ -67,3 +69,40 @@ class ProviderContext:
         for family_id in families:
             self.revoke_grant(family_id, reason=reason)
         return len(families)
+
+
+def provider_context(
+    settings: Settings,
+    *,
+    tokens: TokenService,
+    ephemeral: EphemeralStore,
+    keyring: KeyRing,
+    clients: ClientCache,
+    durable: Callable[[], DurableStore],
+    audit: AuditLog,
+    policy: AssurancePolicy,
+    authorization_details: DetailTypes,
+) -> ProviderContext:
+    """The context of the provider these settings describe, on the given services and unit of work
+    (a request's, or a command's)."""
+    return ProviderContext(
+        issuer=settings.issuer,
+        lifetimes=settings.tokens,
+        tokens=tokens,
+        ephemeral=ephemeral,
+        keyring=keyring,
+        clients=clients,
+        durable=durable,
+        audit=audit,
+        client_keys=ClientKeys(settings.client_keys),
+        par=settings.par,
+        authorization_details=authorization_details,
+        policy=policy,
+        device=settings.device,
+        dpop=DpopVerifier(
+            issuer=settings.issuer,
+            settings=settings.dpop,
+            seen=StoredProofs(ephemeral),
+            nonce_secret=load_session_secret(Path(settings.keys.directory)),
+        ),
+    )

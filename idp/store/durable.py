@@ -89,6 +89,24 @@ class Users:
         self._session.add(user)
         self._session.flush()
 
+    def replace_temporary_password(self, user_id: str, *, password_hash: str) -> bool:
+        """Replace a one-time password, once (one conditional statement: of two concurrent replacements
+        one finds it replaced already); False when the password is not a one-time one any more."""
+        replaced = self._session.execute(
+            update(User)
+            .where(User.id == user_id, User.password_must_change.is_(True))
+            .values(password_hash=password_hash, password_must_change=False)
+            .execution_options(synchronize_session="fetch")
+        )
+        return _rows_affected(replaced) == 1
+
+    def lock_enabled_administrators(self) -> Sequence[str]:
+        """The enabled administrators' ids, locked until the unit of work ends: two changes that could
+        each leave none (demote, disable, delete) cannot interleave; the second reads what the first did."""
+        enabled = select(User.id).where(User.is_admin.is_(True), User.disabled.is_(False))
+        _lock_until_commit(self._session, enabled.with_for_update())
+        return self._session.scalars(enabled).all()
+
     def all(self) -> Sequence[User]:
         return self._session.scalars(select(User).order_by(User.username)).all()
 
@@ -402,14 +420,17 @@ class UserSessions:
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def add(self, row: UserSession) -> None:
-        self._session.execute(
-            delete(UserSession).where(
-                UserSession.user_id == row.user_id, UserSession.expires_at <= row.created_at
-            )
-        )
+    def add(self, row: UserSession) -> Sequence[str]:
+        """Index a new session, purging the user's expired ones; returns the purged sessions' sids (their
+        clients are to be told the sessions ended)."""
+        expired = self._session.scalars(
+            delete(UserSession)
+            .where(UserSession.user_id == row.user_id, UserSession.expires_at <= row.created_at)
+            .returning(UserSession.sid)
+        ).all()
         self._session.add(row)
         self._session.flush()
+        return expired
 
     def of_user(self, user_id: str, *, now: int) -> Sequence[UserSession]:
         query = (

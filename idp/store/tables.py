@@ -26,6 +26,8 @@ class User(Base):
     created_at: Mapped[int] = mapped_column(Integer)
     # An administrator must hold an attested key and act only with a fresh admin-level sign-in.
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The password is a one-time one an operator set: the next sign-in replaces it before anything else.
+    password_must_change: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     # What flask-login asks of a user; only signed-in users are ever loaded (idp.views.account.guard).
     is_authenticated = True

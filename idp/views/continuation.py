@@ -17,6 +17,7 @@ from idp.auth.pipeline import (
     Fail,
     NeedEnrolment,
     NeedFactor,
+    NeedNewPassword,
     NeedPassword,
     SetPassword,
     Step,
@@ -82,6 +83,8 @@ def _ask_consent(sign_in: SignInRequest, user: User) -> BaseResponse | None:
 def _page_for(step: Step) -> str:
     if isinstance(step, NeedPassword):
         return "signin.password"
+    if isinstance(step, NeedNewPassword):
+        return "signin.new_password"
     if isinstance(step, NeedFactor):
         return "signin.factor"
     if isinstance(step, SetPassword):

@@ -50,6 +50,7 @@ def load_account(user: User | None) -> Account | None:
         active=not user.disabled,
         capabilities=capabilities_of(factors),
         administrator=user.is_admin,
+        password_must_change=user.password_must_change,
     )
 
 
@@ -89,10 +90,11 @@ def record_proof(
 
 
 def _index_session(user: User) -> None:
-    """List the session under its user, so the account page can show and end it."""
+    """List the session under its user, so the account page can show and end it; the clients of the
+    user's sessions that expired meanwhile (purged now) are told they ended."""
     assert isinstance(session, ServerSession)
     now = int(time.time())
-    durable_store().sessions.add(
+    expired = durable_store().sessions.add(
         UserSession(
             sid=session_sid(),
             user_id=user.id,
@@ -103,6 +105,8 @@ def _index_session(user: User) -> None:
             user_agent=(request.user_agent.string or "")[:400] or None,
         )
     )
+    if expired:
+        tell_clients_sessions_ended(expired, reason="session expired")
 
 
 def _rekey_session() -> None:

@@ -11,15 +11,17 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.auth.email_codes import CodeRefused
-from idp.auth.pipeline import Fail, NeedEnrolment, NeedFactor, NeedPassword, Step
+from idp.auth.pipeline import Fail, NeedEnrolment, NeedFactor, NeedNewPassword, NeedPassword, Step
 from idp.auth.policy import METHOD_AMR, Method
 from idp.auth.recovery import lookup_key as recovery_lookup_key
 from idp.auth.throttle import Blocked, account_subject, address_subject
 from idp.mail import DeliveryFailed
+from idp.management.context import Conflict, Invalid
+from idp.management.users import replace_temporary_password
 from idp.store.tables import FactorKind, User
 from idp.views import approvals, errors, guessing, passkeys, session_state, totp_enrolment
 from idp.views import recovery_codes as fresh_codes
@@ -27,6 +29,7 @@ from idp.views import sign_in_request as sign_ins
 from idp.views.continuation import continue_sign_in, refuse_sign_in
 from idp.views.email_codes import send_code
 from idp.views.guessing import Event, Guessed
+from idp.views.management import management_as
 from idp.views.sign_in_request import AccountPage, ClientRedirect, SignInRequest
 from idp.web import audit, durable_store, services
 
@@ -118,6 +121,32 @@ def _password_page(
         username=username,
         transaction=approvals.transaction_of(sign_in),
     )
+    return Response(body, status=status)
+
+
+@blueprint.route("/<sign_in_id>/password/new", methods=["GET", "POST"])
+@at_step(NeedNewPassword)
+def new_password(sign_in: SignInRequest, _step: NeedNewPassword, user: User) -> BaseResponse:
+    """The one-time password just proven is replaced by the user's own before anything else."""
+    if request.method == "GET":
+        return _new_password_page(sign_in)
+    new, repeated = _field("password"), _field("repeat")
+    try:
+        if new != repeated:
+            raise Invalid("The two passwords differ.")
+        replace_temporary_password(
+            management_as("sign-in", user.id), user, new, keep_sid=session.get(session_state.SID_KEY)
+        )
+    except Conflict as spent:
+        return errors.cannot_continue(str(spent))
+    except Invalid as rejected:
+        return _new_password_page(sign_in, error=str(rejected), status=400)
+    return continue_sign_in(sign_in)
+
+
+def _new_password_page(sign_in: SignInRequest, *, error: str | None = None, status: int = 200) -> Response:
+    min_length = services().settings.passwords.min_length
+    body = render_template("signin_new_password.html", sign_in=sign_in, error=error, min_length=min_length)
     return Response(body, status=status)
 
 

@@ -1,5 +1,6 @@
 """Who may use the account pages: flask-login's current user is the session's subject once the pipeline
 says the session reaches the minimum level; changes also need a proof within the reauthentication age.
+The admin console adds the pipeline's administrative requirement (`administrator_required`).
 
 flask-login loads the user per request (`request_loader`) rather than from an id it stored itself:
 the server-side session holds proofs, and only the pipeline can say whether they are enough.
@@ -13,11 +14,11 @@ from functools import wraps
 from typing import Any, TypeVar, cast
 
 import flask_login
-from flask import Request, jsonify, redirect, request, url_for
+from flask import Request, abort, jsonify, redirect, request, url_for
 from flask_login import LoginManager, current_user
 from werkzeug.wrappers import Response as BaseResponse
 
-from idp.auth.pipeline import Done, Requirement, requirement_for
+from idp.auth.pipeline import Done, Requirement, administrative_requirement, requirement_for
 from idp.store.tables import User
 from idp.views import session_state
 from idp.views import sign_in_request as sign_ins
@@ -26,6 +27,7 @@ from idp.web import services
 
 __all__ = [
     "account_holder",
+    "administrator_required",
     "fresh_login_required",
     "login_manager",
     "login_required",
@@ -87,8 +89,11 @@ def login_required(view: View) -> View:
     return cast(View, flask_login.login_required(view))
 
 
-def _meeting(requirement_of: Callable[[], Requirement]) -> Callable[[View], View]:
-    """`login_required`, and the pipeline's Done for `requirement_of()`, else the sign-in reaching it."""
+def _meeting(
+    requirement_of: Callable[[], Requirement], *, after_form: str = "account.overview"
+) -> Callable[[View], View]:
+    """`login_required`, and the pipeline's Done for `requirement_of()`, else the sign-in reaching it
+    (returning to the page, or to the `after_form` endpoint when a form was posted)."""
 
     def decorate(view: View) -> View:
         @wraps(view)
@@ -97,7 +102,7 @@ def _meeting(requirement_of: Callable[[], Requirement]) -> Callable[[View], View
             requirement = requirement_of()
             step, _user = sign_ins.decide(requirement)
             if not isinstance(step, Done):
-                return _sign_in_for(requirement)
+                return _sign_in_for(requirement, after_form=after_form)
             return view(*args, **kwargs)
 
         return cast(View, guarded)
@@ -112,9 +117,26 @@ fresh_login_required = _meeting(lambda: account_requirement(fresh=True))
 reauthentication_required = _meeting(lambda: account_requirement(fresh=True, every_proof=True))
 
 
-def _sign_in_for(requirement: Requirement) -> BaseResponse:
-    """Start the sign-in that reaches `requirement`, returning to this page (or the overview after a form)."""
-    path = request.path if request.method == "GET" else url_for("account.overview")
+def administrator_required(view: View) -> View:
+    """An administrator (else 403) whose session reached the admin level within [admin] max_age, judged
+    now (no grace after a step-up: the admin max age is the whole allowance), else a step-up for it."""
+    stepped_up = _meeting(
+        lambda: administrative_requirement(services().policy, time.time()), after_form="admin_console.home"
+    )(view)
+
+    @wraps(view)
+    @login_required
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if not account_holder().is_admin:
+            abort(403)
+        return stepped_up(*args, **kwargs)
+
+    return cast(View, guarded)
+
+
+def _sign_in_for(requirement: Requirement, *, after_form: str = "account.overview") -> BaseResponse:
+    """Start the sign-in that reaches `requirement`, returning to this page (or `after_form` after a form)."""
+    path = request.path if request.method == "GET" else url_for(after_form)
     sign_in = sign_ins.start(AccountPage(path=path), requirement)
     target = url_for("oidc.resume", sign_in_id=sign_in.id)
     if request.is_json:

@@ -8,13 +8,15 @@ from collections.abc import Callable
 from flask import session, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from idp.management.users import end_sessions
 from idp.store.tables import User, UserSession
 from idp.views.account.blueprint import blueprint
 from idp.views.account.guard import account_holder, fresh_login_required, login_required
 from idp.views.account.pages import confirmation, page, record_change, redirect_with
+from idp.views.management import management_as
 from idp.views.plain_words import activity, one_row_per_action
-from idp.views.session_state import SID_KEY, tell_clients_sessions_ended
-from idp.web import durable_store, services
+from idp.views.session_state import SID_KEY
+from idp.web import durable_store
 
 HISTORY_EVENTS = ("sign_in", "consent", "factor_enrolment", "account_change", "sign_out")
 
@@ -69,15 +71,11 @@ def _end(chosen: Callable[[UserSession], bool]) -> int:
 
 
 def end_sessions_of(user: User, chosen: Callable[[UserSession], bool] = _another_browser) -> int:
-    """Delete the chosen sessions' data (by default every session but this browser's): their next
-    request finds no session and is signed out. Returns how many were ended."""
-    store = durable_store()
-    rows = [row for row in store.sessions.of_user(user.id, now=int(time.time())) if chosen(row)]
-    for row in rows:
-        services().ephemeral.delete(row.storage_key)
-        store.sessions.remove(row.sid)
-    tell_clients_sessions_ended([row.sid for row in rows], reason="ended from another session")
-    return len(rows)
+    """End the chosen sessions of the user (by default every session but this browser's), telling their
+    clients. Returns how many were ended."""
+    return end_sessions(
+        management_as("account", user.id), user, reason="ended from another session", chosen=chosen
+    )
 
 
 @blueprint.route("/history")

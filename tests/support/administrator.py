@@ -13,7 +13,7 @@ import requests
 
 from support.attestation import Attester, CertificateAuthority
 from support.live import LiveProvider
-from support.oidc_client import TIMEOUT, Browser, is_password_page
+from support.oidc_client import TIMEOUT, Browser, is_password_page, is_recovery_codes_page
 from support.soft_authenticator import SoftAuthenticator
 
 VENDOR = CertificateAuthority("Administrators' Key Vendor")
@@ -45,6 +45,8 @@ def sign_in_administrator(
         options = _post(browser, page, "/options", {})
         created = _post(browser, page, "", {"credential": key.create(options)})
         page = browser.visit(browser.provider.issuer + created["redirect"])
+        if is_recovery_codes_page(page):  # the first second factor: its recovery codes are shown once
+            page = browser.save_recovery_codes(page)
     return use_key(browser, page, key)
 
 

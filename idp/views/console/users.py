@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from idp.management import audit, users
 from idp.management.context import Management, NotFound
-from idp.store.tables import User
+from idp.store.tables import FactorKind, User
 from idp.views.account.guard import administrator_required
 from idp.views.account.pages import describe, page
 from idp.views.console.blueprint import blueprint
@@ -41,10 +41,12 @@ def user_page(user_id: str) -> BaseResponse:
         member = users.user_with_id(management, user_id)
     except NotFound as missing:
         return error_page("Not found", str(missing), status=404)
+    held = users.factors_of(management, member)
     return page(
         "admin_user.html",
         member=member,
-        factors=[describe(factor) for factor in users.factors_of(management, member)],
+        factors=[describe(factor) for factor in held if factor.kind != FactorKind.RECOVERY_CODE],
+        recovery_left=sum(1 for factor in held if factor.kind == FactorKind.RECOVERY_CODE),
         sessions=users.sessions_of(management, member),
         events=audit.query_audit(management, user_id=member.id, limit=HISTORY),
     )
@@ -64,7 +66,8 @@ def reset_mfa(user_id: str) -> BaseResponse:
     return _on_user(
         user_id,
         lambda management, member: (
-            f"{users.reset_mfa(management, member)} second factor(s) of {member.username} removed."
+            f"Every second factor of {member.username} removed ({users.reset_mfa(management, member)} "
+            "with the recovery codes): they set one up at their next sign-in."
         ),
     )
 

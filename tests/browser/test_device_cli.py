@@ -24,7 +24,7 @@ from pathlib import Path
 import pyotp
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
-from support.browser import DESKTOP, REPO_ROOT, VirtualAuthenticator, screenshot
+from support.browser import DESKTOP, REPO_ROOT, VirtualAuthenticator, save_recovery_codes, screenshot
 from support.device_flow import DEVICE_GRANT
 from support.live import LiveProvider, free_port, start_provider
 from support.oidc_client import register_client
@@ -90,7 +90,8 @@ class RunningCli:
 
 
 def approve_first_time(page: Page, link: str) -> None:
-    """verification_uri_complete: the code is filled in; confirm, then password and a new TOTP."""
+    """verification_uri_complete: the code is filled in; confirm, then password and a new TOTP (its
+    recovery codes saved)."""
     page.goto(link)
     page.get_by_role("button", name="Continue").click()
     expect(page.locator("#client-name")).to_have_text("Demo CLI")
@@ -104,6 +105,7 @@ def approve_first_time(page: Page, link: str) -> None:
     expect(secret).to_be_visible()
     page.get_by_label("Code from the app").fill(pyotp.TOTP(secret.inner_text().strip()).now())
     page.get_by_role("button", name="Turn on two-step sign-in").click()
+    save_recovery_codes(page)
     expect(page.get_by_role("heading", name="Device connected")).to_be_visible()
 
 

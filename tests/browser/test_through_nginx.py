@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import Browser, Page, Request, expect
-from support.browser import DESKTOP, DemoApp, chromium, running_demo_app
+from support.browser import DESKTOP, DemoApp, chromium, running_demo_app, save_recovery_codes
 from support.live import LiveProvider, free_port, start_provider
 from support.oidc_client import Authenticator, create_account
 from support.reverse_proxy import Nginx, start_nginx
@@ -85,6 +85,7 @@ def test_chromium_signs_in_with_password_and_totp_through_nginx_over_tls(
     authenticator = Authenticator(page.locator("#secret").inner_text().strip())
     page.get_by_label("Code from the app").fill(authenticator.next_code())
     page.get_by_role("button", name="Turn on two-step sign-in").click()
+    save_recovery_codes(page)
     expect(page.locator("#signed-in")).to_be_visible()
 
     page.get_by_role("link", name="Sign out").click()

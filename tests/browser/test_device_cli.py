@@ -21,10 +21,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyotp
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
-from support.browser import DESKTOP, REPO_ROOT, VirtualAuthenticator, save_recovery_codes, screenshot
+from support.browser import DESKTOP, REPO_ROOT, VirtualAuthenticator, password_then_new_totp, screenshot
 from support.device_flow import DEVICE_GRANT
 from support.live import LiveProvider, free_port, start_provider
 from support.oidc_client import register_client
@@ -97,15 +96,7 @@ def approve_first_time(page: Page, link: str) -> None:
     expect(page.locator("#client-name")).to_have_text("Demo CLI")
     screenshot(page, "device-confirm-desktop")
     page.get_by_role("button", name="Continue and sign in").click()
-    page.get_by_label("Username").fill(USERNAME)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_text("Can't scan?").click()
-    secret = page.locator("#secret")
-    expect(secret).to_be_visible()
-    page.get_by_label("Code from the app").fill(pyotp.TOTP(secret.inner_text().strip()).now())
-    page.get_by_role("button", name="Turn on two-step sign-in").click()
-    save_recovery_codes(page)
+    password_then_new_totp(page, USERNAME, PASSWORD)
     expect(page.get_by_role("heading", name="Device connected")).to_be_visible()
 
 

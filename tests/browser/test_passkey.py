@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import pyotp
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Request, expect
 from support.browser import (
     DESKTOP,
     DemoApp,
     VirtualAuthenticator,
-    save_recovery_codes,
+    password_then_new_totp,
     screenshot,
 )
 from support.live import LiveProvider
@@ -69,15 +68,7 @@ def sign_in_with_password_and_new_totp(page: Page, demo_app: DemoApp) -> dict[st
     """The first sign-in through the demo app: password, then the mandatory TOTP enrolment."""
     page.goto(f"{demo_app.base}/")
     page.locator("#login").click()
-    page.get_by_label("Username").fill(USERNAME)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_text("Can't scan?").click()
-    secret = page.locator("#secret")
-    expect(secret).to_be_visible()
-    page.get_by_label("Code from the app").fill(pyotp.TOTP(secret.inner_text().strip()).now())
-    page.get_by_role("button", name="Turn on two-step sign-in").click()
-    save_recovery_codes(page)
+    password_then_new_totp(page, USERNAME, PASSWORD)
     expect(page.locator("#signed-in")).to_be_visible()
     claims: dict[str, Any] = json.loads(page.locator("#claims").inner_text())
     return claims

@@ -16,9 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, CDPSession, Page, ViewportSize, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    CDPSession,
+    Page,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 
 from support.live import LiveProvider, free_port
 
@@ -172,6 +181,20 @@ class VirtualAuthenticator:
     def credentials(self) -> list[dict[str, Any]]:
         answer = self.cdp.send("WebAuthn.getCredentials", {"authenticatorId": self.authenticator_id})
         return list(answer["credentials"])
+
+
+def password_then_new_totp(page: Page, username: str, password: str) -> None:
+    """On the password page of a first sign-in: the password, then the mandatory authenticator app
+    (its key typed from "Can't scan?"), then its recovery codes saved."""
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_text("Can't scan?").click()
+    secret = page.locator("#secret")
+    expect(secret).to_be_visible()
+    page.get_by_label("Code from the app").fill(pyotp.TOTP(secret.inner_text().strip()).now())
+    page.get_by_role("button", name="Turn on two-step sign-in").click()
+    save_recovery_codes(page)
 
 
 def save_recovery_codes(page: Page) -> None:

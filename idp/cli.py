@@ -675,7 +675,7 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("--alg", action="append", choices=ALGORITHMS)
     rotate.set_defaults(handler=cmd_keys_rotate)
     retire = keys.add_parser("retire", help="remove a key from the JWKS")
-    retire.add_argument("kid")
+    retire.add_argument("kid", help="the key id (one beginning with - goes after --: keys retire -- -Ab...)")
     retire.set_defaults(handler=cmd_keys_retire)
     keys.add_parser("list", help="list keys").set_defaults(handler=cmd_keys_list)
     keys.add_parser(

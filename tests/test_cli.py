@@ -385,10 +385,11 @@ def test_rotated_key_signs_after_restart_and_the_old_one_stays_published(
 def test_active_key_cannot_be_retired_but_an_old_one_can(config: Path) -> None:
     settings = load_settings(config)
     old_es256 = next(kid for kid, alg in _jwks(settings).items() if alg == "ES256")
-    refused = idp(config, "keys", "retire", old_es256)
+    # "--": a key id is base64url, so it may begin with "-" (argparse would read an option)
+    refused = idp(config, "keys", "retire", "--", old_es256)
     assert refused.returncode == 2 and "active" in refused.stderr
     idp(config, "keys", "rotate", "--alg", "ES256")
-    assert idp(config, "keys", "retire", old_es256).returncode == 0
+    assert idp(config, "keys", "retire", "--", old_es256).returncode == 0
     assert old_es256 not in _jwks(settings)
 
 

@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import pyotp
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from support.browser import DESKTOP, DemoApp, save_recovery_codes, screenshot
+from support.browser import DESKTOP, DemoApp, password_then_new_totp, screenshot
 from support.live import LiveProvider
 
 pytestmark = pytest.mark.browser
@@ -32,15 +31,7 @@ def first_sign_in(provider: LiveProvider, demo_app: DemoApp, page: Page) -> None
     assert created.returncode == 0, created.stderr
     page.goto(f"{demo_app.base}/")
     page.locator("#login").click()
-    page.get_by_label("Username").fill(USERNAME)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_text("Can't scan?").click()
-    page.get_by_label("Code from the app").fill(
-        pyotp.TOTP(page.locator("#secret").inner_text().strip()).now()
-    )
-    page.get_by_role("button", name="Turn on two-step sign-in").click()
-    save_recovery_codes(page)
+    password_then_new_totp(page, USERNAME, PASSWORD)
     expect(page.locator("#signed-in")).to_be_visible()
 
 

@@ -79,12 +79,16 @@ def run_peer_script(
     }
 
 
-@contextlib.contextmanager
-def peer_servers(peer_dir: Path, workdir: Path) -> Iterator[Peer]:
-    """Both instances on the server core until the block ends."""
+def install(peer_dir: Path) -> Path:
+    """Runs the peer's setup.sh (node-oidc-provider and wrk); returns where it installed the peer."""
     setup = [shutil.which("bash") or "/bin/bash", str(peer_dir / "setup.sh")]
     installed = subprocess.run(setup, capture_output=True, text=True, check=True)  # noqa: S603
-    home = Path(installed.stdout.strip().splitlines()[-1])
+    return Path(installed.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def peer_servers(home: Path, workdir: Path) -> Iterator[Peer]:
+    """Both instances, installed in `home`, on the server core until the block ends."""
     with contextlib.ExitStack() as stack:
         ports = {}
         for token_format in ("jwt", "opaque"):

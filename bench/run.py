@@ -68,7 +68,7 @@ from harness import (
 )
 from joserfc import jwt
 from joserfc.jwk import ECKey
-from peer import DEFAULT_PEER_DIR, Peer, peer_servers
+from peer import DEFAULT_PEER_DIR, Peer, install, peer_servers
 from populate import copy_users
 from server_engines import (
     HOST,
@@ -382,6 +382,8 @@ def main() -> None:
     parser.add_argument("--peer-dir", type=Path, default=DEFAULT_PEER_DIR, help="its setup and scripts")
     args = parser.parse_args()
     duration, warmup, rounds = min(args.duration, 30.0), min(args.warmup, 10.0), min(args.rounds, 5)
+    # The peer's setup also installs wrk, so it runs before the load generator is chosen.
+    peer_home = install(args.peer_dir) if args.peer else None
     wrk = args.load_generator == "wrk" or (args.load_generator == "auto" and shutil.which("wrk") is not None)
 
     flush_redis_db(args.redis_url)
@@ -410,7 +412,7 @@ def main() -> None:
         provider = stack.enter_context(serving(config))
         hello_port, hello = stack.enter_context(hello_server(tmp))
         workers = {"idp": provider.workers(), "hello": children(hello.pid)}
-        peer: Peer | None = stack.enter_context(peer_servers(args.peer_dir, tmp)) if args.peer else None
+        peer: Peer | None = stack.enter_context(peer_servers(peer_home, tmp)) if peer_home else None
         if peer is not None:
             workers["peer"] = list(peer.pids)
         rp = RelyingParty(provider.origin, relying_party)

@@ -121,23 +121,24 @@ class Sample:
     seconds: float  # wall time
     cpu: float  # the serving thread's CPU time, argon2id's excluded
     hash_cpu: float  # argon2id's
+    calls: int | None  # Python function calls, when profiled (a count: steady on a busy machine)
 
 
 class PerEndpoint:
     """Round trips, time and CPU of each request, keyed by method and Flask endpoint, or by path for
-    the requests answered ahead of Flask (idp/lean_paths.py, the published documents); with
-    `profiler` set, every request runs under it."""
+    the requests answered ahead of Flask (idp/lean_paths.py, the published documents); while
+    `profiled` holds a `pstats.Stats`, every request also runs under cProfile, added to it."""
 
     ENDPOINT = "bench.endpoint"
 
     def __init__(self, app: Flask) -> None:
         self.rows: dict[str, list[Sample]] = collections.defaultdict(list)
-        self.profiler: cProfile.Profile | None = None
+        self.profiled: pstats.Stats | None = None
         inner = app.wsgi_app
 
         def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
             postgres, redis_trips, hashing = COUNTS.postgres, COUNTS.redis, COUNTS.hash_cpu
-            profiler = self.profiler
+            profiler = None if self.profiled is None else cProfile.Profile(time.thread_time)  # CPU, not waits
             started, cpu = time.perf_counter(), time.thread_time()
             if profiler is not None:
                 profiler.enable()
@@ -145,12 +146,24 @@ class PerEndpoint:
             if profiler is not None:
                 profiler.disable()
             cpu, seconds = time.thread_time() - cpu, time.perf_counter() - started
+            calls = None
+            if profiler is not None and self.profiled is not None:
+                stats = pstats.Stats(profiler)
+                calls = stats.total_calls  # type: ignore[attr-defined]  # typeshed lacks it
+                self.profiled.add(stats)
             method = environ["REQUEST_METHOD"]
             endpoint = environ.get(self.ENDPOINT)
             key = f"{method} {endpoint}" if endpoint else f"{method} {environ['PATH_INFO']} (ahead of Flask)"
             hashed = COUNTS.hash_cpu - hashing
             self.rows[key].append(
-                Sample(COUNTS.postgres - postgres, COUNTS.redis - redis_trips, seconds, cpu - hashed, hashed)
+                Sample(
+                    COUNTS.postgres - postgres,
+                    COUNTS.redis - redis_trips,
+                    seconds,
+                    cpu - hashed,
+                    hashed,
+                    calls,
+                )
             )
             return body
 
@@ -166,33 +179,38 @@ class PerEndpoint:
     def table(self, title: str, *, per_sign_in: int = 0) -> str:
         """Means per request (wall time: the median); with `per_sign_in`, a last line adds up the
         requests of one sign-in (every row, over that many sign-ins)."""
+        every = [sample for samples in self.rows.values() for sample in samples]
+        profiled = all(sample.calls is not None for sample in every)
         columns = f"{'n':>5} {'postgres':>9} {'redis':>6} {'ms p50':>8} {'cpu ms':>7} {'hash ms':>8}"
-        lines = [f"\n{title}", f"  {'request':42} {columns}"]
+        lines = [f"\n{title}", f"  {'request':42} {columns}{' calls' if profiled else ''}"]
+
+        def figures(samples: list[Sample], count: int, *, p50: bool = True) -> str:
+            seconds = statistics.median(s.seconds for s in samples) * 1e3 if p50 else None
+            return " ".join(
+                [
+                    f"{sum(s.postgres for s in samples) / count:9.1f}",
+                    f"{sum(s.redis for s in samples) / count:6.1f}",
+                    f"{seconds:8.2f}" if seconds is not None else " " * 8,
+                    f"{sum(s.cpu for s in samples) / count * 1e3:7.2f}",
+                    f"{sum(s.hash_cpu for s in samples) / count * 1e3:8.2f}",
+                    *([f"{sum(s.calls or 0 for s in samples) / count:5.0f}"] if profiled else []),
+                ]
+            )
+
         for key, samples in self.rows.items():
-            lines.append(
-                f"  {key:42} {len(samples):5} {statistics.mean(s.postgres for s in samples):9.1f} "
-                f"{statistics.mean(s.redis for s in samples):6.1f} "
-                f"{statistics.median(s.seconds for s in samples) * 1e3:8.2f} "
-                f"{statistics.mean(s.cpu for s in samples) * 1e3:7.2f} "
-                f"{statistics.mean(s.hash_cpu for s in samples) * 1e3:8.2f}"
-            )
+            lines.append(f"  {key:42} {len(samples):5} {figures(samples, len(samples))}")
         if per_sign_in:
-            every = [sample for samples in self.rows.values() for sample in samples]
-            lines.append(
-                f"  {'a whole sign-in':42} {'':5} {sum(s.postgres for s in every) / per_sign_in:9.1f} "
-                f"{sum(s.redis for s in every) / per_sign_in:6.1f} {'':8} "
-                f"{sum(s.cpu for s in every) / per_sign_in * 1e3:7.2f} "
-                f"{sum(s.hash_cpu for s in every) / per_sign_in * 1e3:8.2f}"
-            )
+            lines.append(f"  {'a whole sign-in':42} {'':5} {figures(every, per_sign_in, p50=False)}")
         return "\n".join(lines)
 
 
-def heaviest(profiler: cProfile.Profile, *, sign_ins: int, top: int) -> str:
+def heaviest(stats: pstats.Stats, *, sign_ins: int, top: int) -> str:
     """cProfile's heaviest functions: by their own time, then the provider's by inclusive time."""
     lines = []
     for order, restriction in (("tottime", top), ("cumulative", r"/idp/")):
         out = io.StringIO()
-        stats = pstats.Stats(profiler, stream=out).sort_stats(order)
+        stats.stream = out  # type: ignore[attr-defined]  # where print_stats writes
+        stats.sort_stats(order)
         stats.print_stats(*((restriction, top) if isinstance(restriction, str) else (restriction,)))
         kept = [line for line in out.getvalue().splitlines() if line.strip()]
         start = next(i for i, line in enumerate(kept) if line.lstrip().startswith("ncalls"))
@@ -325,10 +343,13 @@ def cpu_of_sign_ins(args: argparse.Namespace, backend: str) -> None:
                 )
             )
             if args.profile:
-                per_endpoint.profiler = cProfile.Profile(time.thread_time)  # CPU, not waits
+                per_endpoint.clear()
+                per_endpoint.profiled = pstats.Stats()
                 for index in users:
                     sign_in_user(rp, population, index)
-                print(heaviest(per_endpoint.profiler, sign_ins=args.profile, top=args.top))
+                print(per_endpoint.table(f"{backend} + Redis, profiled", per_sign_in=args.profile))
+                print(heaviest(per_endpoint.profiled, sign_ins=args.profile, top=args.top))
+                per_endpoint.profiled = None
         app.extensions["idp"].database.engine.dispose()
     flush_redis_db(args.redis_url)
 

@@ -105,6 +105,48 @@ def test_take_has_one_winner_among_racing_threads(ephemeral_store: EphemeralStor
             assert winners == [f"grant {round_}".encode()], f"round {round_}: {results}"
 
 
+def test_take_marked_leaves_its_marker_only_when_it_took_the_value(ephemeral_store: EphemeralStore) -> None:
+    ephemeral_store.put("code", b"grant", ttl=60)
+
+    assert ephemeral_store.take_marked("code", marker="code-spent", value=b"grant-1", ttl=60) == b"grant"
+    assert ephemeral_store.get("code") is None
+    assert ephemeral_store.get("code-spent") == b"grant-1"
+    assert ephemeral_store.take_marked("code", marker="code-spent", value=b"other", ttl=60) is None
+    assert ephemeral_store.get("code-spent") == b"grant-1", "a second take overwrote the marker"
+    assert ephemeral_store.take_marked("never-put", marker="never-spent", value=b"x", ttl=60) is None
+    assert ephemeral_store.get("never-spent") is None
+
+
+def test_take_marked_keeps_its_marker_for_its_ttl(ephemeral_store: EphemeralStore) -> None:
+    ephemeral_store.put("code", b"grant", ttl=60)
+    ephemeral_store.take_marked("code", marker="code-spent", value=b"grant-1", ttl=1)
+    time.sleep(PAST_ONE_SECOND)
+
+    assert ephemeral_store.get("code-spent") is None
+
+
+def test_take_marked_has_one_winner_among_racing_threads(ephemeral_store: EphemeralStore) -> None:
+    """Every loser finds the marker already there: none sees the key gone without it."""
+    racers, rounds = 8, 10
+    for round_ in range(rounds):
+        ephemeral_store.put(f"code:{round_}", f"grant {round_}".encode(), ttl=60)
+    start = threading.Barrier(racers)
+
+    def race(round_: int) -> tuple[bytes | None, bytes | None]:
+        start.wait(timeout=10)
+        taken = ephemeral_store.take_marked(
+            f"code:{round_}", marker=f"spent:{round_}", value=b"spent", ttl=60
+        )
+        return taken, ephemeral_store.get(f"spent:{round_}")
+
+    with ThreadPoolExecutor(racers) as pool:
+        for round_ in range(rounds):
+            results = list(pool.map(race, [round_] * racers))
+            winners = [taken for taken, _ in results if taken is not None]
+            assert winners == [f"grant {round_}".encode()], f"round {round_}: {results}"
+            assert all(marker == b"spent" for _, marker in results), f"round {round_}: {results}"
+
+
 def test_incr_counts_from_one(ephemeral_store: EphemeralStore) -> None:
     counts = [ephemeral_store.incr("failures:alice", ttl=60) for _ in range(3)]
 

@@ -154,21 +154,25 @@ class AuthorizationCodeGrant(KeyBoundTokens, grants.AuthorizationCodeGrant):
         stored = context.ephemeral.get(key)
         if stored is not None and json.loads(stored)["client_id"] != client.get_client_id():
             return None  # presented by another client: refused, and left for the one it was issued to
+        spent_key = f"code-spent:{digest(code)}"
+        raw = None
         if stored is not None:
             # Touch the database before spending the code: an outage then refuses the request and
             # leaves the code for the client's retry, rather than burning it.
-            context.durable().users.get(json.loads(stored)["user_id"])
-        raw = context.ephemeral.take(key)
+            issued = json.loads(stored)
+            context.durable().users.get(issued["user_id"])
+            raw = context.ephemeral.take_marked(
+                key,
+                marker=spent_key,
+                value=issued["grant_id"].encode(),
+                ttl=context.tokens.access_token_lifetime,
+            )
         if raw is None:
-            spent = context.ephemeral.get(f"code-spent:{digest(code)}")
+            spent = context.ephemeral.get(spent_key)
             if spent is not None:
                 context.revoke_grant(spent.decode(), reason="authorization code replayed")
             return None
-        issued = IssuedCode(**json.loads(raw))
-        context.ephemeral.put(
-            f"code-spent:{digest(code)}", issued.grant_id.encode(), ttl=context.tokens.access_token_lifetime
-        )
-        return issued
+        return IssuedCode(**json.loads(raw))
 
     def delete_authorization_code(self, authorization_code: IssuedCode) -> None:
         """Nothing left to delete: query_authorization_code took the code."""

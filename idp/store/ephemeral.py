@@ -52,7 +52,8 @@ class Held:
 
 
 class EphemeralStore(Protocol):
-    """Every key has a TTL and one owning module; `take`, `incr`, `reserve` and `refund` are atomic."""
+    """Every key has a TTL and one owning module; `take`, `take_marked`, `incr`, `reserve` and `refund`
+    are atomic."""
 
     def put(self, key: str, value: bytes, *, ttl: int, replacing: str | None = None) -> None:
         """Store the value; with `replacing`, remove that key in the same step (a renamed entry)."""
@@ -66,6 +67,11 @@ class EphemeralStore(Protocol):
 
     def take(self, key: str) -> bytes | None:
         """Return the value and delete it in one step: at most one caller ever sees it."""
+        ...
+
+    def take_marked(self, key: str, *, marker: str, value: bytes, ttl: int) -> bytes | None:
+        """`take`, and when it found the value, store `value` under `marker` in the same step: whoever
+        finds `key` gone can then tell it was taken (a spent code names its grant)."""
         ...
 
     def incr(self, key: str, *, ttl: int) -> int:
@@ -91,6 +97,12 @@ class EphemeralStore(Protocol):
         ...
 
 
+# KEYS: the key taken, the marker; ARGV: the marker's value and seconds.
+_TAKE_MARKED = """
+local value = redis.call('GETDEL', KEYS[1])
+if value then redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2]) end
+return value
+"""
 # KEYS: each tally's count and hold key; ARGV: the reservation's token, the tallies' [window, free, holds].
 _RESERVE = """
 local tallies = cjson.decode(ARGV[2])
@@ -127,6 +139,7 @@ class RedisStore:
         self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._reserve = self._redis.register_script(_RESERVE)
         self._refund = self._redis.register_script(_REFUND)
+        self._take_marked = self._redis.register_script(_TAKE_MARKED)
         self._errors = _redis_errors(OutageLog("redis"))
 
     def put(self, key: str, value: bytes, *, ttl: int, replacing: str | None = None) -> None:
@@ -152,6 +165,11 @@ class RedisStore:
     def take(self, key: str) -> bytes | None:
         with self._errors:
             return cast(bytes | None, self._redis.getdel(KEY_PREFIX + key))
+
+    def take_marked(self, key: str, *, marker: str, value: bytes, ttl: int) -> bytes | None:
+        with self._errors:
+            taken = self._take_marked(keys=[KEY_PREFIX + key, KEY_PREFIX + marker], args=[value, ttl])
+            return cast(bytes | None, taken)
 
     def incr(self, key: str, *, ttl: int) -> int:
         with self._errors:
@@ -275,6 +293,13 @@ class EmbeddedStore:
         if row is None or row[1] <= time.time():
             return None
         return bytes(row[0])
+
+    def take_marked(self, key: str, *, marker: str, value: bytes, ttl: int) -> bytes | None:
+        with self._transaction():
+            taken = self.take(key)
+            if taken is not None:
+                self.put(marker, value, ttl=ttl)
+            return taken
 
     def incr(self, key: str, *, ttl: int) -> int:
         now = time.time()

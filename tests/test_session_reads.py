@@ -1,5 +1,6 @@
 """The browser session is read when first used, with the sign-in its page names, in one round trip;
-a session started for a sign-in holds its CSRF secret from its first write.
+a session started for a sign-in holds its CSRF secret from its first write; the factor page is shown
+from the account as the password step found it, and its form decides on the account read afresh.
 
 Counted on the real stores (each store call is one round trip on Redis), and the attacker's side:
 a CSRF token seen before the password step is refused after it.
@@ -14,11 +15,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from support.account import sign_in
+from sqlalchemy import event, update
+from support.account import sign_in, text
 from support.app import Browser, add_client, csrf_token, make_app
 from werkzeug.test import TestResponse
 
 from idp.store.ephemeral import EphemeralStore
+from idp.store.tables import User
 from idp.web import services
 
 PASSWORD = "a long enough password"
@@ -112,3 +115,31 @@ def test_a_csrf_token_seen_before_the_password_is_refused_after_it(app: Flask) -
     assert refused.status_code == 400 and "This form has expired" in refused.get_data(as_text=True)
     fresh = csrf_token(browser.follow(browser.client.get(factor.location)))
     assert fresh != before
+
+
+def test_the_factor_page_reads_no_account(app: Flask) -> None:
+    """The password step recorded what the account can prove: the page it leads to needs no query."""
+    browser, path = started(app)
+    factor = browser.submit(browser.client.get(path), username="alice", password=PASSWORD)
+    statements: list[str] = []
+    with app.app_context():
+        engine = services().database.engine
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    page = browser.client.get(factor.request.path)
+    assert page.status_code == 200 and 'name="code"' in text(page)
+    assert statements == [], statements
+
+
+def test_an_account_disabled_after_its_password_gets_no_code_from_the_factor_form(app: Flask) -> None:
+    """The page may still show, from what the password step saw; the form decides on the account as
+    it is now: disabled, so the client hears access_denied and no code is issued."""
+    client_id = add_client(app)[0]
+    alice = sign_in(app, client_id, "alice", PASSWORD)
+    browser = Browser(app.test_client(), client_id)
+    factor = browser.submit(browser.authorize(), username="alice", password=PASSWORD)
+    assert 'name="code"' in text(factor)
+    with app.app_context(), services().database.unit_of_work() as session:
+        session.execute(update(User).values(disabled=True))
+    refused = browser.submit(browser.client.get(factor.request.path), code=alice.authenticator.code())
+    assert refused.status_code == 302 and "error=access_denied" in refused.location, refused.location
+    assert "code=" not in refused.location

@@ -542,6 +542,31 @@ def state_from_json(data: dict[str, Any]) -> AuthState:
     )
 
 
+def account_to_json(account: Account) -> dict[str, object]:
+    return {
+        "subject": account.subject,
+        "active": account.active,
+        "capabilities": sorted(
+            [capability.method.value, sorted(capability.amr)] for capability in account.capabilities
+        ),
+        "administrator": account.administrator,
+        "password_must_change": account.password_must_change,
+    }
+
+
+def account_from_json(data: dict[str, Any]) -> Account:
+    return Account(
+        subject=data["subject"],
+        active=data["active"],
+        capabilities=frozenset(
+            Capability(Method(method), frozenset(Amr(value) for value in amr))
+            for method, amr in data["capabilities"]
+        ),
+        administrator=data["administrator"],
+        password_must_change=data["password_must_change"],
+    )
+
+
 def requirement_to_json(requirement: Requirement) -> dict[str, object]:
     return asdict(requirement)
 

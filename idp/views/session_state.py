@@ -16,7 +16,16 @@ from flask import g, request, session
 from flask_wtf.csrf import generate_csrf
 
 from idp.auth.factors import capabilities_of
-from idp.auth.pipeline import Account, AuthState, Proof, apply_proof, state_from_json, state_to_json
+from idp.auth.pipeline import (
+    Account,
+    AuthState,
+    Proof,
+    account_from_json,
+    account_to_json,
+    apply_proof,
+    state_from_json,
+    state_to_json,
+)
 from idp.auth.policy import Amr, Method
 from idp.auth.sessions import ServerSession
 from idp.oidc.logout import FrontChannelPage, end_sessions_at_clients
@@ -24,6 +33,7 @@ from idp.store.tables import User, UserSession
 from idp.web import after_commit, authorization_server, durable_store, services
 
 AUTH_KEY = "auth"
+ACCOUNT_KEY = "account"  # the account as the last proof found it (`account_as_last_proven`)
 SID_KEY = "sid"
 BROWSER_KEY = "browser"
 REAUTHENTICATED_KEY = "reauthenticated_at"
@@ -54,6 +64,15 @@ def load_account(user: User | None) -> Account | None:
         administrator=user.is_admin,
         password_must_change=user.password_must_change,
     )
+
+
+def account_as_last_proven() -> Account | None:
+    """The account of the session's subject as it was when its last proof was recorded: enough to
+    choose which page to show, never to decide (a form that decides reads the account afresh).
+    None when the session holds no such record."""
+    state, data = current_state(), session.get(ACCOUNT_KEY)
+    account = None if state is None or data is None else account_from_json(data)
+    return account if account is not None and state is not None and account.subject == state.subject else None
 
 
 def read_beside_session(key: str) -> bytes | None:
@@ -104,6 +123,9 @@ def record_proof(
     else:
         _rekey_session()
     session[AUTH_KEY] = state_to_json(state)
+    account = load_account(user)
+    assert account is not None
+    session[ACCOUNT_KEY] = account_to_json(account)
     return state
 
 

@@ -16,6 +16,7 @@ from idp.auth.pipeline import Requirement, Step, next_step, requirement_from_jso
 from idp.auth.quotas import Usage
 from idp.store.tables import User
 from idp.views.session_state import (
+    account_as_last_proven,
     browser_binding,
     current_state,
     load_account,
@@ -185,3 +186,12 @@ def decide(requirement: Requirement) -> tuple[Step, User | None]:
     user = signed_in_user()
     step = next_step(current_state(), load_account(user), requirement, services().policy, time.time())
     return step, user
+
+
+def preview(requirement: Requirement) -> Step | None:
+    """What the session must do next, judged on the account as its last proof found it (no database
+    read): for a page that only shows what the step offers. None when the session cannot tell."""
+    account = account_as_last_proven()
+    if account is None:
+        return None
+    return next_step(current_state(), account, requirement, services().policy, time.time())

@@ -46,10 +46,18 @@ View = TypeVar("View", bound=Callable[..., Any])
 
 
 def at_step(
-    wanted: type[Step] | tuple[type[Step], ...], method: Method | None = None, *, json: bool = False
+    wanted: type[Step] | tuple[type[Step], ...],
+    method: Method | None = None,
+    *,
+    json: bool = False,
+    page_on_last_proof: bool = False,
 ) -> Callable[[View], View]:
     """Run the view as `view(sign_in, step, user)` when the pipeline's next step is `wanted` (for
-    `method`); otherwise send the user back to the sign-in's next page (or answer JSON)."""
+    `method`); otherwise send the user back to the sign-in's next page (or answer JSON).
+
+    `page_on_last_proof`: the view's GET only shows the page; it is decided on the account as the
+    session's last proof found it (`sign_in_request.preview`, no database read) and gets no user.
+    The form it posts is decided on the account read afresh."""
 
     def decorate(view: View) -> View:
         @wraps(view)
@@ -57,6 +65,17 @@ def at_step(
             sign_in = sign_ins.load(sign_in_id)
             if sign_in is None:
                 return passkeys.json_error(errors.SIGN_IN_EXPIRED) if json else errors.sign_in_expired()
+            previewed = (
+                sign_ins.preview(sign_in.requirement)
+                if page_on_last_proof and request.method == "GET"
+                else None
+            )
+            if previewed is not None:
+                offered = method is None or method in getattr(previewed, "methods", ())
+                if not isinstance(previewed, wanted) or not offered:
+                    return _resume(sign_in)
+                shown: BaseResponse = view(sign_in, previewed, None)
+                return shown
             step, user = sign_ins.decide(sign_in.requirement)
             needs_user = not isinstance(step, NeedPassword)
             offered = method is None or method in getattr(step, "methods", ())
@@ -154,11 +173,12 @@ def _new_password_page(sign_in: SignInRequest, *, error: str | None = None, stat
 
 
 @blueprint.route("/<sign_in_id>/factor", methods=["GET", "POST"])
-@at_step(NeedFactor)
-def factor(sign_in: SignInRequest, step: NeedFactor, user: User) -> BaseResponse:
+@at_step(NeedFactor, page_on_last_proof=True)
+def factor(sign_in: SignInRequest, step: NeedFactor, user: User | None) -> BaseResponse:
     """The second-factor page: every method the pipeline offers; the form posted here is TOTP."""
     if request.method == "GET" or Method.TOTP not in step.methods:
         return _factor_page(sign_in, step)
+    assert user is not None  # a POST is decided on the account read afresh
     code = _field("code").replace(" ", "")
     refusal = _prove_second_factor(sign_in, step, user, Method.TOTP, lambda: _verify_totp(user, code))
     return refusal or continue_sign_in(sign_in)

@@ -117,6 +117,12 @@ def audit(
     durable_store().audit.record(audit_event(**fields))
 
 
+def before_commit(action: Callable[[], None]) -> None:
+    """Run `action` in this request's unit of work just before it commits; never when it is rolled
+    back (changes gathered over the request, written once)."""
+    g.setdefault("before_commit", []).append(action)
+
+
 def after_commit(action: Callable[[], None]) -> None:
     """Run `action` once this request's unit of work is committed; never when it is rolled back."""
     g.setdefault("after_commit", []).append(action)
@@ -129,6 +135,9 @@ def install_unit_of_work(app: Flask) -> None:
     def commit(response: Any) -> Any:
         if response.status_code >= 500:
             _keep_browser_session_as_it_was()
+        gathered: list[Callable[[], None]] = g.pop("before_commit", [])
+        for write in gathered if response.status_code < 500 else ():
+            write()
         session: Session | None = g.pop("db_session", None)
         if session is not None:
             try:

@@ -38,6 +38,12 @@ def _lock_until_commit(session: Session, postgresql_lock: Executable) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _past_the_orm(session: Session, statement: Executable) -> CursorResult[Any]:
+    """Run a write on the unit of work's connection without the ORM's bookkeeping (evaluating the
+    criteria against the entities held in memory): for rows this unit of work does not read back."""
+    return session.connection().execute(statement)
+
+
 class Users:
     def __init__(self, session: Session, factors: Factors) -> None:
         self._session = session
@@ -204,12 +210,13 @@ class Factors:
     def claim_step(self, factor_id: str, *, step: int, at: int) -> bool:
         """Spend a TOTP time step; True for the one caller that found it newer than every step spent
         before (RFC 6238 5.2: one accepted code per step, never an older one after it). Atomic."""
-        result = self._session.execute(
+        result = _past_the_orm(
+            self._session,
             update(Factor)
             .where(Factor.id == factor_id, or_(Factor.last_step.is_(None), Factor.last_step < step))
-            .values(last_step=step, last_used_at=at)
+            .values(last_step=step, last_used_at=at),
         )
-        return _rows_affected(result) == 1
+        return result.rowcount == 1
 
     def mark_used(self, factor_id: str, at: int, data: dict[str, Any] | None = None) -> None:
         values: dict[str, Any] = {"last_used_at": at} if data is None else {"last_used_at": at, "data": data}
@@ -446,14 +453,12 @@ class UserSessions:
     def remove(self, sid: str) -> None:
         self._session.execute(delete(UserSession).where(UserSession.sid == sid))
 
-    def rekey(self, sid: str, *, storage_key: str) -> None:
-        """The session's data moved to a new key (its id changed when the level rose)."""
-        self._session.execute(
-            update(UserSession).where(UserSession.sid == sid).values(storage_key=storage_key)
-        )
-
-    def set_acr(self, sid: str, acr: str) -> None:
-        self._session.execute(update(UserSession).where(UserSession.sid == sid).values(acr=acr))
+    def update(self, sid: str, *, storage_key: str | None = None, acr: str | None = None) -> None:
+        """Change the session's row in one statement: the key its data moved to (its id changed at a
+        proof), the acr its last sign-in reached. A row ended meanwhile stays gone."""
+        values = {name: value for name, value in (("storage_key", storage_key), ("acr", acr)) if value}
+        if values:
+            _past_the_orm(self._session, update(UserSession).where(UserSession.sid == sid).values(**values))
 
 
 class SessionClients:
@@ -466,7 +471,7 @@ class SessionClients:
         """Remember the client for the session; once (one statement: concurrent token requests agree)."""
         insert = postgresql.insert if self._session.get_bind().dialect.name == "postgresql" else sqlite.insert
         values = {"sid": sid, "client_id": client_id, "user_id": user_id, "first_at": at}
-        self._session.execute(insert(SessionClient).values(**values).on_conflict_do_nothing())
+        _past_the_orm(self._session, insert(SessionClient).values(**values).on_conflict_do_nothing())
 
     def take(self, sid: str) -> Sequence[tuple[SessionClient, Client]]:
         """The session's clients, each with its registration, forgotten in the same unit of work."""

@@ -35,7 +35,7 @@ from idp.store.tables import User
 from idp.views import approvals, errors, session_state
 from idp.views import sign_in_request as sign_ins
 from idp.views.sign_in_request import AccountPage, ClientRedirect, DeviceApproval, SignInRequest
-from idp.web import audit, authorization_server, durable_store, services
+from idp.web import audit, authorization_server, services
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def device_decided(client_name: str, *, approved: bool) -> Response:
 def _record_sign_in(user: User, done: Done, *, client_id: str | None, sid: str) -> None:
     """A completed sign-in: counted, audited with what was proven, and shown on the session list."""
     observability.SIGN_INS.labels("success", done.acr).inc()
-    durable_store().sessions.set_acr(sid, done.acr)
+    session_state.update_index(sid, acr=done.acr)
     audit(
         "sign_in",
         "success",

@@ -30,7 +30,7 @@ from idp.auth.policy import Amr, Method
 from idp.auth.sessions import ServerSession
 from idp.oidc.logout import FrontChannelPage, end_sessions_at_clients
 from idp.store.tables import User, UserSession
-from idp.web import after_commit, authorization_server, durable_store, services
+from idp.web import after_commit, authorization_server, before_commit, durable_store, services
 
 AUTH_KEY = "auth"
 ACCOUNT_KEY = "account"  # the account as the last proof found it (`account_as_last_proven`)
@@ -153,7 +153,23 @@ def _rekey_session() -> None:
     """A new cookie id for the same session; its index entry follows."""
     assert isinstance(session, ServerSession)
     session.regenerate()
-    durable_store().sessions.rekey(session_sid(), storage_key=session.storage_key)
+    update_index(session_sid(), storage_key=session.storage_key)
+
+
+def update_index(sid: str, *, storage_key: str | None = None, acr: str | None = None) -> None:
+    """Change the session's index row once per request, however many proofs and sign-ins the request
+    records: the latest values are written together just before its unit of work commits."""
+    pending: dict[str, dict[str, str | None]] | None = g.get("session_index")
+    if pending is None:
+        pending = g.session_index = {}
+        before_commit(_write_index)
+    changes = pending.setdefault(sid, {})
+    changes.update({name: value for name, value in (("storage_key", storage_key), ("acr", acr)) if value})
+
+
+def _write_index() -> None:
+    for sid, changes in g.pop("session_index", {}).items():
+        durable_store().sessions.update(sid, **changes)
 
 
 def end_session(*, reason: str = "signed out") -> tuple[FrontChannelPage, ...]:

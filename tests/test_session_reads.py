@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, update
+from sqlalchemy import delete, event, select, update
 from support.account import sign_in, text
 from support.app import Browser, add_client, csrf_token, make_app
 from werkzeug.test import TestResponse
 
+from idp.auth.sessions import storage_key
 from idp.store.ephemeral import EphemeralStore
-from idp.store.tables import User
+from idp.store.tables import User, UserSession
 from idp.web import services
 
 PASSWORD = "a long enough password"
@@ -133,13 +134,49 @@ def test_the_factor_page_reads_no_account(app: Flask) -> None:
 def test_an_account_disabled_after_its_password_gets_no_code_from_the_factor_form(app: Flask) -> None:
     """The page may still show, from what the password step saw; the form decides on the account as
     it is now: disabled, so the client hears access_denied and no code is issued."""
-    client_id = add_client(app)[0]
-    alice = sign_in(app, client_id, "alice", PASSWORD)
-    browser = Browser(app.test_client(), client_id)
-    factor = browser.submit(browser.authorize(), username="alice", password=PASSWORD)
+    browser, factor, authenticator = signed_in_after_password(app)
     assert 'name="code"' in text(factor)
     with app.app_context(), services().database.unit_of_work() as session:
         session.execute(update(User).values(disabled=True))
-    refused = browser.submit(browser.client.get(factor.request.path), code=alice.authenticator.code())
+    refused = browser.submit(browser.client.get(factor.request.path), code=authenticator.code())
     assert refused.status_code == 302 and "error=access_denied" in refused.location, refused.location
     assert "code=" not in refused.location
+
+
+def signed_in_after_password(app: Flask) -> tuple[Browser, TestResponse, Any]:
+    """alice past her password in a fresh browser: the browser, the factor page, her authenticator."""
+    client_id = add_client(app)[0]
+    alice = sign_in(app, client_id, "alice", PASSWORD)
+    browser = Browser(app.test_client(), client_id)
+    return (
+        browser,
+        browser.submit(browser.authorize(), username="alice", password=PASSWORD),
+        alice.authenticator,
+    )
+
+
+def test_a_proof_and_its_sign_in_change_the_session_index_in_one_statement(app: Flask) -> None:
+    """The factor's new session id and the sign-in's acr: one UPDATE, naming the new id's key."""
+    browser, factor, authenticator = signed_in_after_password(app)
+    statements: list[str] = []
+    with app.app_context():
+        engine = services().database.engine
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    done = browser.submit(factor, code=authenticator.code())
+    assert done.status_code == 302 and "code=" in done.location, done.location
+    assert len([sql for sql in statements if sql.startswith("UPDATE user_sessions")]) == 1, statements
+    cookie = browser.client.get_cookie(COOKIE)
+    assert cookie is not None
+    with app.app_context(), services().database.unit_of_work() as session:
+        rows = session.execute(select(UserSession.storage_key, UserSession.acr)).all()
+    assert (storage_key(cookie.value), "mfa") in [tuple(row) for row in rows], rows
+
+
+def test_a_session_ended_during_its_second_factor_still_finishes_its_sign_in(app: Flask) -> None:
+    """Its index row gone (ended from the account page, say): the one UPDATE matches nothing and
+    fails nothing; the sign-in goes on as before."""
+    browser, factor, authenticator = signed_in_after_password(app)
+    with app.app_context(), services().database.unit_of_work() as session:
+        session.execute(delete(UserSession))
+    done = browser.submit(factor, code=authenticator.code())
+    assert done.status_code == 302 and "code=" in done.location, done.location

@@ -424,6 +424,34 @@ def test_audit_of_user_is_newest_first(with_alice_and_bob: Database) -> None:
     assert (bobs.outcome, bobs.detail, bobs.ip) == ("failure", {"reason": "password"}, None)
 
 
+def test_a_unit_of_works_audit_events_go_in_one_insert_and_none_after_a_rollback(
+    with_alice_and_bob: Database,
+) -> None:
+    """Written at the commit (or before the unit of work reads events, which then include them)."""
+    inserts: list[str] = []
+    event.listen(
+        with_alice_and_bob.engine,
+        "before_cursor_execute",
+        lambda *args: inserts.append(args[2]) if args[2].startswith("INSERT INTO audit_events") else None,
+    )
+    with with_alice_and_bob.unit_of_work() as session:
+        audit = DurableStore.over(session).audit
+        audit.record(audit_event("login", "success", at=1, user_id=ALICE))
+        audit.record(audit_event("logout", "success", at=2, user_id=ALICE))
+        assert [event.event for event in audit.of_user(ALICE)] == ["logout", "login"]
+        audit.record(audit_event("token", "success", at=3, user_id=ALICE, detail={"grant": "g"}))
+        audit.record(audit_event("login", "failure", at=4, user_id=BOB))
+    assert len(inserts) == 2, inserts
+
+    with pytest.raises(RuntimeError), with_alice_and_bob.unit_of_work() as session:
+        DurableStore.over(session).audit.record(audit_event("lost", "success", at=5, user_id=ALICE))
+        raise RuntimeError("the unit of work fails")
+
+    with with_alice_and_bob.unit_of_work() as session:
+        events = [(event.event, event.detail) for event in DurableStore.over(session).audit.of_user(ALICE)]
+    assert events == [("token", {"grant": "g"}), ("logout", {}), ("login", {})]
+
+
 def test_audit_event_truncates_the_user_agent() -> None:
     assert audit_event("login", "success", at=1, user_agent="x" * 1000).user_agent == "x" * 400
     assert audit_event("login", "success", at=1, user_agent="").user_agent is None

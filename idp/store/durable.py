@@ -6,10 +6,23 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Executable, delete, false, func, literal, or_, select, true, union_all, update
+from sqlalchemy import (
+    Executable,
+    delete,
+    event,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Result
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql.elements import ColumnElement
 
 from idp.store.tables import (
@@ -486,17 +499,32 @@ class SessionClients:
         return found
 
 
+AUDIT_ROWS = "idp.audit_rows"  # in Session.info: the unit of work's events, until they are written
+AUDIT_COLUMNS = ("at", "event", "outcome", "user_id", "client_id", "ip", "user_agent", "detail")
+
+
 class Audit:
+    """Events are written in one INSERT when the unit of work commits (or before it reads events),
+    past the ORM; rolled back with it, unless recorded again (idp.web keeps a failed request's)."""
+
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def record(self, event: AuditEvent) -> None:
-        self._session.add(event)
+    def record(self, recorded: AuditEvent) -> None:
+        row = {column: getattr(recorded, column) for column in AUDIT_COLUMNS}
+        self._session.info.setdefault(AUDIT_ROWS, []).append(row)
 
     def record_all(self, events: list[AuditEvent]) -> None:
-        self._session.add_all(events)
+        for recorded in events:
+            self.record(recorded)
+
+    def write_recorded(self) -> None:
+        rows = self._session.info.pop(AUDIT_ROWS, None)
+        if rows:
+            _past_the_orm(self._session, insert(AuditEvent).values(rows))
 
     def of_user(self, user_id: str, limit: int = 50) -> Sequence[AuditEvent]:
+        self.write_recorded()
         query = (
             select(AuditEvent)
             .where(AuditEvent.user_id == user_id)
@@ -517,6 +545,7 @@ class Audit:
         limit: int = 100,
     ) -> Sequence[AuditEvent]:
         """Events matching every given filter, newest first; `before_id` pages back from an event."""
+        self.write_recorded()
         conditions = [
             condition
             for condition, given in (
@@ -531,6 +560,16 @@ class Audit:
         ]
         query = select(AuditEvent).where(*conditions).order_by(AuditEvent.id.desc()).limit(limit)
         return self._session.scalars(query).all()
+
+
+@event.listens_for(Session, "before_commit")
+def _write_recorded_audit(session: Session) -> None:
+    Audit(session).write_recorded()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_recorded_audit(session: Session, _transaction: SessionTransaction) -> None:
+    session.info.pop(AUDIT_ROWS, None)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     Executable,
+    bindparam,
     delete,
     event,
     false,
@@ -23,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session, SessionTransaction
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql import Select
 
 from idp.store.tables import (
     AuditEvent,
@@ -57,6 +58,22 @@ def _past_the_orm(session: Session, statement: Executable) -> CursorResult[Any]:
     return session.connection().execute(statement)
 
 
+# The sign-in's statements, built once (with bound parameters) rather than at every call.
+_ACCOUNT_WITH_FACTORS = (
+    select(User, Factor).outerjoin(Factor, Factor.user_id == User.id).order_by(Factor.created_at)
+)
+_ACCOUNT_BY_ID = _ACCOUNT_WITH_FACTORS.where(User.id == bindparam("which"))
+_ACCOUNT_BY_USERNAME = _ACCOUNT_WITH_FACTORS.where(User.username == bindparam("which"))
+_CLAIM_STEP = (
+    update(Factor)
+    .where(
+        Factor.id == bindparam("factor_id"),
+        or_(Factor.last_step.is_(None), Factor.last_step < bindparam("step")),
+    )
+    .values(last_step=bindparam("step"), last_used_at=bindparam("at"))
+)
+
+
 class Users:
     def __init__(self, session: Session, factors: Factors) -> None:
         self._session = session
@@ -84,19 +101,13 @@ class Users:
         step reads both)."""
         if user_id in self._loaded:
             return self.get(user_id)
-        return self._with_factors(User.id == user_id)
+        return self._with_factors(_ACCOUNT_BY_ID, user_id)
 
     def by_username_with_factors(self, username: str) -> User | None:
-        return self._with_factors(User.username == username)
+        return self._with_factors(_ACCOUNT_BY_USERNAME, username)
 
-    def _with_factors(self, which: ColumnElement[bool]) -> User | None:
-        query = (
-            select(User, Factor)
-            .outerjoin(Factor, Factor.user_id == User.id)
-            .where(which)
-            .order_by(Factor.created_at)
-        )
-        rows = self._session.execute(query).all()
+    def _with_factors(self, query: Select[User, Factor], which: str) -> User | None:
+        rows = self._session.execute(query, {"which": which}).all()
         if not rows:
             return None
         user: User = rows[0][0]
@@ -222,12 +233,10 @@ class Factors:
 
     def claim_step(self, factor_id: str, *, step: int, at: int) -> bool:
         """Spend a TOTP time step; True for the one caller that found it newer than every step spent
-        before (RFC 6238 5.2: one accepted code per step, never an older one after it). Atomic."""
-        result = _past_the_orm(
-            self._session,
-            update(Factor)
-            .where(Factor.id == factor_id, or_(Factor.last_step.is_(None), Factor.last_step < step))
-            .values(last_step=step, last_used_at=at),
+        before (RFC 6238 5.2: one accepted code per step, never an older one after it). Atomic; past
+        the ORM, so the factor held in memory keeps its old step (nothing reads it after the claim)."""
+        result = self._session.connection().execute(
+            _CLAIM_STEP, {"factor_id": factor_id, "step": step, "at": at}
         )
         return result.rowcount == 1
 

@@ -17,7 +17,7 @@ from idp.auth.passwords import Passwords
 from idp.auth.policy import AssurancePolicy
 from idp.auth.quotas import Quotas, Usage
 from idp.auth.reset_links import ResetLinks
-from idp.auth.sessions import ServerSession
+from idp.auth.sessions import ACCOUNT_RECORD_KEY, ServerSession
 from idp.auth.throttle import Throttle
 from idp.auth.totp import Totp
 from idp.auth.webauthn import Ceremonies
@@ -30,7 +30,7 @@ from idp.oidc.server import ProviderServer
 from idp.oidc.tokens import TokenService
 from idp.secrets import SecretBox
 from idp.store.database import Database
-from idp.store.durable import DurableStore, audit_event
+from idp.store.durable import FACTORS_CHANGED, DurableStore, audit_event
 from idp.store.ephemeral import EphemeralStore
 
 EXTENSION = "idp"
@@ -135,9 +135,8 @@ def install_unit_of_work(app: Flask) -> None:
     def commit(response: Any) -> Any:
         if response.status_code >= 500:
             _keep_browser_session_as_it_was()
-        gathered: list[Callable[[], None]] = g.pop("before_commit", [])
-        for write in gathered if response.status_code < 500 else ():
-            write()
+        if response.status_code < 500:
+            _write_gathered_changes()
         session: Session | None = g.pop("db_session", None)
         if session is not None:
             try:
@@ -153,6 +152,16 @@ def install_unit_of_work(app: Flask) -> None:
             for action in actions:
                 action()
         return response
+
+    def _write_gathered_changes() -> None:
+        """The request's `before_commit` writes; and a unit of work that changed factors drops the
+        browser session's record of the account (its pages are then chosen on the account as it is)."""
+        unit: Session | None = g.get("db_session")
+        if unit is not None and unit.info.get(FACTORS_CHANGED):
+            browser_session.pop(ACCOUNT_RECORD_KEY, None)
+        gathered: list[Callable[[], None]] = g.pop("before_commit", [])
+        for write in gathered:
+            write()
 
     def _keep_browser_session_as_it_was() -> None:
         """The browser's session is part of the unit of work: a failed request saves none of its changes

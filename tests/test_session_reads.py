@@ -9,6 +9,7 @@ a CSRF token seen before the password step is refused after it.
 from __future__ import annotations
 
 import collections
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -180,3 +181,22 @@ def test_a_session_ended_during_its_second_factor_still_finishes_its_sign_in(app
         session.execute(delete(UserSession))
     done = browser.submit(factor, code=authenticator.code())
     assert done.status_code == 302 and "code=" in done.location, done.location
+
+
+def test_a_change_of_factors_drops_the_sessions_record_of_the_account(app: Flask) -> None:
+    """New recovery codes on the account page: the next factor page is chosen on the account read
+    afresh, not on what the last proof saw."""
+    client_id = add_client(app)[0]
+    alice = sign_in(app, client_id, "alice", PASSWORD)
+
+    def account_recorded() -> bool:
+        cookie = alice.browser.client.get_cookie(COOKIE)
+        assert cookie is not None
+        with app.app_context():
+            raw = services().ephemeral.get(storage_key(cookie.value))
+        assert raw is not None
+        return "account" in json.loads(raw)
+
+    assert account_recorded()
+    assert alice.generate_recovery_codes()
+    assert not account_recorded()

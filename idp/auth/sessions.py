@@ -14,6 +14,9 @@ from flask.sessions import SessionInterface, SessionMixin
 
 from idp.store.ephemeral import EphemeralStore
 
+# The account as the session's last proof found it (idp.views.session_state): dropped by the unit of
+# work of a request that changed factors (idp.web), so no page is chosen from what it no longer holds.
+ACCOUNT_RECORD_KEY = "account"
 # The store keys a request will read beside its session (a sign-in page's sign-in), if any; asked when
 # the session is first used, once the request's URL is matched.
 ReadAlong = Callable[[Request], list[str]]

@@ -158,6 +158,9 @@ class Users:
         self._session.flush()
 
 
+FACTORS_CHANGED = "idp.factors_changed"  # in Session.info: the unit of work added or removed factors
+
+
 class Factors:
     """Every change to factors goes through here, so a user's factors are read once per unit of work
     and read again only after one is added or removed."""
@@ -171,6 +174,11 @@ class Factors:
             query = select(Factor).where(Factor.user_id == user_id).order_by(Factor.created_at)
             self._of_user[user_id] = self._session.scalars(query).all()
         return [factor for factor in self._of_user[user_id] if kind is None or factor.kind == kind]
+
+    def _changed(self) -> None:
+        """Factors are read again after a change, and the unit of work says it made one."""
+        self._of_user.clear()
+        self._session.info[FACTORS_CHANGED] = True
 
     def remember(self, user_id: str, factors: Sequence[Factor]) -> None:
         """A user's factors, read with the account (`Users.get_with_factors`)."""
@@ -191,12 +199,12 @@ class Factors:
         return self._session.scalars(select(Factor).where(Factor.lookup_key == lookup_key)).one_or_none()
 
     def add(self, factor: Factor) -> None:
-        self._of_user.clear()
+        self._changed()
         self._session.add(factor)
         self._session.flush()
 
     def remove(self, user_id: str, factor_id: str) -> bool:
-        self._of_user.clear()
+        self._changed()
         result = self._session.execute(
             delete(Factor).where(Factor.user_id == user_id, Factor.id == factor_id)
         )
@@ -205,7 +213,7 @@ class Factors:
     def reseal_secrets(self, reseal: Callable[[bytes], bytes]) -> int:
         """Encrypt every stored factor secret again (TOTP), the rows locked until the unit of work ends;
         returns how many."""
-        self._of_user.clear()
+        self._changed()
         query = select(Factor).where(Factor.secret.is_not(None)).with_for_update()
         count = 0
         for factor in self._session.scalars(query):
@@ -216,7 +224,7 @@ class Factors:
         return count
 
     def remove_all(self, user_id: str, kind: str | None = None) -> int:
-        self._of_user.clear()
+        self._changed()
         statement = delete(Factor).where(Factor.user_id == user_id)
         if kind is not None:
             statement = statement.where(Factor.kind == kind)
@@ -225,7 +233,7 @@ class Factors:
 
     def consume(self, user_id: str, lookup_key: str) -> bool:
         """Delete a single-use factor (a recovery code); True for the one caller that found it."""
-        self._of_user.clear()
+        self._changed()
         result = self._session.execute(
             delete(Factor).where(Factor.user_id == user_id, Factor.lookup_key == lookup_key)
         )

@@ -27,13 +27,13 @@ from idp.auth.pipeline import (
     state_to_json,
 )
 from idp.auth.policy import Amr, Method
-from idp.auth.sessions import ServerSession
+from idp.auth.sessions import ACCOUNT_RECORD_KEY, ServerSession
 from idp.oidc.logout import FrontChannelPage, end_sessions_at_clients
 from idp.store.tables import User, UserSession
 from idp.web import after_commit, authorization_server, before_commit, durable_store, services
 
 AUTH_KEY = "auth"
-ACCOUNT_KEY = "account"  # the account as the last proof found it (`account_as_last_proven`)
+ACCOUNT_KEY = ACCOUNT_RECORD_KEY  # the account as the last proof found it (`account_as_last_proven`)
 SID_KEY = "sid"
 BROWSER_KEY = "browser"
 REAUTHENTICATED_KEY = "reauthenticated_at"
@@ -123,10 +123,18 @@ def record_proof(
     else:
         _rekey_session()
     session[AUTH_KEY] = state_to_json(state)
-    account = load_account(user)
+    if "proven_user" not in g:
+        before_commit(_record_account)
+    g.proven_user = user
+    return state
+
+
+def _record_account() -> None:
+    """The account of the request's last proof as the request leaves it (a first factor's recovery
+    codes are issued after the proof), for `account_as_last_proven`."""
+    account = load_account(g.pop("proven_user"))
     assert account is not None
     session[ACCOUNT_KEY] = account_to_json(account)
-    return state
 
 
 def _index_session(user: User) -> None:

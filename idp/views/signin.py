@@ -70,12 +70,13 @@ def at_step(
                 if page_on_last_proof and request.method == "GET"
                 else None
             )
-            if previewed is not None:
-                offered = method is None or method in getattr(previewed, "methods", ())
-                if not isinstance(previewed, wanted) or not offered:
-                    return _resume(sign_in)
+            if isinstance(previewed, wanted) and (
+                method is None or method in getattr(previewed, "methods", ())
+            ):
                 shown: BaseResponse = view(sign_in, previewed, None)
                 return shown
+            # Anything else is decided on the account read afresh: what the last proof saw may be
+            # out of date (a method added since), and a page sent back to resume would come here again.
             step, user = sign_ins.decide(sign_in.requirement)
             needs_user = not isinstance(step, NeedPassword)
             offered = method is None or method in getattr(step, "methods", ())

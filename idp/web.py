@@ -135,7 +135,7 @@ def install_unit_of_work(app: Flask) -> None:
     def commit(response: Any) -> Any:
         if response.status_code >= 500:
             _keep_browser_session_as_it_was()
-        if response.status_code < 500:
+        else:
             _write_gathered_changes()
         session: Session | None = g.pop("db_session", None)
         if session is not None:

@@ -33,7 +33,6 @@ from idp.store.tables import User, UserSession
 from idp.web import after_commit, authorization_server, before_commit, durable_store, services
 
 AUTH_KEY = "auth"
-ACCOUNT_KEY = ACCOUNT_RECORD_KEY  # the account as the last proof found it (`account_as_last_proven`)
 SID_KEY = "sid"
 BROWSER_KEY = "browser"
 REAUTHENTICATED_KEY = "reauthenticated_at"
@@ -70,7 +69,7 @@ def account_as_last_proven() -> Account | None:
     """The account of the session's subject as it was when its last proof was recorded: enough to
     choose which page to show, never to decide (a form that decides reads the account afresh).
     None when the session holds no such record."""
-    state, data = current_state(), session.get(ACCOUNT_KEY)
+    state, data = current_state(), session.get(ACCOUNT_RECORD_KEY)
     account = None if state is None or data is None else account_from_json(data)
     return account if account is not None and state is not None and account.subject == state.subject else None
 
@@ -134,7 +133,7 @@ def _record_account() -> None:
     codes are issued after the proof), for `account_as_last_proven`."""
     account = load_account(g.pop("proven_user"))
     assert account is not None
-    session[ACCOUNT_KEY] = account_to_json(account)
+    session[ACCOUNT_RECORD_KEY] = account_to_json(account)
 
 
 def _index_session(user: User) -> None:

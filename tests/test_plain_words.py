@@ -171,8 +171,8 @@ def test_a_device_is_named_from_its_user_agent(user_agent: str | None, expected:
 
 @pytest.mark.parametrize(
     ("items", "expected"),
-    [([], ""), (["password"], "password"), (["a", "b"], "a and b"), (["a", "b", "c"], "a, b and c")],
-)
+    [([], ""), (["password"], "password"), (["a", "b"], "a and b"), (["a", "b", "c"], "a, b, and c")],
+)  # as Unicode CLDR lists things in English (tests/test_languages.py: in Chinese)
 def test_lists_read_as_a_sentence(items: list[str], expected: str) -> None:
     assert listed(items) == expected
 

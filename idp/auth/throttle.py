@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from idp.config import BackoffSettings, ThrottleSettings
 from idp.store.ephemeral import EphemeralStore, Held, Tally
+from idp.words import _, ngettext
 
 
 @dataclass(frozen=True)
@@ -28,13 +29,18 @@ class Blocked:
 
     @property
     def message(self) -> str:
+        """What the page says, in the reader's language."""
         if self.locked:
-            return (
+            return _(
                 "This account is locked after too many failed sign-ins. Sign in with a passkey, "
                 "or ask your administrator to unlock it."
             )
         minutes = max(1, math.ceil(self.retry_after / 60))
-        return f"Too many failed attempts. Try again in {minutes} minute{'s' if minutes > 1 else ''}."
+        return ngettext(
+            "Too many failed attempts. Try again in %(num)d minute.",
+            "Too many failed attempts. Try again in %(num)d minutes.",
+            minutes,
+        )
 
 
 @dataclass(frozen=True)

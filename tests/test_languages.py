@@ -355,7 +355,7 @@ def test_every_page_offers_the_other_language_and_marks_its_own(app: Flask) -> N
 
     assert page_language(page) == "zh-Hans-CN"
     assert '<nav class="languages" aria-label="语言">' in page
-    assert 'href="/language/en?next=/no/such/page" lang="en" hreflang="en">English</a>' in page
+    assert 'href="/language/en?next=%2Fno%2Fsuch%2Fpage" lang="en" hreflang="en">English</a>' in page
     assert 'lang="zh-Hans-CN" hreflang="zh-Hans-CN" aria-current="true">简体中文</a>' in page
 
 

@@ -8,7 +8,7 @@ page: it sets the cookie and goes back to the page it was on, never to another s
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, Flask, abort, has_request_context, redirect, request, url_for
 from flask_babel import Babel, get_locale
@@ -85,10 +85,11 @@ def same_site_path(target: str) -> str | None:
     return target if not parts.scheme and not parts.netloc and not target.startswith("//") else None
 
 
-def here() -> str:
-    """This page's path, where the switcher comes back to: never its query, which may be anyone's
-    (an authorization request's redirect_uri) and is no place to send a reader back with."""
-    return request.path
+def switch_to(language: Language) -> str:
+    """The switcher's link to `language`, back to this page's path. Never its query, which may be
+    anyone's (an authorization request's redirect_uri); the path is encoded whole, so that the link
+    looks like none of the page's own links."""
+    return f"{url_for('language.switch', tag=language.tag)}?next={quote(request.path, safe='')}"
 
 
 def install(app: Flask) -> None:
@@ -103,4 +104,6 @@ def install(app: Flask) -> None:
     app.jinja_env.policies["ext.i18n.trimmed"] = True
     app.add_template_filter(localized, "localized")
     app.register_blueprint(blueprint)
-    app.context_processor(lambda: {"page_language": page_language(), "languages": LANGUAGES, "here": here})
+    app.context_processor(
+        lambda: {"page_language": page_language(), "languages": LANGUAGES, "switch_to": switch_to}
+    )

@@ -25,6 +25,7 @@ EMAIL_ADDED = N_("email address %(address)s added")
 NEW_RECOVERY_CODES = N_("new recovery codes generated (the earlier ones no longer work)")
 ACCESS_REMOVED = N_("access of %(app)s removed")
 OFFLINE_ACCESS_REVOKED = N_("offline access of %(app)s revoked")
+ACCOUNT_CHANGED = N_("account changed")  # an event recorded without saying what changed
 PHRASES = (
     PASSWORD_CHANGED,
     PASSWORD_RESET,
@@ -38,6 +39,7 @@ PHRASES = (
     NEW_RECOVERY_CODES,
     ACCESS_REMOVED,
     OFFLINE_ACCESS_REVOKED,
+    ACCOUNT_CHANGED,
 )
 RECORDED_SEPARATOR = "; "
 PLACEHOLDER = re.compile(r"%\\\((\w+)\\\)s")

@@ -20,7 +20,7 @@ from ua_parser import parse
 from idp.auth.policy import FACTOR_METHOD, Amr, Method
 from idp.languages import DEFAULT, N_
 from idp.store.tables import AuditEvent, FactorKind
-from idp.views.account_changes import in_reader_language
+from idp.views.account_changes import ACCOUNT_CHANGED, in_reader_language
 from idp.words import _
 
 METHOD_WORDS: dict[str, str] = {
@@ -125,7 +125,7 @@ def activity(event: AuditEvent, app_names: Mapping[str, str]) -> str:
         case "consent":
             return _("Did not allow %(app)s", app=app)
         case "account_change":
-            change = in_reader_language(str(detail.get("change", "")))
+            change = in_reader_language(str(detail.get("change", ACCOUNT_CHANGED)))
             return change[:1].upper() + change[1:] if succeeded else _("Refused: %(change)s", change=change)
         case "sign_out":
             return _("Signed out")

@@ -15,7 +15,7 @@ import pytest
 from babel.messages.catalog import Catalog
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.pofile import read_po
-from flask import Flask
+from flask import Flask, render_template
 from jinja2 import Environment
 from support.account import Account, Outbox, body_of, sign_in, text
 from support.app import Browser, add_client, add_user, make_app
@@ -421,6 +421,17 @@ def test_a_reset_link_mail_follows_the_sign_ins_ui_locales(app: Flask, chinese_a
 
     assert "如果存在匹配的账号" in text(sent)
     assert str(link["Subject"]) == "重置密码" and "有人在登录 Shop 时" in body_of(link)
+
+
+def test_mail_sent_outside_a_request_is_in_english(app: Flask) -> None:
+    """A command has no reader's request to follow: the default language."""
+    context = {"username": "robin", "code": "123456", "app": "Shop", "reason": "confirm it is you"}
+    context |= {"when": "now", "ip": "192.0.2.1", "device": "Firefox on Ubuntu", "minutes": 10}
+
+    with app.app_context():
+        body = render_template("email/code.txt", **context)
+
+    assert body.startswith("Hello robin,") and not CJK.search(body)
 
 
 def test_the_history_says_changes_recorded_in_english_in_the_readers_language(app: Flask) -> None:

@@ -183,6 +183,7 @@ def create_app(settings: Settings) -> Flask:
         signed_in_key=session_state.AUTH_KEY,
         cookie_name=settings.sessions.cookie_name,
         secure=settings.secure_cookies,
+        sessionless_paths=(f"{app.static_url_path}/", branding.STYLESHEET_PATH),
     )
     csrf = CSRFProtect(app)
     exempt = (

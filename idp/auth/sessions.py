@@ -43,7 +43,9 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
 
 class ServerSessionInterface(SessionInterface):
     """Sessions live `lifetime` seconds once they hold `signed_in_key` (someone proved something);
-    until then only `anonymous_lifetime` (a sign-in's), so anonymous visits leave little behind."""
+    until then only `anonymous_lifetime` (a sign-in's), so anonymous visits leave little behind.
+    Requests for paths beginning with one of `sessionless_paths` (stylesheets, scripts) never read
+    one: they are served while the store is down, so its 503 page is still styled."""
 
     def __init__(
         self,
@@ -54,6 +56,7 @@ class ServerSessionInterface(SessionInterface):
         signed_in_key: str,
         cookie_name: str,
         secure: bool,
+        sessionless_paths: tuple[str, ...] = (),
     ) -> None:
         self._store = store
         self._lifetime = lifetime
@@ -61,8 +64,11 @@ class ServerSessionInterface(SessionInterface):
         self._signed_in_key = signed_in_key
         self._cookie_name = cookie_name
         self._secure = secure
+        self._sessionless_paths = sessionless_paths
 
     def open_session(self, app: Flask, request: Request) -> ServerSession:
+        if request.path.startswith(self._sessionless_paths):
+            return ServerSession()
         session_id = request.cookies.get(self._cookie_name)
         if session_id and len(session_id) <= 64:
             raw = self._store.get(storage_key(session_id))

@@ -13,9 +13,10 @@ from idp.config import BrandingSettings
 from idp.web import services
 
 blueprint = Blueprint("branding", __name__)
+STYLESHEET_PATH = "/branding.css"
 
 
-@blueprint.route("/branding.css")
+@blueprint.route(STYLESHEET_PATH)
 def stylesheet() -> Response:
     """The configured colours as CSS variables (a file: the policy allows no inline style)."""
     branding = services().settings.branding

@@ -1,15 +1,26 @@
 """Every hosted page is accessible (WCAG 2.2 AA, issue 19 point 5), checked in Chromium on the one walk
-of every page (tests/support/page_walk.py): axe-core finds nothing at 1280 and 390 px.
+of every page (tests/support/page_walk.py): axe-core finds nothing at 1280 and 390 px; field borders
+and focus rings reach 3:1, with the operator's colours too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page
-from support.accessibility import Violation, axe_source, axe_violations
+from support.accessibility import (
+    MIN_NON_TEXT_CONTRAST,
+    Contrast,
+    Violation,
+    axe_source,
+    axe_violations,
+    non_text_contrast,
+)
 from support.browser import DESKTOP, PHONE
+from support.live import LiveProvider, start_provider
 from support.page_walk import walk_every_page, walk_provider
 
 pytestmark = pytest.mark.browser
@@ -20,11 +31,12 @@ WIDTHS = {"1280 px": DESKTOP, "390 px": PHONE}
 @dataclass(frozen=True)
 class PageSeen:
     violations: dict[str, list[Violation]]
+    contrast: list[Contrast]
 
 
 @pytest.fixture(scope="module")
 def walked(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> dict[str, PageSeen]:
-    """Walk every page once; check each at both widths."""
+    """Walk every page once; check each at both widths (axe), then its controls."""
     source = axe_source()
     seen: dict[str, PageSeen] = {}
 
@@ -34,7 +46,7 @@ def walked(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> dict[s
             page.set_viewport_size(size)
             violations[label] = axe_violations(page, source)
         page.set_viewport_size(DESKTOP)
-        seen[name] = PageSeen(violations=violations)
+        seen[name] = PageSeen(violations=violations, contrast=non_text_contrast(page))
 
     with walk_provider(tmp_path_factory.mktemp("walk")) as provider:
         walk_every_page(provider, browser, visit)
@@ -49,3 +61,51 @@ def test_axe_core_finds_nothing_on_any_page_at_either_width(walked: dict[str, Pa
         for violation in violations
     ]
     assert not found, f"{len(found)} axe-core violation(s):\n" + "\n".join(found)
+
+
+def test_field_borders_and_focus_rings_stand_out_3_to_1(walked: dict[str, PageSeen]) -> None:
+    assert any(seen.what == "field border" for page in walked.values() for seen in page.contrast)
+    weak = [
+        f"{name}: {seen.what} {seen.ratio}:1 on {seen.element}"
+        for name, page in walked.items()
+        for seen in page.contrast
+        if seen.ratio < MIN_NON_TEXT_CONTRAST
+    ]
+    assert not weak, "\n".join(weak)
+
+
+BRANDING = '[branding]\naccent_colour = "#7a1f5c"\nbackground_colour = "#e6eef2"\n'
+
+
+@pytest.fixture
+def branded(tmp_path: Path) -> Iterator[LiveProvider]:
+    provider = start_provider(tmp_path, host="localhost", extra=BRANDING)
+    try:
+        yield provider
+    finally:
+        provider.stop()
+
+
+def test_the_operators_colours_keep_text_borders_and_focus_rings_readable(
+    branded: LiveProvider, browser: Browser
+) -> None:
+    """The accent and background from [branding] on the front page, the password page and an error page."""
+    source = axe_source()
+    context = browser.new_context(viewport=DESKTOP)
+    try:
+        page = context.new_page()
+        found = []
+        for path in ("/", "/account", "/no-such-page"):
+            page.goto(branded.issuer + path)
+            assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(230, 238, 242)"
+            for label, size in WIDTHS.items():
+                page.set_viewport_size(size)
+                found += [f"{path} at {label}: {violation}" for violation in axe_violations(page, source)]
+                found += [
+                    f"{path} at {label}: {seen.what} {seen.ratio}:1 on {seen.element}"
+                    for seen in non_text_contrast(page)
+                    if seen.ratio < MIN_NON_TEXT_CONTRAST
+                ]
+        assert not found, "\n".join(found)
+    finally:
+        context.close()

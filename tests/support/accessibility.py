@@ -1,4 +1,5 @@
-"""What the accessibility tests read from a page in Chromium: axe-core's violations.
+"""What the accessibility tests read from a page in Chromium: axe-core's violations, and the contrast
+of field borders and focus rings.
 
 axe-core is the npm package pinned in tests/axe (scripts/prepare-test-machine installs it). It is run
 through page.evaluate, which the page's Content-Security-Policy (script-src 'self') does not govern,
@@ -17,6 +18,7 @@ from playwright.sync_api import Page
 AXE = Path(__file__).resolve().parents[1] / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 # WCAG 2.0, 2.1 and 2.2 at levels A and AA, and Deque's best practices (landmarks, one h1, ...).
 RULE_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice")
+MIN_NON_TEXT_CONTRAST = 3.0  # WCAG 2.2 1.4.11: field borders and focus indicators
 
 
 def axe_source() -> str:
@@ -43,6 +45,15 @@ class Violation:
         return f"{self.rule} ({self.impact}): {self.help} at {', '.join(self.targets)} [{self.help_url}]"
 
 
+@dataclass(frozen=True)
+class Contrast:
+    """The contrast of a field's border, or of a focus ring, against the colours next to it."""
+
+    what: str
+    element: str
+    ratio: float
+
+
 def _with_axe(page: Page, source: str) -> None:
     if not page.evaluate("typeof window.axe === 'object'"):
         page.evaluate(source)
@@ -64,3 +75,71 @@ def axe_violations(page: Page, source: str) -> list[Violation]:
         )
         for found in result["violations"]
     ]
+
+
+def non_text_contrast(page: Page) -> list[Contrast]:
+    """Each visible text field's border against the colours inside and around it, and the focus ring
+    of each visible control against the colour around it (the ring is drawn outside the control).
+    Focusing the controls one by one is all it changes; the focus goes back where it was."""
+    return [Contrast(**seen) for seen in page.evaluate(CONTRAST)]
+
+
+CONTRAST = """() => {
+  const parse = (colour) => {
+    const [r, g, b, a = 1] = colour.match(/[\\d.]+/g).map(Number);
+    return {r, g, b, a};
+  };
+  const over = (top, bottom) => ({
+    r: top.r * top.a + bottom.r * (1 - top.a),
+    g: top.g * top.a + bottom.g * (1 - top.a),
+    b: top.b * top.a + bottom.b * (1 - top.a),
+    a: 1,
+  });
+  const backgroundOf = (element) => {
+    const layers = [];
+    for (let node = element; node instanceof Element; node = node.parentElement) {
+      const layer = parse(getComputedStyle(node).backgroundColor);
+      if (layer.a > 0) layers.push(layer);
+      if (layer.a === 1) break;
+    }
+    return layers.reverse().reduce((below, layer) => over(layer, below), {r: 255, g: 255, b: 255, a: 1});
+  };
+  const luminance = ({r, g, b}) => {
+    const [R, G, B] = [r, g, b].map((c) => {
+      const s = c / 255;
+      return s <= 0.04045 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * R + 0.7152 * G + 0.0722 * B;
+  };
+  const ratio = (one, other) => {
+    const [light, dark] = [luminance(one), luminance(other)].sort((x, y) => y - x);
+    return Math.round(((light + 0.05) / (dark + 0.05)) * 100) / 100;
+  };
+  const shown = (element) => element.checkVisibility({visibilityProperty: true});
+  const name = (element) => element.outerHTML.slice(0, 120);
+  const found = [];
+  const fields = "input[type=text], input[type=password], input[type=email]";
+  for (const field of document.querySelectorAll(fields)) {
+    if (!shown(field)) continue;
+    const style = getComputedStyle(field);
+    const border = parse(style.borderTopColor);
+    const inside = backgroundOf(field);
+    const around = backgroundOf(field.parentElement);
+    found.push({what: "field border", element: name(field),
+                ratio: Math.min(ratio(over(border, around), around), ratio(over(border, inside), inside))});
+  }
+  const before = document.activeElement;
+  const controls = "a[href], button, input:not([type=hidden]), summary, select, textarea";
+  for (const control of document.querySelectorAll(controls)) {
+    if (!shown(control)) continue;
+    control.focus();
+    const style = getComputedStyle(control);
+    const around = backgroundOf(control.parentElement);
+    const width = parseFloat(style.outlineWidth);
+    const visible = style.outlineStyle !== "none" && width >= 2;
+    found.push({what: "focus ring", element: name(control),
+                ratio: visible ? ratio(over(parse(style.outlineColor), around), around) : 0});
+  }
+  if (before instanceof HTMLElement) before.focus(); else document.activeElement.blur();
+  return found;
+}"""

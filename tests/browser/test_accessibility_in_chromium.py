@@ -1,6 +1,7 @@
 """Every hosted page is accessible (WCAG 2.2 AA, issue 19 point 5), checked in Chromium on the one walk
-of every page (tests/support/page_walk.py): axe-core finds nothing at 1280 and 390 px; field borders
-and focus rings reach 3:1, with the operator's colours too.
+of every page (tests/support/page_walk.py): axe-core finds nothing at 1280 and 390 px; focus goes to
+the first field with an error, which the error describes; field borders and focus rings reach 3:1,
+with the operator's colours too.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from playwright.sync_api import Browser, Page
 from support.accessibility import (
     MIN_NON_TEXT_CONTRAST,
     Contrast,
+    FocusAfterLoad,
     Violation,
     axe_source,
     axe_violations,
+    focus_after_load,
     non_text_contrast,
 )
 from support.browser import DESKTOP, PHONE
@@ -26,27 +29,45 @@ from support.page_walk import walk_every_page, walk_provider
 pytestmark = pytest.mark.browser
 
 WIDTHS = {"1280 px": DESKTOP, "390 px": PHONE}
+# Forms the walk sends back refused: each must mark its field invalid and move the focus to it.
+REFUSED_FORMS = (
+    "signin-password-wrong",
+    "enrol-wrong-code",
+    "signin-factor-wrong-code",
+    "signin-factor-wrong-recovery-code",
+    "account-totp-wrong-code",
+    "account-email-refused",
+    "account-email-verify-wrong-code",
+    "account-password-refused",
+    "account-password-differ",
+    "device-wrong-code",
+    "new-password-refused",
+    "signin-new-password-refused",
+    "admin-audit-refused",
+)
 
 
 @dataclass(frozen=True)
 class PageSeen:
     violations: dict[str, list[Violation]]
+    focus: FocusAfterLoad
     contrast: list[Contrast]
 
 
 @pytest.fixture(scope="module")
 def walked(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> dict[str, PageSeen]:
-    """Walk every page once; check each at both widths (axe), then its controls."""
+    """Walk every page once; read each as loaded (focus), at both widths (axe), then its controls."""
     source = axe_source()
     seen: dict[str, PageSeen] = {}
 
     def visit(name: str, page: Page) -> None:
+        focus = focus_after_load(page)
         violations = {}
         for label, size in WIDTHS.items():
             page.set_viewport_size(size)
             violations[label] = axe_violations(page, source)
         page.set_viewport_size(DESKTOP)
-        seen[name] = PageSeen(violations=violations, contrast=non_text_contrast(page))
+        seen[name] = PageSeen(violations=violations, focus=focus, contrast=non_text_contrast(page))
 
     with walk_provider(tmp_path_factory.mktemp("walk")) as provider:
         walk_every_page(provider, browser, visit)
@@ -61,6 +82,32 @@ def test_axe_core_finds_nothing_on_any_page_at_either_width(walked: dict[str, Pa
         for violation in violations
     ]
     assert not found, f"{len(found)} axe-core violation(s):\n" + "\n".join(found)
+
+
+def test_focus_goes_to_the_first_field_with_an_error_which_the_error_describes(
+    walked: dict[str, PageSeen],
+) -> None:
+    assert set(REFUSED_FORMS) <= set(walked), set(REFUSED_FORMS) - set(walked)
+    wrong = []
+    for name, page in walked.items():
+        focus = page.focus
+        if not focus.errors:
+            if focus.invalid:
+                wrong.append(f"{name}: {focus.invalid[0][0]} is marked invalid with no error shown")
+            continue
+        if not focus.invalid:
+            wrong.append(f"{name}: the error {focus.errors[0]!r} is tied to no field (aria-invalid)")
+            continue
+        first, _ = focus.invalid[0]
+        if focus.focused != first:
+            wrong.append(f"{name}: the focus is on {focus.focused}, not on {first}")
+        for field, described in focus.invalid:
+            if not any(error in described for error in focus.errors):
+                wrong.append(f"{name}: {field} is described by {described!r}, not by its error")
+    missed = [name for name in REFUSED_FORMS if not walked[name].focus.invalid]
+    assert not wrong and not missed, "\n".join(
+        wrong + [f"{name}: no field marked invalid" for name in missed]
+    )
 
 
 def test_field_borders_and_focus_rings_stand_out_3_to_1(walked: dict[str, PageSeen]) -> None:

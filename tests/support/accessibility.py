@@ -1,5 +1,5 @@
-"""What the accessibility tests read from a page in Chromium: axe-core's violations, and the contrast
-of field borders and focus rings.
+"""What the accessibility tests read from a page in Chromium: axe-core's violations, where the focus
+is after a refused form, and the contrast of field borders and focus rings.
 
 axe-core is the npm package pinned in tests/axe (scripts/prepare-test-machine installs it). It is run
 through page.evaluate, which the page's Content-Security-Policy (script-src 'self') does not govern,
@@ -46,6 +46,16 @@ class Violation:
 
 
 @dataclass(frozen=True)
+class FocusAfterLoad:
+    """Where the focus is once the page has loaded, the fields marked invalid (in document order) with
+    the text of what describes them, and the visible error messages."""
+
+    focused: str
+    invalid: tuple[tuple[str, str], ...]
+    errors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Contrast:
     """The contrast of a field's border, or of a focus ring, against the colours next to it."""
 
@@ -75,6 +85,33 @@ def axe_violations(page: Page, source: str) -> list[Violation]:
         )
         for found in result["violations"]
     ]
+
+
+def focus_after_load(page: Page) -> FocusAfterLoad:
+    """Read after two frames: the browser focuses an `autofocus` field when it next renders."""
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    seen = page.evaluate(FOCUS)
+    return FocusAfterLoad(
+        focused=seen["focused"],
+        invalid=tuple((field, described) for field, described in seen["invalid"]),
+        errors=tuple(seen["errors"]),
+    )
+
+
+FOCUS = """() => {
+  const describe = (element) => element && element !== document.body
+    ? `${element.tagName.toLowerCase()}${element.id ? "#" + element.id : ""}` : "body";
+  const text = (element) => (element ? element.textContent.replace(/\\s+/g, " ").trim() : "");
+  const invalid = [...document.querySelectorAll("[aria-invalid=true]")].map((field) => [
+    describe(field),
+    (field.getAttribute("aria-describedby") || "").split(/\\s+/).filter(Boolean)
+      .map((id) => text(document.getElementById(id))).join(" "),
+  ]);
+  const errors = [...document.querySelectorAll("main .error")]
+    .filter((element) => element.checkVisibility() && text(element))
+    .map(text);
+  return {focused: describe(document.activeElement), invalid, errors};
+}"""
 
 
 def non_text_contrast(page: Page) -> list[Contrast]:

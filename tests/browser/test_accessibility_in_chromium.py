@@ -1,7 +1,7 @@
 """Every hosted page is accessible (WCAG 2.2 AA, issue 19 point 5), checked in Chromium on the one walk
 of every page (tests/support/page_walk.py): axe-core finds nothing at 1280 and 390 px; focus goes to
-the first field with an error, which the error describes; field borders and focus rings reach 3:1,
-with the operator's colours too.
+the first field with an error, which the error describes; the navigation marks the current page;
+field borders and focus rings reach 3:1, with the operator's colours too.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from support.accessibility import (
     MIN_NON_TEXT_CONTRAST,
     Contrast,
     FocusAfterLoad,
+    NavigationLink,
     Violation,
     axe_source,
     axe_violations,
     focus_after_load,
+    navigation_links,
     non_text_contrast,
 )
 from support.browser import DESKTOP, PHONE
@@ -45,12 +47,24 @@ REFUSED_FORMS = (
     "signin-new-password-refused",
     "admin-audit-refused",
 )
+# Pages reached from a navigation bar: the bar says which one is open.
+NAVIGATED = (
+    "account",
+    "account-sessions",
+    "account-offline-access",
+    "account-applications",
+    "account-history",
+    "admin-users",
+    "admin-clients",
+    "admin-audit",
+)
 
 
 @dataclass(frozen=True)
 class PageSeen:
     violations: dict[str, list[Violation]]
     focus: FocusAfterLoad
+    navigation: list[NavigationLink]
     contrast: list[Contrast]
 
 
@@ -67,7 +81,12 @@ def walked(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> dict[s
             page.set_viewport_size(size)
             violations[label] = axe_violations(page, source)
         page.set_viewport_size(DESKTOP)
-        seen[name] = PageSeen(violations=violations, focus=focus, contrast=non_text_contrast(page))
+        seen[name] = PageSeen(
+            violations=violations,
+            focus=focus,
+            navigation=navigation_links(page),
+            contrast=non_text_contrast(page),
+        )
 
     with walk_provider(tmp_path_factory.mktemp("walk")) as provider:
         walk_every_page(provider, browser, visit)
@@ -108,6 +127,19 @@ def test_focus_goes_to_the_first_field_with_an_error_which_the_error_describes(
     assert not wrong and not missed, "\n".join(
         wrong + [f"{name}: no field marked invalid" for name in missed]
     )
+
+
+def test_the_navigation_marks_the_current_page(walked: dict[str, PageSeen]) -> None:
+    wrong = [
+        f"{name}: {link.label} link to {link.path} has aria-current={link.current!r}"
+        for name, page in walked.items()
+        for link in page.navigation
+        if (link.current == "page") != link.is_this_page
+    ]
+    unmarked = [
+        name for name in NAVIGATED if not any(link.current == "page" for link in walked[name].navigation)
+    ]
+    assert not wrong and not unmarked, "\n".join(wrong + [f"{name}: no link marked" for name in unmarked])
 
 
 def test_field_borders_and_focus_rings_stand_out_3_to_1(walked: dict[str, PageSeen]) -> None:

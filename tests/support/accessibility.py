@@ -1,5 +1,6 @@
 """What the accessibility tests read from a page in Chromium: axe-core's violations, where the focus
-is after a refused form, and the contrast of field borders and focus rings.
+is after a refused form, which navigation link says it is the current page, and the contrast of
+field borders and focus rings.
 
 axe-core is the npm package pinned in tests/axe (scripts/prepare-test-machine installs it). It is run
 through page.evaluate, which the page's Content-Security-Policy (script-src 'self') does not govern,
@@ -53,6 +54,14 @@ class FocusAfterLoad:
     focused: str
     invalid: tuple[tuple[str, str], ...]
     errors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NavigationLink:
+    label: str
+    path: str
+    current: str | None
+    is_this_page: bool
 
 
 @dataclass(frozen=True)
@@ -112,6 +121,20 @@ FOCUS = """() => {
     .map(text);
   return {focused: describe(document.activeElement), invalid, errors};
 }"""
+
+
+def navigation_links(page: Page) -> list[NavigationLink]:
+    """The links of every navigation landmark but paging ones (rel next/prev)."""
+    return [NavigationLink(**seen) for seen in page.evaluate(NAVIGATION)]
+
+
+NAVIGATION = """() => [...document.querySelectorAll("nav")].flatMap((nav) =>
+  [...nav.querySelectorAll("a[href]:not([rel])")].map((link) => ({
+    label: nav.getAttribute("aria-label") || "",
+    path: link.pathname,
+    current: link.getAttribute("aria-current"),
+    is_this_page: link.pathname === location.pathname,
+  })))"""
 
 
 def non_text_contrast(page: Page) -> list[Contrast]:

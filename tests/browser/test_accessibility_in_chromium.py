@@ -1,11 +1,12 @@
 """Every hosted page is accessible (WCAG 2.2 AA, issue 19 point 5), checked in Chromium on the one walk
 of every page (tests/support/page_walk.py): axe-core finds nothing at 1280 and 390 px; focus goes to
-the first field with an error, which the error describes; the navigation marks the current page;
-field borders and focus rings reach 3:1, with the operator's colours too.
+the first field with an error, which the error describes; the navigation marks the current page; each
+button says what it acts on; field borders and focus rings reach 3:1, with the operator's colours too.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +15,14 @@ import pytest
 from playwright.sync_api import Browser, Page
 from support.accessibility import (
     MIN_NON_TEXT_CONTRAST,
+    Button,
     Contrast,
     FocusAfterLoad,
     NavigationLink,
     Violation,
     axe_source,
     axe_violations,
+    buttons,
     focus_after_load,
     navigation_links,
     non_text_contrast,
@@ -58,11 +61,19 @@ NAVIGATED = (
     "admin-clients",
     "admin-audit",
 )
+# A verb alone says nothing when it acts on one of several things (a factor, a session, an app, a
+# user). "Sign out" is not among them: a browser has one session here. The name is the button's own
+# text, some of it visually hidden, never an ARIA label alone: what people see is what they hear
+# and what voice control answers to (WCAG 2.2 2.5.3).
+BARE_VERBS = frozenset(
+    {"remove", "delete", "end", "end session", "revoke", "remove access", "disable", "enable", "reset"}
+)
 
 
 @dataclass(frozen=True)
 class PageSeen:
     violations: dict[str, list[Violation]]
+    buttons: list[Button]
     focus: FocusAfterLoad
     navigation: list[NavigationLink]
     contrast: list[Contrast]
@@ -83,6 +94,7 @@ def walked(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         page.set_viewport_size(DESKTOP)
         seen[name] = PageSeen(
             violations=violations,
+            buttons=buttons(page, source),
             focus=focus,
             navigation=navigation_links(page),
             contrast=non_text_contrast(page),
@@ -140,6 +152,26 @@ def test_the_navigation_marks_the_current_page(walked: dict[str, PageSeen]) -> N
         name for name in NAVIGATED if not any(link.current == "page" for link in walked[name].navigation)
     ]
     assert not wrong and not unmarked, "\n".join(wrong + [f"{name}: no link marked" for name in unmarked])
+
+
+def test_every_button_says_what_it_acts_on(walked: dict[str, PageSeen]) -> None:
+    wrong = []
+    for name, page in walked.items():
+        acting: defaultdict[str, set[str]] = defaultdict(set)
+        for button in page.buttons:
+            acting[button.name].add(button.acts_on)
+            if not button.name:
+                wrong.append(f"{name}: a button with no name: {button.html}")
+            elif button.aria_labelled:
+                wrong.append(f"{name}: say it in the text (a visually-hidden part if need be): {button.html}")
+            elif button.name.lower() in BARE_VERBS:
+                wrong.append(f"{name}: {button.name!r} does not say what it acts on: {button.html}")
+        wrong += [
+            f"{name}: {len(targets)} buttons named {label!r} act on different things: {sorted(targets)}"
+            for label, targets in acting.items()
+            if len(targets) > 1
+        ]
+    assert not wrong, "\n".join(wrong)
 
 
 def test_field_borders_and_focus_rings_stand_out_3_to_1(walked: dict[str, PageSeen]) -> None:

@@ -1,6 +1,6 @@
-"""What the accessibility tests read from a page in Chromium: axe-core's violations, where the focus
-is after a refused form, which navigation link says it is the current page, and the contrast of
-field borders and focus rings.
+"""What the accessibility tests read from a page in Chromium: axe-core's violations, each button with
+its accessible name and what it acts on, where the focus is after a refused form, which navigation
+link says it is the current page, and the contrast of field borders and focus rings.
 
 axe-core is the npm package pinned in tests/axe (scripts/prepare-test-machine installs it). It is run
 through page.evaluate, which the page's Content-Security-Policy (script-src 'self') does not govern,
@@ -44,6 +44,18 @@ class Violation:
 
     def __str__(self) -> str:
         return f"{self.rule} ({self.impact}): {self.help} at {', '.join(self.targets)} [{self.help_url}]"
+
+
+@dataclass(frozen=True)
+class Button:
+    """A button (or a link drawn as one) as assistive technology names it, whether that name is an
+    ARIA label rather than its text, and what pressing it does: the form it submits with its own
+    name=value, the script endpoint it calls, or where it leads."""
+
+    name: str
+    aria_labelled: bool
+    acts_on: str
+    html: str
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,37 @@ def axe_violations(page: Page, source: str) -> list[Violation]:
         )
         for found in result["violations"]
     ]
+
+
+def buttons(page: Page, source: str) -> list[Button]:
+    """Every visible button; names as axe-core computes them (accessible name and description spec)."""
+    _with_axe(page, source)
+    return [Button(**seen) for seen in page.evaluate(BUTTONS)]
+
+
+BUTTONS = """() => {
+  axe.setup(document);
+  try {
+    const shown = (element) => element.checkVisibility({visibilityProperty: true});
+    const actsOn = (element) => {
+      if (element.tagName === "A") return "GET " + element.href;
+      const form = element.form;
+      if (element.type === "submit" && form) {
+        const own = element.name ? ` ${element.name}=${element.value}` : "";
+        return `${form.method.toUpperCase()} ${form.action}${own}`;
+      }
+      return element.dataset.verify || element.id || element.outerHTML;
+    };
+    return [...document.querySelectorAll("button, a.button, [role=button]")].filter(shown).map((element) => ({
+      name: axe.commons.text.accessibleText(element).replace(/\\s+/g, " ").trim(),
+      aria_labelled: element.hasAttribute("aria-label") || element.hasAttribute("aria-labelledby"),
+      acts_on: actsOn(element),
+      html: element.outerHTML.slice(0, 300),
+    }));
+  } finally {
+    axe.teardown();
+  }
+}"""
 
 
 def focus_after_load(page: Page) -> FocusAfterLoad:

@@ -13,10 +13,9 @@ from idp.config import BrandingSettings
 from idp.web import services
 
 blueprint = Blueprint("branding", __name__)
-STYLESHEET_PATH = "/branding.css"
 
 
-@blueprint.route(STYLESHEET_PATH)
+@blueprint.route("/branding.css")
 def stylesheet() -> Response:
     """The configured colours as CSS variables (a file: the policy allows no inline style)."""
     branding = services().settings.branding

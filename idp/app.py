@@ -59,6 +59,7 @@ from idp.views import (
     password_reset,
     plain_words,
     session_state,
+    sign_in_request,
     signin,
     wellknown,
 )
@@ -184,6 +185,7 @@ def create_app(settings: Settings) -> Flask:
         signed_in_key=session_state.AUTH_KEY,
         cookie_name=settings.sessions.cookie_name,
         secure=settings.secure_cookies,
+        read_along=sign_in_request.read_along,
     )
     csrf = CSRFProtect(app)
     exempt = (

@@ -102,6 +102,8 @@ NOT_TEXT_BLOCKS = frozenset({"main_class"})
 # Shown as they are in every language: the form of a device code, examples of audit event names.
 ALLOWED = frozenset({"XXXX-XXXX", "sign_in, user_disabled, admin_api…"})
 LETTER = re.compile(r"[^\W\d_]")
+# What a macro writes into a tag (aria-current="page", autofocus): attributes, not text.
+ATTRIBUTES = re.compile(r'(\s*(?:[a-z-]+="[^"]*"|autofocus|required|hidden|disabled|checked|open))+\s*')
 EXPRESSION = "\x00"  # an {{ expression }}: its text comes from the code, translated there
 
 
@@ -156,7 +158,7 @@ class VisibleText(HTMLParser):
             self._keep(data)
 
     def _keep(self, text: str) -> None:
-        if LETTER.search(text) and text.strip() not in ALLOWED:
+        if LETTER.search(text) and text.strip() not in ALLOWED and not ATTRIBUTES.fullmatch(text):
             self.found.append(text.strip())
 
 
@@ -198,6 +200,10 @@ def test_no_template_shows_text_outside_translation(template: str) -> None:
         ),
         pytest.param('<script>const a = "text";</script>', [], id="script"),
         pytest.param("{% block main_class %}wide{% endblock %}", [], id="a class"),
+        pytest.param('{% macro m() %} aria-current="page" autofocus{% endmacro %}', [], id="attributes"),
+        pytest.param(
+            "{% macro m() %}<p>Saved</p>{% endmacro %}", ["Saved"], id="fails because a macro's text is bare"
+        ),
     ],
 )
 def test_the_template_check_finds_bare_text(source: str, found: list[str]) -> None:

@@ -11,14 +11,20 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import current_app, g, request
+from flask import Request, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from idp.auth.pipeline import Requirement, Step, next_step, requirement_from_json, requirement_to_json
 from idp.auth.quotas import Usage
 from idp.languages import N_
 from idp.store.tables import User
-from idp.views.session_state import browser_binding, current_state, load_account, signed_in_user
+from idp.views.session_state import (
+    browser_binding,
+    current_state,
+    load_account,
+    read_beside_session,
+    signed_in_user,
+)
 from idp.web import audit, services
 from idp.words import _
 
@@ -118,6 +124,15 @@ class TooManySignIns(Exception):
         self.retry_after = retry_after
 
 
+def read_along(request: Request) -> list[str]:
+    """The sign-in a page names in its URL (`sign_in_id`), read in the round trip that loads the
+    browser's session: `load` needs both."""
+    sign_in_id = (request.view_args or {}).get("sign_in_id")
+    if not isinstance(sign_in_id, str) or not 0 < len(sign_in_id) <= MAX_ID_LENGTH:
+        return []
+    return [KEY_PREFIX + sign_in_id]
+
+
 def start(
     destination: Destination, requirement: Requirement, *, language: str | None = None
 ) -> SignInRequest:
@@ -147,14 +162,13 @@ def load(sign_in_id: str) -> SignInRequest | None:
     (a victim's sign-in finished with an attacker's identity would be login CSRF)."""
     if not sign_in_id or len(sign_in_id) > MAX_ID_LENGTH:
         return None
-    ephemeral = services().ephemeral
-    raw = ephemeral.get(KEY_PREFIX + sign_in_id)
+    raw = read_beside_session(KEY_PREFIX + sign_in_id)
     if raw is None:
         return None
     sign_in = SignInRequest.from_json(raw)
     browser = browser_binding(create=False)
     if browser is None or not hmac.compare_digest(browser, sign_in.browser):
-        ephemeral.delete(KEY_PREFIX + sign_in_id)
+        services().ephemeral.delete(KEY_PREFIX + sign_in_id)
         audit("sign_in", "failure", client_id=sign_in.client_id, detail={"error": "another browser"})
         return None
     return _speaking(sign_in)
@@ -163,7 +177,7 @@ def load(sign_in_id: str) -> SignInRequest | None:
 def peek(sign_in_id: str) -> SignInRequest | None:
     """The sign-in in progress when this browser started it; unlike `load`, nothing is spent (a
     password reset link opened in another browser leaves the sign-in it was asked from alone)."""
-    raw = services().ephemeral.get(KEY_PREFIX + sign_in_id) if 0 < len(sign_in_id) <= MAX_ID_LENGTH else None
+    raw = read_beside_session(KEY_PREFIX + sign_in_id) if 0 < len(sign_in_id) <= MAX_ID_LENGTH else None
     if raw is None:
         return None
     sign_in = SignInRequest.from_json(raw)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from babel.messages.catalog import Catalog
@@ -319,6 +320,18 @@ def test_another_browser_cannot_change_the_language_of_a_sign_in(app: Flask, cli
 
     again = victim.client.get(password_page.request.path)
     assert again.status_code == 200 and page_language(text(again)) == "zh-Hans-CN"
+
+
+def test_the_switcher_never_brings_back_a_finished_sign_in(app: Flask, client_id: str) -> None:
+    add_user(app, "alice", "a long enough password")
+    browser = Browser(app.test_client(), client_id)
+    done, _secret = browser.sign_in_with_enrolment("alice", "a long enough password", ui_locales="zh")
+    sign_in_path = urlsplit(done.request.path).path.removesuffix("/recovery-codes")
+
+    browser.client.get("/language/en", query_string={"next": sign_in_path})
+
+    again = browser.client.get(sign_in_path.replace("/signin/", "/authorize/resume/"))
+    assert again.status_code == 400 and "Sign-in expired" in text(again)
 
 
 @pytest.mark.parametrize(

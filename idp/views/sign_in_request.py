@@ -201,14 +201,16 @@ def language_of_this_sign_in() -> str | None:
 
 def change_language(page: str, language: str) -> None:
     """The sign-in (of this browser) whose page is at the path `page` speaks `language` from now on:
-    the switcher's choice on a sign-in page outranks the client's ui_locales."""
+    the switcher's choice on a sign-in page outranks the client's ui_locales. The sign-in is taken and
+    stored again, so that one another tab finished meanwhile is never brought back."""
     try:
         _endpoint, arguments = current_app.url_map.bind_to_environ(request.environ).match(urlsplit(page).path)
     except HTTPException:
         return
     sign_in = peek(str(arguments.get("sign_in_id", "")))
-    if sign_in is not None:
-        keep(replace(sign_in, language=language))
+    current = services().ephemeral.take(KEY_PREFIX + sign_in.id) if sign_in is not None else None
+    if current is not None:
+        keep(replace(SignInRequest.from_json(current), language=language))
 
 
 def keep(sign_in: SignInRequest) -> None:

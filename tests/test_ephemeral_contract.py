@@ -15,6 +15,7 @@ import pytest
 
 from idp.store.ephemeral import (
     EmbeddedStore,
+    Entry,
     EphemeralStore,
     Held,
     RedisStore,
@@ -50,6 +51,20 @@ def test_get_many_answers_in_the_order_asked(ephemeral_store: EphemeralStore) ->
         b"\x00c",
     ]
     assert ephemeral_store.get_many([]) == []
+
+
+def test_get_many_and_put_reads_before_it_stores(ephemeral_store: EphemeralStore) -> None:
+    ephemeral_store.put("marker:a", b"a", ttl=60)
+    ephemeral_store.put("record:x", b"before", ttl=60)
+
+    read = ephemeral_store.get_many_and_put(
+        ["marker:a", "record:x", "marker:b"], Entry("record:x", b"after", 1)
+    )
+    assert read == [b"a", b"before", None]
+    assert ephemeral_store.get_many_and_put([], Entry("record:y", b"alone", 60)) == []
+    assert ephemeral_store.get_many(["record:x", "record:y"]) == [b"after", b"alone"]
+    time.sleep(PAST_ONE_SECOND)
+    assert ephemeral_store.get("record:x") is None
 
 
 def test_put_replaces_the_value(ephemeral_store: EphemeralStore) -> None:

@@ -26,6 +26,15 @@ class StoreUnavailable(Exception):
 
 
 @dataclass(frozen=True)
+class Entry:
+    """A value to store under a key for `ttl` seconds."""
+
+    key: str
+    value: bytes
+    ttl: int
+
+
+@dataclass(frozen=True)
 class Tally:
     """A count of attempts, kept `window` seconds from its first, and the hold it puts on more of them:
     the count `free + n` holds the tally `holds[n - 1]` seconds (the last of at least one repeats)."""
@@ -62,6 +71,10 @@ class EphemeralStore(Protocol):
 
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         """The values of several keys in one round trip, in the order asked (None where absent)."""
+        ...
+
+    def get_many_and_put(self, keys: list[str], entry: Entry) -> list[bytes | None]:
+        """`get_many(keys)`, then `entry` stored, in one round trip (two steps, not one atomic step)."""
         ...
 
     def take(self, key: str) -> bytes | None:
@@ -148,6 +161,17 @@ class RedisStore:
             return []
         with self._errors:
             return cast(list[bytes | None], self._redis.mget([KEY_PREFIX + key for key in keys]))
+
+    def get_many_and_put(self, keys: list[str], entry: Entry) -> list[bytes | None]:
+        with self._errors:
+            if not keys:
+                self._redis.set(KEY_PREFIX + entry.key, entry.value, ex=entry.ttl)
+                return []
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.mget([KEY_PREFIX + key for key in keys])
+            pipe.set(KEY_PREFIX + entry.key, entry.value, ex=entry.ttl)
+            values, _ = pipe.execute()
+            return cast(list[bytes | None], values)
 
     def take(self, key: str) -> bytes | None:
         with self._errors:
@@ -269,6 +293,11 @@ class EmbeddedStore:
             )
         )
         return [None if found.get(key) is None else bytes(found[key]) for key in keys]
+
+    def get_many_and_put(self, keys: list[str], entry: Entry) -> list[bytes | None]:
+        values = self.get_many(keys)
+        self.put(entry.key, entry.value, ttl=entry.ttl)
+        return values
 
     def take(self, key: str) -> bytes | None:
         row = self._write("DELETE FROM entries WHERE key = ? RETURNING value, expires_at", (key,)).fetchone()

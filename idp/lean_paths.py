@@ -119,9 +119,8 @@ class LeanPaths:
 
     def _client_credentials(self, request: BasicRequest) -> dict[str, Any]:
         """RFC 6749 4.4, as `ClientCredentialsGrant` answers a client allowed what it asks. The token is
-        signed first, so that its record is stored in the round trip that reads the client's gate; a
-        gate that holds leaves the request to Flask, and the record of that token, never handed out,
-        to expire."""
+        signed first, so that its record is stored in the step that reads the client's gate: unless
+        the gate holds (then Flask answers, the token is never handed out and nothing is recorded)."""
         if request.form.get("grant_type") != GRANT_TYPE:
             raise Declined
         scope = request.form.get("scope")
@@ -134,7 +133,8 @@ class LeanPaths:
             raise Declined
         tokens = self._context.tokens
         issued = tokens.issue(client=client, scope=scope, include_refresh_token=False)
-        self._gate_open(tokens.record(issued, reading=self._hold_keys(request)))
+        if not tokens.record(issued, unless_any=self._hold_keys(request)):
+            raise Declined
         observability.TOKENS.labels(GRANT_TYPE, "200").inc()
         return issued.response
 

@@ -53,18 +53,17 @@ def test_get_many_answers_in_the_order_asked(ephemeral_store: EphemeralStore) ->
     assert ephemeral_store.get_many([]) == []
 
 
-def test_get_many_and_put_reads_before_it_stores(ephemeral_store: EphemeralStore) -> None:
-    ephemeral_store.put("marker:a", b"a", ttl=60)
-    ephemeral_store.put("record:x", b"before", ttl=60)
+def test_put_unless_any_stores_only_while_none_of_the_keys_is_present(
+    ephemeral_store: EphemeralStore,
+) -> None:
+    ephemeral_store.put("hold:a", b"held", ttl=60)
 
-    read = ephemeral_store.get_many_and_put(
-        ["marker:a", "record:x", "marker:b"], Entry("record:x", b"after", 1)
-    )
-    assert read == [b"a", b"before", None]
-    assert ephemeral_store.get_many_and_put([], Entry("record:y", b"alone", 60)) == []
-    assert ephemeral_store.get_many(["record:x", "record:y"]) == [b"after", b"alone"]
+    assert ephemeral_store.put_unless_any(Entry("record:x", b"x", 60), keys=["hold:b", "hold:a"]) is False
+    assert ephemeral_store.put_unless_any(Entry("record:y", b"y", 1), keys=["hold:b", "hold:c"]) is True
+    assert ephemeral_store.put_unless_any(Entry("record:z", b"z", 60), keys=[]) is True
+    assert ephemeral_store.get_many(["record:x", "record:y", "record:z"]) == [None, b"y", b"z"]
     time.sleep(PAST_ONE_SECOND)
-    assert ephemeral_store.get("record:x") is None
+    assert ephemeral_store.get("record:y") is None
 
 
 def test_put_replaces_the_value(ephemeral_store: EphemeralStore) -> None:

@@ -114,7 +114,7 @@ class RecordQuery:
 @dataclass(frozen=True)
 class Issued:
     """A token response, and the record of its access token yet to be stored (`TokenService.record`;
-    none for a token issued already expired)."""
+    none for a token issued already expired, which nothing answers for)."""
 
     response: dict[str, Any]
     record: Entry | None
@@ -236,12 +236,12 @@ class TokenService:
         record = Entry(record_key(access_token), payload, ttl=lifetime) if lifetime > 0 else None
         return Issued(token, record)
 
-    def record(self, issued: Issued, *, reading: Sequence[str] = ()) -> list[bytes | None]:
-        """Store the access token's record until the token expires; the keys `reading` are read in the
-        same round trip, before it is stored."""
+    def record(self, issued: Issued, *, unless_any: Sequence[str] = ()) -> bool:
+        """Store the access token's record until the token expires, unless one of the keys
+        `unless_any` is present (in one step): whether the token may be handed out."""
         if issued.record is None:
-            return self._ephemeral.get_many(list(reading))
-        return self._ephemeral.get_many_and_put(list(reading), issued.record)
+            return not any(value is not None for value in self._ephemeral.get_many(list(unless_any)))
+        return self._ephemeral.put_unless_any(issued.record, keys=unless_any)
 
     def record_query(self, token: str) -> RecordQuery | None:
         """What to read to answer for `token` from its record; None for a value that is no access token

@@ -1,10 +1,11 @@
-"""WSGI middleware: the two hottest machine-to-machine requests answered ahead of Flask.
+"""WSGI middleware: the hottest machine-to-machine requests answered ahead of Flask.
 
-A client-credentials token request and an introspection, each authenticated with HTTP Basic and
-carrying no DPoP proof, are answered here when they are plainly well formed and will succeed: the
-client is in the client cache, its secret is right for the endpoint (the same `RegisteredClient`
-checks), its throttle gate is open (the same `Throttle`: a secret known to be right is not
-counted, only its gate read), the token comes from the same `TokenService`, and introspection builds
+A client-credentials or refresh token request and an introspection, each authenticated with HTTP
+Basic and carrying no DPoP proof, are answered here when they are plainly well formed and will
+succeed: the client is in the client cache, its secret is right for the endpoint (the same
+`RegisteredClient` checks), its throttle gate is open (the same `Throttle`: a secret known to be
+right is not counted, only its gate read), the token comes from the same `TokenService`; a refresh
+rotates a plainly usable token in one statement (`RefreshTokens.rotate`), and introspection builds
 the same `TokenIntrospection` answer: from the access token's record (`TokenService.recorded_claims`,
 read in the round trip that reads the gate), else by the same `find_token` as the Flask endpoint.
 Everything else, every refusal and every store failure, is handed to Flask untouched, so each
@@ -31,16 +32,17 @@ from idp.oidc.keys import MAX_JWT_LENGTH
 from idp.oidc.server import ProviderServer
 from idp.oidc.token_endpoints import TokenIntrospection
 from idp.oidc.token_lookup import IssuedToken, access_token_view, find_token
-from idp.oidc.tokens import UNDECIDED
+from idp.oidc.tokens import UNDECIDED, Authentication, Holder, digest, new_refresh_token
 from idp.security_headers import security_headers
 from idp.store.database import Database
-from idp.store.durable import DurableStore
+from idp.store.durable import DurableStore, RefreshTokens
 from idp.store.failures import STORE_FAILURES
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 FORM = "application/x-www-form-urlencoded"
 BASIC = "client_secret_basic"
 GRANT_TYPE = "client_credentials"
+REFRESH = "refresh_token"
 
 
 class Declined(Exception):
@@ -90,7 +92,7 @@ class LeanPaths:
         self._dumps = dumps  # the Flask app's JSON, so both paths write the same bytes
         self._headers = [*default_json_headers, *security_headers(mimetype="application/json", hsts=hsts)]
         self._routes = {
-            "/token": Route(self._client_credentials, frozenset({"grant_type", "scope"}), "oidc.token"),
+            "/token": Route(self._token, frozenset({"grant_type", "scope", "refresh_token"}), "oidc.token"),
             "/introspect": Route(
                 self._introspect, frozenset({"token", "token_type_hint"}), "oidc.introspect"
             ),
@@ -115,14 +117,20 @@ class LeanPaths:
         observability.observe_latency(route.endpoint, started=started)
         return [payload]
 
-    # -- the two answers ------------------------------------------------------------------------------
+    # -- the answers ----------------------------------------------------------------------------------
+
+    def _token(self, request: BasicRequest) -> dict[str, Any]:
+        grant_type = request.form.get("grant_type")
+        if grant_type == GRANT_TYPE and "refresh_token" not in request.form:
+            return self._client_credentials(request)
+        if grant_type == REFRESH and "refresh_token" in request.form and "scope" not in request.form:
+            return self._refresh(request)
+        raise Declined
 
     def _client_credentials(self, request: BasicRequest) -> dict[str, Any]:
         """RFC 6749 4.4, as `ClientCredentialsGrant` answers a client allowed what it asks. The token is
         signed first, so that its record is stored in the step that reads the client's gate: unless
         the gate holds (then Flask answers, the token is never handed out and nothing is recorded)."""
-        if request.form.get("grant_type") != GRANT_TYPE:
-            raise Declined
         scope = request.form.get("scope")
         client = self._authenticated(request, endpoint="token")
         if (
@@ -132,10 +140,41 @@ class LeanPaths:
         ):
             raise Declined
         tokens = self._context.tokens
-        issued = tokens.issue(client=client, scope=scope, include_refresh_token=False)
+        issued = tokens.issue(client=client, scope=scope)
         if not tokens.record(issued, unless_any=self._hold_keys(request)):
             raise Declined
         observability.TOKENS.labels(GRANT_TYPE, "200").inc()
+        return issued.response
+
+    def _refresh(self, request: BasicRequest) -> dict[str, Any]:
+        """RFC 6749 6, as `RefreshTokenGrant` answers a confidential client whose refresh token is plainly
+        usable, asking for the grant's whole scope: the token rotated (RFC 9700 4.14.2) and its successor
+        added in one statement (`RefreshTokens.rotate`), then the same token service signs. Any other
+        token (unknown, replayed, revoked, expired, another client's, bound to a DPoP key, of a disabled
+        account or an ended session) is left to Flask untouched: a replay revokes its grant there."""
+        client = self._authenticated(request, endpoint="token")
+        if not client.check_grant_type(REFRESH) or client.requires_dpop:
+            raise Declined
+        self._gate_open(self._context.ephemeral.get_many(self._hold_keys(request)))
+        successor, now = new_refresh_token(), int(time.time())
+        with self._database.one_statement_write() as session:
+            rotated = RefreshTokens(session).rotate(
+                digest(request.form["refresh_token"]),
+                client_id=client.get_client_id(),
+                successor_hash=digest(successor),
+                now=now,
+                lifetime=self._context.lifetimes.refresh_token_lifetime,
+            )
+        if rotated is None:
+            raise Declined
+        holder = Holder(rotated.user_id, Authentication.from_json(rotated.authentication), rotated.family_id)
+        tokens = self._context.tokens
+        issued = tokens.issue(client=client, holder=holder, scope=rotated.scope, refresh_token=successor)
+        # The old token is spent: from here on the answer is this one (Flask would take the request
+        # for a replay). A record not stored only means the token is verified when introspected.
+        with contextlib.suppress(*STORE_FAILURES):
+            tokens.record(issued)
+        observability.TOKENS.labels(REFRESH, "200").inc()
         return issued.response
 
     def _introspect(self, request: BasicRequest) -> dict[str, Any]:

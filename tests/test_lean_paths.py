@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,10 +41,11 @@ from idp.oidc.tokens import (
     RecordQuery,
     TokenService,
     Undecided,
+    digest,
     record_key,
 )
 from idp.store.durable import DurableStore
-from idp.store.tables import User
+from idp.store.tables import RefreshToken, User
 from idp.web import services
 
 FORM = "application/x-www-form-urlencoded"
@@ -362,6 +365,169 @@ def test_a_dpop_proof_is_judged_by_flask_s_grants(provider: Provider) -> None:
     assert not lean_answered
     assert served.status == 400 and json.loads(served.body)["error"] == "invalid_dpop_proof"
     _assert_same(served, direct)
+
+
+# -- refresh -------------------------------------------------------------------------------------------------
+
+
+def _refresh(token: str, extra: str = "") -> bytes:
+    return f"grant_type=refresh_token&refresh_token={token}{extra}".encode()
+
+
+def _successor(provider: Provider, refresh_token: str) -> dict[str, Any]:
+    """The row a refresh token's rotation added, as save_token would have written it."""
+    with provider.app.app_context(), services().database.unit_of_work() as session:
+        row = session.get(RefreshToken, digest(refresh_token))
+        assert row is not None
+        kept = {column.key: getattr(row, column.key) for column in RefreshToken.__table__.columns}
+    return {
+        **kept,
+        "token_hash": None,
+        "family_id": None,
+        "issued_at": None,
+        "expires_at": None,
+        "lifetime": row.expires_at - row.issued_at,
+    }
+
+
+def test_a_refresh_answers_and_rotates_as_flask_does(provider: Provider) -> None:
+    """Two grants of one sign-in, refreshed one on each path: the same answer and the same successor
+    rows (the grant, token values and times aside)."""
+    signed = provider.signed_in()
+    again = code_from(signed.account.browser.authorize())  # the same browser session: no sign-in
+    second = signed.account.browser.redeem(again, provider.web_app[1])
+    before = provider.flask.calls
+    served = _call(
+        provider.app.wsgi_app, "/token", _refresh(signed.tokens["refresh_token"]), provider.web_app
+    )
+    assert provider.flask.calls == before  # the lean path answered
+    direct = _call(provider.flask.app, "/token", _refresh(second["refresh_token"]), provider.web_app)
+    assert served.status == direct.status == 200
+    rotated = [json.loads(answer.body) for answer in (served, direct)]
+    for answer in rotated:
+        answer["access_token"] = {**_claims(answer["access_token"]), "grant_id": None}
+        assert answer.pop("refresh_token")
+    assert rotated[0] == rotated[1]
+    successors = [
+        _successor(provider, json.loads(answer.body)["refresh_token"]) for answer in (served, direct)
+    ]
+    assert successors[0] == successors[1]
+    assert _comparable(served)[:2] == _comparable(direct)[:2]  # status and headers
+
+
+def _spoil(provider: Provider, refresh_token: str, **values: Any) -> None:
+    with provider.app.app_context(), services().database.unit_of_work() as session:
+        row = session.get(RefreshToken, digest(refresh_token))
+        assert row is not None
+        for name, value in values.items():
+            setattr(row, name, value)
+
+
+REFRESH_CASES: list[tuple[str, Callable[[Provider, SignedIn], tuple[bytes, tuple[str, str] | str]]]] = [
+    (
+        "fails because the token was rotated already (a replay)",
+        lambda p, s: (_refresh(_rotated_once(p, s)), p.web_app),
+    ),
+    ("fails because the token is unknown", lambda p, s: (_refresh("not-a-token"), p.web_app)),
+    (
+        "fails because the secret is wrong",
+        lambda p, s: (_refresh(s.tokens["refresh_token"]), (p.web_app[0], "x")),
+    ),
+    (
+        "fails because the token is another client's",
+        lambda p, s: (_refresh(s.tokens["refresh_token"]), _second_web_app(p)),
+    ),
+    (
+        "fails because the token expired",
+        lambda p, s: _spoiled(p, s, expires_at=int(time.time()) - 1),
+    ),
+    ("fails because its grant was revoked", lambda p, s: _spoiled(p, s, revoked=True)),
+    ("fails because it is bound to a DPoP key", lambda p, s: _spoiled(p, s, dpop_jkt="k" * 43)),
+    ("fails because its browser session ended", lambda p, s: _spoiled(p, s, sid="ended")),
+    (
+        "fails because the account is disabled",
+        lambda p, s: (_refresh(_disabled(p, s)), p.web_app),
+    ),
+]
+
+
+def _rotated_once(provider: Provider, signed: SignedIn) -> str:
+    body = _refresh(signed.tokens["refresh_token"])
+    assert _call(provider.app.wsgi_app, "/token", body, provider.web_app).status == 200
+    return str(signed.tokens["refresh_token"])
+
+
+def _second_web_app(provider: Provider) -> tuple[str, str]:
+    other = add_client(provider.app, name="another web app")
+    _call(provider.app.wsgi_app, "/token", b"grant_type=refresh_token&refresh_token=x", other)  # caches it
+    return other
+
+
+def _spoiled(provider: Provider, signed: SignedIn, **values: Any) -> tuple[bytes, tuple[str, str]]:
+    _spoil(provider, signed.tokens["refresh_token"], **values)
+    return _refresh(signed.tokens["refresh_token"]), provider.web_app
+
+
+def _disabled(provider: Provider, signed: SignedIn) -> str:
+    with provider.app.app_context(), services().database.unit_of_work() as session:
+        user = DurableStore.over(session).users.by_username(signed.account.username)
+        assert user is not None
+        user.disabled = True  # the database alone: the refresh reads the account there
+    return str(signed.tokens["refresh_token"])
+
+
+@pytest.mark.parametrize("case", [case[1] for case in REFRESH_CASES], ids=[case[0] for case in REFRESH_CASES])
+def test_a_refresh_not_plainly_valid_is_left_to_flask(
+    provider: Provider, case: Callable[[Provider, SignedIn], tuple[bytes, tuple[str, str] | str]]
+) -> None:
+    signed = provider.signed_in()
+    body, credentials = case(provider, signed)
+    served, direct, lean_answered = provider.both("/token", body, credentials=credentials)
+    assert not lean_answered
+    _assert_same(served, direct)
+
+
+def test_a_refresh_asking_for_a_narrower_scope_is_flask_s_to_grant(provider: Provider) -> None:
+    signed = provider.signed_in()
+    before = provider.flask.calls
+    body = _refresh(signed.tokens["refresh_token"], "&scope=openid")
+    answer = _call(provider.app.wsgi_app, "/token", body, provider.web_app)
+    assert provider.flask.calls == before + 1
+    assert answer.status == 200 and json.loads(answer.body)["scope"] == "openid"
+
+
+def test_of_two_concurrent_uses_of_one_refresh_token_one_wins_and_the_grant_is_revoked(
+    provider: Provider,
+) -> None:
+    """The attacker's race (RFC 9700 4.14.2): the same token sent on two connections at once gets one
+    answer; the other finds it rotated and revokes the grant, the winner's new tokens with it."""
+    signed = provider.signed_in()
+    body = _refresh(signed.tokens["refresh_token"])
+    start = threading.Barrier(2)
+
+    def use() -> Answer:
+        start.wait()
+        return _call(provider.app.wsgi_app, "/token", body, provider.web_app)
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: use(), range(2)))
+    assert sorted(answer.status for answer in answers) == [200, 400]
+    (won,) = [json.loads(answer.body) for answer in answers if answer.status == 200]
+    assert provider.introspected(won["access_token"])[0] == {"active": False}
+    again = _call(provider.app.wsgi_app, "/token", _refresh(won["refresh_token"]), provider.web_app)
+    assert again.status == 400 and json.loads(again.body)["error"] == "invalid_grant"
+
+
+def test_a_refreshed_access_token_is_recorded(provider: Provider) -> None:
+    signed = provider.signed_in()
+    answer = _call(
+        provider.app.wsgi_app, "/token", _refresh(signed.tokens["refresh_token"]), provider.web_app
+    )
+    refreshed = json.loads(answer.body)
+    assert provider.introspected(refreshed["access_token"]) == (
+        {**provider.introspected(refreshed["access_token"])[0], "active": True},
+        "record",
+    )
 
 
 # -- introspection -------------------------------------------------------------------------------------------

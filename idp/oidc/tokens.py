@@ -58,9 +58,27 @@ class GrantSubject:
     grant_id: str
     approval: Approval | None = None  # the authorization details (RFC 9396) the user approved
 
+    @property
+    def holder(self) -> Holder:
+        return Holder(self.user.id, self.authentication, self.grant_id, self.approval)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Whose access token: what the token says of the account, how it authenticated and the grant."""
+
+    subject: str  # the account's id
+    authentication: Authentication
+    grant_id: str
+    approval: Approval | None = None
+
 
 def new_grant_id() -> str:
     return str(uuid.uuid4())
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)
 
 
 def digest(token: str) -> str:
@@ -173,10 +191,10 @@ class TokenService:
         """authlib's token generator hook: `issue`, then `record`."""
         issued = self.issue(
             client=client,
-            user=user,
+            holder=None if user is None else user.holder,
             scope=scope,
             expires_in=expires_in,
-            include_refresh_token=include_refresh_token,
+            refresh_token=new_refresh_token() if include_refresh_token else None,
             confirmation=confirmation,
         )
         self.record(issued)
@@ -186,20 +204,20 @@ class TokenService:
         self,
         *,
         client: Any,
-        user: GrantSubject | None = None,
+        holder: Holder | None = None,
         scope: str | None = None,
         expires_in: int | None = None,
-        include_refresh_token: bool = True,
+        refresh_token: str | None = None,
         confirmation: str | None = None,
     ) -> Issued:
-        """One JWT access token, and a refresh token for users; bound to the DPoP key whose thumbprint
-        is `confirmation` (RFC 9449 6.1) when there is one. Nothing is stored yet."""
+        """One JWT access token, with `refresh_token` for an account's grant; bound to the DPoP key
+        whose thumbprint is `confirmation` (RFC 9449 6.1) when there is one. Nothing is stored yet."""
         now = int(time.time())
         lifetime = expires_in or self.access_token_lifetime
         client_id = client.get_client_id()
         claims: dict[str, Any] = {
             "iss": self._issuer,
-            "sub": user.user.id if user else client_id,
+            "sub": holder.subject if holder else client_id,
             "aud": client_id,
             "client_id": client_id,
             "iat": now,
@@ -207,17 +225,17 @@ class TokenService:
             "jti": secrets.token_urlsafe(16),
             "scope": scope or "",
         }
-        if user is not None:
-            authentication = user.authentication
+        if holder is not None:
+            authentication = holder.authentication
             claims |= {
                 "auth_time": authentication.auth_time,
                 "acr": authentication.acr,
                 "amr": list(authentication.amr),
                 "sid": authentication.sid,
-                "grant_id": user.grant_id,
+                "grant_id": holder.grant_id,
             }
-            if user.approval is not None:
-                claims |= user.approval.claims()
+            if holder.approval is not None:
+                claims |= holder.approval.claims()
         if confirmation is not None:
             claims["cnf"] = {"jkt": confirmation}
         payload = json.dumps(claims, ensure_ascii=False, separators=(",", ":")).encode()
@@ -228,11 +246,11 @@ class TokenService:
             "expires_in": lifetime,
             "scope": scope or "",
         }
-        if user is not None and user.approval is not None:
+        if holder is not None and holder.approval is not None:
             # RFC 9396 7; an approved transaction is not renewed: no refresh token carries it on.
-            token["authorization_details"] = list(user.approval.details)
-        elif user is not None and include_refresh_token:
-            token["refresh_token"] = secrets.token_urlsafe(32)
+            token["authorization_details"] = list(holder.approval.details)
+        elif holder is not None and refresh_token is not None:
+            token["refresh_token"] = refresh_token
         record = Entry(record_key(access_token), payload, ttl=lifetime) if lifetime > 0 else None
         return Issued(token, record)
 

@@ -62,8 +62,23 @@ class Database:
 
     def open_reading_session(self) -> Session:
         """For a request that only reads: each statement runs on its own (autocommit), one round trip
-        each, with no BEGIN and COMMIT around them. Never write through it."""
+        each, with no BEGIN and COMMIT around them. Never write through it (see `one_statement_write`)."""
         return self._reading_sessions()
+
+    @contextmanager
+    def one_statement_write(self) -> Iterator[Session]:
+        """A unit of work for a change PostgreSQL makes in one statement (atomic on its own): there, an
+        autocommit session, with no BEGIN and COMMIT round trips; elsewhere (SQLite, where the change
+        takes more statements), `unit_of_work`."""
+        if self.engine.dialect.name != "postgresql":
+            with self.unit_of_work() as session:
+                yield session
+            return
+        session = self._reading_sessions()
+        try:
+            yield session
+        finally:
+            session.close()
 
     def migrate(self, revision: str = "head") -> None:
         """Bring the schema to `revision`, the newest by default (idempotent). Safe when several

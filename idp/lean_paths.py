@@ -91,6 +91,7 @@ class LeanPaths:
         self._max_body = max_body
         self._dumps = dumps  # the Flask app's JSON, so both paths write the same bytes
         self._headers = [*default_json_headers, *security_headers(mimetype="application/json", hsts=hsts)]
+        self._issued = {grant: observability.TOKENS.labels(grant, "200") for grant in (GRANT_TYPE, REFRESH)}
         self._routes = {
             "/token": Route(self._token, frozenset({"grant_type", "scope", "refresh_token"}), "oidc.token"),
             "/introspect": Route(
@@ -143,7 +144,7 @@ class LeanPaths:
         issued = tokens.issue(client=client, scope=scope)
         if not tokens.record(issued, unless_any=self._hold_keys(request)):
             raise Declined
-        observability.TOKENS.labels(GRANT_TYPE, "200").inc()
+        self._issued[GRANT_TYPE].inc()
         return issued.response
 
     def _refresh(self, request: BasicRequest) -> dict[str, Any]:
@@ -174,7 +175,7 @@ class LeanPaths:
         # for a replay). A record not stored only means the token is verified when introspected.
         with contextlib.suppress(*STORE_FAILURES):
             tokens.record(issued)
-        observability.TOKENS.labels(REFRESH, "200").inc()
+        self._issued[REFRESH].inc()
         return issued.response
 
     def _introspect(self, request: BasicRequest) -> dict[str, Any]:

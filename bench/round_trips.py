@@ -6,10 +6,11 @@
 The provider runs in this process (werkzeug, one thread) over a fresh PostgreSQL database and Redis
 db 10 (flushed before and after, no other); browserless sign-ins, client-credentials tokens,
 refreshes and introspections are made over HTTP, and every request is attributed its server round
-trips (psycopg waits for a reply; redis-py sends a command, or a whole pipeline at once) and its wall
-time, counted at the WSGI edge (opening the browser session included, and the requests answered ahead
-of Flask). The counts are exact and repeatable; the times are only indicative (the load generator
-shares the process).
+trips (psycopg waits for a reply; redis-py sends a command, or a whole pipeline at once), its wall
+time and the CPU time of the thread that served it, counted at the WSGI edge (opening the browser
+session included, and the requests answered ahead of Flask). The counts are exact and repeatable;
+the times are only indicative (the load generator shares the process; the CPU time is the serving
+thread's own, but other work on the machine slows it).
 """
 
 from __future__ import annotations
@@ -96,17 +97,19 @@ class PerEndpoint:
     ENDPOINT = "bench.endpoint"
 
     def __init__(self, app: Flask) -> None:
-        self.rows: dict[str, list[tuple[int, int, float]]] = collections.defaultdict(list)
+        self.rows: dict[str, list[tuple[int, int, float, float]]] = collections.defaultdict(list)
         inner = app.wsgi_app
 
         def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
             postgres, redis_trips, started = COUNTS.postgres, COUNTS.redis, time.perf_counter()
+            cpu = time.thread_time()
             body = list(inner(environ, start_response))
+            cpu = time.thread_time() - cpu
             method = environ["REQUEST_METHOD"]
             endpoint = environ.get(self.ENDPOINT)
             key = f"{method} {endpoint}" if endpoint else f"{method} {environ['PATH_INFO']} (ahead of Flask)"
             self.rows[key].append(
-                (COUNTS.postgres - postgres, COUNTS.redis - redis_trips, time.perf_counter() - started)
+                (COUNTS.postgres - postgres, COUNTS.redis - redis_trips, time.perf_counter() - started, cpu)
             )
             return body
 
@@ -120,12 +123,16 @@ class PerEndpoint:
         self.rows.clear()
 
     def table(self, title: str) -> str:
-        lines = [f"\n{title}", f"  {'request':42} {'n':>5} {'postgres':>9} {'redis':>6} {'ms p50':>8}"]
+        lines = [
+            f"\n{title}",
+            f"  {'request':42} {'n':>5} {'postgres':>9} {'redis':>6} {'ms p50':>8} {'cpu ms p50':>11}",
+        ]
         for key, samples in self.rows.items():
             postgres = statistics.mean(sample[0] for sample in samples)
             replies = statistics.mean(sample[1] for sample in samples)
             p50 = statistics.median(sample[2] for sample in samples) * 1e3
-            lines.append(f"  {key:42} {len(samples):5} {postgres:9.1f} {replies:6.1f} {p50:8.2f}")
+            cpu = statistics.median(sample[3] for sample in samples) * 1e3
+            lines.append(f"  {key:42} {len(samples):5} {postgres:9.1f} {replies:6.1f} {p50:8.2f} {cpu:11.2f}")
         return "\n".join(lines)
 
 

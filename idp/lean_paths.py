@@ -5,7 +5,7 @@ Basic and carrying no DPoP proof, are answered here when they are plainly well f
 succeed: the client is in the client cache, its secret is right for the endpoint (the same
 `RegisteredClient` checks), its throttle gate is open (the same `Throttle`: a secret known to be
 right is not counted, only its gate read), the token comes from the same `TokenService`; a refresh
-rotates a plainly usable token in one statement (`RefreshTokens.rotate`), and introspection builds
+rotates a plainly usable token in one statement (`rotate_refresh_token`), and introspection builds
 the same `TokenIntrospection` answer: from the access token's record (`TokenService.recorded_claims`,
 read in the round trip that reads the gate), else by the same `find_token` as the Flask endpoint.
 Everything else, every refusal and every store failure, is handed to Flask untouched, so each
@@ -35,7 +35,7 @@ from idp.oidc.token_lookup import IssuedToken, access_token_view, find_token
 from idp.oidc.tokens import UNDECIDED, Authentication, Holder, digest, new_refresh_token
 from idp.security_headers import security_headers
 from idp.store.database import Database
-from idp.store.durable import DurableStore, RefreshTokens
+from idp.store.durable import DurableStore, rotate_refresh_token
 from idp.store.failures import STORE_FAILURES
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -150,7 +150,7 @@ class LeanPaths:
     def _refresh(self, request: BasicRequest) -> dict[str, Any]:
         """RFC 6749 6, as `RefreshTokenGrant` answers a confidential client whose refresh token is plainly
         usable, asking for the grant's whole scope: the token rotated (RFC 9700 4.14.2) and its successor
-        added in one statement (`RefreshTokens.rotate`), then the same token service signs. Any other
+        added in one statement (`rotate_refresh_token`), then the same token service signs. Any other
         token (unknown, replayed, revoked, expired, another client's, bound to a DPoP key, of a disabled
         account or an ended session) is left to Flask untouched: a replay revokes its grant there."""
         client = self._authenticated(request, endpoint="token")
@@ -158,14 +158,14 @@ class LeanPaths:
             raise Declined
         self._gate_open(self._context.ephemeral.get_many(self._hold_keys(request)))
         successor, now = new_refresh_token(), int(time.time())
-        with self._database.one_statement_write() as session:
-            rotated = RefreshTokens(session).rotate(
-                digest(request.form["refresh_token"]),
-                client_id=client.get_client_id(),
-                successor_hash=digest(successor),
-                now=now,
-                lifetime=self._context.lifetimes.refresh_token_lifetime,
-            )
+        rotated = rotate_refresh_token(
+            self._database,
+            digest(request.form["refresh_token"]),
+            client_id=client.get_client_id(),
+            successor_hash=digest(successor),
+            now=now,
+            lifetime=self._context.lifetimes.refresh_token_lifetime,
+        )
         if rotated is None:
             raise Declined
         holder = Holder(rotated.user_id, Authentication.from_json(rotated.authentication), rotated.family_id)

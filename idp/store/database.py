@@ -62,23 +62,32 @@ class Database:
 
     def open_reading_session(self) -> Session:
         """For a request that only reads: each statement runs on its own (autocommit), one round trip
-        each, with no BEGIN and COMMIT around them. Never write through it (see `one_statement_write`)."""
+        each, with no BEGIN and COMMIT around them. Never write through it (see `autocommit_cursor`)."""
         return self._reading_sessions()
 
     @contextmanager
-    def one_statement_write(self) -> Iterator[Session]:
-        """A unit of work for a change PostgreSQL makes in one statement (atomic on its own): there, an
-        autocommit session, with no BEGIN and COMMIT round trips; elsewhere (SQLite, where the change
-        takes more statements), `unit_of_work`."""
-        if self.engine.dialect.name != "postgresql":
-            with self.unit_of_work() as session:
-                yield session
-            return
-        session = self._reading_sessions()
+    def autocommit_cursor(self) -> Iterator[Any]:
+        """A DBAPI cursor on a pooled autocommit connection, for a hot statement compiled once and
+        atomic on its own (`rotate_refresh_token`): below SQLAlchemy's per-execution work. A server
+        that cannot be reached (connecting, or with the statement) raises DatabaseUnavailable; a
+        connection that failed is dropped from the pool."""
+        dbapi = self.reading_engine.dialect.loaded_dbapi
+        unreachable = (dbapi.OperationalError, dbapi.InterfaceError)
         try:
-            yield session
+            connection = self.reading_engine.raw_connection()
+        except unreachable as error:
+            raise DatabaseUnavailable(str(error)) from error
+        try:
+            cursor = connection.cursor()
+            try:
+                yield cursor
+            finally:
+                cursor.close()
+        except unreachable as error:
+            connection.invalidate()
+            raise DatabaseUnavailable(str(error)) from error
         finally:
-            session.close()
+            connection.close()
 
     def migrate(self, revision: str = "head") -> None:
         """Bring the schema to `revision`, the newest by default (idempotent). Safe when several

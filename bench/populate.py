@@ -56,7 +56,9 @@ from idp.auth.passwords import Passwords
 from idp.auth.sessions import storage_key
 from idp.config import load_settings
 from idp.secrets import SecretBox
+from idp.store.database import Database
 from idp.store.ephemeral import KEY_PREFIX
+from idp.store.tables import Factor, FactorKind, User
 
 BATCH = 50_000
 MIB = 1024 * 1024
@@ -65,17 +67,59 @@ MIB = 1024 * 1024
 # -- the population --------------------------------------------------------------------------------
 
 
-def copy_users(database_url: str, *, count: int, config: Path, prefix: str = "bench-") -> Population:
-    """`count` users with one TOTP factor each, written by COPY; one hash and one sealed secret for all."""
+def _shared_credentials(config: Path, count: int, prefix: str) -> tuple[Population, str, bytes]:
+    """The population, and the one argon2id hash and one sealed TOTP secret all its users share."""
     settings = load_settings(config)
     password = secrets.token_urlsafe(16)
     totp_secret = pyotp.random_base32()
     password_hash = Passwords(settings.passwords).hash(password)
     sealed = SecretBox(Path(settings.keys.directory)).seal(totp_secret.encode())
+    population = Population(prefix=prefix, count=count, password=password, totp_secret=totp_secret)
+    return population, password_hash, sealed
+
+
+def write_users(database_url: str, *, count: int, config: Path, prefix: str = "bench-") -> Population:
+    """Like `copy_users`, through SQLAlchemy: any database (SQLite too), for a few thousand users."""
+    population, password_hash, sealed = _shared_credentials(config, count, prefix)
+    now = int(time.time())
+    database = Database(database_url)
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    with database.unit_of_work() as session:  # the users flushed first: no relationship orders them
+        session.add_all(
+            User(
+                id=user_id,
+                username=population.username(index),
+                email=f"{population.username(index)}@example.test",
+                password_hash=password_hash,
+                disabled=False,
+                created_at=now,
+            )
+            for index, user_id in enumerate(ids)
+        )
+        session.flush()
+        session.add_all(
+            Factor(
+                id=str(uuid.uuid4()),
+                user_id=user_id,
+                kind=FactorKind.TOTP,
+                name="Authenticator app",
+                secret=sealed,
+                data={},
+                created_at=now,
+            )
+            for user_id in ids
+        )
+    database.engine.dispose()
+    database.reading_engine.dispose()
+    return population
+
+
+def copy_users(database_url: str, *, count: int, config: Path, prefix: str = "bench-") -> Population:
+    """`count` users with one TOTP factor each, written by COPY; one hash and one sealed secret for all."""
+    population, password_hash, sealed = _shared_credentials(config, count, prefix)
     now = int(time.time())
     # kind, name, lookup_key (NULL), secret (bytea, hex), data: the same for every user
     factor_columns = f"totp\tAuthenticator app\t\\N\t\\\\x{sealed.hex()}\t{{}}"
-    population = Population(prefix=prefix, count=count, password=password, totp_secret=totp_secret)
     with psycopg.connect(psycopg_url(database_url)) as connection:
         # Rows made here reference each other correctly: skip the per-row foreign-key triggers.
         connection.execute("SET session_replication_role = replica")

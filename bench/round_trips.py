@@ -1,29 +1,40 @@
-"""Round trips to PostgreSQL and Redis per request, by endpoint (run by hand, never in CI).
+"""Round trips to PostgreSQL and Redis per request, by endpoint, and its CPU (run by hand, never in CI).
 
     /work/venv/bin/python bench/round_trips.py [--sign-ins 20] [--repeat 50]
         [--postgres-url URL] [--redis-url URL]
+    /work/venv/bin/python bench/round_trips.py --cpu [--sign-ins 50] [--profile 30] [...]
 
 The provider runs in this process (werkzeug, one thread) over a fresh PostgreSQL database and Redis
 db 10 (flushed before and after, no other); browserless sign-ins, client-credentials tokens,
 refreshes and introspections are made over HTTP, and every request is attributed its server round
 trips (psycopg waits for a reply; redis-py sends a command, or a whole pipeline at once), its wall
-time and the CPU time of the thread that served it, counted at the WSGI edge (opening the browser
-session included, and the requests answered ahead of Flask). The counts are exact and repeatable;
-the times are only indicative (the load generator shares the process; the CPU time is the serving
-thread's own, but other work on the machine slows it).
+time, and the CPU time of the thread that served it apart from argon2id's (the `cpu ms` column; the
+password hash is `hash ms`), all counted at the WSGI edge (opening the browser session included, and
+the requests answered ahead of Flask). The counts are exact and repeatable; the wall times are only
+indicative (the load generator shares the process), the CPU times fairly steady on a busy machine.
+
+With --cpu, only sign-ins are made, on SQLite + Redis and then on PostgreSQL + Redis, after a few
+unmeasured ones (templates compiled, pools filled); with --profile N, N more sign-ins are then run
+under cProfile (timing the thread's CPU, not its waits) and its heaviest functions printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import cProfile
+import io
+import itertools
 import logging
+import pstats
 import statistics
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +53,22 @@ from harness import (
     register_relying_party,
     sign_in_user,
 )
-from populate import copy_users
+from populate import copy_users, write_users
 from server_engines import HOST, free_port
 from werkzeug.serving import make_server
 
 from idp.app import create_app
+from idp.auth.passwords import Passwords
 from idp.config import load_settings
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+WARM_UP_SIGN_INS = 5
 
 
 class Counters(threading.local):
     postgres = 0
     redis = 0
+    hash_cpu = 0.0  # seconds of this thread's CPU in argon2id (Passwords.verify)
 
 
 COUNTS = Counters()
@@ -76,6 +90,16 @@ def count_round_trips() -> None:
 
     psycopg.Connection.wait = counted_wait  # type: ignore[method-assign]
     redis.connection.AbstractConnection.send_packed_command = counted_send  # type: ignore[method-assign]
+    verify = Passwords.verify
+
+    def timed_verify(self: Passwords, **kwargs: Any) -> Any:
+        started = time.thread_time()
+        try:
+            return verify(self, **kwargs)
+        finally:
+            COUNTS.hash_cpu += time.thread_time() - started
+
+    Passwords.verify = timed_verify  # type: ignore[method-assign]
 
 
 def _replies_counted(gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
@@ -90,26 +114,56 @@ def _replies_counted(gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
         return done.value
 
 
+@dataclass(frozen=True)
+class Sample:
+    postgres: int
+    redis: int
+    seconds: float  # wall time
+    cpu: float  # the serving thread's CPU time, argon2id's excluded
+    hash_cpu: float  # argon2id's
+    calls: int | None  # Python function calls, when profiled (a count: steady on a busy machine)
+
+
 class PerEndpoint:
-    """Round trips and time of each request, keyed by method and Flask endpoint, or by path for the
-    requests answered ahead of Flask (idp/lean_paths.py, the published documents)."""
+    """Round trips, time and CPU of each request, keyed by method and Flask endpoint, or by path for
+    the requests answered ahead of Flask (idp/lean_paths.py, the published documents); while
+    `profiled` holds a `pstats.Stats`, every request also runs under cProfile, added to it."""
 
     ENDPOINT = "bench.endpoint"
 
     def __init__(self, app: Flask) -> None:
-        self.rows: dict[str, list[tuple[int, int, float, float]]] = collections.defaultdict(list)
+        self.rows: dict[str, list[Sample]] = collections.defaultdict(list)
+        self.profiled: pstats.Stats | None = None
         inner = app.wsgi_app
 
         def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-            postgres, redis_trips, started = COUNTS.postgres, COUNTS.redis, time.perf_counter()
-            cpu = time.thread_time()
+            postgres, redis_trips, hashing = COUNTS.postgres, COUNTS.redis, COUNTS.hash_cpu
+            profiler = None if self.profiled is None else cProfile.Profile(time.thread_time)  # CPU, not waits
+            started, cpu = time.perf_counter(), time.thread_time()
+            if profiler is not None:
+                profiler.enable()
             body = list(inner(environ, start_response))
-            cpu = time.thread_time() - cpu
+            if profiler is not None:
+                profiler.disable()
+            cpu, seconds = time.thread_time() - cpu, time.perf_counter() - started
+            calls = None
+            if profiler is not None and self.profiled is not None:
+                stats = pstats.Stats(profiler)
+                calls = stats.total_calls  # type: ignore[attr-defined]  # typeshed lacks it
+                self.profiled.add(stats)
             method = environ["REQUEST_METHOD"]
             endpoint = environ.get(self.ENDPOINT)
             key = f"{method} {endpoint}" if endpoint else f"{method} {environ['PATH_INFO']} (ahead of Flask)"
+            hashed = COUNTS.hash_cpu - hashing
             self.rows[key].append(
-                (COUNTS.postgres - postgres, COUNTS.redis - redis_trips, time.perf_counter() - started, cpu)
+                Sample(
+                    COUNTS.postgres - postgres,
+                    COUNTS.redis - redis_trips,
+                    seconds,
+                    cpu - hashed,
+                    hashed,
+                    calls,
+                )
             )
             return body
 
@@ -122,18 +176,47 @@ class PerEndpoint:
     def clear(self) -> None:
         self.rows.clear()
 
-    def table(self, title: str) -> str:
-        lines = [
-            f"\n{title}",
-            f"  {'request':42} {'n':>5} {'postgres':>9} {'redis':>6} {'ms p50':>8} {'cpu ms p50':>11}",
-        ]
+    def table(self, title: str, *, per_sign_in: int = 0) -> str:
+        """Means per request (wall time: the median); with `per_sign_in`, a last line adds up the
+        requests of one sign-in (every row, over that many sign-ins)."""
+        every = [sample for samples in self.rows.values() for sample in samples]
+        profiled = all(sample.calls is not None for sample in every)
+        columns = f"{'n':>5} {'postgres':>9} {'redis':>6} {'ms p50':>8} {'cpu ms':>7} {'hash ms':>8}"
+        lines = [f"\n{title}", f"  {'request':42} {columns}{' calls' if profiled else ''}"]
+
+        def figures(samples: list[Sample], count: int, *, p50: bool = True) -> str:
+            seconds = statistics.median(s.seconds for s in samples) * 1e3 if p50 else None
+            return " ".join(
+                [
+                    f"{sum(s.postgres for s in samples) / count:9.1f}",
+                    f"{sum(s.redis for s in samples) / count:6.1f}",
+                    f"{seconds:8.2f}" if seconds is not None else " " * 8,
+                    f"{sum(s.cpu for s in samples) / count * 1e3:7.2f}",
+                    f"{sum(s.hash_cpu for s in samples) / count * 1e3:8.2f}",
+                    *([f"{sum(s.calls or 0 for s in samples) / count:5.0f}"] if profiled else []),
+                ]
+            )
+
         for key, samples in self.rows.items():
-            postgres = statistics.mean(sample[0] for sample in samples)
-            replies = statistics.mean(sample[1] for sample in samples)
-            p50 = statistics.median(sample[2] for sample in samples) * 1e3
-            cpu = statistics.median(sample[3] for sample in samples) * 1e3
-            lines.append(f"  {key:42} {len(samples):5} {postgres:9.1f} {replies:6.1f} {p50:8.2f} {cpu:11.2f}")
+            lines.append(f"  {key:42} {len(samples):5} {figures(samples, len(samples))}")
+        if per_sign_in:
+            lines.append(f"  {'a whole sign-in':42} {'':5} {figures(every, per_sign_in, p50=False)}")
         return "\n".join(lines)
+
+
+def heaviest(stats: pstats.Stats, *, sign_ins: int, top: int) -> str:
+    """cProfile's heaviest functions: by their own time, then the provider's by inclusive time."""
+    lines = []
+    for order, restriction in (("tottime", top), ("cumulative", r"/idp/")):
+        out = io.StringIO()
+        stats.stream = out  # type: ignore[attr-defined]  # where print_stats writes
+        stats.sort_stats(order)
+        stats.print_stats(*((restriction, top) if isinstance(restriction, str) else (restriction,)))
+        kept = [line for line in out.getvalue().splitlines() if line.strip()]
+        start = next(i for i, line in enumerate(kept) if line.lstrip().startswith("ncalls"))
+        lines.append(f"\n  by {order} ({sign_ins} sign-ins; times are totals, with cProfile's overhead):")
+        lines += [f"  {line}" for line in kept[start:]]
+    return "\n".join(lines)
 
 
 @contextmanager
@@ -160,8 +243,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=50, help="requests of each other kind")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10", help="flushed: use a free db")
+    parser.add_argument("--cpu", action="store_true", help="sign-ins only, on SQLite and on PostgreSQL")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="with --cpu: N sign-ins profiled")
+    parser.add_argument("--top", type=int, default=30, help="functions --profile prints")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    count_round_trips()
+    if args.cpu:
+        for backend in ("SQLite", "PostgreSQL"):
+            cpu_of_sign_ins(args, backend)
+        return
     flush_redis_db(args.redis_url)
     with (
         tempfile.TemporaryDirectory(prefix="idp-round-trips-") as scratch,
@@ -176,12 +267,11 @@ def main() -> None:
             *("--grant-type", "client_credentials", "--introspect", relying_party.client_id),
         )
         app = create_app(load_settings(config))
-        count_round_trips()
         per_endpoint = PerEndpoint(app)
         with served(app) as origin, requests.Session() as http:
             rp = RelyingParty(origin, relying_party)
             signed = [sign_in_user(rp, population, index).tokens for index in range(args.sign_ins)]
-            print(per_endpoint.table(f"{args.sign_ins} sign-ins (authorize, password, TOTP, code, token)"))
+            print(per_endpoint.table(f"{args.sign_ins} {SIGN_INS}", per_sign_in=args.sign_ins))
             per_endpoint.clear()
             repeat(
                 args.repeat,
@@ -216,6 +306,50 @@ def main() -> None:
                 ),
             )
             print(per_endpoint.table("introspection of a user's access token"))
+        app.extensions["idp"].database.engine.dispose()
+    flush_redis_db(args.redis_url)
+
+
+SIGN_INS = "sign-ins (authorize, password, TOTP, code, token)"
+
+
+def cpu_of_sign_ins(args: argparse.Namespace, backend: str) -> None:
+    """Sign-ins alone on `backend` (SQLite or PostgreSQL) + Redis: round trips and CPU per request,
+    after a few unmeasured ones; then, with --profile, cProfile's view of more of them."""
+    flush_redis_db(args.redis_url)
+    with contextlib.ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="idp-cpu-")))
+        if backend == "SQLite":
+            database_url = f"sqlite:///{scratch / 'idp.sqlite3'}"
+        else:
+            database_url = stack.enter_context(dedicated_database(args.postgres_url, "idp_cpu_"))
+        config = prepare(scratch, database_url=database_url, redis_url=args.redis_url)
+        count = WARM_UP_SIGN_INS + args.sign_ins + args.profile
+        population = write_users(database_url, count=count, config=config)
+        relying_party = register_relying_party(config)
+        app = create_app(load_settings(config))
+        per_endpoint = PerEndpoint(app)
+        with served(app) as origin:
+            rp = RelyingParty(origin, relying_party)
+            users = iter(range(count))
+            for index in itertools.islice(users, WARM_UP_SIGN_INS):
+                sign_in_user(rp, population, index)
+            per_endpoint.clear()
+            for index in itertools.islice(users, args.sign_ins):
+                sign_in_user(rp, population, index)
+            print(
+                per_endpoint.table(
+                    f"{backend} + Redis: {args.sign_ins} {SIGN_INS}", per_sign_in=args.sign_ins
+                )
+            )
+            if args.profile:
+                per_endpoint.clear()
+                per_endpoint.profiled = pstats.Stats()
+                for index in users:
+                    sign_in_user(rp, population, index)
+                print(per_endpoint.table(f"{backend} + Redis, profiled", per_sign_in=args.profile))
+                print(heaviest(per_endpoint.profiled, sign_ins=args.profile, top=args.top))
+                per_endpoint.profiled = None
         app.extensions["idp"].database.engine.dispose()
     flush_redis_db(args.redis_url)
 

@@ -58,6 +58,7 @@ from idp.views import (
     password_reset,
     plain_words,
     session_state,
+    sign_in_request,
     signin,
     wellknown,
 )
@@ -183,6 +184,7 @@ def create_app(settings: Settings) -> Flask:
         signed_in_key=session_state.AUTH_KEY,
         cookie_name=settings.sessions.cookie_name,
         secure=settings.secure_cookies,
+        read_along=sign_in_request.read_along,
     )
     csrf = CSRFProtect(app)
     exempt = (

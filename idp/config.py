@@ -377,6 +377,7 @@ class DpopSettings(_Section):
 
 HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 MIN_CONTRAST = 4.5  # WCAG 2.2 1.4.3: the white text of buttons on the accent colour
+INK = "#1b1f24"  # the pages' text colour (static/idp.css --ink), the product name's on the background
 
 
 class BrandingSettings(_Section):
@@ -406,6 +407,22 @@ class BrandingSettings(_Section):
                 f"white text on it must reach a contrast of {MIN_CONTRAST}:1; choose a darker colour"
             )
         return value
+
+    @model_validator(mode="after")
+    def _readable_on_the_background(self) -> BrandingSettings:
+        """The product name (text colour) and the links and focus rings (accent) sit on the background;
+        text needs 4.5:1 (WCAG 2.2 1.4.3), which also gives focus rings their 3:1 (1.4.11)."""
+        if contrast(INK, self.background_colour) < MIN_CONTRAST:
+            raise ValueError(
+                f"background_colour: the text on it must reach a contrast of {MIN_CONTRAST}:1; "
+                "choose a lighter background"
+            )
+        if contrast(self.accent_colour, self.background_colour) < MIN_CONTRAST:
+            raise ValueError(
+                f"background_colour: the accent colour on it (links, focus rings) must reach a contrast of "
+                f"{MIN_CONTRAST}:1; choose a lighter background or a darker accent colour"
+            )
+        return self
 
     @field_validator("logo_url")
     @classmethod

@@ -136,7 +136,7 @@ def test_sessions_and_history_name_the_browser_and_os_and_carry_the_time(app: Fl
     page = text(account.get("/account/sessions"))
 
     assert any(row.startswith("Firefox on Ubuntu Signed in") for row in sessions.values()), sessions
-    assert 'aria-label="End the session on Firefox on Ubuntu"' in page
+    assert '>End<span class="visually-hidden"> the session on Firefox on Ubuntu, signed in ' in page
     assert re.search(
         r'<time datetime="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ" data-local-time>[^<]+ UTC</time>', page
     )

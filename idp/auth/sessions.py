@@ -5,27 +5,81 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
-from werkzeug.datastructures import CallbackDict
 
 from idp.store.ephemeral import EphemeralStore
 
+# The store keys a request will read beside its session (a sign-in page's sign-in), if any; asked when
+# the session is first used, once the request's URL is matched.
+ReadAlong = Callable[[Request], list[str]]
 
-class ServerSession(CallbackDict[str, Any], SessionMixin):
-    def __init__(self, initial: dict[str, Any] | None = None, session_id: str | None = None) -> None:
-        def on_update(_: CallbackDict[str, Any]) -> None:
-            self.modified = True
 
-        super().__init__(initial or {}, on_update)
+class ServerSession(SessionMixin):  # a MutableMapping
+    """The browser's session, read from the store on first use: a request that never looks at it (a
+    token request, a stylesheet) costs no round trip, and the keys `read_along` names for the request
+    come in the same round trip as the session (see `read_beside`)."""
+
+    def __init__(
+        self,
+        session_id: str | None = None,
+        *,
+        store: EphemeralStore,
+        read_along: Callable[[], list[str]] | None = None,
+    ) -> None:
         self.session_id = session_id
         self.previous_id: str | None = None
         self.modified = False
+        self._store = store
+        self._read_along = read_along
+        self._data: dict[str, Any] | None = None if session_id else {}
+        self._read: dict[str, bytes | None] = {}  # keys read along, until `read_beside` takes them
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The session's values, loaded now if they were not yet (with the keys read along)."""
+        if self._data is None:
+            assert self.session_id is not None
+            along = self._read_along() if self._read_along else []
+            raw, *values = self._store.get_many([storage_key(self.session_id), *along])
+            self._read = dict(zip(along, values, strict=True))
+            self._data = json.loads(raw) if raw is not None else {}
+            if raw is None:
+                self.session_id = None  # gone from the store: a new session gets a new id
+        return self._data
+
+    def read_beside(self, key: str) -> bytes | None:
+        """The value of `key`, read in the round trip that loads the session when the request's
+        `read_along` names it (taken once: a second read goes to the store), else read now."""
+        self.data  # noqa: B018  # loads the session, and the keys read along
+        if key in self._read:
+            return self._read.pop(key)
+        return self._store.get(key)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.data[key] = value
+        self.modified = True
+
+    def __delitem__(self, key: str) -> None:
+        del self.data[key]
+        self.modified = True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
 
     def regenerate(self) -> None:
         """Give the session a new id (at sign-in), so a planted id never becomes authenticated."""
+        self.data  # noqa: B018  # what the old id held moves to the new one
         self.previous_id = self.previous_id or self.session_id
         self.session_id = secrets.token_urlsafe(32)
         self.modified = True
@@ -33,6 +87,7 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
     @property
     def storage_key(self) -> str:
         """The ephemeral-store key of this session's data (a digest: the id itself is never stored)."""
+        self.data  # noqa: B018  # an id the store no longer knows is not reused
         self.session_id = self.session_id or secrets.token_urlsafe(32)
         return storage_key(self.session_id)
 
@@ -54,6 +109,7 @@ class ServerSessionInterface(SessionInterface):
         signed_in_key: str,
         cookie_name: str,
         secure: bool,
+        read_along: ReadAlong | None = None,
     ) -> None:
         self._store = store
         self._lifetime = lifetime
@@ -61,14 +117,15 @@ class ServerSessionInterface(SessionInterface):
         self._signed_in_key = signed_in_key
         self._cookie_name = cookie_name
         self._secure = secure
+        self._read_along = read_along
 
     def open_session(self, app: Flask, request: Request) -> ServerSession:
+        """The session of the cookie's id, read when first used (see ServerSession)."""
         session_id = request.cookies.get(self._cookie_name)
-        if session_id and len(session_id) <= 64:
-            raw = self._store.get(storage_key(session_id))
-            if raw is not None:
-                return ServerSession(json.loads(raw), session_id)
-        return ServerSession()
+        if not session_id or len(session_id) > 64:
+            return ServerSession(store=self._store)
+        keys = partial(self._read_along, request) if self._read_along else None
+        return ServerSession(session_id, store=self._store, read_along=keys)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         assert isinstance(session, ServerSession)

@@ -12,7 +12,8 @@ import time
 from collections.abc import Iterable
 from functools import partial
 
-from flask import request, session
+from flask import g, request, session
+from flask_wtf.csrf import generate_csrf
 
 from idp.auth.factors import capabilities_of
 from idp.auth.pipeline import Account, AuthState, Proof, apply_proof, state_from_json, state_to_json
@@ -27,6 +28,7 @@ SID_KEY = "sid"
 BROWSER_KEY = "browser"
 REAUTHENTICATED_KEY = "reauthenticated_at"
 REAUTHENTICATION_GRACE = 120
+CSRF_FIELD = "csrf_token"  # Flask-WTF's key, in the session and in `g` (WTF_CSRF_FIELD_NAME's default)
 
 
 def current_state() -> AuthState | None:
@@ -54,6 +56,13 @@ def load_account(user: User | None) -> Account | None:
     )
 
 
+def read_beside_session(key: str) -> bytes | None:
+    """The ephemeral value of `key`, read in the round trip that loads the browser's session when the
+    request reads it along (a sign-in page's sign-in: `sign_in_request.read_along`)."""
+    assert isinstance(session, ServerSession)
+    return session.read_beside(key)
+
+
 def session_sid() -> str:
     """The session's id as relying parties see it (`sid`), distinct from the cookie's secret id."""
     sid: str | None = session.get(SID_KEY)
@@ -70,7 +79,16 @@ def browser_binding(*, create: bool) -> str | None:
     if secret is None and create:
         secret = secrets.token_urlsafe(32)
         session[BROWSER_KEY] = secret
+        _start_csrf_secret()
     return None if secret is None else hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _start_csrf_secret() -> None:
+    """A session started (or started over) for a sign-in gets its CSRF secret in the same write, so
+    the pages that follow render their forms without writing the session again (Flask-WTF would make
+    it at the first form: one more write of the session per page after each start)."""
+    g.pop(CSRF_FIELD, None)  # a token made for the session as it was before it started over
+    generate_csrf()
 
 
 def record_proof(
@@ -145,6 +163,7 @@ def start_over() -> None:
     end_session(reason="another sign-in in the browser")
     if browser is not None:
         session[BROWSER_KEY] = browser
+    _start_csrf_secret()
 
 
 def remember_reauthentication(*, requested_at: float, proved_at: float) -> None:

@@ -10,12 +10,18 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from flask import request
+from flask import Request, request
 
 from idp.auth.pipeline import Requirement, Step, next_step, requirement_from_json, requirement_to_json
 from idp.auth.quotas import Usage
 from idp.store.tables import User
-from idp.views.session_state import browser_binding, current_state, load_account, signed_in_user
+from idp.views.session_state import (
+    browser_binding,
+    current_state,
+    load_account,
+    read_beside_session,
+    signed_in_user,
+)
 from idp.web import audit, services
 
 KEY_PREFIX = "authz:"
@@ -106,6 +112,15 @@ class TooManySignIns(Exception):
         self.retry_after = retry_after
 
 
+def read_along(request: Request) -> list[str]:
+    """The sign-in a page names in its URL (`sign_in_id`), read in the round trip that loads the
+    browser's session: `load` needs both."""
+    sign_in_id = (request.view_args or {}).get("sign_in_id")
+    if not isinstance(sign_in_id, str) or not 0 < len(sign_in_id) <= MAX_ID_LENGTH:
+        return []
+    return [KEY_PREFIX + sign_in_id]
+
+
 def start(destination: Destination, requirement: Requirement) -> SignInRequest:
     """Store a new sign-in for this browser, for the configured sign-in lifetime; raises
     TooManySignIns once this address has started its quota of them (nothing is stored then)."""
@@ -129,14 +144,13 @@ def load(sign_in_id: str) -> SignInRequest | None:
     (a victim's sign-in finished with an attacker's identity would be login CSRF)."""
     if not sign_in_id or len(sign_in_id) > MAX_ID_LENGTH:
         return None
-    ephemeral = services().ephemeral
-    raw = ephemeral.get(KEY_PREFIX + sign_in_id)
+    raw = read_beside_session(KEY_PREFIX + sign_in_id)
     if raw is None:
         return None
     sign_in = SignInRequest.from_json(raw)
     browser = browser_binding(create=False)
     if browser is None or not hmac.compare_digest(browser, sign_in.browser):
-        ephemeral.delete(KEY_PREFIX + sign_in_id)
+        services().ephemeral.delete(KEY_PREFIX + sign_in_id)
         audit("sign_in", "failure", client_id=sign_in.client_id, detail={"error": "another browser"})
         return None
     return sign_in
@@ -145,7 +159,7 @@ def load(sign_in_id: str) -> SignInRequest | None:
 def peek(sign_in_id: str) -> SignInRequest | None:
     """The sign-in in progress when this browser started it; unlike `load`, nothing is spent (a
     password reset link opened in another browser leaves the sign-in it was asked from alone)."""
-    raw = services().ephemeral.get(KEY_PREFIX + sign_in_id) if 0 < len(sign_in_id) <= MAX_ID_LENGTH else None
+    raw = read_beside_session(KEY_PREFIX + sign_in_id) if 0 < len(sign_in_id) <= MAX_ID_LENGTH else None
     if raw is None:
         return None
     sign_in = SignInRequest.from_json(raw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -205,16 +206,37 @@ def _serve(
     )
 
 
-def _wait_healthy(origin: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Return once /health answers 200; otherwise stop the process and fail with its log."""
+def _wait_healthy(
+    origin: str, process: subprocess.Popen[bytes], log: Path, *, expected_status: int = 200
+) -> None:
+    """Return once /health answers `expected_status`; otherwise stop the process and fail with its log."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"idp serve exited: {log.read_text()}")
         try:
-            if requests.get(f"{origin}/health", timeout=1).status_code == 200:
+            if requests.get(f"{origin}/health", timeout=1).status_code == expected_status:
                 return
         except requests.RequestException:
             time.sleep(0.2)
     _stop(process)
     raise AssertionError("idp serve did not become healthy within 30 s")
+
+
+@contextmanager
+def instance_without_redis(provider: LiveProvider) -> Iterator[Instance]:
+    """One more `idp serve` of the provider's settings whose Redis is a port where nothing listens: its
+    pages that need short-lived state answer 503, as in an outage; stopped afterwards."""
+    port = free_port()
+    directory = provider.config.parent
+    config = directory / f"idp-no-redis-{port}.toml"
+    unreachable = f'[redis]\nurl = "redis://127.0.0.1:{free_port()}/0"'
+    config.write_text(re.sub(r'(?m)^\[redis\]\nurl = ".*"$', unreachable, provider.config.read_text()))
+    log = directory / f"idp-serve-{port}.log"
+    process = _serve(config, port, log, command=provider.command)
+    instance = Instance(origin=f"http://{urlsplit(provider.issuer).hostname}:{port}", process=process)
+    try:
+        _wait_healthy(instance.origin, process, log, expected_status=503)
+        yield instance
+    finally:
+        instance.stop()

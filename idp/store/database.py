@@ -38,10 +38,9 @@ class Database:
         outages = OutageLog("database")  # one log of down/up transitions for both pools
         self.engine: Engine = _engine(url, pool_size=pool_size, outages=outages)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # Connections that stay in autocommit (switching a pooled one costs round trips each way).
-        self.reading_engine = _engine(
-            url, pool_size=max(1, pool_size // 2), outages=outages, isolation_level="AUTOCOMMIT"
-        )
+        # Connections that stay in autocommit (switching a pooled one costs round trips each way), as
+        # many as requests run at once: a refresh holds one while its commit is flushed.
+        self.reading_engine = _engine(url, pool_size=pool_size, outages=outages, isolation_level="AUTOCOMMIT")
         self._reading_sessions = sessionmaker(self.reading_engine, expire_on_commit=False)
 
     @contextmanager

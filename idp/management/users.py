@@ -12,6 +12,7 @@ from idp.auth.passwords import Passwords
 from idp.auth.throttle import Throttle, account_subject
 from idp.email_address import AddressRejected, canonical_address
 from idp.management.context import Conflict, Invalid, Management, NotFound
+from idp.oidc.tokens import note_account_change
 from idp.store.tables import Factor, User, UserSession
 from idp.words import _
 
@@ -123,6 +124,7 @@ def set_disabled(management: Management, user: User, *, disabled: bool) -> None:
     if disabled:
         _keep_an_administrator(management, user)
     user.disabled = disabled
+    _account_changed(management, user)
     if disabled:
         end_sessions(management, user, reason="account disabled")
     management.record("user_disabled" if disabled else "user_enabled", user_id=user.id)
@@ -130,6 +132,7 @@ def set_disabled(management: Management, user: User, *, disabled: bool) -> None:
 
 def delete_user(management: Management, user: User) -> None:
     _keep_an_administrator(management, user)
+    _account_changed(management, user)
     end_sessions(management, user, reason="account deleted")
     management.record("user_deleted", user_id=user.id, detail={"username": user.username})
     management.store.users.remove(user)
@@ -141,6 +144,14 @@ def set_admin(management: Management, user: User, *, admin: bool) -> None:
         _keep_an_administrator(management, user)
     user.is_admin = admin
     management.record("user_promoted" if admin else "user_demoted", user_id=user.id)
+
+
+def _account_changed(management: Management, user: User) -> None:
+    """Whether the account may hold tokens changed: its access tokens' records stop answering for
+    them (an introspection asks the database instead) until the tokens issued before have expired."""
+    note_account_change(
+        management.ephemeral, user.id, access_token_lifetime=management.settings.tokens.access_token_lifetime
+    )
 
 
 def _keep_an_administrator(management: Management, user: User) -> None:

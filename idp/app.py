@@ -53,6 +53,7 @@ from idp.views import (
     device,
     errors,
     home,
+    language,
     logout,
     oidc,
     password_reset,
@@ -217,7 +218,8 @@ def create_app(settings: Settings) -> Flask:
         app.register_blueprint(module.blueprint)
     app.register_blueprint(admin_api.blueprint)
     app.register_blueprint(console.blueprint)
-    app.add_template_filter(_datetime, "datetime")
+    language.install(app)
+    app.add_template_filter(plain_words.moment, "datetime")
     app.add_template_filter(_isotime, "isotime")
     app.add_template_filter(plain_words.device, "device")
     observability.install(app, metrics_bearer_token=settings.metrics.bearer_token)
@@ -254,10 +256,6 @@ def create_app(settings: Settings) -> Flask:
         app.wsgi_app, trusted_proxies=parse_networks(settings.server.trusted_proxies)
     )
     return app
-
-
-def _datetime(timestamp: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
 
 
 def _isotime(timestamp: int) -> str:

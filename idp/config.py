@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from idp.languages import LANGUAGES, N_, language_of
+
 CONFIG_ENV = "IDP_CONFIG"
 ENV_PREFIX = "IDP_"
 # Settings that hold a secret: each may come from a file (`<key>_file`), and `idp config show` masks it.
@@ -219,7 +221,7 @@ class LevelSettings(_Section):
     satisfied_by: tuple[tuple[str, ...], ...]
     ttl: PositiveSeconds
     aliases: tuple[str, ...] = ()
-    title: str = "a stronger sign-in"
+    title: str = N_("a stronger sign-in")
     sentence: str = ""
 
     @field_validator("satisfied_by")
@@ -242,21 +244,23 @@ def _default_levels() -> dict[str, LevelSettings]:
             satisfied_by=(("pwd", "otp"), ("pwd", "hwk"), ("pwd", "swk"), ("hwk", "user"), ("swk", "user")),
             ttl=43200,
             aliases=("http://schemas.openid.net/pape/policies/2007/06/multi-factor",),
-            title="a second factor",
-            sentence="Your password and a second factor: a code from your authenticator app, a passkey "
-            "or a security key.",
+            title=N_("a second factor"),
+            sentence=N_(
+                "Your password and a second factor: a code from your authenticator app, a passkey "
+                "or a security key."
+            ),
         ),
         "phr": LevelSettings(
             satisfied_by=(("pwd", "hwk"), ("pwd", "swk"), ("hwk", "user"), ("swk", "user")),
             ttl=900,
-            title="a passkey or security key",
-            sentence="A passkey or security key proves it is you and cannot be tricked by a fake site.",
+            title=N_("a passkey or security key"),
+            sentence=N_("A passkey or security key proves it is you and cannot be tricked by a fake site."),
         ),
         "phrh": LevelSettings(
             satisfied_by=(("pwd", "hwk"), ("hwk", "user")),
             ttl=900,
-            title="an approved security key",
-            sentence="Only a hardware security key of a make your organisation approved will do.",
+            title=N_("an approved security key"),
+            sentence=N_("Only a hardware security key of a make your organisation approved will do."),
         ),
     }
 
@@ -377,6 +381,7 @@ class DpopSettings(_Section):
 
 HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 MIN_CONTRAST = 4.5  # WCAG 2.2 1.4.3: the white text of buttons on the accent colour
+INK = "#1b1f24"  # the pages' text colour (static/idp.css --ink), the product name's on the background
 
 
 class BrandingSettings(_Section):
@@ -384,7 +389,7 @@ class BrandingSettings(_Section):
     (an https URL or a path on this site), colours, a support link (https or mailto), and a folder of
     templates searched before the provider's own (to reword mail: email/NAME.txt and .html)."""
 
-    product_name: Annotated[str, Field(min_length=1, max_length=60)] = "Sign-in service"
+    product_name: Annotated[str, Field(min_length=1, max_length=60)] = N_("Sign-in service")
     logo_url: str = ""
     accent_colour: str = "#0b5cad"
     background_colour: str = "#f6f8fa"
@@ -406,6 +411,22 @@ class BrandingSettings(_Section):
                 f"white text on it must reach a contrast of {MIN_CONTRAST}:1; choose a darker colour"
             )
         return value
+
+    @model_validator(mode="after")
+    def _readable_on_the_background(self) -> BrandingSettings:
+        """The product name (text colour) and the links and focus rings (accent) sit on the background;
+        text needs 4.5:1 (WCAG 2.2 1.4.3), which also gives focus rings their 3:1 (1.4.11)."""
+        if contrast(INK, self.background_colour) < MIN_CONTRAST:
+            raise ValueError(
+                f"background_colour: the text on it must reach a contrast of {MIN_CONTRAST}:1; "
+                "choose a lighter background"
+            )
+        if contrast(self.accent_colour, self.background_colour) < MIN_CONTRAST:
+            raise ValueError(
+                f"background_colour: the accent colour on it (links, focus rings) must reach a contrast of "
+                f"{MIN_CONTRAST}:1; choose a lighter background or a darker accent colour"
+            )
+        return self
 
     @field_validator("logo_url")
     @classmethod
@@ -521,6 +542,22 @@ class Settings(_Section):
     server: ServerSettings = ServerSettings()
     metrics: MetricsSettings = MetricsSettings()
     branding: BrandingSettings = BrandingSettings()
+    # The operator's own wording in each language, by the text as configured ("approve a payment"):
+    # [translations."zh-CN"]. Texts not listed show the catalogue's translation or, failing that, as written.
+    translations: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @field_validator("translations")
+    @classmethod
+    def _languages_spoken(cls, tables: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        """Each table names a language of the pages (in any spelling of it), kept under its own tag."""
+        by_tag: dict[str, dict[str, str]] = {}
+        for tag, texts in tables.items():
+            language = language_of(tag)
+            if language is None:
+                known = ", ".join(spoken.tag for spoken in LANGUAGES)
+                raise ValueError(f"{tag!r} is not a language the pages speak ({known})")
+            by_tag[language.tag] = {**by_tag.get(language.tag, {}), **texts}
+        return by_tag
 
     @field_validator("issuer")
     @classmethod

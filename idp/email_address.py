@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import idna
 
+from idp.languages import N_
+from idp.words import _
+
 MAX_ADDRESS = 320  # RFC 3696 errata 1690: 64 + 1 + 255
 MAX_LOCAL_PART = 64  # RFC 5321 4.5.3.1.1
-EXPECTED_FORM = "Enter an email address like name@example.com."
+EXPECTED_FORM = N_("Enter an email address like name@example.com.")
 
 
 class AddressRejected(ValueError):
     """Not an address this provider accepts; the message is fit to show to the user or operator."""
 
     def __init__(self) -> None:
-        super().__init__(EXPECTED_FORM)
+        super().__init__(_(EXPECTED_FORM))
 
 
 def canonical_address(typed: str) -> str:

@@ -1,13 +1,15 @@
-"""WSGI middleware: the two hottest machine-to-machine requests answered ahead of Flask.
+"""WSGI middleware: the hottest machine-to-machine requests answered ahead of Flask.
 
-A client-credentials token request and an introspection, each authenticated with HTTP Basic and
-carrying no DPoP proof, are answered here when they are plainly well formed and will succeed: the
-client is in the client cache, its secret is right for the endpoint (the same `RegisteredClient`
-checks), its throttle gate is open (the same `Throttle`: a secret known to be right is not
-counted, only its gate read), the token comes from the same `TokenService`, and introspection runs
-the same `find_token` and `TokenIntrospection` as the Flask endpoint. Everything else, every
-refusal and every store failure, is handed to Flask untouched, so each error, audit event, 429 and
-503 has one author. Successes are audited on neither path.
+A client-credentials or refresh token request and an introspection, each authenticated with HTTP
+Basic and carrying no DPoP proof, are answered here when they are plainly well formed and will
+succeed: the client is in the client cache, its secret is right for the endpoint (the same
+`RegisteredClient` checks), its throttle gate is open (the same `Throttle`: a secret known to be
+right is not counted, only its gate read), the token comes from the same `TokenService`; a refresh
+rotates a plainly usable token in one statement (`rotate_refresh_token`), and introspection builds
+the same `TokenIntrospection` answer: from the access token's record (`TokenService.recorded_claims`,
+read in the round trip that reads the gate), else by the same `find_token` as the Flask endpoint.
+Everything else, every refusal and every store failure, is handed to Flask untouched, so each
+error, audit event, 429 and 503 has one author. Successes are audited on neither path.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl
@@ -29,16 +31,18 @@ from idp.oidc.clients import RegisteredClient
 from idp.oidc.keys import MAX_JWT_LENGTH
 from idp.oidc.server import ProviderServer
 from idp.oidc.token_endpoints import TokenIntrospection
-from idp.oidc.token_lookup import find_token
+from idp.oidc.token_lookup import IssuedToken, access_token_view, find_token
+from idp.oidc.tokens import UNDECIDED, Authentication, Holder, digest, new_refresh_token
 from idp.security_headers import security_headers
 from idp.store.database import Database
-from idp.store.durable import DurableStore
+from idp.store.durable import DurableStore, rotate_refresh_token
 from idp.store.failures import STORE_FAILURES
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 FORM = "application/x-www-form-urlencoded"
 BASIC = "client_secret_basic"
 GRANT_TYPE = "client_credentials"
+REFRESH = "refresh_token"
 
 
 class Declined(Exception):
@@ -87,8 +91,9 @@ class LeanPaths:
         self._max_body = max_body
         self._dumps = dumps  # the Flask app's JSON, so both paths write the same bytes
         self._headers = [*default_json_headers, *security_headers(mimetype="application/json", hsts=hsts)]
+        self._issued = {grant: observability.TOKENS.labels(grant, "200") for grant in (GRANT_TYPE, REFRESH)}
         self._routes = {
-            "/token": Route(self._client_credentials, frozenset({"grant_type", "scope"}), "oidc.token"),
+            "/token": Route(self._token, frozenset({"grant_type", "scope", "refresh_token"}), "oidc.token"),
             "/introspect": Route(
                 self._introspect, frozenset({"token", "token_type_hint"}), "oidc.introspect"
             ),
@@ -113,12 +118,20 @@ class LeanPaths:
         observability.observe_latency(route.endpoint, started=started)
         return [payload]
 
-    # -- the two answers ------------------------------------------------------------------------------
+    # -- the answers ----------------------------------------------------------------------------------
+
+    def _token(self, request: BasicRequest) -> dict[str, Any]:
+        grant_type = request.form.get("grant_type")
+        if grant_type == GRANT_TYPE and "refresh_token" not in request.form:
+            return self._client_credentials(request)
+        if grant_type == REFRESH and "refresh_token" in request.form and "scope" not in request.form:
+            return self._refresh(request)
+        raise Declined
 
     def _client_credentials(self, request: BasicRequest) -> dict[str, Any]:
-        """RFC 6749 4.4, as `ClientCredentialsGrant` answers a client allowed what it asks."""
-        if request.form.get("grant_type") != GRANT_TYPE:
-            raise Declined
+        """RFC 6749 4.4, as `ClientCredentialsGrant` answers a client allowed what it asks. The token is
+        signed first, so that its record is stored in the step that reads the client's gate: unless
+        the gate holds (then Flask answers, the token is never handed out and nothing is recorded)."""
         scope = request.form.get("scope")
         client = self._authenticated(request, endpoint="token")
         if (
@@ -127,27 +140,73 @@ class LeanPaths:
             or client.requires_dpop  # refused without a proof, by Flask; with one, bound there
         ):
             raise Declined
-        self._gate_open(request)
-        token = self._context.tokens.generate(
-            grant_type=GRANT_TYPE, client=client, scope=scope, include_refresh_token=False
+        tokens = self._context.tokens
+        issued = tokens.issue(client=client, scope=scope)
+        if not tokens.record(issued, unless_any=self._hold_keys(request)):
+            raise Declined
+        self._issued[GRANT_TYPE].inc()
+        return issued.response
+
+    def _refresh(self, request: BasicRequest) -> dict[str, Any]:
+        """RFC 6749 6, as `RefreshTokenGrant` answers a confidential client whose refresh token is plainly
+        usable, asking for the grant's whole scope: the token rotated (RFC 9700 4.14.2) and its successor
+        added in one statement (`rotate_refresh_token`), then the same token service signs. Any other
+        token (unknown, replayed, revoked, expired, another client's, bound to a DPoP key, of a disabled
+        account or an ended session) is left to Flask untouched: a replay revokes its grant there."""
+        client = self._authenticated(request, endpoint="token")
+        if not client.check_grant_type(REFRESH) or client.requires_dpop:
+            raise Declined
+        self._gate_open(self._context.ephemeral.get_many(self._hold_keys(request)))
+        successor, now = new_refresh_token(), int(time.time())
+        rotated = rotate_refresh_token(
+            self._database,
+            digest(request.form["refresh_token"]),
+            client_id=client.get_client_id(),
+            successor_hash=digest(successor),
+            now=now,
+            lifetime=self._context.lifetimes.refresh_token_lifetime,
         )
-        observability.TOKENS.labels(GRANT_TYPE, "200").inc()
-        return token
+        if rotated is None:
+            raise Declined
+        holder = Holder(rotated.user_id, Authentication.from_json(rotated.authentication), rotated.family_id)
+        tokens = self._context.tokens
+        issued = tokens.issue(client=client, holder=holder, scope=rotated.scope, refresh_token=successor)
+        # The old token is spent: from here on the answer is this one (Flask would take the request
+        # for a replay). A record not stored only means the token is verified when introspected.
+        with contextlib.suppress(*STORE_FAILURES):
+            tokens.record(issued)
+        self._issued[REFRESH].inc()
+        return issued.response
 
     def _introspect(self, request: BasicRequest) -> dict[str, Any]:
-        """RFC 7662, as `TokenIntrospection` answers an authenticated client."""
+        """RFC 7662, as `TokenIntrospection` answers an authenticated client: from the access token's
+        record, read with the client's gate and the token's revocation markers in one round trip; else
+        (no record, a refresh token, an account whose state changed) as the Flask endpoint looks it up,
+        on a reading session."""
         hint = request.form.get("token_type_hint")
         if "token" not in request.form or (hint and hint not in TokenIntrospection.SUPPORTED_TOKEN_TYPES):
             raise Declined
         client = self._authenticated(request, endpoint=TokenIntrospection.ENDPOINT_NAME)
-        self._gate_open(request)
-        with self._reading() as durable:
-            context = replace(self._context, durable=durable)
-            token = find_token(context, request.form["token"])
-            permitted = token is not None and self._introspection.check_permission(token, client, None)
-            payload: dict[str, Any] = self._introspection.create_introspection_payload(
-                token if permitted else None
+        holds = self._hold_keys(request)
+        query = self._context.tokens.record_query(request.form["token"])
+        values = self._context.ephemeral.get_many([*holds, *(query.keys if query else [])])
+        self._gate_open(values[: len(holds)])
+        recorded = (
+            UNDECIDED if query is None else self._context.tokens.recorded_claims(query, values[len(holds) :])
+        )
+        if recorded is not UNDECIDED:
+            return self._introspection_payload(
+                None if recorded is None else access_token_view(recorded), client
             )
+        with self._reading() as durable:
+            token = find_token(replace(self._context, durable=durable), request.form["token"])
+            return self._introspection_payload(token, client)
+
+    def _introspection_payload(self, token: IssuedToken | None, client: RegisteredClient) -> dict[str, Any]:
+        permitted = token is not None and self._introspection.check_permission(token, client, None)
+        payload: dict[str, Any] = self._introspection.create_introspection_payload(
+            token if permitted else None
+        )
         return payload
 
     # -- what both share -----------------------------------------------------------------------------
@@ -195,11 +254,17 @@ class LeanPaths:
             raise Declined
         return client
 
-    def _gate_open(self, request: BasicRequest) -> None:
-        """A right secret, so nothing to count: only whether its gate holds (then Flask answers, with
-        the 429 and the audit event), read as `reserve` would read it."""
-        attempt = self._throttle.client_authentication(request.client_id, request.address)
-        if self._throttle.holding(attempt):
+    def _hold_keys(self, request: BasicRequest) -> list[str]:
+        """What says whether the client's gate holds (read as `reserve` would read it): a right
+        secret, so nothing to count."""
+        return self._throttle.hold_keys(
+            self._throttle.client_authentication(request.client_id, request.address)
+        )
+
+    @staticmethod
+    def _gate_open(holds: Sequence[bytes | None]) -> None:
+        """A gate that holds leaves the request to Flask, which answers the 429 and audits it."""
+        if any(hold is not None for hold in holds):
             raise Declined
 
     @contextlib.contextmanager

@@ -9,7 +9,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const finish = () => {
     if (done) return;
     done = true;
-    if (status) status.textContent = "You are signed out of every application.";
+    if (status) status.textContent = status.dataset.done;  // in the page's language
     if (next) window.location.replace(next.href);
   };
   frames.forEach((frame) => frame.addEventListener("load", () => { waiting -= 1; if (waiting <= 0) finish(); }));

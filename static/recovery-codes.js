@@ -1,4 +1,5 @@
-// Copy and Print for freshly shown recovery codes; without script, Download still works.
+// Copy and Print for freshly shown recovery codes; without script, Download still works. The status
+// line's words, in the page's language, are its data-copied attribute.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   const codes = () => [...document.querySelectorAll("#recovery-codes code")].map((code) => code.textContent).join("\n");
@@ -8,7 +9,7 @@ document.addEventListener("DOMContentLoaded", () => {
     copy.hidden = false;
     copy.addEventListener("click", async () => {
       await navigator.clipboard.writeText(codes());
-      status.textContent = "Copied.";
+      status.textContent = status.dataset.copied;
     });
   }
   const print = document.querySelector("[data-print-codes]");

@@ -1,7 +1,10 @@
 // WebAuthn ceremonies for the hosted pages: no framework, no CDN. Buttons carry their endpoints:
 //   <button data-passkey="authenticate|register" data-options="URL" data-verify="URL">
-// The server answers the verify call with {"redirect": URL} or {"error": message}.
+// The server answers the verify call with {"redirect": URL} or {"error": message}. The page's own words
+// (in its language) are its <meta name="passkey-NAME" content="..."> elements (_webauthn_head.html).
 "use strict";
+
+const said = (name) => document.querySelector(`meta[name="passkey-${name}"]`).content;
 
 const toBase64url = (buffer) =>
   btoa(String.fromCharCode(...new Uint8Array(buffer))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -56,16 +59,16 @@ async function post(url, body) {
     headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
     body: JSON.stringify(body || {}),
   });
-  const answer = await response.json().catch(() => ({ error: "The server did not answer as expected." }));
-  if (!response.ok && !answer.error) answer.error = "The request was refused.";
+  const answer = await response.json().catch(() => ({ error: said("unreadable") }));
+  if (!response.ok && !answer.error) answer.error = said("refused");
   return answer;
 }
 
 function explain(error) {
-  if (error && error.name === "NotAllowedError") return "The passkey request was cancelled or timed out.";
-  if (error && error.name === "InvalidStateError") return "This passkey is already registered.";
-  if (error && error.name === "SecurityError") return "This page's address does not match the passkey's site.";
-  return "The passkey could not be used: " + (error && error.message ? error.message : "unknown error");
+  if (error && error.name === "NotAllowedError") return said("cancelled");
+  if (error && error.name === "InvalidStateError") return said("registered");
+  if (error && error.name === "SecurityError") return said("wrong-site");
+  return said("failed") + " " + (error && error.message ? error.message : said("unknown"));
 }
 
 async function ceremony(button) {

@@ -10,16 +10,13 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from support.app import make_app
+from support.app import make_app, management_of
 
 from idp.admin.openapi import document
 from idp.admin.reference import reference
-from idp.management.context import CLI, Management
-from idp.management.logout import CommandLineLogout
 from idp.management.users import create_user
 from idp.oidc.clients import RegisteredClient, register_client
 from idp.oidc.tokens import Authentication, GrantSubject, new_grant_id
-from idp.store.durable import DurableStore
 from idp.store.tables import User
 from idp.web import services
 
@@ -39,11 +36,11 @@ class Admin:
             name="Admin console", redirect_uris=["https://admin.example.com/cb"], public=False,
             grant_types=[], scope="openid admin",
         ).client  # fmt: skip
-        with _management(app) as management:
+        with management_of(app) as management:
             management.store.clients.add(self.client_row)
 
     def user(self, username: str, *, admin: bool = False) -> User:
-        with _management(self.app) as management:
+        with management_of(self.app) as management:
             return create_user(management, username=username, password=PASSWORD, admin=admin)
 
     def token(
@@ -68,33 +65,6 @@ class Admin:
     def call(self, method: str, path: str, token: str | None = None, **options: Any) -> Any:
         headers = {"Authorization": f"Bearer {token or self.token()}"}
         return self.http.open(API + path, method=method, headers=headers, **options)
-
-
-class _management:
-    """The management layer in one unit of work of the app's database, acting as the CLI does."""
-
-    def __init__(self, app: Flask) -> None:
-        self._app = app
-
-    def __enter__(self) -> Management:
-        self._context = self._app.app_context()
-        self._context.__enter__()
-        found = services()
-        self._unit = found.database.unit_of_work()
-        store = DurableStore.over(self._unit.__enter__())
-        self._logout = CommandLineLogout(found.settings, store=store, ephemeral=found.ephemeral)
-        return Management(
-            store=store,
-            ephemeral=found.ephemeral,
-            settings=found.settings,
-            actor=CLI,
-            tell_clients=self._logout,
-        )
-
-    def __exit__(self, *exc: Any) -> None:
-        self._unit.__exit__(*exc)
-        self._context.__exit__(*exc)
-        self._logout.deliver()
 
 
 @pytest.fixture
@@ -129,7 +99,7 @@ def test_refusals_carry_the_challenge_that_says_what_would_do(admin: Admin) -> N
 def test_a_demoted_administrators_token_stops_working_at_once(admin: Admin) -> None:
     token = admin.token()
     assert admin.call("GET", "/users", token).status_code == 200
-    with _management(admin.app) as management:
+    with management_of(admin.app) as management:
         management.store.users.get(admin.root.id).is_admin = False  # type: ignore[union-attr]
     refused = admin.call("GET", "/users", token)
     assert refused.status_code == 403 and refused.get_json() == {"error": "insufficient_scope"}

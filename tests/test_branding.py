@@ -33,6 +33,16 @@ BRANDING = {
             {"accent_colour": "#ffcc00"}, "contrast of 4.5:1", id="fails because white text is unreadable"
         ),
         pytest.param({"background_colour": "#fff"}, "must be a colour", id="fails because three digits"),
+        pytest.param(
+            {"background_colour": "#3a3f44"},
+            "the text on it must reach a contrast of 4.5:1",
+            id="fails because the product name is unreadable on a dark background",
+        ),
+        pytest.param(
+            {"background_colour": "#8fb3d9"},
+            "the accent colour on it (links, focus rings) must reach a contrast of 4.5:1",
+            id="fails because links and focus rings vanish into the background",
+        ),
         pytest.param({"logo_url": "http://cdn.example.com/a.png"}, "https URL", id="fails because not https"),
         pytest.param(
             {"logo_url": "//cdn.example.com/a.png"}, "https URL", id="fails because scheme-relative"

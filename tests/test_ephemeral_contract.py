@@ -15,6 +15,7 @@ import pytest
 
 from idp.store.ephemeral import (
     EmbeddedStore,
+    Entry,
     EphemeralStore,
     Held,
     RedisStore,
@@ -50,6 +51,19 @@ def test_get_many_answers_in_the_order_asked(ephemeral_store: EphemeralStore) ->
         b"\x00c",
     ]
     assert ephemeral_store.get_many([]) == []
+
+
+def test_put_unless_any_stores_only_while_none_of_the_keys_is_present(
+    ephemeral_store: EphemeralStore,
+) -> None:
+    ephemeral_store.put("hold:a", b"held", ttl=60)
+
+    assert ephemeral_store.put_unless_any(Entry("record:x", b"x", 60), keys=["hold:b", "hold:a"]) is False
+    assert ephemeral_store.put_unless_any(Entry("record:y", b"y", 1), keys=["hold:b", "hold:c"]) is True
+    assert ephemeral_store.put_unless_any(Entry("record:z", b"z", 60), keys=[]) is True
+    assert ephemeral_store.get_many(["record:x", "record:y", "record:z"]) == [None, b"y", b"z"]
+    time.sleep(PAST_ONE_SECOND)
+    assert ephemeral_store.get("record:y") is None
 
 
 def test_put_replaces_the_value(ephemeral_store: EphemeralStore) -> None:

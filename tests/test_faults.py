@@ -29,7 +29,7 @@ from flask import Flask
 from sqlalchemy import Engine, Table, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 from support.app import Browser, add_client, add_user, code_from, csrf_token, make_app
-from support.live import LiveProvider, free_port, start_provider
+from support.live import LiveProvider, free_port, instance_without_redis, start_provider
 from support.oidc_client import (
     Account,
     Attempt,
@@ -646,3 +646,18 @@ def test_a_database_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
     down, up = outage_lines(caplog)
     assert down.startswith("store down: database unreachable (") and "password" not in down
     assert up == "store up: database answers again"
+
+
+def test_a_redis_outage_page_stays_styled_for_a_browser_with_a_session(tmp_path: Path) -> None:
+    """The stylesheets read no session: a signed-in browser's 503 page keeps its styles and focus rings."""
+    provider = start_provider(tmp_path)
+    try:
+        with instance_without_redis(provider) as broken:
+            cookies = {"idp_session": secrets.token_urlsafe(32)}
+            page = requests.get(f"{broken.origin}/account", cookies=cookies, timeout=10)
+            assert page.status_code == 503 and UNAVAILABLE in page.text
+            for path in ("/static/idp.css", "/branding.css"):
+                answer = requests.get(broken.origin + path, cookies=cookies, timeout=10)
+                assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/css")
+    finally:
+        provider.stop()

@@ -18,6 +18,7 @@ CHECKOUT = Path(__file__).resolve().parent.parent
 DEPLOY = CHECKOUT / "deploy"
 PACKAGE_DATA = ("idp/templates/base.html", "idp/static/idp.css", "idp/examples/demo_rp.py")
 PACKAGE_DATA += ("idp/migrations/env.py", "idp/data/common_passwords.txt", "idp/py.typed")
+PACKAGE_DATA += ("idp/translations/zh_Hans_CN/LC_MESSAGES/messages.mo",)  # compiled by hatch_build.py
 
 
 def run(*command: str | Path, cwd: Path) -> str:
@@ -65,6 +66,12 @@ def test_a_sign_in_succeeds_from_the_installed_wheel(installed: LiveProvider) ->
     attempt, callback = browser.sign_in(client, create_account(installed, "operator"))
     assert callback["state"] == attempt.state and callback["code"]
     assert requests.get(f"{installed.issuer}/static/idp.css", timeout=10).status_code == 200
+
+
+def test_the_installed_wheel_speaks_chinese(installed: LiveProvider) -> None:
+    page = requests.get(f"{installed.issuer}/", headers={"Accept-Language": "zh-CN"}, timeout=10)
+
+    assert '<html lang="zh-Hans-CN">' in page.text and "身份提供方" in page.text
 
 
 def test_the_dockerfile_passes_hadolint() -> None:

@@ -284,7 +284,7 @@ def test_authorization_refusals_shown_to_the_user_are_described_in_sentences(
     page = Browser(op).visit(request.url)
 
     assert is_provider_page(page, status=400, title="This sign-in link is not valid")
-    assert f'<p role="alert">{description}</p>' in page.text
+    assert f'<p class="hint" lang="en">{description}</p>' in page.text, "for the app's developer, in English"
 
 
 # -- 13. refusals outside any view: the provider's page, or the endpoint's JSON error -----------------

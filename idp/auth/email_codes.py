@@ -8,17 +8,19 @@ import json
 import secrets
 from dataclasses import dataclass
 
+from idp.languages import N_
 from idp.store.ephemeral import EphemeralStore
+from idp.words import _
 
 MAX_WRONG_TRIES = 5
 RESEND_INTERVAL = 60
 SENDS_PER_HOUR = 10
-EXPIRED = "This code has expired or was used. Ask for a new one."
-KILLED = "Too many wrong codes: this one no longer works. Ask for a new one."
+EXPIRED = N_("This code has expired or was used. Ask for a new one.")
+KILLED = N_("Too many wrong codes: this one no longer works. Ask for a new one.")
 
 
 class CodeRefused(Exception):
-    """A code that cannot be sent or accepted; the message is for the page."""
+    """A code that cannot be sent or accepted; the message is for the page, in the reader's language."""
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,12 @@ class EmailCodes:
         """
         address_key = hashlib.sha256(address.lower().encode()).hexdigest()
         if self.ephemeral.incr(f"email-send:recent:{purpose}", ttl=RESEND_INTERVAL) > 1:
-            raise CodeRefused("A code was sent less than a minute ago. Check your inbox, or wait a moment.")
+            raise CodeRefused(
+                _("A code was sent less than a minute ago. Check your inbox, or wait a moment.")
+            )
         for scope in (f"user:{user_id}", f"address:{address_key}"):
             if self.ephemeral.incr(f"email-send:hourly:{scope}", ttl=3600) > SENDS_PER_HOUR:
-                raise CodeRefused("Too many codes were sent in the last hour. Try again later.")
+                raise CodeRefused(_("Too many codes were sent in the last hour. Try again later."))
         code = f"{secrets.randbelow(1_000_000):06d}"
         salt = secrets.token_hex(8)
         record = {"salt": salt, "digest": _digest(salt, code), "address": address}
@@ -61,21 +65,21 @@ class EmailCodes:
         tries = self.ephemeral.incr(f"email-code-tries:{purpose}", ttl=self.lifetime)
         raw = self.ephemeral.get(f"email-code:{purpose}")
         if raw is None:
-            raise CodeRefused(EXPIRED)
+            raise CodeRefused(_(EXPIRED))
         if tries > MAX_WRONG_TRIES:
             self.ephemeral.delete(f"email-code:{purpose}")
-            raise CodeRefused(KILLED)
+            raise CodeRefused(_(KILLED))
         record = json.loads(raw)
         candidate = code.strip().replace(" ", "")[:12]
         if hmac.compare_digest(record["digest"], _digest(record["salt"], candidate)):
             if self.ephemeral.take(f"email-code:{purpose}") is None:
-                raise CodeRefused(EXPIRED)
+                raise CodeRefused(_(EXPIRED))
             self.ephemeral.delete(f"email-send:recent:{purpose}")  # done: the next address may follow
             return str(record["address"])
         if tries == MAX_WRONG_TRIES:
             self.ephemeral.delete(f"email-code:{purpose}")
-            raise CodeRefused(KILLED)
-        raise CodeRefused("That code is not right.")
+            raise CodeRefused(_(KILLED))
+        raise CodeRefused(_("That code is not right."))
 
 
 def _digest(salt: str, code: str) -> str:

@@ -6,6 +6,8 @@ from functools import cache
 from itertools import pairwise
 from pathlib import Path
 
+from idp.words import _
+
 MAX_LENGTH = 256
 BLOCKLIST = Path(__file__).resolve().parent.parent / "data" / "common_passwords.txt"
 
@@ -16,16 +18,18 @@ class PasswordRejected(Exception):
 
 def check_new_password(password: str, *, min_length: int, username: str) -> None:
     if len(password) < min_length:
-        raise PasswordRejected(f"Use at least {min_length} characters; a short sentence works well.")
+        raise PasswordRejected(
+            _("Use at least %(count)s characters; a short sentence works well.", count=min_length)
+        )
     if len(password) > MAX_LENGTH:
-        raise PasswordRejected(f"Use at most {MAX_LENGTH} characters.")
+        raise PasswordRejected(_("Use at most %(count)s characters.", count=MAX_LENGTH))
     folded = password.casefold()
     if folded in _blocklist() or folded.strip("0123456789!.") in _blocklist():
-        raise PasswordRejected("This password is among the most common ones; choose another.")
+        raise PasswordRejected(_("This password is among the most common ones; choose another."))
     if username and username.casefold() in folded:
-        raise PasswordRejected("The password must not contain your username.")
+        raise PasswordRejected(_("The password must not contain your username."))
     if len(set(folded)) <= 2 or _is_sequence(folded):
-        raise PasswordRejected("Repeated or sequential characters are easy to guess; choose another.")
+        raise PasswordRejected(_("Repeated or sequential characters are easy to guess; choose another."))
 
 
 def _is_sequence(text: str) -> bool:

@@ -9,6 +9,7 @@ more than waiting: a passkey sign-in or an administrator (`idp users unlock`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 from idp.config import BackoffSettings, ThrottleSettings
 from idp.store.ephemeral import EphemeralStore, Held, Tally
+from idp.words import _, ngettext
 
 
 @dataclass(frozen=True)
@@ -28,13 +30,18 @@ class Blocked:
 
     @property
     def message(self) -> str:
+        """What the page says, in the reader's language."""
         if self.locked:
-            return (
+            return _(
                 "This account is locked after too many failed sign-ins. Sign in with a passkey, "
                 "or ask your administrator to unlock it."
             )
         minutes = max(1, math.ceil(self.retry_after / 60))
-        return f"Too many failed attempts. Try again in {minutes} minute{'s' if minutes > 1 else ''}."
+        return ngettext(
+            "Too many failed attempts. Try again in %(num)d minute.",
+            "Too many failed attempts. Try again in %(num)d minutes.",
+            minutes,
+        )
 
 
 @dataclass(frozen=True)
@@ -98,8 +105,12 @@ class Throttle:
         """Whether a gate of `attempts` makes them wait, counting nothing: for an attempt already known
         to be right, which `reserve` would count and `succeeded` take straight back (one read instead
         of two writes; a right attempt never adds to a gate, even for a moment)."""
-        holds = [tally.hold_key for tally in self._tallies(*attempts)]
-        return any(hold is not None for hold in self._ephemeral.get_many(holds))
+        return any(hold is not None for hold in self._ephemeral.get_many(self.hold_keys(*attempts)))
+
+    def hold_keys(self, *attempts: Attempt) -> list[str]:
+        """The keys `holding` reads (any of them present: a gate holds), for a caller that reads them
+        in a round trip it makes anyway."""
+        return [tally.hold_key for tally in self._tallies(*attempts)]
 
     def succeeded(self, reservation: Reservation) -> None:
         """A success ends the run of consecutive failures at the gates it resets; the others (the
@@ -154,6 +165,7 @@ class Throttle:
         )
 
 
+@functools.lru_cache(maxsize=4096)  # parsing is a tenth of a lean token request's own work
 def address_subject(address: str | None) -> str:
     """Addresses are throttled by host for IPv4 and by /64 network for IPv6 (one host's usual share)."""
     try:

@@ -40,6 +40,7 @@ from webauthn.helpers.structs import (
 
 from idp.auth.attestation import AttestationVerdict, TrustAnchors
 from idp.store.ephemeral import EphemeralStore
+from idp.words import _
 
 MAX_RESPONSE_BYTES = 16 * 1024
 NONCE_BYTES = 32
@@ -47,7 +48,8 @@ PARSE_ERRORS = (InvalidJSONStructure, InvalidCBORData, ValueError, KeyError, Typ
 
 
 class CeremonyFailed(Exception):
-    """A WebAuthn response we refuse; `reason` is for the audit log, the message for the page."""
+    """A WebAuthn response we refuse; `reason` is for the audit log, the message for the page (in the
+    reader's language)."""
 
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
@@ -151,7 +153,7 @@ class Ceremonies:
                 expected_origin=self._rp.origin,
             )
         except InvalidRegistrationResponse as error:
-            raise CeremonyFailed("The passkey could not be verified.", reason=str(error)) from None
+            raise CeremonyFailed(_("The passkey could not be verified."), reason=str(error)) from None
         except PARSE_ERRORS:
             raise _malformed("malformed response") from None
         statement = parse_attestation_object(verified.attestation_object).att_stmt
@@ -207,7 +209,7 @@ class Ceremonies:
             nonce is None or _signing_challenge(expected_signed, nonce) != challenge
         ):
             raise CeremonyFailed(
-                "The transaction changed after it was shown. Start again.",
+                _("The transaction changed after it was shown. Start again."),
                 reason="approved details changed",
             )
         try:
@@ -224,9 +226,9 @@ class Ceremonies:
             reason = str(error)
             if "sign count" in reason.lower():
                 raise CeremonyFailed(
-                    "This security key looks cloned and was refused.", reason="sign count went backwards"
+                    _("This security key looks cloned and was refused."), reason="sign count went backwards"
                 ) from None
-            raise CeremonyFailed("The passkey could not be verified.", reason=reason) from None
+            raise CeremonyFailed(_("The passkey could not be verified."), reason=reason) from None
         except PARSE_ERRORS:
             raise _malformed("malformed response") from None
         return Assertion(
@@ -254,11 +256,13 @@ class Ceremonies:
         raw = self._ephemeral.take(f"webauthn:{ceremony_id}") if ceremony_id else None
         if raw is None:
             raise CeremonyFailed(
-                "This passkey request expired or was already used. Try again.", reason="no challenge"
+                _("This passkey request expired or was already used. Try again."), reason="no challenge"
             )
         record: dict[str, Any] = json.loads(raw)
         if record["purpose"] != purpose:
-            raise CeremonyFailed("This passkey request does not match this step.", reason="challenge purpose")
+            raise CeremonyFailed(
+                _("This passkey request does not match this step."), reason="challenge purpose"
+            )
         nonce = base64url_to_bytes(record["nonce"]) if "nonce" in record else None
         return base64url_to_bytes(record["challenge"]), nonce
 
@@ -294,7 +298,7 @@ def _bounded(response: str) -> str:
 
 
 def _malformed(reason: str) -> CeremonyFailed:
-    return CeremonyFailed("The browser sent a malformed response.", reason=reason)
+    return CeremonyFailed(_("The browser sent a malformed response."), reason=reason)
 
 
 def _descriptor(credential: StoredCredential) -> PublicKeyCredentialDescriptor:

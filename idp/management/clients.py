@@ -17,6 +17,7 @@ from idp.oidc.clients import (
     register_client,
 )
 from idp.store.tables import Client
+from idp.words import _
 
 # What an update may change; the rest of a registration (its kind, its keys) is fixed at creation.
 UPDATABLE = (
@@ -51,7 +52,7 @@ def create_client(management: Management, **registration: Any) -> NewClient:
 def client_with_id(management: Management, client_id: str) -> Client:
     client = management.store.clients.get(client_id)
     if client is None:
-        raise NotFound(f"no client with id {client_id!r}")
+        raise NotFound(_("no client with id %(id)s", id=repr(client_id)))
     return client
 
 

@@ -12,7 +12,9 @@ from idp.auth.passwords import Passwords
 from idp.auth.throttle import Throttle, account_subject
 from idp.email_address import AddressRejected, canonical_address
 from idp.management.context import Conflict, Invalid, Management, NotFound
+from idp.oidc.tokens import note_account_change
 from idp.store.tables import Factor, User, UserSession
+from idp.words import _
 
 # Letters, digits and . _ @ + - (an email address works as a name), starting with a letter or digit:
 # nothing that looks like another name once case, spaces or control characters are folded away.
@@ -99,14 +101,14 @@ def _admit_address(management: Management, email: str, *, user_id: str) -> str:
 def user_named(management: Management, username: str) -> User:
     user = management.store.users.by_username(username)
     if user is None:
-        raise NotFound(f"no user named {username!r}")
+        raise NotFound(_("no user named %(name)s", name=repr(username)))
     return user
 
 
 def user_with_id(management: Management, user_id: str) -> User:
     user = management.store.users.get(user_id)
     if user is None:
-        raise NotFound(f"no user with id {user_id!r}")
+        raise NotFound(_("no user with id %(id)s", id=repr(user_id)))
     return user
 
 
@@ -122,6 +124,7 @@ def set_disabled(management: Management, user: User, *, disabled: bool) -> None:
     if disabled:
         _keep_an_administrator(management, user)
     user.disabled = disabled
+    _account_changed(management, user)
     if disabled:
         end_sessions(management, user, reason="account disabled")
     management.record("user_disabled" if disabled else "user_enabled", user_id=user.id)
@@ -129,6 +132,7 @@ def set_disabled(management: Management, user: User, *, disabled: bool) -> None:
 
 def delete_user(management: Management, user: User) -> None:
     _keep_an_administrator(management, user)
+    _account_changed(management, user)
     end_sessions(management, user, reason="account deleted")
     management.record("user_deleted", user_id=user.id, detail={"username": user.username})
     management.store.users.remove(user)
@@ -142,13 +146,23 @@ def set_admin(management: Management, user: User, *, admin: bool) -> None:
     management.record("user_promoted" if admin else "user_demoted", user_id=user.id)
 
 
+def _account_changed(management: Management, user: User) -> None:
+    """Whether the account may hold tokens changed: its access tokens' records stop answering for
+    them (an introspection asks the database instead) until the tokens issued before have expired."""
+    note_account_change(
+        management.ephemeral, user.id, access_token_lifetime=management.settings.tokens.access_token_lifetime
+    )
+
+
 def _keep_an_administrator(management: Management, user: User) -> None:
     """The last enabled administrator cannot be demoted, disabled or deleted: nobody could administer
     the provider then (through the API or console; the CLI could promote someone again)."""
     if not user.is_admin or user.disabled:
         return
     if set(management.store.users.lock_enabled_administrators()) <= {user.id}:
-        raise Conflict(f"{user.username} is the last enabled administrator: promote another user first")
+        raise Conflict(
+            _("%(name)s is the last enabled administrator: promote another user first", name=user.username)
+        )
 
 
 def reset_mfa(management: Management, user: User) -> int:
@@ -177,10 +191,10 @@ def replace_temporary_password(
     validate_password(management, password, username=user.username)
     passwords = Passwords(management.settings.passwords)
     if passwords.verify(stored_hash=user.password_hash, password=password).valid:
-        raise Invalid("Choose a password other than the one-time one.")
+        raise Invalid(_("Choose a password other than the one-time one."))
     password_hash = passwords.hash(password)
     if not management.store.users.replace_temporary_password(user.id, password_hash=password_hash):
-        raise Conflict("The one-time password was replaced already: sign in with the new password.")
+        raise Conflict(_("The one-time password was replaced already: sign in with the new password."))
     end_sessions(
         management, user, reason="one-time password replaced", chosen=lambda row: row.sid != keep_sid
     )

@@ -13,7 +13,7 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,9 +125,10 @@ class DetailTypes:
             one_time=any(self._types[detail["type"]].one_time for detail in details),
         )
 
-    def lines(self, details: Sequence[Mapping[str, Any]]) -> list[str]:
-        """Each detail as its type's title says it (plain text: the page escapes it)."""
-        return [render_title(self._types[detail["type"]].title, detail) for detail in details]
+    def lines(self, details: Sequence[Mapping[str, Any]], *, worded: Callable[[str], str]) -> list[str]:
+        """Each detail as its type's title says it (plain text: the page escapes it), the title as
+        `worded` gives it (in the reader's language)."""
+        return [render_title(worded(self._types[detail["type"]].title), detail) for detail in details]
 
 
 def render_title(title: str, detail: Mapping[str, Any]) -> str:

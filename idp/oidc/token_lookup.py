@@ -95,8 +95,11 @@ def find_token(context: ProviderContext, token: str) -> IssuedToken | None:
 
 def _find_access_token(context: ProviderContext, token: str) -> IssuedToken | None:
     claims = context.tokens.verify_access_token(token)
-    if claims is None:
-        return None
+    return None if claims is None else access_token_view(claims)
+
+
+def access_token_view(claims: dict[str, Any]) -> IssuedToken:
+    """An access token as its claims describe it (claims verified, or its record's: both ours)."""
     authentication = (
         Authentication(claims["acr"], tuple(claims["amr"]), claims["auth_time"], claims["sid"])
         if "acr" in claims

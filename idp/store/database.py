@@ -38,10 +38,9 @@ class Database:
         outages = OutageLog("database")  # one log of down/up transitions for both pools
         self.engine: Engine = _engine(url, pool_size=pool_size, outages=outages)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # Connections that stay in autocommit (switching a pooled one costs round trips each way).
-        self.reading_engine = _engine(
-            url, pool_size=max(1, pool_size // 2), outages=outages, isolation_level="AUTOCOMMIT"
-        )
+        # Connections that stay in autocommit (switching a pooled one costs round trips each way), as
+        # many as requests run at once: a refresh holds one while its commit is flushed.
+        self.reading_engine = _engine(url, pool_size=pool_size, outages=outages, isolation_level="AUTOCOMMIT")
         self._reading_sessions = sessionmaker(self.reading_engine, expire_on_commit=False)
 
     @contextmanager
@@ -62,8 +61,32 @@ class Database:
 
     def open_reading_session(self) -> Session:
         """For a request that only reads: each statement runs on its own (autocommit), one round trip
-        each, with no BEGIN and COMMIT around them. Never write through it."""
+        each, with no BEGIN and COMMIT around them. Never write through it (see `autocommit_cursor`)."""
         return self._reading_sessions()
+
+    @contextmanager
+    def autocommit_cursor(self) -> Iterator[Any]:
+        """A DBAPI cursor on a pooled autocommit connection, for a hot statement compiled once and
+        atomic on its own (`rotate_refresh_token`): below SQLAlchemy's per-execution work. A server
+        that cannot be reached (connecting, or with the statement) raises DatabaseUnavailable; a
+        connection that failed is dropped from the pool."""
+        dbapi = self.reading_engine.dialect.loaded_dbapi
+        unreachable = (dbapi.OperationalError, dbapi.InterfaceError)
+        try:
+            connection = self.reading_engine.raw_connection()
+        except unreachable as error:
+            raise DatabaseUnavailable(str(error)) from error
+        try:
+            cursor = connection.cursor()
+            try:
+                yield cursor
+            finally:
+                cursor.close()
+        except unreachable as error:
+            connection.invalidate()
+            raise DatabaseUnavailable(str(error)) from error
+        finally:
+            connection.close()
 
     def migrate(self, revision: str = "head") -> None:
         """Bring the schema to `revision`, the newest by default (idempotent). Safe when several

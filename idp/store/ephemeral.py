@@ -26,6 +26,15 @@ class StoreUnavailable(Exception):
 
 
 @dataclass(frozen=True)
+class Entry:
+    """A value to store under a key for `ttl` seconds."""
+
+    key: str
+    value: bytes
+    ttl: int
+
+
+@dataclass(frozen=True)
 class Tally:
     """A count of attempts, kept `window` seconds from its first, and the hold it puts on more of them:
     the count `free + n` holds the tally `holds[n - 1]` seconds (the last of at least one repeats)."""
@@ -63,6 +72,10 @@ class EphemeralStore(Protocol):
 
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         """The values of several keys in one round trip, in the order asked (None where absent)."""
+        ...
+
+    def put_unless_any(self, entry: Entry, *, keys: Sequence[str]) -> bool:
+        """Store `entry` unless one of `keys` is present, in one step; whether it was stored."""
         ...
 
     def take(self, key: str) -> bytes | None:
@@ -133,6 +146,13 @@ end
 for i = counted + 1, #KEYS do redis.call('DEL', KEYS[i]) end
 """
 
+# KEYS: the keys that stop the write, then the entry's key; ARGV: its value and TTL.
+_PUT_UNLESS_ANY = """
+if #KEYS > 1 and redis.call('EXISTS', unpack(KEYS, 1, #KEYS - 1)) > 0 then return 0 end
+redis.call('SET', KEYS[#KEYS], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
 
 class RedisStore:
     def __init__(self, url: str) -> None:
@@ -140,6 +160,7 @@ class RedisStore:
         self._reserve = self._redis.register_script(_RESERVE)
         self._refund = self._redis.register_script(_REFUND)
         self._take_marked = self._redis.register_script(_TAKE_MARKED)
+        self._put_unless_any = self._redis.register_script(_PUT_UNLESS_ANY)
         self._errors = _redis_errors(OutageLog("redis"))
 
     def put(self, key: str, value: bytes, *, ttl: int, replacing: str | None = None) -> None:
@@ -161,6 +182,14 @@ class RedisStore:
             return []
         with self._errors:
             return cast(list[bytes | None], self._redis.mget([KEY_PREFIX + key for key in keys]))
+
+    def put_unless_any(self, entry: Entry, *, keys: Sequence[str]) -> bool:
+        with self._errors:
+            stored = self._put_unless_any(
+                keys=[*(KEY_PREFIX + key for key in keys), KEY_PREFIX + entry.key],
+                args=[entry.value, entry.ttl],
+            )
+        return bool(stored)
 
     def take(self, key: str) -> bytes | None:
         with self._errors:
@@ -287,6 +316,13 @@ class EmbeddedStore:
             )
         )
         return [None if found.get(key) is None else bytes(found[key]) for key in keys]
+
+    def put_unless_any(self, entry: Entry, *, keys: Sequence[str]) -> bool:
+        with self._transaction():
+            if any(value is not None for value in self.get_many(list(keys))):
+                return False
+            self.put(entry.key, entry.value, ttl=entry.ttl)
+            return True
 
     def take(self, key: str) -> bytes | None:
         row = self._write("DELETE FROM entries WHERE key = ? RETURNING value, expires_at", (key,)).fetchone()

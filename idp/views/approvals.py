@@ -12,6 +12,7 @@ from idp.auth.policy import Amr, Method
 from idp.oidc.authorization_details import Approval, canonical_json, details_hash
 from idp.store.tables import User
 from idp.views import session_state
+from idp.views.language import localized
 from idp.views.sign_in_request import ClientRedirect, SignInRequest
 from idp.web import audit, services
 
@@ -42,7 +43,7 @@ def transaction_of(sign_in: SignInRequest) -> Transaction | None:
         reference=reference,
         client_id=destination.client_id,
         details=details,
-        lines=tuple(services().authorization_details.lines(details)),
+        lines=tuple(services().authorization_details.lines(details, worded=localized)),
         signs=canonical_json(details),
     )
 

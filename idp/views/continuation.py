@@ -191,7 +191,7 @@ def refuse_sign_in(sign_in: SignInRequest, step: Fail, user: User | None) -> Bas
     if isinstance(destination, DeviceApproval):
         _deny_device(destination)
     if not isinstance(destination, ClientRedirect) or sign_in.requirement.password_reset:
-        return errors.cannot_continue(describe(step.error, step.description))
+        return errors.sign_in_refused(step.error, describe(step.error, step.description))
     return answer_client_error(
         destination.redirect_uri,
         error=step.error,

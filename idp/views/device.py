@@ -13,20 +13,22 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from idp.auth.pipeline import RequestRejected
 from idp.auth.throttle import Blocked, address_subject
+from idp.languages import N_
 from idp.oidc import device_flow
 from idp.oidc.device_flow import DeviceAuthorization
 from idp.views import errors, guessing
 from idp.views import sign_in_request as sign_ins
-from idp.views.consent import SCOPE_WORDING
+from idp.views.consent import described
 from idp.views.continuation import continue_sign_in, device_decided
 from idp.views.guessing import Event, Guessed
 from idp.views.sign_in_request import DeviceApproval
 from idp.web import audit, authorization_server, services
+from idp.words import _
 
 blueprint = Blueprint("device", __name__)
 
 MAX_TYPED = 64
-WRONG_CODE = "That code is not valid or has expired. Check the code your device shows."
+WRONG_CODE = N_("That code is not valid or has expired. Check the code your device shows.")
 
 
 @blueprint.route(device_flow.VERIFICATION_PATH, methods=["GET"])
@@ -51,7 +53,7 @@ def check_code() -> BaseResponse:
         authorization = None if code is None else device_flow.pending_authorization(context, code)
         if authorization is None:
             guess.wrong()
-            return _code_page(typed=typed, error=WRONG_CODE, status=400)
+            return _code_page(typed=typed, error=_(WRONG_CODE), status=400)
         guess.right()
     decision = request.form.get("decision")
     if decision is None:
@@ -60,14 +62,14 @@ def check_code() -> BaseResponse:
     if decision == "deny" or client is None:
         device_flow.decide(context, authorization, None)
         audit("device_authorization", "refused", client_id=authorization.client_id)
-        return device_decided(client.row.name if client else "The application", approved=False)
+        return device_decided(client.row.name if client else _("The application"), approved=False)
     if decision != "allow":
         return _confirm_page(authorization, status=400)
     try:
         requirement = device_flow.requirement_of(services().policy, client, authorization, now=time.time())
     except RequestRejected as rejected:  # the policy changed since the device asked
         device_flow.decide(context, authorization, None)
-        return errors.cannot_continue(rejected.description)
+        return errors.sign_in_refused(rejected.error, rejected.description)
     destination = DeviceApproval(
         client_id=client.get_client_id(), client_name=client.row.name, user_code=authorization.user_code
     )
@@ -80,7 +82,7 @@ def _code_page(*, typed: str, error: str | None = None, status: int = 200) -> Re
 
 def _confirm_page(authorization: DeviceAuthorization, *, status: int = 200) -> Response:
     client = authorization_server().context.clients.get(authorization.client_id)
-    scopes = [SCOPE_WORDING.get(scope, scope) for scope in authorization.scope.split()]
+    scopes = described(authorization.scope.split())
     body = render_template(
         "device_confirm.html",
         client_name=client.row.name if client else authorization.client_id,

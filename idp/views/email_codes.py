@@ -6,6 +6,7 @@ from idp.mail import DeliveryFailed, compose
 from idp.store.tables import User
 from idp.views.plain_words import occasion
 from idp.web import audit, services
+from idp.words import _
 
 
 def send_code(user: User, *, purpose: str, address: str, reason: str, app: str) -> None:
@@ -16,7 +17,7 @@ def send_code(user: User, *, purpose: str, address: str, reason: str, app: str) 
     message = compose(
         sender=found.settings.smtp.from_address,
         to=address,
-        subject=f"Your code: {code}",
+        subject=_("Your code: %(code)s", code=code),
         template="code",
         code=code,
         reason=reason,

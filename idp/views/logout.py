@@ -14,6 +14,7 @@ from idp.security_headers import content_security_policy
 from idp.views import errors, session_state
 from idp.views.branding import image_sources
 from idp.web import audit, durable_store, services
+from idp.words import _
 
 blueprint = Blueprint("logout", __name__)
 
@@ -72,7 +73,7 @@ def _return_address(client_id: str | None) -> str | None:
     row = durable_store().clients.get(client_id) if client_id else None
     if row is None or not RegisteredClient(row).check_post_logout_redirect_uri(target):
         raise LogoutRefused(
-            "The address to return to after signing out is not registered for this application."
+            _("The address to return to after signing out is not registered for this application.")
         )
     return add_params_to_uri(target, [("state", values["state"])]) if values.get("state") else target
 
@@ -82,7 +83,7 @@ def end_session() -> BaseResponse:
     values = request.values
     hint = verify_id_token_hint(values.get("id_token_hint", ""))
     if hint and values.get("client_id") and values["client_id"] != hint.audience:
-        return _refuse("client_id does not match the ID token hint.")
+        return _refuse(_("The application that asked to sign you out is not the one you signed in to."))
     client_id = values.get("client_id") or (hint.audience if hint else None)
     try:
         target = _return_address(client_id)

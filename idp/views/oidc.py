@@ -23,6 +23,7 @@ from idp import observability
 from idp.auth.pipeline import RequestRejected, requirement_for
 from idp.auth.quotas import Usage
 from idp.auth.throttle import Blocked
+from idp.languages import first_supported
 from idp.oidc import dpop
 from idp.oidc.authorization_details import InvalidAuthorizationDetails, canonical_json
 from idp.oidc.bearer import TokenSentTwice, challenge, presented_token
@@ -115,7 +116,9 @@ def authorize() -> BaseResponse:
     destination = ClientRedirect(
         client_id=client.client_id, client_name=client.name, redirect_uri=redirect_uri, params=params
     )
-    sign_in = sign_ins.start(destination, requirement)
+    languages = str(payload.data.get("ui_locales") or "").split()
+    language = first_supported(languages)
+    sign_in = sign_ins.start(destination, requirement, language=language.tag if language else None)
     if Prompt.SELECT_ACCOUNT in requested_prompts(payload.data.get("prompt")):
         return ask_for_account(sign_in)
     return continue_sign_in(sign_in)

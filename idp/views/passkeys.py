@@ -14,13 +14,16 @@ from idp.auth.pipeline import NeedFactor, NeedPassword, Step
 from idp.auth.policy import Method, passkey_amr
 from idp.auth.throttle import Blocked, account_subject, address_subject
 from idp.auth.webauthn import CeremonyFailed, credential_id_of, user_handle_of
+from idp.languages import N_
 from idp.store.tables import Factor, FactorKind, User
 from idp.views import approvals, guessing
 from idp.views.approvals import Transaction
 from idp.views.guessing import Event, Guessed
 from idp.web import audit, durable_store, services
+from idp.words import _
 
 CEREMONY_KEY = "webauthn_ceremony"
+ANOTHER_ACCOUNT = N_("This passkey belongs to another account.")
 
 
 @dataclass(frozen=True)
@@ -94,12 +97,12 @@ def _verify_assertion(usage: PasskeyUsage) -> User:
     store = durable_store()
     factor = store.factors.by_lookup_key(credential_lookup_key(credential_id_of(response)))
     if factor is None or factor.kind != FactorKind.WEBAUTHN:
-        raise CeremonyFailed("This passkey is not registered here.", reason="unknown credential")
+        raise CeremonyFailed(_("This passkey is not registered here."), reason="unknown credential")
     if usage.user is not None and factor.user_id != usage.user.id:
-        raise CeremonyFailed("This passkey belongs to another account.", reason="credential of another user")
+        raise CeremonyFailed(_(ANOTHER_ACCOUNT), reason="credential of another user")
     handle = user_handle_of(response)
     if handle is not None and handle != factor.user_id.encode():
-        raise CeremonyFailed("This passkey belongs to another account.", reason="user handle mismatch")
+        raise CeremonyFailed(_(ANOTHER_ACCOUNT), reason="user handle mismatch")
     owner = store.users.get(factor.user_id)
     assert owner is not None
     passkey = PasskeyData.of(factor)
@@ -136,7 +139,7 @@ def finish_registration(user: User, *, next_url: str) -> Response:
         )
         if durable_store().factors.by_lookup_key(credential_lookup_key(new.credential_id)) is not None:
             raise CeremonyFailed(
-                "This passkey is already registered.", reason="credential already registered"
+                _("This passkey is already registered."), reason="credential already registered"
             )
     except CeremonyFailed as failure:
         audit(
@@ -146,7 +149,7 @@ def finish_registration(user: User, *, next_url: str) -> Response:
             detail={"kind": FactorKind.WEBAUTHN, "reason": failure.reason},
         )
         return json_error(str(failure))
-    factor = webauthn_factor(user_id=user.id, name=name or "Passkey", credential=new)
+    factor = webauthn_factor(user_id=user.id, name=name or _("Passkey"), credential=new)
     durable_store().factors.add(factor)
     audit(
         "factor_enrolment",
@@ -161,5 +164,5 @@ def _credential_json() -> str:
     body: Any = request.get_json(silent=True)
     credential = body.get("credential") if isinstance(body, dict) else None
     if not isinstance(credential, dict):
-        raise CeremonyFailed("The browser sent a malformed response.", reason="no credential in request")
+        raise CeremonyFailed(_("The browser sent a malformed response."), reason="no credential in request")
     return json.dumps(credential)

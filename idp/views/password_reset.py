@@ -20,6 +20,7 @@ from idp.auth.policy import METHOD_AMR, Method
 from idp.auth.quotas import Usage
 from idp.auth.throttle import account_subject
 from idp.email_address import AddressRejected, canonical_address
+from idp.languages import N_
 from idp.mail import DeliveryFailed, compose
 from idp.store.tables import User
 from idp.views import errors, session_state
@@ -27,22 +28,18 @@ from idp.views import sign_in_request as sign_ins
 from idp.views.account.guard import account_requirement
 from idp.views.account.pages import record_change, verified_addresses
 from idp.views.account.password import sign_out_elsewhere
+from idp.views.account_changes import PASSWORD_RESET, Change
 from idp.views.continuation import continue_sign_in
 from idp.views.plain_words import occasion
 from idp.views.sign_in_request import AccountPage, SignInRequest
 from idp.views.signin import at_step
 from idp.web import audit, durable_store, services
+from idp.words import _
 
 blueprint = Blueprint("password_reset", __name__)
 
 MAX_INPUT = 1024
-LINK_SENT = (
-    "If an account matches, we sent a link to its verified email address. "
-    "The link works once, for {minutes} minutes."
-)
-LINK_EXPIRED = "This password reset link has expired or was used already. Ask for a new one."
-TOO_MANY = "Too many password resets were asked for from your network. Try again later."
-CHANGED = "Your password was changed. Sign in with your new password."
+LINK_EXPIRED = N_("This password reset link has expired or was used already. Ask for a new one.")
 
 
 def _field(name: str) -> str:
@@ -64,13 +61,19 @@ def forgot(sign_in: SignInRequest, _step: NeedPassword, _user: User | None) -> B
         return _forgot_page(sign_in)
     found = services()
     if found.quotas.use(found.quotas.password_resets, address=request.remote_addr) is not Usage.WITHIN:
-        response = _forgot_page(sign_in, error=TOO_MANY, status=429)
+        too_many = _("Too many password resets were asked for from your network. Try again later.")
+        response = _forgot_page(sign_in, error=too_many, status=429)
         response.headers["Retry-After"] = str(found.quotas.password_resets.window)
         return response
     for user, address in _recipients(_field("who").strip()):
         if found.reset_links.may_send(user_id=user.id):
             _send_link(user, address, sign_in)
-    return _forgot_page(sign_in, sent=LINK_SENT.format(minutes=_minutes()))
+    sent = _(
+        "If an account matches, we sent a link to its verified email address. "
+        "The link works once, for %(minutes)s minutes.",
+        minutes=_minutes(),
+    )
+    return _forgot_page(sign_in, sent=sent)
 
 
 def _forgot_page(
@@ -105,7 +108,7 @@ def _send_link(user: User, address: str, sign_in: SignInRequest) -> None:
     message = compose(
         sender=found.settings.smtp.from_address,
         to=address,
-        subject="Reset your password",
+        subject=_("Reset your password"),
         template="reset_link",
         username=user.username,
         client_name=sign_in.client_name,
@@ -129,11 +132,15 @@ def reset_link_url(issuer: str, token: str) -> str:
 # -- opening the link -----------------------------------------------------------------------------
 
 
+def _link_expired() -> Response:
+    return errors.error_page(_("Link expired"), _(LINK_EXPIRED), status=400)
+
+
 @blueprint.route("/password/reset/<token>", methods=["GET"])
 def open_link(token: str) -> BaseResponse:
     """A page with one button: fetching the link (a mail scanner, a preview) spends nothing."""
     if not services().reset_links.is_live(token):
-        return errors.error_page("Link expired", LINK_EXPIRED, status=400)
+        return _link_expired()
     return _no_store(Response(render_template("reset_link.html", token=token)))
 
 
@@ -143,7 +150,7 @@ def redeem_link(token: str) -> BaseResponse:
     link = services().reset_links.redeem(token)
     user = durable_store().users.get(link.user_id) if link else None
     if link is None or user is None or user.disabled:
-        return errors.error_page("Link expired", LINK_EXPIRED, status=400)
+        return _link_expired()
     asked_from = sign_ins.peek(link.sign_in_id) if link.sign_in_id else None
     session_state.record_proof(user, Method.RESET_LINK, METHOD_AMR[Method.RESET_LINK])
     if asked_from is not None:
@@ -155,7 +162,8 @@ def redeem_link(token: str) -> BaseResponse:
         )
     audit("password_reset", "success", user_id=user.id, detail={"step": "link opened"})
     try:
-        sign_in = sign_ins.start(destination, replace(requirement, password_reset=True))
+        language = asked_from.language if asked_from is not None else None
+        sign_in = sign_ins.start(destination, replace(requirement, password_reset=True), language=language)
     except sign_ins.TooManySignIns as refused:
         return errors.too_many_sign_ins(refused.retry_after)
     return continue_sign_in(sign_in)
@@ -176,16 +184,16 @@ def new_password(sign_in: SignInRequest, _step: SetPassword, user: User) -> Base
     new, repeated = _field("password"), _field("repeat")
     try:
         if new != repeated:
-            raise PasswordRejected("The two passwords differ.")
+            raise PasswordRejected(_("The two passwords differ."))
         check_new_password(new, min_length=min_length, username=user.username)
     except PasswordRejected as rejected:
         return _new_password_page(sign_in, min_length=min_length, error=str(rejected), status=400)
     user.password_hash = found.passwords.hash(new)
     found.throttle.unlock(account_subject(user.username))
-    record_change(user, "password reset; " + sign_out_elsewhere(user))
+    record_change(user, Change(PASSWORD_RESET), sign_out_elsewhere(user))
     continued = replace(sign_in, requirement=replace(sign_in.requirement, password_reset=False))
     sign_ins.keep(continued)
-    flash(CHANGED, "success")
+    flash(_("Your password was changed. Sign in with your new password."), "success")
     return continue_sign_in(continued)
 
 

@@ -9,6 +9,7 @@ from idp.auth.recovery import code_factors, new_codes
 from idp.store.tables import FactorKind, User
 from idp.views import page_secrets
 from idp.web import durable_store
+from idp.words import _
 
 FRESH_CODES = "fresh_recovery_codes"
 DOWNLOADABLE_FOR = 300
@@ -42,9 +43,9 @@ def download(user: User) -> Response | None:
     if fresh is None or fresh["user_id"] != user.id:
         return None
     codes: list[str] = fresh["codes"]
-    body = "Recovery codes for {}\nEach works once, in place of your second factor.\n\n{}\n".format(
-        user.username, "\n".join(codes)
-    )
+    heading = _("Recovery codes for %(name)s", name=user.username)
+    hint = _("Each works once, in place of your second factor.")
+    body = "{}\n{}\n\n{}\n".format(heading, hint, "\n".join(codes))
     return Response(
         body,
         mimetype="text/plain",

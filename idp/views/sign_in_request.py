@@ -1,5 +1,5 @@
-"""The sign-in in progress: where it ends (a client or one of our pages), what it requires, and which
-browser it belongs to; stored, loaded, decided and finished here."""
+"""The sign-in in progress: where it ends (a client or one of our pages), what it requires, which
+browser it belongs to and the language its pages speak; stored, loaded, decided and finished here."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ import hmac
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Request, request
+from flask import Request, current_app, g, request
+from werkzeug.exceptions import HTTPException
 
 from idp.auth.pipeline import Requirement, Step, next_step, requirement_from_json, requirement_to_json
 from idp.auth.quotas import Usage
+from idp.languages import N_
 from idp.store.tables import User
 from idp.views.session_state import (
     account_as_last_proven,
@@ -24,9 +27,11 @@ from idp.views.session_state import (
     signed_in_user,
 )
 from idp.web import audit, services
+from idp.words import _
 
 KEY_PREFIX = "authz:"
 MAX_ID_LENGTH = 64
+LANGUAGE = "sign_in_language"  # on `g`: the language of the sign-in this request is a page of
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ class AccountPage:
     """Ends back on one of the provider's own pages (a step-up for an account change)."""
 
     path: str
-    client_name: str = "Your account"
+    client_name: str = N_("Your account")
 
 
 @dataclass(frozen=True)
@@ -66,16 +71,21 @@ DESTINATION_KINDS: dict[str, type[Destination]] = {
 
 @dataclass(frozen=True)
 class SignInRequest:
-    """A sign-in waiting for enough proof; `browser` binds it to the browser that started it."""
+    """A sign-in waiting for enough proof; `browser` binds it to the browser that started it, and
+    `language` (a tag: the client's ui_locales, then the switcher's choice on its pages) is what its
+    pages speak, when set."""
 
     id: str
     destination: Destination
     requirement: Requirement
     browser: str
+    language: str | None = None
 
     @property
     def client_name(self) -> str:
-        return self.destination.client_name
+        """Who asks, as the pages say it: the client's registered name, or "Your account"."""
+        destination = self.destination
+        return _(destination.client_name) if isinstance(destination, AccountPage) else destination.client_name
 
     @property
     def client_id(self) -> str | None:
@@ -89,6 +99,7 @@ class SignInRequest:
                 "destination": {"kind": kind, **asdict(self.destination)},
                 "requirement": requirement_to_json(self.requirement),
                 "browser": self.browser,
+                "language": self.language,
             }
         ).encode()
 
@@ -102,6 +113,7 @@ class SignInRequest:
             destination=destination,
             requirement=requirement_from_json(data["requirement"]),
             browser=data["browser"],
+            language=data.get("language"),
         )
 
 
@@ -122,7 +134,9 @@ def read_along(request: Request) -> list[str]:
     return [KEY_PREFIX + sign_in_id]
 
 
-def start(destination: Destination, requirement: Requirement) -> SignInRequest:
+def start(
+    destination: Destination, requirement: Requirement, *, language: str | None = None
+) -> SignInRequest:
     """Store a new sign-in for this browser, for the configured sign-in lifetime; raises
     TooManySignIns once this address has started its quota of them (nothing is stored then)."""
     found = services()
@@ -132,12 +146,16 @@ def start(destination: Destination, requirement: Requirement) -> SignInRequest:
     browser = browser_binding(create=True)
     assert browser is not None
     sign_in = SignInRequest(
-        id=secrets.token_urlsafe(24), destination=destination, requirement=requirement, browser=browser
+        id=secrets.token_urlsafe(24),
+        destination=destination,
+        requirement=requirement,
+        browser=browser,
+        language=language,
     )
     found.ephemeral.put(
         KEY_PREFIX + sign_in.id, sign_in.to_json(), ttl=found.settings.tokens.sign_in_lifetime
     )
-    return sign_in
+    return _speaking(sign_in)
 
 
 def load(sign_in_id: str) -> SignInRequest | None:
@@ -154,7 +172,7 @@ def load(sign_in_id: str) -> SignInRequest | None:
         services().ephemeral.delete(KEY_PREFIX + sign_in_id)
         audit("sign_in", "failure", client_id=sign_in.client_id, detail={"error": "another browser"})
         return None
-    return sign_in
+    return _speaking(sign_in)
 
 
 def peek(sign_in_id: str) -> SignInRequest | None:
@@ -165,7 +183,35 @@ def peek(sign_in_id: str) -> SignInRequest | None:
         return None
     sign_in = SignInRequest.from_json(raw)
     browser = browser_binding(create=False)
-    return sign_in if browser is not None and hmac.compare_digest(browser, sign_in.browser) else None
+    return (
+        _speaking(sign_in) if browser is not None and hmac.compare_digest(browser, sign_in.browser) else None
+    )
+
+
+def _speaking(sign_in: SignInRequest) -> SignInRequest:
+    """This request is a page of `sign_in`: it speaks the sign-in's language (idp.views.language)."""
+    g.setdefault(LANGUAGE, sign_in.language)
+    return sign_in
+
+
+def language_of_this_sign_in() -> str | None:
+    """The language of the sign-in this request loaded, if it has one."""
+    language: str | None = g.get(LANGUAGE)
+    return language
+
+
+def change_language(page: str, language: str) -> None:
+    """The sign-in (of this browser) whose page is at the path `page` speaks `language` from now on:
+    the switcher's choice on a sign-in page outranks the client's ui_locales. The sign-in is taken and
+    stored again, so that one another tab finished meanwhile is never brought back."""
+    try:
+        _endpoint, arguments = current_app.url_map.bind_to_environ(request.environ).match(urlsplit(page).path)
+    except HTTPException:
+        return
+    sign_in = peek(str(arguments.get("sign_in_id", "")))
+    current = services().ephemeral.take(KEY_PREFIX + sign_in.id) if sign_in is not None else None
+    if current is not None:
+        keep(replace(SignInRequest.from_json(current), language=language))
 
 
 def keep(sign_in: SignInRequest) -> None:

@@ -19,6 +19,8 @@ from idp.auth.pipeline import Fail, NeedEnrolment, NeedFactor, NeedNewPassword, 
 from idp.auth.policy import METHOD_AMR, Method
 from idp.auth.recovery import lookup_key as recovery_lookup_key
 from idp.auth.throttle import Blocked, account_subject, address_subject
+from idp.config import LevelSettings
+from idp.languages import N_
 from idp.mail import DeliveryFailed
 from idp.management.context import Conflict, Invalid
 from idp.management.users import replace_temporary_password
@@ -29,18 +31,20 @@ from idp.views import sign_in_request as sign_ins
 from idp.views.continuation import continue_sign_in, refuse_sign_in
 from idp.views.email_codes import send_code
 from idp.views.guessing import Event, Guessed
+from idp.views.language import localized
 from idp.views.management import management_as
 from idp.views.sign_in_request import AccountPage, ClientRedirect, SignInRequest
 from idp.web import audit, durable_store, services
+from idp.words import _
 
 blueprint = Blueprint("signin", __name__, url_prefix="/signin")
 
-WRONG_CREDENTIALS = "The username or password is not right."
+WRONG_CREDENTIALS = N_("The username or password is not right.")
 MAX_INPUT = 1024
-NOT_NOW = "This is not what this sign-in needs now."
-RECOVERY_REFUSED = "That recovery code is not valid or was used already."
-CANCELLED = "The user cancelled the sign-in."
-NOT_SAVED = "Tick the box once you have saved your recovery codes."
+NOT_NOW = N_("This is not what this sign-in needs now.")
+RECOVERY_REFUSED = N_("That recovery code is not valid or was used already.")
+CANCELLED = "The user cancelled the sign-in."  # the client's error_description (for its developer)
+NOT_SAVED = N_("Tick the box once you have saved your recovery codes.")
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -64,7 +68,7 @@ def at_step(
         def guarded(sign_in_id: str) -> BaseResponse:
             sign_in = sign_ins.load(sign_in_id)
             if sign_in is None:
-                return passkeys.json_error(errors.SIGN_IN_EXPIRED) if json else errors.sign_in_expired()
+                return passkeys.json_error(_(errors.SIGN_IN_EXPIRED)) if json else errors.sign_in_expired()
             previewed = (
                 sign_ins.preview(sign_in.requirement)
                 if page_on_last_proof and request.method == "GET"
@@ -81,7 +85,7 @@ def at_step(
             needs_user = not isinstance(step, NeedPassword)
             offered = method is None or method in getattr(step, "methods", ())
             if not isinstance(step, wanted) or not offered or (needs_user and user is None):
-                return passkeys.json_error(NOT_NOW, status=409) if json else _resume(sign_in)
+                return passkeys.json_error(_(NOT_NOW), status=409) if json else _resume(sign_in)
             response: BaseResponse = view(sign_in, step, user)
             return response
 
@@ -123,7 +127,7 @@ def password(sign_in: SignInRequest, _step: NeedPassword, user: User | None) -> 
         )
         if not check.valid or user is None:
             guess.wrong(user_id=user.id if user else None)
-            return _password_page(sign_in, error=WRONG_CREDENTIALS, username=username, status=401)
+            return _password_page(sign_in, error=_(WRONG_CREDENTIALS), username=username, status=401)
         guess.right()
     if check.new_hash is not None:
         user.password_hash = check.new_hash
@@ -153,7 +157,7 @@ def new_password(sign_in: SignInRequest, _step: NeedNewPassword, user: User) -> 
     new, repeated = _field("password"), _field("repeat")
     try:
         if new != repeated:
-            raise Invalid("The two passwords differ.")
+            raise Invalid(_("The two passwords differ."))
         replace_temporary_password(
             management_as("sign-in", user.id), user, new, keep_sid=session.get(session_state.SID_KEY)
         )
@@ -198,7 +202,7 @@ def _verify_totp(user: User, code: str) -> str | None:
         if step is not None and durable_store().factors.claim_step(candidate.id, step=step, at=int(now)):
             return None
         reused = reused or step is not None
-    return totp_enrolment.REUSED_CODE if reused else totp_enrolment.WRONG_CODE
+    return _(totp_enrolment.REUSED_CODE if reused else totp_enrolment.WRONG_CODE)
 
 
 def _prove_second_factor(
@@ -265,9 +269,9 @@ def asked_for(sign_in: SignInRequest, level_name: str) -> dict[str, str]:
         if (rule := policy.scope_rules.get(scope)) and rule.description
     ]
     return {
-        "level_title": level.title if level else "a stronger sign-in",
-        "level_sentence": level.sentence if level else "",
-        "reason": reasons[0] if reasons else "",
+        "level_title": localized(level.title if level else LevelSettings.model_fields["title"].default),
+        "level_sentence": localized(level.sentence) if level and level.sentence else "",
+        "reason": localized(reasons[0]) if reasons else "",
     }
 
 
@@ -286,7 +290,7 @@ def recovery_code(sign_in: SignInRequest, step: NeedFactor, user: User) -> BaseR
         step,
         user,
         Method.RECOVERY_CODE,
-        lambda: None if store.factors.consume(user.id, code) else RECOVERY_REFUSED,
+        lambda: None if store.factors.consume(user.id, code) else _(RECOVERY_REFUSED),
     )
     if refusal is not None:
         return refusal
@@ -305,13 +309,13 @@ def send_email_code(sign_in: SignInRequest, step: NeedFactor, user: User) -> Bas
             user,
             purpose=_email_purpose(sign_in),
             address=address,
-            reason="confirm it is you",
+            reason=_("confirm it is you"),
             app=sign_in.client_name,
         )
     except CodeRefused as refused:
         return _factor_page(sign_in, step, error=str(refused), status=429)
     except DeliveryFailed:
-        error = "The code could not be sent. Use another method or try again later."
+        error = _("The code could not be sent. Use another method or try again later.")
         return _factor_page(sign_in, step, error=error, status=502)
     return _factor_page(sign_in, step)
 
@@ -357,7 +361,9 @@ def cancel(sign_in_id: str) -> BaseResponse:
 def passkey_options(sign_in: SignInRequest, step: Step, user: User | None) -> BaseResponse:
     """Options for a passkey alone (usernameless, user verification required) or as a second factor."""
     usage = passkeys.usage_for(step, user, transaction=approvals.transaction_of(sign_in))
-    return passkeys.json_error(NOT_NOW, status=409) if usage is None else passkeys.begin_authentication(usage)
+    if usage is None:
+        return passkeys.json_error(_(NOT_NOW), status=409)
+    return passkeys.begin_authentication(usage)
 
 
 @blueprint.route("/<sign_in_id>/passkey", methods=["POST"])
@@ -365,7 +371,7 @@ def passkey_options(sign_in: SignInRequest, step: Step, user: User | None) -> Ba
 def passkey(sign_in: SignInRequest, step: Step, user: User | None) -> BaseResponse:
     usage = passkeys.usage_for(step, user, transaction=approvals.transaction_of(sign_in))
     if usage is None:
-        return passkeys.json_error(NOT_NOW, status=409)
+        return passkeys.json_error(_(NOT_NOW), status=409)
     next_url = url_for("oidc.resume", sign_in_id=sign_in.id)
     return passkeys.finish_authentication(usage, client_id=sign_in.client_id, next_url=next_url)
 
@@ -384,7 +390,7 @@ def enrol_totp(sign_in: SignInRequest, step: NeedEnrolment, user: User) -> BaseR
     code = _field("code").replace(" ", "")
     client_id = sign_in.client_id
     if totp_enrolment.confirm(user, key=key, code=code, name=_field("name"), client_id=client_id) is None:
-        return _enrol_page(sign_in, step, enrolment, error=totp_enrolment.WRONG_CODE, status=401)
+        return _enrol_page(sign_in, step, enrolment, error=_(totp_enrolment.WRONG_CODE), status=401)
     session_state.record_proof(user, Method.TOTP, METHOD_AMR[Method.TOTP])
     if _issue_first_recovery_codes(user):
         return redirect(url_for("signin.first_recovery_codes", sign_in_id=sign_in.id))
@@ -421,8 +427,11 @@ def enrol_passkey(sign_in: SignInRequest, step: NeedEnrolment, _user: User) -> B
     asked = asked_for(sign_in, step.level)
     body = render_template(
         "passkey_new.html",
-        lead=f"{sign_in.client_name} asks for {asked['level_title']}. Create one now; "
-        "you will then use it once to continue.",
+        lead=_(
+            "%(app)s asks for %(level)s. Create one now; you will then use it once to continue.",
+            app=sign_in.client_name,
+            level=asked["level_title"],
+        ),
         options_url=url_for("signin.enrol_passkey_options", sign_in_id=sign_in.id),
         verify_url=url_for("signin.enrol_passkey_finish", sign_in_id=sign_in.id),
         back_url=None,
@@ -473,7 +482,7 @@ def first_recovery_codes(sign_in_id: str) -> BaseResponse:
     if request.method == "POST" and request.form.get("saved") == "yes":
         fresh_codes.forget()
         return continue_sign_in(sign_in)
-    error = NOT_SAVED if request.method == "POST" else None
+    error = _(NOT_SAVED) if request.method == "POST" else None
     body = render_template("first_recovery_codes.html", sign_in=sign_in, codes=codes, error=error)
     response = Response(body, status=400 if error else 200)
     response.headers["Cache-Control"] = "no-store"

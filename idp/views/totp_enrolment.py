@@ -8,13 +8,15 @@ import time
 import uuid
 
 from idp.auth.totp import Enrolment
+from idp.languages import N_
 from idp.store.tables import Factor, FactorKind, User
 from idp.views import page_secrets
 from idp.web import audit, durable_store, services
+from idp.words import _
 
-WRONG_CODE = "That code is wrong or has expired. Enter the code your app shows now."
-REUSED_CODE = "That code was used already. Wait for your app to show the next one."
-DEFAULT_NAME = "Authenticator app"
+WRONG_CODE = N_("That code is wrong or has expired. Enter the code your app shows now.")
+REUSED_CODE = N_("That code was used already. Wait for your app to show the next one.")
+DEFAULT_NAME = N_("Authenticator app")
 
 
 def draft(user: User, *, key: str) -> Enrolment:
@@ -50,7 +52,7 @@ def confirm(user: User, *, key: str, code: str, name: str, client_id: str | None
         id=pending["factor_id"],
         user_id=user.id,
         kind=FactorKind.TOTP,
-        name=name.strip()[:100] or DEFAULT_NAME,
+        name=name.strip()[:100] or _(DEFAULT_NAME),
         secret=found.secret_box.seal(pending["secret"].encode()),
         data={},
         created_at=int(now),

@@ -10,6 +10,7 @@ from flask import Blueprint, Response
 
 from idp.auth.policy import AssurancePolicy
 from idp.config import ParSettings
+from idp.languages import LANGUAGES
 from idp.oidc.claims import CLAIMS_SUPPORTED
 from idp.oidc.client_keys import CLIENT_JWT_ALGORITHMS
 from idp.oidc.clients import AUTH_METHODS, GRANT_TYPES, REQUEST_OBJECT_ALGORITHMS
@@ -58,6 +59,7 @@ def discovery_document(
         "claims_parameter_supported": True,
         "acr_values_supported": policy.acr_values_supported,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "ui_locales_supported": [language.tag for language in LANGUAGES],
         "authorization_response_iss_parameter_supported": True,
         "request_parameter_supported": True,
         "request_object_signing_alg_values_supported": list(REQUEST_OBJECT_ALGORITHMS),

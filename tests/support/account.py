@@ -145,7 +145,7 @@ def notice(page: TestResponse) -> str:
 
 
 def error(page: TestResponse) -> str:
-    found = re.search(r'<p class="error" role="alert">([^<]*)</p>', text(page))
+    found = re.search(r'<p class="error"(?: id="form-error")? role="alert">([^<]*)</p>', text(page))
     return html.unescape(found.group(1)) if found else ""
 
 

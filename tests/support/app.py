@@ -24,6 +24,8 @@ from idp.app import create_app
 from idp.auth.passwords import Passwords
 from idp.cli import initialize
 from idp.config import Settings, settings_from_mapping
+from idp.management.context import CLI, Management
+from idp.management.logout import CommandLineLogout
 from idp.oidc.clients import register_client
 from idp.store.durable import DurableStore
 from idp.store.tables import User
@@ -96,6 +98,33 @@ def add_client(
         DurableStore.over(session).clients.add(created.client)
     assert created.secret is not None
     return created.client.client_id, created.secret
+
+
+class management_of:
+    """The management layer in one unit of work of the app's database, acting as the CLI does."""
+
+    def __init__(self, app: Flask) -> None:
+        self._app = app
+
+    def __enter__(self) -> Management:
+        self._context = self._app.app_context()
+        self._context.__enter__()
+        found = services()
+        self._unit = found.database.unit_of_work()
+        store = DurableStore.over(self._unit.__enter__())
+        self._logout = CommandLineLogout(found.settings, store=store, ephemeral=found.ephemeral)
+        return Management(
+            store=store,
+            ephemeral=found.ephemeral,
+            settings=found.settings,
+            actor=CLI,
+            tell_clients=self._logout,
+        )
+
+    def __exit__(self, *exc: Any) -> None:
+        self._unit.__exit__(*exc)
+        self._context.__exit__(*exc)
+        self._logout.deliver()
 
 
 def csrf_token(page: TestResponse) -> str:

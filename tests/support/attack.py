@@ -106,7 +106,8 @@ def client_at(app: Flask, address: str) -> FlaskClient:
 
 def refusal(response: TestResponse) -> tuple[int, str | None, str]:
     """What a guesser learns from one answer: status, Retry-After and the page's error line."""
-    found = re.search(r'<p class="error" role="alert">([^<]*)</p>', response.get_data(as_text=True))
+    page = response.get_data(as_text=True)
+    found = re.search(r'<p class="error"(?: id="form-error")? role="alert">([^<]*)</p>', page)
     return response.status_code, response.headers.get("Retry-After"), found.group(1) if found else ""
 
 

@@ -400,7 +400,7 @@ class Walk:
 
     def password_reset(self) -> None:
         """The administrator's reset link: its page, the second factor, the new password (refused once),
-        the password page that says it changed, and the spent link."""
+        the account page that says it changed, and the spent link."""
         made = self.provider.idp("users", "reset-link", USERNAME)
         assert made.returncode == 0, made.stderr
         link = made.stdout.strip()
@@ -415,7 +415,7 @@ class Walk:
         self.submit(form, password=NEW_PASSWORD, repeat=NEW_PASSWORD + " again")
         self.seen("new-password-refused")
         self.submit(form, password=NEW_PASSWORD, repeat=NEW_PASSWORD)
-        self.seen("signin-password-after-reset")
+        self.seen("account-after-password-reset")
         self.page.goto(link)
         self.seen("reset-link-used")
 

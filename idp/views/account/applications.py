@@ -10,8 +10,10 @@ from werkzeug.wrappers import Response as BaseResponse
 from idp.views.account.blueprint import blueprint
 from idp.views.account.guard import account_holder, fresh_login_required, login_required
 from idp.views.account.pages import page, record_change, redirect_with
-from idp.views.consent import SCOPE_WORDING
+from idp.views.account_changes import ACCESS_REMOVED, Change
+from idp.views.consent import scope_wording
 from idp.web import authorization_server, durable_store, services
+from idp.words import _
 
 
 @blueprint.route("/applications")
@@ -19,7 +21,7 @@ from idp.web import authorization_server, durable_store, services
 def applications() -> BaseResponse:
     remembered_since = int(time.time()) - services().settings.consent.lifetime
     allowed = durable_store().consents.of_user(account_holder().id, granted_since=remembered_since)
-    return page("account_applications.html", allowed=allowed, wording=SCOPE_WORDING)
+    return page("account_applications.html", allowed=allowed, wording=scope_wording())
 
 
 @blueprint.route("/applications/<client_id>/remove", methods=["POST"])
@@ -31,8 +33,10 @@ def remove_application(client_id: str) -> BaseResponse:
     store = durable_store()
     client = store.clients.get(client_id)
     if client is None or not store.consents.revoke(user.id, client_id):
-        return redirect_with(url_for("account.applications"), "That application has no access.", "error")
+        return redirect_with(url_for("account.applications"), _("That application has no access."), "error")
     for grant_id in store.refresh_tokens.families_of(user.id, client_id):
         authorization_server().context.revoke_grant(grant_id, reason="consent removed")
-    record_change(user, f"access of {client.name} removed", detail={"client_id": client_id})
-    return redirect_with(url_for("account.applications"), f"{client.name} no longer has access.", "success")
+    record_change(user, Change(ACCESS_REMOVED, {"app": client.name}), detail={"client_id": client_id})
+    return redirect_with(
+        url_for("account.applications"), _("%(app)s no longer has access.", app=client.name), "success"
+    )

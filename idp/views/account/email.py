@@ -15,8 +15,10 @@ from idp.store.tables import Factor, FactorKind, User
 from idp.views.account.blueprint import blueprint
 from idp.views.account.guard import account_holder, fresh_login_required
 from idp.views.account.pages import page, record_change, redirect_with
+from idp.views.account_changes import EMAIL_ADDED, Change
 from idp.views.email_codes import send_code
 from idp.web import audit, durable_store, services
+from idp.words import _
 
 
 def _purpose(user: User) -> str:
@@ -28,10 +30,10 @@ def _cannot_bind(user: User, address: str) -> str | None:
     the address's lock, when it comes back (other accounts may have bound the address in between)."""
     holders = durable_store().addresses.holders(address)
     if user.id in holders.bound:
-        return "This address is already on your account."
+        return _("This address is already on your account.")
     limit = services().settings.factors.email.max_users_per_email
     if holders.full_for(user.id, limit=limit):
-        return f"This address is already used by {limit} accounts, the most allowed."
+        return _("This address is already used by %(limit)s accounts, the most allowed.", limit=limit)
     return None
 
 
@@ -60,8 +62,8 @@ def new_email() -> BaseResponse:
             user,
             purpose=_purpose(user),
             address=address,
-            reason="confirm this address for your account",
-            app="Your account",
+            reason=_("confirm this address for your account"),
+            app=_("Your account"),
         )
     except CodeRefused as refused:
         return page("account_email.html", error=str(refused), status=429)
@@ -69,7 +71,7 @@ def new_email() -> BaseResponse:
         return page(
             "account_email.html",
             status=502,
-            error="The code could not be sent to this address. Check it and try again.",
+            error=_("The code could not be sent to this address. Check it and try again."),
         )
     return redirect(url_for("account.verify_email"))
 
@@ -111,5 +113,7 @@ def verify_email() -> BaseResponse:
         )
     )
     _record_proof_of(user, address)
-    record_change(user, f"email address {address} added")
-    return redirect_with(url_for("account.overview"), f"{address} is verified.", "success")
+    record_change(user, Change(EMAIL_ADDED, {"address": address}))
+    return redirect_with(
+        url_for("account.overview"), _("%(address)s is verified.", address=address), "success"
+    )

@@ -24,6 +24,7 @@ from idp.views import session_state
 from idp.views import sign_in_request as sign_ins
 from idp.views.sign_in_request import AccountPage
 from idp.web import services
+from idp.words import _
 
 __all__ = [
     "account_holder",
@@ -140,7 +141,7 @@ def _sign_in_for(requirement: Requirement, *, after_form: str = "account.overvie
     sign_in = sign_ins.start(AccountPage(path=path), requirement)
     target = url_for("oidc.resume", sign_in_id=sign_in.id)
     if request.is_json:
-        response = jsonify(error="Confirm it is you first.", redirect=target)
+        response = jsonify(error=_("Confirm it is you first."), redirect=target)
         response.status_code = 401
         return response
     return redirect(target)

@@ -11,7 +11,9 @@ from werkzeug.wrappers import Response as BaseResponse
 from idp.views.account.blueprint import blueprint
 from idp.views.account.guard import account_holder, fresh_login_required, login_required
 from idp.views.account.pages import page, record_change, redirect_with
+from idp.views.account_changes import OFFLINE_ACCESS_REVOKED, Change
 from idp.web import authorization_server, durable_store
+from idp.words import _
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,11 @@ def revoke_offline_access(grant_id: str) -> BaseResponse:
     user = account_holder()
     grant = next((g for g in load_offline_grants(user.id) if g.grant_id == grant_id), None)
     if grant is None:
-        return redirect_with(url_for("account.offline_access"), "No such app has offline access.", "error")
+        return redirect_with(url_for("account.offline_access"), _("No such app has offline access."), "error")
     authorization_server().context.revoke_grant(grant.grant_id, reason="revoked on the account page")
-    record_change(user, f"offline access of {grant.client_name} revoked")
+    record_change(user, Change(OFFLINE_ACCESS_REVOKED, {"app": grant.client_name}))
     return redirect_with(
-        url_for("account.offline_access"), f"{grant.client_name} no longer has offline access.", "success"
+        url_for("account.offline_access"),
+        _("%(app)s no longer has offline access.", app=grant.client_name),
+        "success",
     )

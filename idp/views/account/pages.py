@@ -8,25 +8,29 @@ from flask import Response, flash, redirect, render_template, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.auth.factors import PasskeyData
+from idp.languages import N_
 from idp.mail import DeliveryFailed, compose
 from idp.store.tables import Factor, FactorKind, User
 from idp.views.account.guard import account_holder
+from idp.views.account_changes import Change, in_reader_language, recorded
 from idp.views.plain_words import occasion
 from idp.web import audit, durable_store, services
+from idp.words import _
 
 
-def record_change(user: User, change: str, *, detail: dict[str, Any] | None = None) -> None:
+def record_change(user: User, *changes: Change, detail: dict[str, Any] | None = None) -> None:
     """Audit an account change and tell the user's verified addresses about it."""
+    change = recorded(changes)
     audit("account_change", "success", user_id=user.id, detail={"change": change, **(detail or {})})
     found = services()
     for address in sorted(verified_addresses(user)):
         message = compose(
             sender=found.settings.smtp.from_address,
             to=address,
-            subject="A change to your account",
+            subject=_("A change to your account"),
             template="account_change",
             username=user.username,
-            change=change,
+            change=in_reader_language(change),
             **occasion(),
             # From the configured issuer: a request's Host header is the client's to forge.
             account_url=found.settings.issuer + url_for("account.overview"),
@@ -61,17 +65,21 @@ def page(template: str, *, status: int = 200, **context: Any) -> Response:
     return response
 
 
+FACTOR_KINDS = {
+    FactorKind.TOTP: N_("Authenticator app"),
+    FactorKind.EMAIL: N_("Email address"),
+    FactorKind.RECOVERY_CODE: N_("Recovery code"),
+}
+
+
 def describe(factor: Factor) -> dict[str, object]:
-    kinds = {
-        FactorKind.TOTP: "Authenticator app",
-        FactorKind.EMAIL: "Email address",
-        FactorKind.RECOVERY_CODE: "Recovery code",
-    }
+    """A sign-in method as the account and console pages list it; its kind in the reader's language
+    (a passkey's make as its metadata names it)."""
     if factor.kind == FactorKind.WEBAUTHN:
         passkey = PasskeyData.of(factor)
-        kind = (passkey.model or "Attested security key") if passkey.attested else "Passkey"
+        kind = (passkey.model or _("Attested security key")) if passkey.attested else _("Passkey")
     else:
-        kind = kinds[FactorKind(factor.kind)]
+        kind = _(FACTOR_KINDS[FactorKind(factor.kind)])
     return {
         "id": factor.id,
         "name": factor.name,

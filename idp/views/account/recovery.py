@@ -11,7 +11,9 @@ from idp.views import recovery_codes as fresh_codes
 from idp.views.account.blueprint import blueprint
 from idp.views.account.guard import account_holder, fresh_login_required, login_required
 from idp.views.account.pages import confirmation, page, record_change
+from idp.views.account_changes import NEW_RECOVERY_CODES, Change
 from idp.web import durable_store
+from idp.words import _
 
 
 @blueprint.route("/recovery-codes")
@@ -25,10 +27,10 @@ def recovery_codes() -> BaseResponse:
 @login_required
 def confirm_new_recovery_codes() -> BaseResponse:
     return confirmation(
-        title="Generate new recovery codes?",
-        message="The recovery codes you have now will stop working.",
+        title=_("Generate new recovery codes?"),
+        message=_("The recovery codes you have now will stop working."),
         action=url_for("account.regenerate_recovery_codes"),
-        button="Generate new codes",
+        button=_("Generate new codes"),
     )
 
 
@@ -37,7 +39,7 @@ def confirm_new_recovery_codes() -> BaseResponse:
 def regenerate_recovery_codes() -> BaseResponse:
     user = account_holder()
     codes = fresh_codes.issue(user)
-    record_change(user, "new recovery codes generated (the earlier ones no longer work)")
+    record_change(user, Change(NEW_RECOVERY_CODES))
     return page("account_recovery.html", left=len(codes), codes=codes)
 
 

@@ -13,10 +13,12 @@ from idp.store.tables import User, UserSession
 from idp.views.account.blueprint import blueprint
 from idp.views.account.guard import account_holder, fresh_login_required, login_required
 from idp.views.account.pages import confirmation, page, record_change, redirect_with
+from idp.views.account_changes import SESSIONS_ENDED, Change
 from idp.views.management import management_as
 from idp.views.plain_words import activity, one_row_per_action
 from idp.views.session_state import SID_KEY
 from idp.web import durable_store
+from idp.words import _
 
 HISTORY_EVENTS = ("sign_in", "consent", "factor_enrolment", "account_change", "sign_out")
 
@@ -36,17 +38,19 @@ def sessions() -> BaseResponse:
 @fresh_login_required
 def end_session(sid: str) -> BaseResponse:
     ended = _end(lambda row: row.sid == sid and sid != session.get(SID_KEY))
-    return redirect_with(url_for("account.sessions"), f"{ended} session(s) ended.", "success")
+    return redirect_with(
+        url_for("account.sessions"), _("%(count)s session(s) ended.", count=ended), "success"
+    )
 
 
 @blueprint.route("/sessions/end-others")
 @login_required
 def confirm_ending_other_sessions() -> BaseResponse:
     return confirmation(
-        title="End all other sessions?",
-        message="Every other browser signed in as you will have to sign in again.",
+        title=_("End all other sessions?"),
+        message=_("Every other browser signed in as you will have to sign in again."),
         action=url_for("account.end_other_sessions"),
-        button="End all other sessions",
+        button=_("End all other sessions"),
     )
 
 
@@ -54,7 +58,9 @@ def confirm_ending_other_sessions() -> BaseResponse:
 @fresh_login_required
 def end_other_sessions() -> BaseResponse:
     ended = _end(_another_browser)
-    return redirect_with(url_for("account.sessions"), f"{ended} session(s) ended.", "success")
+    return redirect_with(
+        url_for("account.sessions"), _("%(count)s session(s) ended.", count=ended), "success"
+    )
 
 
 def _another_browser(row: UserSession) -> bool:
@@ -66,7 +72,7 @@ def _end(chosen: Callable[[UserSession], bool]) -> int:
     user = account_holder()
     ended = end_sessions_of(user, chosen)
     if ended:
-        record_change(user, f"{ended} other session(s) ended")
+        record_change(user, Change(SESSIONS_ENDED, {"count": ended}))
     return ended
 
 

@@ -10,7 +10,7 @@ from idp.views.account.guard import administrator_required
 from idp.views.account.pages import page
 from idp.views.console.blueprint import blueprint
 from idp.views.console.pages import acting
-from idp.views.errors import error_page
+from idp.views.errors import not_found
 
 
 @blueprint.route("/clients")
@@ -25,5 +25,5 @@ def client_page(client_id: str) -> BaseResponse:
     try:
         client = clients.client_with_id(acting(), client_id)
     except NotFound as missing:
-        return error_page("Not found", str(missing), status=404)
+        return not_found(str(missing))
     return page("admin_client.html", client=client, registration=clients.registration_of(client))

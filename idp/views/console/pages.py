@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from idp.management.context import Management, ManagementError, NotFound
 from idp.views.account.guard import account_holder
 from idp.views.account.pages import redirect_with
-from idp.views.errors import error_page
+from idp.views.errors import not_found
 from idp.views.management import management_as
 
 
@@ -24,7 +24,7 @@ def perform(operation: Callable[[Management], str], *, then: str) -> BaseRespons
     try:
         done = operation(acting())
     except NotFound as missing:
-        return error_page("Not found", str(missing), status=404)
+        return not_found(str(missing))
     except ManagementError as refused:
         return redirect_with(then, str(refused), "error")
     return redirect_with(then, done, "success")

@@ -16,7 +16,8 @@ from idp.views.account.guard import administrator_required
 from idp.views.account.pages import describe, page
 from idp.views.console.blueprint import blueprint
 from idp.views.console.pages import acting, perform
-from idp.views.errors import error_page
+from idp.views.errors import not_found
+from idp.words import _
 
 PAGE_SIZE = 20
 HISTORY = 50
@@ -40,7 +41,7 @@ def user_page(user_id: str) -> BaseResponse:
     try:
         member = users.user_with_id(management, user_id)
     except NotFound as missing:
-        return error_page("Not found", str(missing), status=404)
+        return not_found(str(missing))
     held = users.factors_of(management, member)
     return page(
         "admin_user.html",
@@ -65,9 +66,11 @@ def _on_user(user_id: str, operation: Callable[[Management, User], str]) -> Base
 def reset_mfa(user_id: str) -> BaseResponse:
     return _on_user(
         user_id,
-        lambda management, member: (
-            f"Every second factor of {member.username} removed ({users.reset_mfa(management, member)} "
-            "with the recovery codes): they set one up at their next sign-in."
+        lambda management, member: _(
+            "Every second factor of %(name)s removed (%(count)s with the recovery codes): they set one up "
+            "at their next sign-in.",
+            name=member.username,
+            count=users.reset_mfa(management, member),
         ),
     )
 
@@ -89,12 +92,16 @@ def enable(user_id: str) -> BaseResponse:
 def end_sessions(user_id: str) -> BaseResponse:
     return _on_user(
         user_id,
-        lambda management, member: (
-            f"{users.end_user_sessions(management, member)} session(s) of {member.username} ended."
+        lambda management, member: _(
+            "%(count)s session(s) of %(name)s ended.",
+            count=users.end_user_sessions(management, member),
+            name=member.username,
         ),
     )
 
 
 def _set_disabled(management: Management, member: User, *, disabled: bool) -> str:
     users.set_disabled(management, member, disabled=disabled)
-    return f"{member.username} is {'disabled' if disabled else 'enabled'}."
+    if disabled:
+        return _("%(name)s is disabled.", name=member.username)
+    return _("%(name)s is enabled.", name=member.username)

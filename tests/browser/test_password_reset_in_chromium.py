@@ -92,7 +92,7 @@ def test_forgot_password_with_a_second_factor(provider: LiveProvider, demo_app: 
     page.get_by_role("button", name="Set new password").click()
 
     expect(page.get_by_role("status")).to_have_text(
-        "Your password was changed. Sign in with your new password."
+        "Your password was changed."
     )
     expect(page.get_by_label("Username")).to_have_value(USERNAME)
     page.get_by_label("Password").fill(NEW_PASSWORD)

@@ -1,6 +1,6 @@
 """What bench/run.py and bench/populate.py share: a database of their own, the provider pinned to the
-server core on PostgreSQL + Redis, browserless sign-ins, Python load for chained requests, and a
-worker's memory. Only ever talks to 127.0.0.1.
+server core (on PostgreSQL + Redis, or on its embedded defaults), browserless sign-ins, Python load
+for chained requests, and a worker's memory. Only ever talks to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ SIGN_INS_PER_ADDRESS = 1_000_000
 
 def write_config(directory: Path, *, port: int, database_url: str, redis_url: str, keys: Path) -> Path:
     """The production defaults (OWASP argon2id parameters included), one worker, granian; only the
-    address quota of sign-ins is raised (`SIGN_INS_PER_ADDRESS`)."""
+    address quota of sign-ins is raised (`SIGN_INS_PER_ADDRESS`). An empty `database_url` or
+    `redis_url` keeps the provider's default: SQLite, or the embedded ephemeral store, in `directory`."""
     config = directory / "idp.toml"
     config.write_text(
         f'issuer = "http://{HOST}:{port}"\ninstance_dir = "{directory / "instance"}"\n'

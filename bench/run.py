@@ -1,13 +1,18 @@
 """The provider's throughput on one core, each figure as a share of its ceiling (run by hand, never in CI).
 
-    /work/venv/bin/python bench/run.py [--duration 5] [--warmup 1] [--connections 16]
-        [--sign-in-connections 8] [--users 5000] [--rounds 1] [--load-generator auto|wrk|python]
-        [--postgres-url URL] [--redis-url URL] [--profile DIR] [--peer [--peer-dir DIR]]
+    /work/venv/bin/python bench/run.py [--stores postgres|embedded|both] [--duration 5] [--warmup 1]
+        [--connections 16] [--sign-in-connections 8] [--users 5000] [--rounds 1]
+        [--load-generator auto|wrk|python] [--postgres-url URL] [--redis-url URL] [--profile DIR]
+        [--peer [--peer-dir DIR]]
 
-A fresh PostgreSQL database (idp_bench_<random>, dropped at the end) and one Redis database (default
-12, flushed before and after, no other) back `idp serve --workers 1` (granian), pinned to core 0 with
-`taskset -c 0`; the load comes from core 1 (wrk when installed, else Python), only to 127.0.0.1.
-Users are written by COPY with a TOTP secret the benchmark knows (bench/populate.py).
+`idp serve --workers 1` (granian) runs pinned to core 0 with `taskset -c 0`, on one configuration
+of stores or both (`--stores`, each with `--users` users of its own):
+  postgres  a fresh PostgreSQL database (idp_bench_<random>, dropped at the end) and one Redis
+            database (default 12, flushed before and after, no other); users written by COPY;
+  embedded  the provider's defaults: SQLite in the benchmark's temporary directory and the embedded
+            ephemeral store (no database server, no Redis); users written by executemany.
+The load comes from core 1 (wrk when installed, else Python), only to 127.0.0.1. Every user has a
+TOTP secret the benchmark knows (bench/populate.py).
 
 Measured, each for --duration seconds after --warmup seconds:
   ceilings  a bare WSGI "hello" app on the same engine and core (bench/hello.py), and argon2id
@@ -19,13 +24,15 @@ Measured, each for --duration seconds after --warmup seconds:
   floors    ES256 signing and verification of an access token (joserfc) on that core: what a
             token or an introspection must cost at least. Each token row shows the largest share
             of hello its signature operation alone would allow.
-With --peer, node-oidc-provider (bench/peer.py: set up and started from ../shared/peers) is measured
-beside it on the same core with its own wrk scripts, row by row in the same rounds (client
-credentials with ES256 JWTs, introspection of its opaque tokens, discovery, JWKS), and a second
-table gives the ratios against the issue's targets, and p99 against p50 for every row.
+With --stores both, the two run side by side and alternate row by row within every round; the
+tables have a column for each. With --peer, node-oidc-provider (bench/peer.py: set up and started from
+../shared/peers) is measured beside them on the same core with its own wrk scripts, in the same
+rounds, after our rows of each kind (client credentials with ES256 JWTs, introspection of its opaque
+tokens, discovery, JWKS), and a second table gives each configuration's ratios against the issue's
+targets, and p99 against p50 for every row.
 Each figure is printed with its ratio to its ceiling and the target for that ratio. With --profile,
-py-spy then samples the worker under each dynamic load and a per-package and per-function summary
-is printed (raw stacks are kept in DIR).
+py-spy then samples each configuration's worker under each dynamic load and a per-package and
+per-function summary is printed (raw stacks are kept in DIR).
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ import requests
 from harness import (
     DEFAULT_POSTGRES_URL,
     Population,
+    Provider,
+    Registered,
     RelyingParty,
     SignInFailed,
     children,
@@ -69,7 +78,7 @@ from harness import (
 from joserfc import jwt
 from joserfc.jwk import ECKey
 from peer import DEFAULT_PEER_DIR, Peer, install, peer_servers
-from populate import copy_users
+from populate import bulk_users
 from server_engines import (
     HOST,
     LOAD_CORE,
@@ -114,14 +123,19 @@ end
 class Measure:
     """One row of the table: how to load it, and the ceiling and target its figure is judged by."""
 
-    name: str
+    name: str  # the row
     load: Callable[[float], Result]  # duration -> figures
-    server: str  # whose worker's CPU time to report: "idp" or "hello"
+    server: str  # whose figures, and whose worker's CPU time: "hello", "peer" or one of STORES
     target: float | None = None  # the least share of the ceiling's rate
     ceiling: str | None = None
     profiled: bool = False  # with --profile
     unit: str = "req/s"
     signatures: tuple[str, ...] = ()  # the floor operations each request must do (ES256_SIGN, ...)
+
+    @property
+    def key(self) -> str:
+        """Where its figures are kept: the ceiling by its name, every other row under its server's."""
+        return self.name if self.server == "hello" else f"{self.server}: {self.name}"
 
 
 # -- ceilings ---------------------------------------------------------------------------------------
@@ -364,15 +378,93 @@ HELLO, ARGON2 = "hello (ceiling)", "argon2id verify (ceiling)"
 ES256_SIGN, ES256_VERIFY = "ES256 sign (floor)", "ES256 verify (floor)"
 FLOORS = (ES256_SIGN, ES256_VERIFY)
 SIGN_INS = "sign-ins (6 requests each)"
+REFRESH, CLIENT_CREDENTIALS = "refresh (chained)", "client credentials"
+# The configurations of stores (--stores), each with its column in the tables.
+STORES = {"embedded": "ours, embedded", "postgres": "ours, PostgreSQL + Redis"}
+
+
+@dataclass(frozen=True)
+class Ours:
+    """The provider on one configuration of stores, populated and serving."""
+
+    stores: str  # a key of STORES
+    provider: Provider
+    rp: RelyingParty
+    machine: Registered  # a client-credentials client, the relying party's tokens' resource server
+    users: Users
+
+
+def serve_ours(stack: contextlib.ExitStack, stores: str, tmp: Path, args: argparse.Namespace) -> Ours:
+    """The provider on `stores`: "postgres", a fresh PostgreSQL database and the Redis database given;
+    "embedded", its defaults (SQLite and the embedded ephemeral store under `tmp`). Populated, and
+    served until `stack` closes."""
+    on_servers = stores == "postgres"
+    database_url = (
+        stack.enter_context(dedicated_database(args.postgres_url, "idp_bench_")) if on_servers else ""
+    )
+    redis_url = args.redis_url if on_servers else ""
+    config = prepare(tmp / stores, database_url=database_url, redis_url=redis_url)
+    relying_party = register_relying_party(config)
+    # It introspects the relying party's tokens: registered as their resource server.
+    machine = register(
+        config,
+        "bench-machine",
+        *("--grant-type", "client_credentials", "--introspect", relying_party.client_id),
+    )
+    users = Users(bulk_users(load_settings(config).database_url, count=args.users, config=config))
+    provider = stack.enter_context(serving(config))
+    return Ours(stores, provider, RelyingParty(provider.origin, relying_party), machine, users)
+
+
+def our_measures(
+    ours: Ours, args: argparse.Namespace, tmp: Path, wrk: bool, *, loads: int, most_sign_ins: float
+) -> list[Measure]:
+    """One configuration's rows, in the order they are measured (`loads` runs of the refresh each)."""
+    rp, port, stores = ours.rp, ours.provider.port, ours.stores
+    machine_form = {"Authorization": ours.machine.basic, "Content-Type": FORM}
+    access_token = mint(rp, ours.users, 1)[0]["access_token"]
+
+    def static(method: str, path: str, body: str = "") -> Callable[[float], Result]:
+        headers = machine_form if method == "POST" else {}
+        return static_load(port, (method, path, headers, body), args.connections, tmp, wrk)
+
+    sign_ins = sign_in_load(rp, ours.users, args.sign_in_connections, most_per_second=most_sign_ins)
+    refresh = refresh_load(rp, ours.users, args.connections, tmp, wrk, loads=loads)
+    return [
+        Measure(
+            CLIENT_CREDENTIALS,
+            static("POST", "/token", "grant_type=client_credentials"),
+            *(stores, 0.30, HELLO, True),
+            signatures=(ES256_SIGN,),
+        ),
+        Measure(REFRESH, refresh, stores, 0.25, HELLO, True, signatures=(ES256_SIGN,)),
+        Measure(
+            "introspection",
+            static("POST", "/introspect", f"token={access_token}"),
+            *(stores, 0.25, HELLO, True),
+            signatures=(ES256_VERIFY,),
+        ),
+        Measure("discovery", static("GET", "/.well-known/openid-configuration"), stores, 0.90, HELLO, True),
+        Measure("JWKS", static("GET", "/jwks.json"), stores, 0.90, HELLO),
+        Measure(SIGN_INS, sign_ins, stores, 0.80, ARGON2, True, "sign-ins/s"),
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--stores",
+        choices=[*STORES, "both"],
+        default="postgres",
+        help="postgres (PostgreSQL + Redis, the default), embedded (SQLite + the embedded store) or both",
+    )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (max 30)")
     parser.add_argument("--warmup", type=float, default=1.0, help="discarded seconds before each")
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections (default 16)")
     parser.add_argument("--sign-in-connections", type=int, default=8, help="concurrent sign-ins (default 8)")
-    parser.add_argument("--users", type=int, default=5000, help="users to create (one sign-in each)")
+    parser.add_argument(
+        "--users", type=int, default=5000, help="users to create per configuration (one sign-in each)"
+    )
     parser.add_argument("--rounds", type=int, default=1, help="rounds over every row; medians are shown")
     parser.add_argument("--load-generator", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
@@ -382,78 +474,52 @@ def main() -> None:
     parser.add_argument("--peer-dir", type=Path, default=DEFAULT_PEER_DIR, help="its setup and scripts")
     args = parser.parse_args()
     duration, warmup, rounds = min(args.duration, 30.0), min(args.warmup, 10.0), min(args.rounds, 5)
+    configurations = list(STORES) if args.stores == "both" else [args.stores]
     # The peer's setup also installs wrk, so it runs before the load generator is chosen.
     peer_home = install(args.peer_dir) if args.peer else None
     wrk = args.load_generator == "wrk" or (args.load_generator == "auto" and shutil.which("wrk") is not None)
 
-    flush_redis_db(args.redis_url)
     with contextlib.ExitStack() as stack:
-        stack.callback(flush_redis_db, args.redis_url)
+        if "postgres" in configurations:
+            flush_redis_db(args.redis_url)
+            stack.callback(flush_redis_db, args.redis_url)
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="idp-bench-")))
-        database_url = stack.enter_context(dedicated_database(args.postgres_url, "idp_bench_"))
-        config = prepare(tmp / "idp", database_url=database_url, redis_url=args.redis_url)
-        hashing = load_settings(config).passwords
-        relying_party = register_relying_party(config)
-        # It introspects the relying party's tokens: registered as their resource server.
-        machine = register(
-            config,
-            "bench-machine",
-            *("--grant-type", "client_credentials", "--introspect", relying_party.client_id),
-        )
-        users = Users(copy_users(database_url, count=args.users, config=config))
+        ours = [serve_ours(stack, stores, tmp, args) for stores in configurations]
+        hashing = load_settings(ours[0].provider.config).passwords
         print(
             f"load: {'wrk' if wrk else 'python'} on core {LOAD_CORE}, {args.connections} connections "
             f"({args.sign_in_connections} for sign-ins); idp serve --workers 1 (granian) on core "
-            f"{SERVER_CORE} (pinned: {bool(pinned(SERVER_CORE))}); PostgreSQL and Redis unpinned; "
+            f"{SERVER_CORE} (pinned: {bool(pinned(SERVER_CORE))}) on "
+            f"{' and '.join(STORES[stores] for stores in configurations)}"
+            f"{' (PostgreSQL and Redis unpinned)' if 'postgres' in configurations else ''}; "
             f"argon2id m={hashing.memory_cost} KiB t={hashing.time_cost} p={hashing.parallelism}; "
             f"{warmup:g} s warm-up + {duration:g} s per row, {rounds} round(s)"
         )
 
-        provider = stack.enter_context(serving(config))
         hello_port, hello = stack.enter_context(hello_server(tmp))
-        workers = {"idp": provider.workers(), "hello": children(hello.pid)}
+        workers = {"hello": children(hello.pid)} | {each.stores: each.provider.workers() for each in ours}
         peer: Peer | None = stack.enter_context(peer_servers(peer_home, tmp)) if peer_home else None
         if peer is not None:
             workers["peer"] = list(peer.pids)
-        rp = RelyingParty(provider.origin, relying_party)
-        access_token = mint(rp, users, 1)[0]["access_token"]
-        machine_form = {"Authorization": machine.basic, "Content-Type": FORM}
-
-        def static(port: int, method: str, path: str, body: str = "") -> Callable[[float], Result]:
-            headers = machine_form if method == "POST" else {}
-            return static_load(port, (method, path, headers, body), args.connections, tmp, wrk)
 
         loads = 2 * rounds + (2 if args.profile else 0)
         samples: dict[str, list[Result]] = {ARGON2: [argon2_rate(hashing, duration)]}
         samples |= {name: [result] for name, result in signature_rates(duration).items()}
-        sign_ins = sign_in_load(
-            rp, users, args.sign_in_connections, most_per_second=samples[ARGON2][0]["rps"]
+        most_sign_ins = samples[ARGON2][0]["rps"]
+        hello_row = Measure(
+            HELLO, static_load(hello_port, ("GET", "/", {}, ""), args.connections, tmp, wrk), "hello"
         )
-        refresh = refresh_load(rp, users, args.connections, tmp, wrk, loads=loads)
-        port = provider.port
-        token_form, introspected = "grant_type=client_credentials", f"token={access_token}"
-        discovery = "/.well-known/openid-configuration"
         measures = [
-            Measure(HELLO, static(hello_port, "GET", "/"), "hello"),
-            Measure(
-                "client credentials",
-                static(port, "POST", "/token", token_form),
-                *("idp", 0.30, HELLO, True),
-                signatures=(ES256_SIGN,),
+            hello_row,
+            *interleaved(
+                [
+                    our_measures(each, args, tmp, wrk, loads=loads, most_sign_ins=most_sign_ins)
+                    for each in ours
+                ],
+                peer,
+                args.connections,
             ),
-            Measure("refresh (chained)", refresh, "idp", 0.25, HELLO, True, signatures=(ES256_SIGN,)),
-            Measure(
-                "introspection",
-                static(port, "POST", "/introspect", introspected),
-                *("idp", 0.25, HELLO, True),
-                signatures=(ES256_VERIFY,),
-            ),
-            Measure("discovery", static(port, "GET", discovery), "idp", 0.90, HELLO, True),
-            Measure("JWKS", static(port, "GET", "/jwks.json"), "idp", 0.90, HELLO),
-            Measure(SIGN_INS, sign_ins, "idp", 0.80, ARGON2, True, "sign-ins/s"),
         ]
-        if peer is not None:
-            measures = with_peer_rows(measures, peer, args.connections)
         for round_ in range(rounds):
             if round_:
                 samples[ARGON2].append(argon2_rate(hashing, duration))
@@ -471,85 +537,104 @@ def main() -> None:
                 result["server_cpu"] = (cpu_seconds(workers[measure.server]) - before) / elapsed
                 (busy, total), (busy_before, total_before) = core_times(SERVER_CORE), core
                 result["core_busy"] = (busy - busy_before) / max(1, total - total_before)
-                samples.setdefault(measure.name, []).append(result)
-                print(f"  {measure.name}: {result['rps']:.1f}/s", file=sys.stderr)
+                samples.setdefault(measure.key, []).append(result)
+                print(f"  {measure.key}: {result['rps']:.1f}/s", file=sys.stderr)
 
-        print_table(measures, samples)
+        print_table(measures, samples, configurations)
         if peer is not None:
-            print_peer_table(measures, samples)
-        for pid in workers["idp"]:
-            memory = worker_memory(pid)
-            print(f"idp serve worker (pid {pid}) after the run: RSS {memory['rss'] / MIB:.0f} MiB, ", end="")
-            print(f"PSS {memory['pss'] / MIB:.0f} MiB")
+            print_peer_table(measures, samples, configurations)
+        for each in ours:
+            for pid in workers[each.stores]:
+                memory = worker_memory(pid)
+                print(
+                    f"idp serve worker on {STORES[each.stores]} (pid {pid}) after the run: "
+                    f"RSS {memory['rss'] / MIB:.0f} MiB, PSS {memory['pss'] / MIB:.0f} MiB"
+                )
 
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
             for measure in measures:
                 if measure.profiled:
-                    profile(workers["idp"][0], measure.name, measure.load, duration, args.profile)
+                    profile(workers[measure.server][0], measure.key, measure.load, duration, args.profile)
 
 
 # -- the peer, side by side -----------------------------------------------------------------------------
 
-PEER_PREFIX = "peer: "
+PEER = "node-oidc-provider"
 # Each row compared with the peer, and the least ratio of ours to the peer's rate the issue asks for.
 PEER_TARGETS: dict[str, float | None] = {
-    "client credentials": 1.5,
+    CLIENT_CREDENTIALS: 1.5,
     "introspection": 1.0,
     "discovery": None,
     "JWKS": None,
 }
-REFRESH, CLIENT_CREDENTIALS = "refresh (chained)", "client credentials"
 P99_OVER_P50 = 4.0
 
 
-def with_peer_rows(measures: list[Measure], peer: Peer, connections: int) -> list[Measure]:
-    """Each compared row followed by the peer's, so that the two alternate within every round."""
+def interleaved(per_configuration: list[list[Measure]], peer: Peer | None, connections: int) -> list[Measure]:
+    """Row by row: each configuration's, then the peer's where it has that row, so that all of them
+    alternate within every round."""
     rows: list[Measure] = []
-    for measure in measures:
-        rows.append(measure)
-        if measure.name in PEER_TARGETS:
+    for same_row in zip(*per_configuration, strict=True):
+        rows.extend(same_row)
+        name = same_row[0].name
+        if peer is not None and name in PEER_TARGETS:
             rows.append(
-                Measure(
-                    PEER_PREFIX + measure.name,
-                    lambda duration, row=measure.name: peer.load(row, connections, duration),
-                    "peer",
-                )
+                Measure(name, lambda duration, row=name: peer.load(row, connections, duration), "peer")
             )
     return rows
 
 
-def print_peer_table(measures: list[Measure], samples: dict[str, list[Result]]) -> None:
-    """Ours against the peer (medians of the rounds), the refresh against our client credentials,
-    and p99 against p50 for every row."""
+def medians(samples: dict[str, list[Result]]) -> dict[str, dict[str, float]]:
+    """Each figure's median over the rounds (NaN where a run has no such figure)."""
+    keys = ("rps", "p50_ms", "p99_ms", "server_cpu", "core_busy")
+    return {
+        name: {key: statistics.median(run.get(key, float("nan")) for run in runs) for key in keys}
+        for name, runs in samples.items()
+    }
 
-    def median(name: str, key: str) -> float:
-        return statistics.median(run[key] for run in samples[name])
 
+def print_peer_table(
+    measures: list[Measure], samples: dict[str, list[Result]], configurations: list[str]
+) -> None:
+    """Each configuration and the peer (medians of the rounds), each configuration's ratio to the peer,
+    its refresh against its client credentials, and p99 against p50 for every row."""
+    median = medians(samples)
+    columns = [*configurations, "peer"]
+    labels = [*(STORES[stores] for stores in configurations), PEER]
+    print("\n" + f"{'':<20}" + "".join(f" {label:>25}" for label in labels) + "  ratio")
     print(
-        f"\n{'row':<20} {'ours/s':>9} {'p50/p99 ms':>13} {'peer/s':>9} {'p50/p99 ms':>13} "
-        f"{'ratio':>6}  target"
+        f"{'row':<20}"
+        + f" {'/s':>10} {'p50/p99 ms':<14}" * len(columns)
+        + "  ("
+        + " / ".join(labels[:-1])
+        + ")"
     )
     for row, target in PEER_TARGETS.items():
-        ours, theirs = row, PEER_PREFIX + row
-        ratio = median(ours, "rps") / median(theirs, "rps")
-        verdict = "-" if target is None else f">= {target:g}: {'met' if ratio >= target else 'NOT MET'}"
-        print(
-            f"{row:<20} {median(ours, 'rps'):>9.1f} "
-            f"{median(ours, 'p50_ms'):>6.2f}/{median(ours, 'p99_ms'):<6.2f} "
-            f"{median(theirs, 'rps'):>9.1f} "
-            f"{median(theirs, 'p50_ms'):>6.2f}/{median(theirs, 'p99_ms'):<6.2f} "
-            f"{ratio:>6.2f}  {verdict}"
+        figures = [median[f"{column}: {row}"] for column in columns]
+        cells = "".join(f" {f['rps']:>10.1f} {f['p50_ms']:>6.2f}/{f['p99_ms']:<7.2f}" for f in figures)
+        ratios = [ours["rps"] / figures[-1]["rps"] for ours in figures[:-1]]
+        verdict = (
+            "-"
+            if target is None
+            else f">= {target:g}: " + " / ".join("met" if ratio >= target else "NOT MET" for ratio in ratios)
         )
-    share = median(REFRESH, "rps") / median(CLIENT_CREDENTIALS, "rps")
+        print(f"{row:<20}{cells}  {' / '.join(f'{ratio:.2f}' for ratio in ratios)}  {verdict}")
+    shares = {
+        stores: median[f"{stores}: {REFRESH}"]["rps"] / median[f"{stores}: {CLIENT_CREDENTIALS}"]["rps"]
+        for stores in configurations
+    }
     print(
-        f"refresh / our client credentials: {share:.2f} "
-        f"(target >= 0.5: {'met' if share >= 0.5 else 'NOT MET'})"
+        "refresh / our client credentials (target >= 0.5): "
+        + "; ".join(
+            f"{STORES[stores]} {share:.2f} {'met' if share >= 0.5 else 'NOT MET'}"
+            for stores, share in shares.items()
+        )
     )
     late = [
-        f"{measure.name} ({median(measure.name, 'p99_ms') / median(measure.name, 'p50_ms'):.1f}x)"
+        f"{measure.key} ({median[measure.key]['p99_ms'] / median[measure.key]['p50_ms']:.1f}x)"
         for measure in measures
-        if median(measure.name, "p99_ms") > P99_OVER_P50 * median(measure.name, "p50_ms")
+        if median[measure.key]["p99_ms"] > P99_OVER_P50 * median[measure.key]["p50_ms"]
     ]
     print(
         f"p99 at most {P99_OVER_P50:g}x p50: "
@@ -557,40 +642,75 @@ def print_peer_table(measures: list[Measure], samples: dict[str, list[Result]]) 
     )
 
 
+# -- the table ---------------------------------------------------------------------------------------
+
 ROW = "{:<27} {:>9} {:<10} {:>8} {:>8} {:>6} {:>5} {:>5}"
+CELL = "{:>9} {:>15} {:>4} {:>4} {:>4} {:<13}"
 
 
-def print_table(measures: list[Measure], samples: dict[str, list[Result]]) -> None:
-    """Medians over the rounds; each judged figure as a share of its ceiling, against its target.
+def print_table(measures: list[Measure], samples: dict[str, list[Result]], configurations: list[str]) -> None:
+    """Medians over the rounds: the ceilings and floors, then each row with a column for each
+    configuration, each judged figure as a share of its ceiling, against its target.
     `cpu`: the serving worker's CPU time over the wall time (below 100%: it waited for the stores or
     the load, or shared the core); `core`: how busy the server core was, whoever used it."""
-    keys = ("rps", "p50_ms", "p99_ms", "server_cpu", "core_busy")
-    median = {
-        name: {key: statistics.median(run.get(key, float("nan")) for run in runs) for key in keys}
-        for name, runs in samples.items()
-    }
-    columns = ("rate", "unit", "p50 ms", "p99 ms", "errors", "cpu", "core")
-    print("\n" + ROW.format("", *columns))
-    rows = [(ARGON2, "hashes/s", None)] + [(floor, "ops/s", None) for floor in FLOORS]
-    rows += [(measure.name, measure.unit, measure) for measure in measures]
-    for name, unit, measure in rows:
+    median = medians(samples)
+
+    def cpu_and_core(figures: dict[str, float]) -> list[str]:
+        return [
+            f"{figures[key]:.0%}" if figures[key] == figures[key] else "-"
+            for key in ("server_cpu", "core_busy")
+        ]
+
+    print("\n" + ROW.format("", "rate", "unit", "p50 ms", "p99 ms", "errors", "cpu", "core"))
+    for name, unit in ((HELLO, "req/s"), (ARGON2, "hashes/s"), *((floor, "ops/s") for floor in FLOORS)):
         figures = median[name]
         errors = sum(run["errors"] for run in samples[name])
-        judged = ""
-        if measure is not None and measure.ceiling is not None and measure.target is not None:
-            share = figures["rps"] / median[measure.ceiling]["rps"]
-            verdict = "met" if share >= measure.target else "NOT MET"
-            judged = (
-                f"{share:6.1%} of {measure.ceiling.split(' (')[0]}, target >= {measure.target:.0%}: {verdict}"
+        print(
+            ROW.format(
+                name,
+                f"{figures['rps']:.1f}",
+                unit,
+                f"{figures['p50_ms']:.2f}",
+                f"{figures['p99_ms']:.2f}",
+                errors,
+                *cpu_and_core(figures),
             )
-            if measure.signatures:
-                judged += f" (its signature alone caps it at {_cap(measure, median):.0%})"
-        rate, p50, p99 = figures["rps"], figures["p50_ms"], figures["p99_ms"]
-        cpu, core = (f"{figures[key]:.0%}" if figures[key] == figures[key] else "-" for key in keys[3:])
-        print(ROW.format(name, f"{rate:.1f}", unit, f"{p50:.2f}", f"{p99:.2f}", errors, cpu, core), judged)
-        failure = next((run["first_error"] for run in samples[name] if run.get("first_error")), None)
-        if failure:
-            print(f"{'':<27} first failure: {failure}")
+        )
+
+    width = len(CELL.format(*[""] * 6))
+    print(
+        "\n"
+        + f"{'':<38}"
+        + "".join(f" | {STORES[stores]:<{width}}" for stores in configurations)
+        + " | target"
+    )
+    heading = CELL.format("rate", "p50/p99 ms", "err", "cpu", "core", "of ceiling")
+    print(f"{'row':<27} {'unit':<10}" + f" | {heading}" * len(configurations) + " |")
+    for first in (measure for measure in measures if measure.server == configurations[0]):
+        cells, failures = [], []
+        for stores in configurations:
+            key = f"{stores}: {first.name}"
+            figures, runs = median[key], samples[key]
+            assert first.ceiling is not None and first.target is not None
+            share = figures["rps"] / median[first.ceiling]["rps"]
+            cells.append(
+                CELL.format(
+                    f"{figures['rps']:.1f}",
+                    f"{figures['p50_ms']:.2f}/{figures['p99_ms']:.2f}",
+                    sum(run["errors"] for run in runs),
+                    *cpu_and_core(figures),
+                    f"{share:.1%} {'met' if share >= first.target else 'NOT MET'}",
+                )
+            )
+            failure = next((run["first_error"] for run in runs if run.get("first_error")), None)
+            if failure:
+                failures.append(f"{'':<27} {STORES[stores]}, first failure: {failure}")
+        target = f">= {first.target:.0%} of {first.ceiling.split(' (')[0]}"
+        if first.signatures:
+            target += f" (its signature alone caps it at {_cap(first, median):.0%})"
+        print(f"{first.name:<27} {first.unit:<10}" + "".join(f" | {cell}" for cell in cells) + f" | {target}")
+        for line in failures:
+            print(line)
 
 
 def _cap(measure: Measure, median: dict[str, dict[str, float]]) -> float:

@@ -44,7 +44,7 @@ from idp.web import services
 NEW_PASSWORD = "seven quiet harbours at dusk"
 SENT = "If an account matches, we sent a link to its verified email address."
 EXPIRED = "This password reset link has expired or was used already."
-CHANGED = "Your password was changed. Sign in with your new password."
+CHANGED = "Your password was changed."
 LINK = re.compile(r"(http://\S+/password/reset/[A-Za-z0-9_-]+)")
 
 

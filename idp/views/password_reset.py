@@ -193,7 +193,7 @@ def new_password(sign_in: SignInRequest, _step: SetPassword, user: User) -> Base
     record_change(user, Change(PASSWORD_RESET), sign_out_elsewhere(user))
     continued = replace(sign_in, requirement=replace(sign_in.requirement, password_reset=False))
     sign_ins.keep(continued)
-    flash(_("Your password was changed. Sign in with your new password."), "success")
+    flash(_("Your password was changed."), "success")
     return continue_sign_in(continued)
 
 

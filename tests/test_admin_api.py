@@ -206,11 +206,15 @@ def test_keys_are_listed_rotated_and_retired(admin: Admin) -> None:
         ("POST", "/keys/rotate", b'{"algorithms": ["HS256"]}'),
         ("POST", "/clients", b'{"name": "a\\u0000b", "grant_types": ["client_credentials"]}'),
         ("GET", "/audit?user_id=%00", b""),
+        ("GET", "/audit?before_id=2147483648", b""),
+        ("GET", "/audit?since=4102444800", b""),
     ],
     ids=["fails because the body is not JSON", "fails because the body is no object",
          "fails because a member has the wrong type", "fails because a list is a string",
          "fails because the algorithm is unknown", "fails because a name holds a NUL",
-         "fails because a filter holds a NUL"],
+         "fails because a filter holds a NUL",
+         "fails because the event id is beyond the audit table's ids",
+         "fails because the time is beyond the audit table's times"],
 )  # fmt: skip
 def test_bad_input_is_a_problem_not_a_server_error(admin: Admin, method: str, path: str, body: bytes) -> None:
     answered = admin.call(method, path, data=body, content_type="application/json")

@@ -111,6 +111,8 @@ def test_an_administrator_finds_a_user_resets_their_mfa_disables_them_and_ends_t
     audit_page = admin.client.get("/admin/audit", query_string={"user": "alice", "event": "user_disabled"})
     assert text(audit_page).count('class="event"') == 1
     assert admin.client.get("/admin/audit", query_string={"user": "nobody"}).status_code == 400
+    beyond = admin.client.get("/admin/audit", query_string={"before_id": str(2**31)})
+    assert beyond.status_code == 400 and "before_id must be between 0 and 2147483647" in text(beyond)
 
 
 def test_clients_are_listed_and_shown(console: Console) -> None:

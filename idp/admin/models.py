@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from idp.management.audit import LARGEST_STORED
 from idp.management.users import USERNAME
 
 # One line of printable text: no control characters (a NUL is refused by PostgreSQL, a newline forges logs).
@@ -15,7 +16,7 @@ Text = Annotated[str, Field(max_length=2000, pattern=ONE_LINE)]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=ONE_LINE)]
 Identifier = Annotated[str, Field(max_length=64, pattern=ONE_LINE)]
 Seconds = Annotated[int, Field(ge=0, le=10**9)]
-Timestamp = Annotated[int, Field(ge=0, le=253_402_300_799)]
+Timestamp = Annotated[int, Field(ge=0, le=LARGEST_STORED)]
 
 
 class Body(BaseModel):
@@ -191,7 +192,7 @@ class AuditSearch(Query):
     event: Identifier | None = None
     since: Timestamp | None = None
     until: Timestamp | None = None
-    before_id: Annotated[int | None, Field(ge=0, le=2**62)] = None
+    before_id: Annotated[int | None, Field(ge=0, le=LARGEST_STORED)] = None
     limit: Annotated[int, Field(ge=1, le=500)] = 100
 
 

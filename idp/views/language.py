@@ -8,10 +8,12 @@ page: it sets the cookie and goes back to the page it was on, never to another s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, Flask, abort, has_request_context, redirect, request, url_for
-from flask_babel import Babel, get_locale
+from flask_babel import Babel, get_locale, get_translations
+from jinja2.ext import _make_new_gettext, _make_new_ngettext
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.languages import DEFAULT, LANGUAGES, Language, first_supported, language_of
@@ -92,6 +94,17 @@ def switch_to(language: Language) -> str:
     return f"{url_for('language.switch', tag=language.tag)}?next={quote(request.path, safe='')}"
 
 
+def template_gettext() -> dict[str, Callable[..., str]]:
+    """The templates' gettext, `_` and ngettext (`{% trans %}`), bound to this render's translations:
+    the ones Flask-Babel installs look the request's translations up again at every call (some twenty
+    a page, dozens of context lookups each), and Jinja's `_` looks `gettext` up again. Jinja's own
+    new-style wrappers, so escaping and `%(name)s` filling stay Jinja's; a macro imported without
+    context keeps the installed ones."""
+    translations = get_translations()
+    gettext = _make_new_gettext(translations.ugettext)
+    return {"gettext": gettext, "_": gettext, "ngettext": _make_new_ngettext(translations.ungettext)}
+
+
 def install(app: Flask) -> None:
     """gettext for the chosen language in views and templates ({% trans %} trimmed, as extracted),
     the switcher, and what every page needs to say its language and offer the others."""
@@ -105,5 +118,10 @@ def install(app: Flask) -> None:
     app.add_template_filter(localized, "localized")
     app.register_blueprint(blueprint)
     app.context_processor(
-        lambda: {"page_language": page_language(), "languages": LANGUAGES, "switch_to": switch_to}
+        lambda: {
+            "page_language": page_language(),
+            "languages": LANGUAGES,
+            "switch_to": switch_to,
+            **template_gettext(),
+        }
     )

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, Flask, abort, has_request_context, redirect, request, url_for
-from flask_babel import Babel, get_locale, get_translations
+from flask_babel import Babel, get_locale
 from jinja2.ext import _make_new_gettext, _make_new_ngettext
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -20,7 +20,7 @@ from idp.languages import DEFAULT, LANGUAGES, Language, first_supported, languag
 from idp.package_data import PACKAGE
 from idp.views import sign_in_request as sign_ins
 from idp.web import services
-from idp.words import _
+from idp.words import _, translations
 
 COOKIE = "idp_language"
 COOKIE_LIFETIME = 400 * 24 * 3600  # the longest a browser keeps a cookie (RFC 6265bis 5.5)
@@ -95,14 +95,14 @@ def switch_to(language: Language) -> str:
 
 
 def template_gettext() -> dict[str, Callable[..., str]]:
-    """The templates' gettext, `_` and ngettext (`{% trans %}`), bound to this render's translations:
+    """The templates' gettext, `_` and ngettext (`{% trans %}`), bound to the request's translations:
     the ones Flask-Babel installs look the request's translations up again at every call (some twenty
     a page, dozens of context lookups each), and Jinja's `_` looks `gettext` up again. Jinja's own
     new-style wrappers, so escaping and `%(name)s` filling stay Jinja's; a macro imported without
     context keeps the installed ones."""
-    translations = get_translations()
-    gettext = _make_new_gettext(translations.ugettext)
-    return {"gettext": gettext, "_": gettext, "ngettext": _make_new_ngettext(translations.ungettext)}
+    catalogue = translations()
+    gettext = _make_new_gettext(catalogue.ugettext)
+    return {"gettext": gettext, "_": gettext, "ngettext": _make_new_ngettext(catalogue.ungettext)}
 
 
 def install(app: Flask) -> None:

@@ -9,23 +9,16 @@ together from fragments, so that every language can order it as it needs.
 from __future__ import annotations
 
 from babel.support import NullTranslations
-from flask import g
 from flask_babel import get_translations
 
-TRANSLATIONS = "idp_translations"  # this request's catalogue, on `g`
+from idp.per_request import once_per_request
 
 
+@once_per_request
 def translations() -> NullTranslations:
-    """The reader's catalogue, looked up once a request (Flask-Babel keeps the request's locale, but
-    finds its catalogue again at every call: some sixty Python calls a text); Flask-Babel's own where
-    there is no application context."""
-    if not g:
-        outside: NullTranslations = get_translations()
-        return outside
-    found: NullTranslations | None = g.get(TRANSLATIONS)
-    if found is None:
-        found = get_translations()
-        setattr(g, TRANSLATIONS, found)
+    """The reader's catalogue, found once a request: Flask-Babel keeps the request's locale, but finds
+    its catalogue again at every call (some sixty Python calls a text)."""
+    found: NullTranslations = get_translations()
     return found
 
 

@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from idp.languages import DEFAULT, LANGUAGES, Language, first_supported, language_of
 from idp.package_data import PACKAGE
+from idp.per_request import once_per_request
 from idp.views import sign_in_request as sign_ins
 from idp.web import services
 from idp.words import _, translations
@@ -41,6 +42,7 @@ def chosen_language() -> Language:
     )
 
 
+@once_per_request
 def page_language() -> Language:
     """The language this request speaks (as gettext chose it), for <html lang> and the switcher."""
     catalogue = str(get_locale() or DEFAULT.catalogue)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import TypeVar, cast
 
-from flask import g
+from flask import g, has_app_context
 
 T = TypeVar("T")
 NOT_YET = object()
@@ -19,7 +19,7 @@ def once_per_request(compute: Callable[[], T]) -> Callable[[], T]:
 
     @wraps(compute)
     def reused() -> T:
-        if not g:
+        if not has_app_context():
             return compute()
         found = g.get(key, NOT_YET)
         if found is NOT_YET:

@@ -97,10 +97,10 @@ def switch_to(language: Language) -> str:
 
 
 def template_gettext() -> dict[str, Callable[..., str]]:
-    """The templates' gettext, `_` and ngettext (`{% trans %}`), bound to the request's translations:
-    the ones Flask-Babel installs look the request's translations up again at every call (some twenty
-    a page, dozens of context lookups each), and Jinja's `_` looks `gettext` up again. Jinja's own
-    new-style wrappers, so escaping and `%(name)s` filling stay Jinja's; a macro imported without
+    """The templates' gettext, `_` and ngettext (`{% trans %}`), bound to the request's catalogue
+    (idp.words.translations): the ones Flask-Babel installs look it up again at every call (some
+    twenty a page, dozens of context lookups each), and Jinja's `_` looks `gettext` up again. Jinja's
+    own new-style wrappers, so escaping and `%(name)s` filling stay Jinja's; a macro imported without
     context keeps the installed ones."""
     catalogue = translations()
     gettext = _make_new_gettext(catalogue.ugettext)

@@ -41,10 +41,7 @@ class RedisWire:
     """
 
     def __init__(self, url: str, *, timeout: float) -> None:
-        options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-        options |= parse_url(url)  # the URL's own options win, as with redis.Redis.from_url
-        self._connection_class: type[AbstractConnection] = options.pop("connection_class", Connection)
-        self._options = options
+        self._connection_class, self._options = connection_options(url, timeout=timeout)
         self._idle: list[AbstractConnection] = []
 
     def command(self, *command: Argument) -> Any:
@@ -79,6 +76,20 @@ class RedisWire:
             if _untouched(connection):
                 return connection
             connection.disconnect()
+
+
+def connection_options(url: str, *, timeout: float) -> tuple[type[AbstractConnection], dict[str, Any]]:
+    """The connection class and options a URL asks for (its own options win, as with
+    redis.Redis.from_url); ValueError, naming the option, for one a connection does not take (a
+    client pool's, such as max_connections), so that the settings refuse it at start."""
+    options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    options |= parse_url(url)
+    connection_class: type[AbstractConnection] = options.pop("connection_class", Connection)
+    try:
+        connection_class(**options)  # made, not connected: no I/O
+    except TypeError as error:
+        raise ValueError(f"an option a Redis connection does not take: {error}") from None
+    return connection_class, options
 
 
 def _untouched(connection: AbstractConnection) -> bool:

@@ -257,9 +257,7 @@ class LeanPaths:
     def _hold_keys(self, request: BasicRequest) -> list[str]:
         """What says whether the client's gate holds (read as `reserve` would read it): a right
         secret, so nothing to count."""
-        return self._throttle.hold_keys(
-            self._throttle.client_authentication(request.client_id, request.address)
-        )
+        return list(self._throttle.client_hold_keys(request.client_id, request.address))
 
     @staticmethod
     def _gate_open(holds: Sequence[bytes | None]) -> None:

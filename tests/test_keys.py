@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from joserfc import jws
+from joserfc.errors import InvalidKeyTypeError
 
 from idp.oidc.keys import SUFFIX, KeyRing, KeyringError, ensure_keys, generate_key, retire_key
+from idp.oidc.tokens import ACCESS_TOKEN_TYPE, CompactSigner
 from idp.secrets import (
     DATA_KEYS,
     SESSION_SECRET,
@@ -108,6 +111,30 @@ def test_a_generated_key_signs_while_the_old_stays_published(keys_dir: Path, alg
     assert after.signing_key(alg).kid == new
     assert after.signing_key(other_alg).kid == before.signing_key(other_alg).kid
     assert {old, new} <= set(_published_kids(keys_dir))
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256"])
+def test_access_tokens_are_signed_as_joserfc_signs_and_verifies_them(keys_dir: Path, alg: str) -> None:
+    ensure_keys(keys_dir)
+    ring = KeyRing.load(keys_dir)
+    key = ring.signing_key(alg)
+    payload = json.dumps({"iss": "https://op.example", "sub": "é", "exp": 2**31}, ensure_ascii=False).encode()
+
+    token = CompactSigner(key, alg).sign(payload)
+
+    decoded = ring.decode(token)
+    assert decoded is not None
+    assert decoded.header == {"typ": ACCESS_TOKEN_TYPE, "alg": alg, "kid": key.kid}
+    assert decoded.claims == json.loads(payload)
+    if alg == "RS256":  # deterministic (RFC 8017 8.2): the very bytes joserfc would write
+        assert token == jws.serialize_compact(decoded.header, payload, key, algorithms=[alg])
+
+
+def test_an_access_token_signer_refuses_a_key_of_another_algorithm(keys_dir: Path) -> None:
+    ensure_keys(keys_dir)
+
+    with pytest.raises(InvalidKeyTypeError):
+        CompactSigner(KeyRing.load(keys_dir).signing_key("RS256"), "ES256")
 
 
 def test_a_missing_algorithm_has_no_signing_key(keys_dir: Path) -> None:

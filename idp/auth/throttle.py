@@ -54,7 +54,7 @@ class Gate:
     schedule: BackoffSettings
     reset_by_success: bool = False
 
-    @property
+    @functools.cached_property
     def holds(self) -> tuple[int, ...]:
         """The wait after each failure beyond the free ones: doubling from the base up to the cap."""
         holds = [min(self.schedule.base_delay, self.schedule.max_delay)]
@@ -85,10 +85,16 @@ class Throttle:
         self.webauthn_address = Gate("webauthn-address", settings.webauthn_address)
         self.client_auth = Gate("client-auth", settings.client_auth)
         self.user_code_address = Gate("user-code-address", settings.user_code_address)
+        self.client_hold_keys = functools.lru_cache(maxsize=4096)(self._client_hold_keys)
 
     def client_authentication(self, client_id: str, address: str | None) -> Attempt:
         """A client authentication counts against that client from that address."""
         return (self.client_auth, f"{client_id}|{address_subject(address)}")
+
+    def _client_hold_keys(self, client_id: str, address: str | None) -> tuple[str, ...]:
+        """The `hold_keys` of a client authentication, kept per client and address (`client_hold_keys`):
+        read by every token and introspection request answered ahead of Flask."""
+        return tuple(self.hold_keys(self.client_authentication(client_id, address)))
 
     def reserve(self, *attempts: Attempt) -> Reservation | Blocked:
         """Count the attempt as a failure at every gate, unless one of them makes it wait (then the

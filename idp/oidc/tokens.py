@@ -16,10 +16,15 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ec import ECDSA, EllipticCurvePrivateKey
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.hashes import SHA256
 from joserfc.jws import JWSRegistry
 
 from idp.oidc.authorization_details import Approval
@@ -30,6 +35,9 @@ from idp.store.tables import User
 ACCESS_TOKEN_TYPE = "at+jwt"
 # Access tokens whose signature, type and issuer were checked, kept per process (see verify_access_token).
 MAX_VERIFIED_TOKENS = 10_000
+# The claims of an access token, serialized once for its payload and its record.
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")  # base64 to base64url (RFC 4648 5)
 
 
 @dataclass(frozen=True)
@@ -140,23 +148,41 @@ class Issued:
 
 class CompactSigner:
     """JWS Compact Serialization (RFC 7515 7.1) of access tokens with one key: the header segment is
-    made once, the signature by joserfc's algorithm."""
+    made once, and the signature by the key's `cryptography` object, which joserfc checked fits the
+    algorithm once (joserfc's `sign` finds and checks the object again for every token: a quarter of
+    the signature's CPU)."""
 
     def __init__(self, key: SigningKey, algorithm: str) -> None:
-        self._algorithm = JWSRegistry.algorithms[algorithm]
-        self._algorithm.check_key(key)
-        self._key = key
+        JWSRegistry.algorithms[algorithm].check_key(key)
+        self._signature = _signature(key, algorithm)
         header = {"typ": ACCESS_TOKEN_TYPE, "alg": algorithm, "kid": key.kid}
         self.header_segment = _base64url(json.dumps(header, separators=(",", ":")).encode())
 
     def sign(self, payload: bytes) -> str:
         signing_input = self.header_segment + b"." + _base64url(payload)
-        signature = self._algorithm.sign(signing_input, self._key)
-        return (signing_input + b"." + _base64url(signature)).decode()
+        return (signing_input + b"." + _base64url(self._signature(signing_input))).decode()
+
+
+def _signature(key: SigningKey, algorithm: str) -> Callable[[bytes], bytes]:
+    """The JWS signature of RS256 or ES256 (RFC 7518 3.3, 3.4) with `key`."""
+    private = key.get_op_key("sign")
+    if algorithm == "RS256" and isinstance(private, RSAPrivateKey):
+        padding, sha256 = PKCS1v15(), SHA256()
+        return lambda signing_input: private.sign(signing_input, padding, sha256)
+    if algorithm == "ES256" and isinstance(private, EllipticCurvePrivateKey):
+        ecdsa = ECDSA(SHA256())
+
+        def es256(signing_input: bytes) -> bytes:
+            r, s = decode_dss_signature(private.sign(signing_input, ecdsa))
+            return r.to_bytes(32, "big") + s.to_bytes(32, "big")  # R and S, 32 octets each
+
+        return es256
+    raise ValueError(f"{algorithm} cannot be signed with a {type(private).__name__}")
 
 
 def _base64url(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
+    """base64url without padding (RFC 7515 2)."""
+    return binascii.b2a_base64(data, newline=False).translate(_URL_SAFE).rstrip(b"=")
 
 
 class TokenService:
@@ -238,7 +264,7 @@ class TokenService:
                 claims |= holder.approval.claims()
         if confirmation is not None:
             claims["cnf"] = {"jkt": confirmation}
-        payload = json.dumps(claims, ensure_ascii=False, separators=(",", ":")).encode()
+        payload = _COMPACT_JSON.encode(claims).encode()
         access_token = self._signing().sign(payload)
         token: dict[str, Any] = {
             "token_type": "Bearer" if confirmation is None else "DPoP",

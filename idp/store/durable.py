@@ -66,6 +66,10 @@ def _past_the_orm(session: Session, statement: Executable, parameters: Any) -> C
     return session.connection().execute(statement, parameters)
 
 
+def _table(entity: type[Any]) -> Table:
+    return cast(Table, entity.__table__)
+
+
 # The sign-in's statements, built once (with bound parameters) rather than at every call.
 _ACCOUNT_WITH_FACTORS = (
     select(User, Factor).outerjoin(Factor, Factor.user_id == User.id).order_by(Factor.created_at)
@@ -88,6 +92,13 @@ _PURGE_EXPIRED_SESSIONS = (
     .returning(UserSession.sid)
 )
 _ADD_SESSION = insert(UserSession)
+# PostgreSQL purges and adds in one statement (both parts see the rows as they were before it);
+# SQLite, whose WITH cannot write, runs the two above.
+_PURGE_AND_ADD_SESSION = select(_PURGE_EXPIRED_SESSIONS.cte("purged").c.sid).add_cte(
+    insert(UserSession)
+    .values({column.key: bindparam(column.key) for column in _table(UserSession).columns})
+    .cte("added")
+)
 _UPDATE_SESSION = update(UserSession).where(UserSession.sid == bindparam("which"))
 _ADD_REFRESH_TOKEN = insert(RefreshToken)
 _RECORD_SESSION_CLIENT = {
@@ -434,10 +445,6 @@ class _Rotation:
         return self._compiled
 
 
-def _table(entity: type[Any]) -> Table:
-    return cast(Table, entity.__table__)
-
-
 _ROTATION = _Rotation()
 
 
@@ -610,6 +617,10 @@ class UserSessions:
         """Index a new session, purging the user's expired ones; returns the purged sessions' sids (their
         clients are to be told the sessions ended)."""
         purging = {"user_id": row.user_id, "now": row.created_at}
+        if self._session.get_bind().dialect.name == "postgresql":
+            every_column = {column.key: getattr(row, column.key) for column in _table(UserSession).columns}
+            purged = _past_the_orm(self._session, _PURGE_AND_ADD_SESSION, {**every_column, **purging})
+            return purged.scalars().all()
         expired = _past_the_orm(self._session, _PURGE_EXPIRED_SESSIONS, purging).scalars().all()
         _past_the_orm(self._session, _ADD_SESSION, _row_values(row))
         return expired

@@ -105,21 +105,32 @@ class Provider:
 SIGN_INS_PER_ADDRESS = 1_000_000
 
 
-def write_config(directory: Path, *, port: int, database_url: str, redis_url: str, keys: Path) -> Path:
+def write_config(
+    directory: Path, *, port: int, database_url: str, redis_url: str, keys: Path, threads: int | None = None
+) -> Path:
     """The production defaults (OWASP argon2id parameters included), one worker, granian; only the
     address quota of sign-ins is raised (`SIGN_INS_PER_ADDRESS`). An empty `database_url` or
-    `redis_url` keeps the provider's default: SQLite, or the embedded ephemeral store, in `directory`."""
+    `redis_url` keeps the provider's default: SQLite, or the embedded ephemeral store, in `directory`;
+    `threads` (`[server] threads`) likewise."""
     config = directory / "idp.toml"
     config.write_text(
         f'issuer = "http://{HOST}:{port}"\ninstance_dir = "{directory / "instance"}"\n'
         f'[database]\nurl = "{database_url}"\n[redis]\nurl = "{redis_url}"\n'
         f'[keys]\ndirectory = "{keys}"\n[server]\nworkers = 1\nengine = "granian"\n'
-        f"[address_limits]\nsign_ins = {SIGN_INS_PER_ADDRESS}\n"
+        + (f"threads = {threads}\n" if threads is not None else "")
+        + f"[address_limits]\nsign_ins = {SIGN_INS_PER_ADDRESS}\n"
     )
     return config
 
 
-def prepare(directory: Path, *, database_url: str, redis_url: str, keys: Path | None = None) -> Path:
+def prepare(
+    directory: Path,
+    *,
+    database_url: str,
+    redis_url: str,
+    keys: Path | None = None,
+    threads: int | None = None,
+) -> Path:
     """Config and `idp init` (schema, keys, secrets); the port is chosen now and kept."""
     directory.mkdir(parents=True, exist_ok=True)
     config = write_config(
@@ -128,6 +139,7 @@ def prepare(directory: Path, *, database_url: str, redis_url: str, keys: Path | 
         database_url=database_url,
         redis_url=redis_url,
         keys=keys or directory / "keys",
+        threads=threads,
     )
     idp(config, "init")
     return config

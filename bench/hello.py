@@ -24,16 +24,18 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
 
 
 def main() -> None:
+    from idp.config import ServerSettings
     from idp.serve import granian_server
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--threads", type=int, default=ServerSettings().threads)
     args = parser.parse_args()
     here = str(Path(__file__).resolve().parent)
     sys.path.insert(0, here)  # the workers import "hello:app" too
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
-    granian_server("hello:app", host=args.host, port=args.port, workers=1).serve()
+    granian_server("hello:app", host=args.host, port=args.port, workers=1, threads=args.threads).serve()
 
 
 if __name__ == "__main__":

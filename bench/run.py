@@ -96,7 +96,7 @@ from server_engines import (
 )
 
 from idp.auth.passwords import Passwords
-from idp.config import PasswordSettings, load_settings
+from idp.config import PasswordSettings, ServerSettings, load_settings
 
 BENCH = Path(__file__).resolve().parent
 MIB = 1024 * 1024
@@ -142,7 +142,7 @@ class Measure:
 
 
 @contextlib.contextmanager
-def hello_server(workdir: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def hello_server(workdir: Path, *, threads: int) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """bench/hello.py (granian, one worker, idp serve's options) on the server core."""
     port = free_port()
     with (workdir / "hello.log").open("w+") as log:
@@ -155,6 +155,8 @@ def hello_server(workdir: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]
                 HOST,
                 "--port",
                 str(port),
+                "--threads",
+                str(threads),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -403,7 +405,7 @@ def serve_ours(stack: contextlib.ExitStack, stores: str, tmp: Path, args: argpar
         stack.enter_context(dedicated_database(args.postgres_url, "idp_bench_")) if on_servers else ""
     )
     redis_url = args.redis_url if on_servers else ""
-    config = prepare(tmp / stores, database_url=database_url, redis_url=redis_url)
+    config = prepare(tmp / stores, database_url=database_url, redis_url=redis_url, threads=args.threads)
     relying_party = register_relying_party(config)
     # It introspects the relying party's tokens: registered as their resource server.
     machine = register(
@@ -461,6 +463,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (max 30)")
     parser.add_argument("--warmup", type=float, default=1.0, help="discarded seconds before each")
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections (default 16)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=ServerSettings().threads,
+        help="[server] threads: requests a worker runs at once",
+    )
     parser.add_argument("--sign-in-connections", type=int, default=8, help="concurrent sign-ins (default 8)")
     parser.add_argument(
         "--users", type=int, default=5000, help="users to create per configuration (one sign-in each)"
@@ -496,7 +504,7 @@ def main() -> None:
             f"{warmup:g} s warm-up + {duration:g} s per row, {rounds} round(s)"
         )
 
-        hello_port, hello = stack.enter_context(hello_server(tmp))
+        hello_port, hello = stack.enter_context(hello_server(tmp, threads=args.threads))
         workers = {"hello": children(hello.pid)} | {each.stores: each.provider.workers() for each in ours}
         peer: Peer | None = stack.enter_context(peer_servers(peer_home, tmp)) if peer_home else None
         if peer is not None:

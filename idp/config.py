@@ -462,6 +462,8 @@ class ServerSettings(_Section):
     port: Annotated[int, Field(gt=0, lt=65536)] = 8000
     workers: Annotated[int, Field(ge=1, le=64)] = 2
     engine: Literal["granian", "gunicorn"] = "granian"
+    # Requests a granian worker runs at once, each on a thread of its own (docs/performance.md).
+    threads: Annotated[int, Field(ge=1, le=256)] = 16
     # Reverse proxies (CIDRs) whose Forwarded / X-Forwarded-* headers are believed; nobody else's are.
     trusted_proxies: tuple[str, ...] = ()
 

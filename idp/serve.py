@@ -12,7 +12,6 @@ from idp.config import CONFIG_ENV, ConfigError, Settings
 # prometheus_client's multiprocess mode; set before any worker imports the client.
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 GRACEFUL_SECONDS = 20
-CONCURRENT_REQUESTS = 16
 HEADER_READ_TIMEOUT_MS = 10_000  # a client that sends no request head within 10 s is dropped
 
 
@@ -28,7 +27,9 @@ def serve(
     if engine == "gunicorn":
         _serve_gunicorn(host, port, workers)
     else:
-        _serve_granian(host, port, workers)
+        granian_server(
+            "idp.wsgi:app", host=host, port=port, workers=workers, threads=settings.server.threads
+        ).serve()
 
 
 def _prepare_metrics(directory: Path) -> None:
@@ -79,11 +80,7 @@ def _serve_gunicorn(host: str, port: int, workers: int) -> None:
     Application().run()
 
 
-def _serve_granian(host: str, port: int, workers: int) -> None:
-    granian_server("idp.wsgi:app", host=host, port=port, workers=workers).serve()
-
-
-def granian_server(target: str, *, host: str, port: int, workers: int) -> Any:
+def granian_server(target: str, *, host: str, port: int, workers: int, threads: int) -> Any:
     """Granian as `idp serve` runs it (bench/hello.py serves its ceiling app with the same options)."""
     from granian import Granian
     from granian.constants import Interfaces
@@ -95,9 +92,9 @@ def granian_server(target: str, *, host: str, port: int, workers: int) -> Any:
         port=port,
         workers=workers,
         interface=Interfaces.WSGI,
-        # Requests a worker runs at once (its database pool matches). No backpressure: granian counts
-        # open connections against it, so idle keep-alive connections would starve everyone.
-        blocking_threads=CONCURRENT_REQUESTS,
+        # Requests a worker runs at once ([server] threads). No backpressure: granian counts open
+        # connections against it, so idle keep-alive connections would starve everyone.
+        blocking_threads=threads,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
         workers_kill_timeout=GRACEFUL_SECONDS,
     )

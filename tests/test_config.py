@@ -52,6 +52,11 @@ INVALID = [
         id="fails because the port is a string, not an integer",
     ),
     pytest.param(
+        {"server": {"threads": 0}},
+        "server.threads",
+        id="fails because a worker with no thread would answer nothing",
+    ),
+    pytest.param(
         {"sessions": {"lifetime": 600.5}},
         "sessions.lifetime",
         id="fails because a lifetime is a float, not whole seconds",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -35,6 +36,23 @@ def test_idle_connections_do_not_starve_other_clients(provider: LiveProvider) ->
     finally:
         for connection in idle:
             connection.close()
+
+
+def test_one_thread_per_worker_answers_concurrent_clients(tmp_path: Path) -> None:
+    """`[server] threads = 1`: each worker runs one request at a time and queues the rest."""
+    live = start_provider(tmp_path, extra="threads = 1\n")
+    try:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            answers = list(pool.map(lambda _: _refused_token_request(live.issuer), range(64)))
+        assert answers == [401] * 64
+    finally:
+        live.stop()
+
+
+def _refused_token_request(issuer: str) -> int:
+    """Through Flask, to its error answer and audit (an unknown client)."""
+    data = {"grant_type": "client_credentials"}
+    return requests.post(f"{issuer}/token", data=data, auth=("nobody", "wrong"), timeout=10).status_code
 
 
 def test_workers_limit_glibc_malloc_arenas() -> None:

@@ -112,7 +112,7 @@ def _row_values(row: Any) -> dict[str, Any]:
     """The column values set on a new entity (the columns left unset get their defaults)."""
     return {
         column.key: value
-        for column in row.__table__.columns
+        for column in _table(type(row)).columns
         if (value := getattr(row, column.key)) is not None
     }
 

@@ -302,8 +302,14 @@ def _install_body_limit(app: Flask) -> None:
 
 
 def _install_security_headers(app: Flask, *, hsts: bool, images: str) -> None:
+    """Each of `security_headers` a response did not set itself, added in one pass over its headers
+    (a `setdefault` each looked through them all again), the lists made once."""
+    for_pages = security_headers(mimetype="text/html", hsts=hsts, images=images)
+    for_others = security_headers(mimetype=None, hsts=hsts, images=images)
+
     @app.after_request
     def headers(response: Response) -> Response:
-        for name, value in security_headers(mimetype=response.mimetype, hsts=hsts, images=images):
-            response.headers.setdefault(name, value)
+        present = {name.lower() for name, _value in response.headers}
+        wanted = for_pages if response.mimetype == "text/html" else for_others
+        response.headers.extend([(name, value) for name, value in wanted if name.lower() not in present])
         return response

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from idp.languages import LANGUAGES, N_, language_of
+from idp.store.redis_wire import connection_options
 
 CONFIG_ENV = "IDP_CONFIG"
 ENV_PREFIX = "IDP_"
@@ -73,6 +74,8 @@ class RedisSettings(_Section):
             raise ValueError(
                 "must start with redis://, rediss:// or unix://, or be empty for the embedded store"
             )
+        if value:
+            connection_options(value, timeout=1.0)  # only the URL's own options are checked
         return value
 
 

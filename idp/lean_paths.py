@@ -150,7 +150,8 @@ class LeanPaths:
     def _refresh(self, request: BasicRequest) -> dict[str, Any]:
         """RFC 6749 6, as `RefreshTokenGrant` answers a confidential client whose refresh token is plainly
         usable, asking for the grant's whole scope: the token rotated (RFC 9700 4.14.2) and its successor
-        added in one statement (`rotate_refresh_token`), then the same token service signs. Any other
+        added at once (`rotate_refresh_token`: one statement on PostgreSQL, a transaction shared with
+        concurrent rotations on SQLite), then the same token service signs. Any other
         token (unknown, replayed, revoked, expired, another client's, bound to a DPoP key, of a disabled
         account or an ended session) is left to Flask untouched: a replay revokes its grant there."""
         client = self._authenticated(request, endpoint="token")

@@ -70,11 +70,11 @@ def authorization_server() -> ProviderServer:
 
 def durable_store() -> DurableStore:
     """The repositories of this request's unit of work, opened on first use."""
-    if "durable" not in g:
+    store: DurableStore | None = g.get("durable")
+    if store is None:
         session = services().database.open_session()
         g.db_session = session
-        g.durable = DurableStore.over(session)
-    store: DurableStore = g.durable
+        store = g.durable = DurableStore.over(session)
     return store
 
 

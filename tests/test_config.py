@@ -52,6 +52,11 @@ INVALID = [
         id="fails because the port is a string, not an integer",
     ),
     pytest.param(
+        {"redis": {"url": "redis://127.0.0.1:6379/0?max_connections=5"}},
+        "redis.url: an option a Redis connection does not take",
+        id="fails because max_connections is a client pool's option, which the provider does not use",
+    ),
+    pytest.param(
         {"server": {"threads": 0}},
         "server.threads",
         id="fails because a worker with no thread would answer nothing",

@@ -3,10 +3,13 @@ invariants racing units of work (threads, each with its own session) must not br
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.synchronize import Barrier
+from queue import Queue
 from typing import Any
 
 import pytest
@@ -21,7 +24,13 @@ from idp.auth.recovery import lookup_key as recovery_lookup_key
 from idp.config import settings_from_mapping
 from idp.store import database as database_module
 from idp.store.database import Database, DatabaseUnavailable
-from idp.store.durable import AddressHolders, DurableStore, audit_event
+from idp.store.durable import (
+    AddressHolders,
+    DurableStore,
+    RotatedRefreshToken,
+    audit_event,
+    rotate_refresh_token,
+)
 from idp.store.tables import Client, Factor, FactorKind, RefreshToken, User, UserSession
 
 ALICE, BOB = "00000000-0000-0000-0000-00000000a11c", "00000000-0000-0000-0000-000000000b0b"
@@ -273,6 +282,95 @@ def test_claim_for_rotation_has_one_winner_among_racing_sessions(with_tokens: Da
         results = list(pool.map(race, range(racers)))
 
     assert results.count(True) == 1, results
+
+
+ROTATED_AT, LIFETIME = 1500, 600
+
+
+@pytest.fixture
+def with_offline_tokens(with_alice_and_bob: Database) -> list[str]:
+    """Thirty usable offline refresh tokens of Alice's, each of its own grant; their hashes."""
+    hashes = [f"offline-{number}" for number in range(30)]
+    with with_alice_and_bob.unit_of_work() as session:
+        store = DurableStore.over(session)
+        store.clients.add(_client("app"))
+        for token_hash in hashes:
+            store.refresh_tokens.add(_refresh_token(token_hash, f"family-{token_hash}", offline=True))
+    return hashes
+
+
+def _rotate(database: Database, token_hash: str, racer: int) -> RotatedRefreshToken | None:
+    return rotate_refresh_token(
+        database,
+        token_hash,
+        client_id="app",
+        successor_hash=f"{token_hash}-by-{racer}",
+        now=ROTATED_AT,
+        lifetime=LIFETIME,
+    )
+
+
+def test_rotations_at_once_rotate_each_token_once_and_add_its_successor(
+    with_alice_and_bob: Database, with_offline_tokens: list[str]
+) -> None:
+    """Each token used twice at once, by concurrent requests of one process (on SQLite, written in
+    shared transactions): one use rotates it, the other finds it rotated."""
+    uses = [(token_hash, racer) for token_hash in with_offline_tokens for racer in (1, 2)]
+    with ThreadPoolExecutor(16) as pool:
+        rotated = list(pool.map(lambda use: _rotate(with_alice_and_bob, *use), uses))
+
+    won = {use: outcome for use, outcome in zip(uses, rotated, strict=True) if outcome is not None}
+    assert sorted(token_hash for token_hash, _ in won) == sorted(with_offline_tokens)
+    assert sorted(won.values(), key=lambda outcome: outcome.family_id) == [
+        RotatedRefreshToken(
+            family_id=f"family-{token_hash}",
+            client_id="app",
+            user_id=ALICE,
+            scope="openid",
+            requested_scope="openid",
+            authentication={"amr": ["pwd", "hwk"], "acr": "phr", "auth_time": 1000},
+            sid=None,
+            offline=True,
+        )
+        for token_hash in sorted(with_offline_tokens)
+    ]
+    with with_alice_and_bob.unit_of_work() as session:
+        for token_hash, racer in won:
+            claimed, successor = (
+                session.get(RefreshToken, name) for name in (token_hash, f"{token_hash}-by-{racer}")
+            )
+            assert claimed is not None and claimed.rotated
+            assert successor is not None and not successor.rotated and successor.offline
+            assert (successor.issued_at, successor.expires_at) == (ROTATED_AT, ROTATED_AT + LIFETIME)
+
+
+def _rotate_all(url: str, hashes: list[str], racer: int, start: Barrier, results: Queue[list[str]]) -> None:
+    database = Database(url)
+    start.wait(timeout=30)
+    with ThreadPoolExecutor(8) as pool:
+        rotated = list(pool.map(lambda token_hash: _rotate(database, token_hash, racer), hashes))
+    results.put([token_hash for token_hash, outcome in zip(hashes, rotated, strict=True) if outcome])
+
+
+def test_rotations_in_two_processes_at_once_rotate_each_token_once(
+    database_url: str, with_alice_and_bob: Database, with_offline_tokens: list[str]
+) -> None:
+    """Two workers of one node: each process batches its own rotations; the database serializes them."""
+    context = multiprocessing.get_context("spawn")  # no connection crosses a fork
+    start, results = context.Barrier(2), context.Queue()
+    workers = [
+        context.Process(target=_rotate_all, args=(database_url, with_offline_tokens, racer, start, results))
+        for racer in (1, 2)
+    ]
+
+    for worker in workers:
+        worker.start()
+    won = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=10)
+
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    assert sorted(won[0] + won[1]) == sorted(with_offline_tokens), "every token is rotated exactly once"
 
 
 def test_revoke_family_revokes_every_token_of_that_family_only(with_tokens: Database) -> None:

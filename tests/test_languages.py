@@ -17,6 +17,8 @@ from babel.messages.catalog import Catalog
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.pofile import read_po
 from flask import Flask, render_template
+from flask_babel import gettext as babel_gettext
+from flask_babel import ngettext as babel_ngettext
 from jinja2 import Environment
 from support.account import Account, Outbox, body_of, sign_in, text
 from support.app import Browser, add_client, add_user, make_app
@@ -25,6 +27,7 @@ from idp.config import ConfigError, settings_from_mapping
 from idp.languages import ENGLISH, SIMPLIFIED_CHINESE, Language, language_of
 from idp.views.account_changes import in_reader_language
 from idp.views.plain_words import listed, moment
+from idp.words import _, ngettext
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 CATALOGUE = CHECKOUT / "idp" / "translations" / "zh_Hans_CN" / "LC_MESSAGES" / "messages.po"
@@ -463,6 +466,27 @@ def test_the_history_says_changes_recorded_in_english_in_the_readers_language(ap
 
     assert chinese == "密码已更改；已结束 2 个其他会话，并撤销 1 项应用授权"
     assert english == recorded
+
+
+MINUTES = (
+    "Too many failed attempts. Try again in %(num)d minute.",
+    "Too many failed attempts. Try again in %(num)d minutes.",
+)
+
+
+@pytest.mark.parametrize("accept_language", ["zh-CN", "en"])
+def test_the_words_say_what_flask_babel_says(app: Flask, accept_language: str) -> None:
+    """idp.words looks the request's catalogue up once; every text is still Flask-Babel's, word for word."""
+    with app.test_request_context(headers={"Accept-Language": accept_language}):
+        assert _("Sign in") == babel_gettext("Sign in")
+        assert _("Use at most %(count)s characters.", count=9) == babel_gettext(
+            "Use at most %(count)s characters.", count=9
+        )
+        assert _("not in the catalogue 100%") == babel_gettext("not in the catalogue 100%")
+        for count in (1, 2):
+            assert ngettext(*MINUTES, count) == babel_ngettext(*MINUTES, count)
+        said = [_("Sign in"), ngettext(*MINUTES, 2)]
+    assert any(CJK.search(text) for text in said) == (accept_language == "zh-CN")
 
 
 def test_times_and_lists_follow_the_language(app: Flask) -> None:

@@ -66,6 +66,13 @@ class ServerSession(SessionMixin):  # a MutableMapping
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
 
+    def __contains__(self, key: object) -> bool:
+        return key in self.data
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The dict's own `get` (the mapping mixin's raised and caught a KeyError for a missing key)."""
+        return self.data.get(key, default)
+
     def __setitem__(self, key: str, value: Any) -> None:
         self.data[key] = value
         self.modified = True
@@ -143,7 +150,7 @@ class ServerSessionInterface(SessionInterface):
             response.delete_cookie(self._cookie_name, path="/")
             return
         session.session_id = session.session_id or secrets.token_urlsafe(32)
-        payload = json.dumps(dict(session), separators=(",", ":")).encode()
+        payload = json.dumps(session.data, separators=(",", ":")).encode()
         lifetime = self._lifetime if self._signed_in_key in session else self._anonymous_lifetime
         self._store.put(storage_key(session.session_id), payload, ttl=lifetime, replacing=previous)
         response.set_cookie(

@@ -17,6 +17,7 @@ from typing import Protocol, cast
 import redis
 
 from idp.store.outages import OutageLog
+from idp.store.redis_wire import RedisWire, Script
 
 KEY_PREFIX = "idp:"
 
@@ -111,13 +112,13 @@ class EphemeralStore(Protocol):
 
 
 # KEYS: the key taken, the marker; ARGV: the marker's value and seconds.
-_TAKE_MARKED = """
+_TAKE_MARKED = Script("""
 local value = redis.call('GETDEL', KEYS[1])
 if value then redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2]) end
 return value
-"""
+""")
 # KEYS: each tally's count and hold key; ARGV: the reservation's token, the tallies' [window, free, holds].
-_RESERVE = """
+_RESERVE = Script("""
 local tallies = cjson.decode(ARGV[2])
 local waits, held = {}, false
 for i = 1, #tallies do
@@ -134,58 +135,54 @@ for i = 1, #tallies do
   end
 end
 return {}
-"""
+""")
 # KEYS: each tally's count and hold key, then the keys to forget; ARGV: the token of the reservation
 # taken back, and how many of KEYS are the tallies'.
-_REFUND = """
+_REFUND = Script("""
 local counted = tonumber(ARGV[2])
 for i = 1, counted, 2 do
   if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then redis.call('DECR', KEYS[i]) end
   if redis.call('GET', KEYS[i + 1]) == ARGV[1] then redis.call('DEL', KEYS[i + 1]) end
 end
 for i = counted + 1, #KEYS do redis.call('DEL', KEYS[i]) end
-"""
+""")
 
 # KEYS: the keys that stop the write, then the entry's key; ARGV: its value and TTL.
-_PUT_UNLESS_ANY = """
+_PUT_UNLESS_ANY = Script("""
 if #KEYS > 1 and redis.call('EXISTS', unpack(KEYS, 1, #KEYS - 1)) > 0 then return 0 end
 redis.call('SET', KEYS[#KEYS], ARGV[1], 'EX', ARGV[2])
 return 1
-"""
+""")
 
 
 class RedisStore:
     def __init__(self, url: str) -> None:
-        self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        self._reserve = self._redis.register_script(_RESERVE)
-        self._refund = self._redis.register_script(_REFUND)
-        self._take_marked = self._redis.register_script(_TAKE_MARKED)
-        self._put_unless_any = self._redis.register_script(_PUT_UNLESS_ANY)
+        self._redis = RedisWire(url, timeout=2)
         self._errors = _redis_errors(OutageLog("redis"))
 
     def put(self, key: str, value: bytes, *, ttl: int, replacing: str | None = None) -> None:
         with self._errors:
             if replacing is None:
-                self._redis.set(KEY_PREFIX + key, value, ex=ttl)
-                return
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.delete(KEY_PREFIX + replacing)
-            pipe.set(KEY_PREFIX + key, value, ex=ttl)
-            pipe.execute()
+                self._redis.command("SET", KEY_PREFIX + key, value, "EX", ttl)
+            else:
+                self._redis.transaction(
+                    ("DEL", KEY_PREFIX + replacing), ("SET", KEY_PREFIX + key, value, "EX", ttl)
+                )
 
     def get(self, key: str) -> bytes | None:
         with self._errors:
-            return cast(bytes | None, self._redis.get(KEY_PREFIX + key))
+            return cast(bytes | None, self._redis.command("GET", KEY_PREFIX + key))
 
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         if not keys:
             return []
         with self._errors:
-            return cast(list[bytes | None], self._redis.mget([KEY_PREFIX + key for key in keys]))
+            return cast(list[bytes | None], self._redis.command("MGET", *(KEY_PREFIX + key for key in keys)))
 
     def put_unless_any(self, entry: Entry, *, keys: Sequence[str]) -> bool:
         with self._errors:
-            stored = self._put_unless_any(
+            stored = self._redis.script(
+                _PUT_UNLESS_ANY,
                 keys=[*(KEY_PREFIX + key for key in keys), KEY_PREFIX + entry.key],
                 args=[entry.value, entry.ttl],
             )
@@ -193,32 +190,33 @@ class RedisStore:
 
     def take(self, key: str) -> bytes | None:
         with self._errors:
-            return cast(bytes | None, self._redis.getdel(KEY_PREFIX + key))
+            return cast(bytes | None, self._redis.command("GETDEL", KEY_PREFIX + key))
 
     def take_marked(self, key: str, *, marker: str, value: bytes, ttl: int) -> bytes | None:
         with self._errors:
-            taken = self._take_marked(keys=[KEY_PREFIX + key, KEY_PREFIX + marker], args=[value, ttl])
+            taken = self._redis.script(
+                _TAKE_MARKED, keys=[KEY_PREFIX + key, KEY_PREFIX + marker], args=[value, ttl]
+            )
             return cast(bytes | None, taken)
 
     def incr(self, key: str, *, ttl: int) -> int:
         with self._errors:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.incr(KEY_PREFIX + key)
-            pipe.expire(KEY_PREFIX + key, ttl, nx=True)
-            count, _ = pipe.execute()
+            count, _ = self._redis.transaction(
+                ("INCR", KEY_PREFIX + key), ("EXPIRE", KEY_PREFIX + key, ttl, "NX")
+            )
             return int(count)
 
     def delete(self, *keys: str) -> None:
         if not keys:
             return
         with self._errors:
-            self._redis.delete(*(KEY_PREFIX + key for key in keys))
+            self._redis.command("DEL", *(KEY_PREFIX + key for key in keys))
 
     def reserve(self, tallies: Sequence[Tally]) -> Reserved | Held:
         token = secrets.token_hex(16)
         schedules = json.dumps([[tally.window, tally.free, tally.holds] for tally in tallies])
         with self._errors:
-            waits = self._reserve(keys=_tally_keys(tallies), args=[token, schedules])
+            waits = self._redis.script(_RESERVE, keys=_tally_keys(tallies), args=[token, schedules])
         if not waits:
             return Reserved(token)
         return Held(tuple(None if left < 0 else math.ceil(left / 1000) for left in waits))
@@ -227,13 +225,15 @@ class RedisStore:
         if tallies or forget:
             counted = _tally_keys(tallies)
             with self._errors:
-                self._refund(
-                    keys=[*counted, *(KEY_PREFIX + key for key in forget)], args=[token, len(counted)]
+                self._redis.script(
+                    _REFUND,
+                    keys=[*counted, *(KEY_PREFIX + key for key in forget)],
+                    args=[token, len(counted)],
                 )
 
     def ping(self) -> None:
         with self._errors:
-            self._redis.ping()
+            self._redis.command("PING")
 
 
 def _tally_keys(tallies: Sequence[Tally]) -> list[str]:

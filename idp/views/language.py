@@ -8,17 +8,20 @@ page: it sets the cookie and goes back to the page it was on, never to another s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, Flask, abort, has_request_context, redirect, request, url_for
 from flask_babel import Babel, get_locale
+from jinja2.ext import _make_new_gettext, _make_new_ngettext
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.languages import DEFAULT, LANGUAGES, Language, first_supported, language_of
 from idp.package_data import PACKAGE
+from idp.per_request import once_per_request
 from idp.views import sign_in_request as sign_ins
 from idp.web import services
-from idp.words import _
+from idp.words import _, translations
 
 COOKIE = "idp_language"
 COOKIE_LIFETIME = 400 * 24 * 3600  # the longest a browser keeps a cookie (RFC 6265bis 5.5)
@@ -39,6 +42,7 @@ def chosen_language() -> Language:
     )
 
 
+@once_per_request
 def page_language() -> Language:
     """The language this request speaks (as gettext chose it), for <html lang> and the switcher."""
     catalogue = str(get_locale() or DEFAULT.catalogue)
@@ -92,6 +96,17 @@ def switch_to(language: Language) -> str:
     return f"{url_for('language.switch', tag=language.tag)}?next={quote(request.path, safe='')}"
 
 
+def template_gettext() -> dict[str, Callable[..., str]]:
+    """The templates' gettext, `_` and ngettext (`{% trans %}`), bound to the request's catalogue
+    (idp.words.translations): the ones Flask-Babel installs look it up again at every call (some
+    twenty a page, dozens of context lookups each), and Jinja's `_` looks `gettext` up again. Jinja's
+    own new-style wrappers, so escaping and `%(name)s` filling stay Jinja's; a macro imported without
+    context keeps the installed ones."""
+    catalogue = translations()
+    gettext = _make_new_gettext(catalogue.ugettext)
+    return {"gettext": gettext, "_": gettext, "ngettext": _make_new_ngettext(catalogue.ungettext)}
+
+
 def install(app: Flask) -> None:
     """gettext for the chosen language in views and templates ({% trans %} trimmed, as extracted),
     the switcher, and what every page needs to say its language and offer the others."""
@@ -105,5 +120,10 @@ def install(app: Flask) -> None:
     app.add_template_filter(localized, "localized")
     app.register_blueprint(blueprint)
     app.context_processor(
-        lambda: {"page_language": page_language(), "languages": LANGUAGES, "switch_to": switch_to}
+        lambda: {
+            "page_language": page_language(),
+            "languages": LANGUAGES,
+            "switch_to": switch_to,
+            **template_gettext(),
+        }
     )

@@ -413,6 +413,39 @@ def test_a_refresh_token_is_read_with_the_end_of_the_session_it_was_issued_from(
     assert session_end("bound") is None, "an ended session is gone from the index"
 
 
+def test_indexing_a_session_purges_that_users_expired_sessions_and_names_them(
+    with_alice_and_bob: Database,
+) -> None:
+    def session(sid: str, user_id: str, expires_at: int, **fields: Any) -> UserSession:
+        return UserSession(
+            sid=sid, user_id=user_id, storage_key=f"k-{sid}", created_at=1000, expires_at=expires_at, **fields
+        )
+
+    with with_alice_and_bob.unit_of_work() as unit:
+        sessions = DurableStore.over(unit).sessions
+        for earlier in (session("a-ended", ALICE, 2000), session("a-lives", ALICE, 2001)):
+            assert sessions.add(earlier) == []
+        assert sessions.add(session("b-ended", BOB, 1500)) == []
+    with with_alice_and_bob.unit_of_work() as unit:
+        sessions = DurableStore.over(unit).sessions
+        added = session("a-new", ALICE, 9000, ip="192.0.2.1", user_agent="Browser")
+        added.created_at = 2000
+        assert sessions.add(added) == ["a-ended"]
+    with with_alice_and_bob.unit_of_work() as unit:
+        sessions = DurableStore.over(unit).sessions
+        assert [row.sid for row in sessions.of_user(ALICE, now=0)] == ["a-new", "a-lives"]
+        assert [row.sid for row in sessions.of_user(BOB, now=0)] == ["b-ended"], "only the user's own"
+        kept = sessions.get("a-new")
+        assert kept is not None
+        assert (kept.storage_key, kept.expires_at, kept.ip, kept.user_agent, kept.acr) == (
+            "k-a-new",
+            9000,
+            "192.0.2.1",
+            "Browser",
+            None,
+        )
+
+
 def test_offline_of_user_lists_the_current_token_of_each_of_the_users_offline_grants(
     with_alice_and_bob: Database,
 ) -> None:

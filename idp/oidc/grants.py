@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from authlib.oauth2.rfc6749 import (
@@ -148,8 +148,9 @@ class AuthorizationCodeGrant(KeyBoundTokens, grants.AuthorizationCodeGrant):
             dpop_jkt=data.get("dpop_jkt"),
         )
         context: ProviderContext = self.server.context
+        stored = {field.name: getattr(issued, field.name) for field in fields(issued)}  # asdict: 9x the CPU
         context.ephemeral.put(
-            f"code:{digest(code)}", json.dumps(asdict(issued)).encode(), ttl=context.lifetimes.code_lifetime
+            f"code:{digest(code)}", json.dumps(stored).encode(), ttl=context.lifetimes.code_lifetime
         )
 
     def query_authorization_code(self, code: str, client: RegisteredClient) -> IssuedCode | None:

@@ -17,7 +17,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ec import ECDSA, EllipticCurvePrivateKey
@@ -50,7 +50,7 @@ class Authentication:
     sid: str
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {field.name: getattr(self, field.name) for field in fields(self)}  # asdict: 6x the CPU
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Authentication:

@@ -60,10 +60,15 @@ def _lock_until_commit(session: Session, postgresql_lock: Executable) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _past_the_orm(session: Session, statement: Executable) -> CursorResult[Any]:
-    """Run a write on the unit of work's connection without the ORM's bookkeeping (evaluating the
-    criteria against the entities held in memory): for rows this unit of work does not read back."""
-    return session.connection().execute(statement)
+def _past_the_orm(session: Session, statement: Executable, parameters: Any) -> CursorResult[Any]:
+    """Run a statement built once (below) on the unit of work's connection, without the ORM's
+    bookkeeping (flushing entities, evaluating criteria against those held in memory): for rows this
+    unit of work does not read back. Building a statement at each call cost more than running it."""
+    return session.connection().execute(statement, parameters)
+
+
+def _table(entity: type[Any]) -> Table:
+    return cast(Table, entity.__table__)
 
 
 # The sign-in's statements, built once (with bound parameters) rather than at every call.
@@ -80,6 +85,37 @@ _CLAIM_STEP = (
     )
     .values(last_step=bindparam("step"), last_used_at=bindparam("at"))
 )
+# The sign-in's writes (`_past_the_orm`); each INSERT and the UPDATE set the columns their
+# parameters name.
+_PURGE_EXPIRED_SESSIONS = (
+    delete(UserSession)
+    .where(UserSession.user_id == bindparam("user_id"), UserSession.expires_at <= bindparam("now"))
+    .returning(UserSession.sid)
+)
+_ADD_SESSION = insert(UserSession)
+# PostgreSQL purges and adds in one statement (both parts see the rows as they were before it);
+# SQLite, whose WITH cannot write, runs the two above.
+_PURGE_AND_ADD_SESSION = select(_PURGE_EXPIRED_SESSIONS.cte("purged").c.sid).add_cte(
+    insert(UserSession)
+    .values({column.key: bindparam(column.key) for column in _table(UserSession).columns})
+    .cte("added")
+)
+_UPDATE_SESSION = update(UserSession).where(UserSession.sid == bindparam("which"))
+_ADD_REFRESH_TOKEN = insert(RefreshToken)
+_RECORD_SESSION_CLIENT = {
+    "postgresql": postgresql.insert(SessionClient).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(SessionClient).on_conflict_do_nothing(),
+}
+_RECORD_AUDIT = insert(AuditEvent)
+
+
+def _row_values(row: Any) -> dict[str, Any]:
+    """The column values set on a new entity (the columns left unset get their defaults)."""
+    return {
+        column.key: value
+        for column in _table(type(row)).columns
+        if (value := getattr(row, column.key)) is not None
+    }
 
 
 class Users:
@@ -251,9 +287,7 @@ class Factors:
         """Spend a TOTP time step; True for the one caller that found it newer than every step spent
         before (RFC 6238 5.2: one accepted code per step, never an older one after it). Atomic; past
         the ORM, so the factor held in memory keeps its old step (nothing reads it after the claim)."""
-        result = self._session.connection().execute(
-            _CLAIM_STEP, {"factor_id": factor_id, "step": step, "at": at}
-        )
+        result = _past_the_orm(self._session, _CLAIM_STEP, {"factor_id": factor_id, "step": step, "at": at})
         return result.rowcount == 1
 
     def mark_used(self, factor_id: str, at: int, data: dict[str, Any] | None = None) -> None:
@@ -421,10 +455,6 @@ class _Rotation:
         return self._compiled[dialect.name]
 
 
-def _table(entity: type[Any]) -> Table:
-    return cast(Table, entity.__table__)
-
-
 _ROTATION = _Rotation()
 
 
@@ -522,8 +552,8 @@ class RefreshTokens:
         self._session = session
 
     def add(self, token: RefreshToken) -> None:
-        self._session.add(token)
-        self._session.flush()
+        """Past the ORM: nothing reads the new token back in the unit of work that adds it."""
+        _past_the_orm(self._session, _ADD_REFRESH_TOKEN, _row_values(token))
 
     def with_holder(self, token_hash: str) -> HeldRefreshToken | None:
         """The token, the account holding it and its session's end, in one query (None when the token
@@ -604,13 +634,13 @@ class UserSessions:
     def add(self, row: UserSession) -> Sequence[str]:
         """Index a new session, purging the user's expired ones; returns the purged sessions' sids (their
         clients are to be told the sessions ended)."""
-        expired = self._session.scalars(
-            delete(UserSession)
-            .where(UserSession.user_id == row.user_id, UserSession.expires_at <= row.created_at)
-            .returning(UserSession.sid)
-        ).all()
-        self._session.add(row)
-        self._session.flush()
+        purging = {"user_id": row.user_id, "now": row.created_at}
+        if self._session.get_bind().dialect.name == "postgresql":
+            every_column = {column.key: getattr(row, column.key) for column in _table(UserSession).columns}
+            purged = _past_the_orm(self._session, _PURGE_AND_ADD_SESSION, {**every_column, **purging})
+            return purged.scalars().all()
+        expired = _past_the_orm(self._session, _PURGE_EXPIRED_SESSIONS, purging).scalars().all()
+        _past_the_orm(self._session, _ADD_SESSION, _row_values(row))
         return expired
 
     def of_user(self, user_id: str, *, now: int) -> Sequence[UserSession]:
@@ -632,7 +662,7 @@ class UserSessions:
         proof), the acr its last sign-in reached. A row ended meanwhile stays gone."""
         values = {name: value for name, value in (("storage_key", storage_key), ("acr", acr)) if value}
         if values:
-            _past_the_orm(self._session, update(UserSession).where(UserSession.sid == sid).values(**values))
+            _past_the_orm(self._session, _UPDATE_SESSION, {"which": sid, **values})
 
 
 class SessionClients:
@@ -643,9 +673,9 @@ class SessionClients:
 
     def record(self, *, sid: str, client_id: str, user_id: str, at: int) -> None:
         """Remember the client for the session; once (one statement: concurrent token requests agree)."""
-        insert = postgresql.insert if self._session.get_bind().dialect.name == "postgresql" else sqlite.insert
         values = {"sid": sid, "client_id": client_id, "user_id": user_id, "first_at": at}
-        _past_the_orm(self._session, insert(SessionClient).values(**values).on_conflict_do_nothing())
+        dialect = self._session.get_bind().dialect.name
+        _past_the_orm(self._session, _RECORD_SESSION_CLIENT[dialect], values)
 
     def take(self, sid: str) -> Sequence[tuple[SessionClient, Client]]:
         """The session's clients, each with its registration, forgotten in the same unit of work."""
@@ -681,8 +711,8 @@ class Audit:
 
     def write_recorded(self) -> None:
         rows = self._session.info.pop(AUDIT_ROWS, None)
-        if rows:
-            _past_the_orm(self._session, insert(AuditEvent).values(rows))
+        if rows:  # several rows go as one batch (psycopg's pipeline: one round trip)
+            _past_the_orm(self._session, _RECORD_AUDIT, rows)
 
     def of_user(self, user_id: str, limit: int = 50) -> Sequence[AuditEvent]:
         self.write_recorded()

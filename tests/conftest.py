@@ -19,9 +19,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from support.account import Account, sign_in
 from support.app import add_client, make_app
-from support.live import LiveProvider
+from support.live import LiveProvider, free_port
 from support.oidc_client import OpenIdProvider
-from support.services import POSTGRES_URL_ENV, postgres_server_url
+from support.services import POSTGRES_URL_ENV, RedisServer, postgres_server_url
 
 from idp.store.database import Database
 from idp.store.ephemeral import EmbeddedStore, EphemeralStore, RedisStore
@@ -141,3 +141,13 @@ def client_id(app: Flask) -> str:
 @pytest.fixture
 def account(app: Flask, client_id: str) -> Account:
     return sign_in(app, client_id)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis server of the test's own, to stop, kill and start again."""
+    server = RedisServer(free_port(), tmp_path)
+    server.start()
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        server.kill()

@@ -3,7 +3,6 @@ invariants racing units of work (threads, each with its own session) must not br
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, inspect, text
 from sqlalchemy.exc import IntegrityError
+from support.races import race_in_two_processes
 
 from idp.auth.factors import capabilities_of
 from idp.auth.pipeline import keeps_minimum
@@ -356,20 +356,8 @@ def test_rotations_in_two_processes_at_once_rotate_each_token_once(
     database_url: str, with_alice_and_bob: Database, with_offline_tokens: list[str]
 ) -> None:
     """Two workers of one node: each process batches its own rotations; the database serializes them."""
-    context = multiprocessing.get_context("spawn")  # no connection crosses a fork
-    start, results = context.Barrier(2), context.Queue()
-    workers = [
-        context.Process(target=_rotate_all, args=(database_url, with_offline_tokens, racer, start, results))
-        for racer in (1, 2)
-    ]
+    won = race_in_two_processes(_rotate_all, database_url, with_offline_tokens)
 
-    for worker in workers:
-        worker.start()
-    won = [results.get(timeout=60) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=10)
-
-    assert [worker.exitcode for worker in workers] == [0, 0]
     assert sorted(won[0] + won[1]) == sorted(with_offline_tokens), "every token is rotated exactly once"
 
 

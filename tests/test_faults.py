@@ -29,7 +29,7 @@ from flask import Flask
 from sqlalchemy import Engine, Table, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 from support.app import Browser, add_client, add_user, code_from, csrf_token, make_app
-from support.live import LiveProvider, free_port, instance_without_redis, start_provider
+from support.live import LiveProvider, instance_without_redis, start_provider
 from support.oidc_client import (
     Account,
     Attempt,
@@ -55,15 +55,6 @@ RECOVERY_SECONDS = 20
 
 
 # -- servers of our own ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(free_port(), tmp_path)
-    server.start()
-    yield server
-    if server.process is not None and server.process.poll() is None:
-        server.kill()
 
 
 @dataclass(frozen=True)

@@ -7,26 +7,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import redis
-from support.live import free_port
 from support.services import RedisServer
 
 from idp.store.ephemeral import Held, RedisStore, Reserved, StoreUnavailable, Tally
 from idp.store.redis_wire import RedisWire
 
 TRIES = Tally(key="tries:alice", hold_key="held:alice", window=60, free=1, holds=(60,))
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(free_port(), tmp_path)
-    server.start()
-    yield server
-    if server.process is not None and server.process.poll() is None:
-        server.kill()
 
 
 @pytest.fixture

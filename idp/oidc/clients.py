@@ -112,7 +112,7 @@ def register_client(
     _validate_request_object_alg(request_object_signing_alg, has_keys=has_keys)
     secret = secrets.token_urlsafe(32) if auth_method in SECRET_AUTH_METHODS else None
     client = Client(
-        client_id=secrets.token_urlsafe(16),
+        client_id=secrets.token_hex(16),  # never starting with '-', which a command line takes for an option
         secret_hash=None if secret is None else hash_secret(secret),
         name=name,
         redirect_uris=list(redirect_uris),
